@@ -1,0 +1,238 @@
+"""Expand a design into runs and evaluation jobs, deterministically, with the seed's names.
+
+Reads: an `ExperimentDesign`. Writes: nothing.
+Fine-tuned runs are every model x every factor-level combination, named
+`{model}_{other factor labels}_rank{r}`; `controls: true` adds `{model}_base`.
+Evaluation jobs follow the matrix: run x task x evaluated epoch (base runs: no epoch).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tasks.design import FACTOR_FIELDS, SAFE_LABEL, SAFE_NAME, DatasetSpec, ExperimentDesign, TrainingSpec
+from tasks.errors import DesignError, Problem
+from tasks.model_registry import known_models, lookup
+from tasks.plan import EvalJob, EpochRef, Run, RunParams
+
+# Short prefixes for factor labels in run names (the seed's `_lr3e-4_`, `_rank4`).
+LABEL_PREFIX = {
+    "lora_rank": "rank",
+    "learning_rate": "lr",
+    "epochs": "ep",
+    "batch_size": "bs",
+    "gradient_accumulation_steps": "ga",
+    "lora_dropout": "drop",
+    "weight_decay": "wd",
+    "max_seq_len": "seq",
+    "seed": "seed",
+    "num_warmup_steps": "warm",
+}
+
+
+def format_number(value: Any) -> str:
+    """3e-4 -> '3e-4', 0.05 -> '0.05', 64 -> '64' (short, and stable across runs)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e6:
+        return str(int(number))
+    if abs(number) < 1e-2:
+        mantissa, exponent = f"{number:.6e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{number:.6g}"
+
+
+def _dataset_labels(paths: list[str]) -> list[str]:
+    """Label dataset levels by the parts of their file names that differ (words_5L_... -> 5L)."""
+    stems = [Path(p).stem for p in paths]
+    tokens = [s.split("_") for s in stems]
+    if len({len(t) for t in tokens}) == 1 and len(stems) > 1:
+        differing = [i for i in range(len(tokens[0])) if len({t[i] for t in tokens}) > 1]
+        if differing:
+            return ["-".join(t[i] for i in differing) for t in tokens]
+    return stems
+
+
+def factor_levels(name: str, levels: list[Any] | dict[str, Any]) -> list[tuple[str, Any]]:
+    """(label, value) pairs of one factor, in the order the design gives them."""
+    if isinstance(levels, dict):
+        return [(str(label), value) for label, value in levels.items()]
+    if name == "dataset":
+        return list(zip(_dataset_labels([str(v) for v in levels]), levels))
+    if name == "packed":
+        return [("packed" if v else "unpacked", v) for v in levels]
+    if name == "system_prompt":
+        raise ValueError("give system_prompt levels as a mapping {label: prompt} so run names stay short")
+    prefix = LABEL_PREFIX.get(name, name)
+    return [(f"{prefix}{format_number(v)}", v) for v in levels]
+
+
+def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, Any]]], list[Problem]]:
+    problems: list[Problem] = []
+    levels: dict[str, list[tuple[str, Any]]] = {}
+    for name, raw in design.factors.items():
+        field = f"factors.{name}"
+        try:
+            pairs = factor_levels(name, raw)
+        except ValueError as error:
+            problems.append(Problem(field=field, message=str(error)))
+            continue
+        for i, (label, value) in enumerate(pairs):
+            if name == "lora_rank" and isinstance(raw, dict):
+                label = label if label.startswith("rank") else f"rank{label}"
+                pairs[i] = (label, value)
+            if not SAFE_LABEL.match(pairs[i][0]):
+                problems.append(Problem(field=f"{field}[{i}]", message=f"level label {pairs[i][0]!r} may contain only letters, digits, '.' and '-'"))
+            if name in FACTOR_FIELDS:
+                try:
+                    TrainingSpec.model_validate({**design.training.model_dump(), name: value})
+                except ValidationError as error:
+                    msg = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+                    problems.append(Problem(field=f"{field}[{i}]", message=f"level {value!r}: {msg}"))
+        labels = [label for label, _ in pairs]
+        repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if repeated:
+            problems.append(Problem(field=field, message=f"levels give the same run-name label twice: {', '.join(repeated)}"))
+        levels[name] = pairs
+    return levels, problems
+
+
+def _eval_epochs(design: ExperimentDesign, epochs: int, run: str) -> tuple[list[EpochRef], list[Problem]]:
+    spec = design.evaluation.epochs
+    if spec == "last":
+        return [epochs - 1], []
+    if spec == "all":
+        return list(range(epochs)), []
+    if spec == "best":
+        return ["best"], []
+    bad = [e for e in spec if e >= epochs]
+    if bad:
+        return [], [Problem(field="evaluation.epochs", message=f"run {run} trains {epochs} epoch(s) (epoch_0..epoch_{epochs - 1}); there is no epoch {', '.join(map(str, bad))}")]
+    return sorted(set(spec)), []
+
+
+def _params(design: ExperimentDesign, model: str, overrides: dict[str, Any]) -> RunParams:
+    training = TrainingSpec.model_validate({**design.training.model_dump(), **{k: v for k, v in overrides.items() if k != "dataset"}})
+    dataset = design.dataset
+    if "dataset" in overrides:
+        dataset = DatasetSpec.model_validate({**design.dataset.model_dump(), "path": Path(str(overrides["dataset"]))})
+    batch = training.batch_size
+    batch_size = batch.get(model) if isinstance(batch, dict) else (None if batch == "auto" else batch)
+    return RunParams(
+        lora_rank=training.lora_rank,
+        lora_alpha=2 * training.lora_rank,
+        lora_dropout=training.lora_dropout,
+        lora_attn_modules=list(training.lora_attn_modules),
+        apply_lora_to_mlp=training.apply_lora_to_mlp,
+        learning_rate=training.learning_rate,
+        weight_decay=training.weight_decay,
+        num_warmup_steps=training.num_warmup_steps,
+        epochs=training.epochs,
+        batch_size=batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        max_seq_len=training.max_seq_len,
+        packed=training.packed,
+        validation=training.validation,
+        validate_every_n_steps=training.validate_every_n_steps,
+        seed=training.seed,
+        dtype=training.dtype,
+        save_adapter_weights_only=training.save_adapter_weights_only,
+        system_prompt=training.system_prompt,
+        dataset=dataset,
+    )
+
+
+def run_name(model: str, labels: dict[str, str], rank: int) -> str:
+    """`{model}_{other factors in design order}_rank{rank}` (the seed's convention)."""
+    parts = [model] + [label for factor, label in labels.items() if factor != "lora_rank"]
+    parts.append(labels.get("lora_rank", f"rank{rank}"))
+    return "_".join(parts)
+
+
+def expand_design(design: ExperimentDesign) -> list[Run]:
+    """All runs of the design, fine-tuned first (models x factor levels), then controls."""
+    problems: list[Problem] = []
+    for i, model in enumerate(design.models):
+        if lookup(model) is None:
+            problems.append(Problem(field=f"models[{i}]", message=f"unknown model {model!r}; supported: {', '.join(known_models())}"))
+    levels, factor_problems = _check_factors(design)
+    problems += factor_problems
+    if problems:
+        raise DesignError(problems)
+
+    models_dir = Path(getattr(design.paths, "models_dir", "."))
+    runs: list[Run] = []
+    combos = list(itertools.product(*[levels[f] for f in levels])) if levels else [()]
+    for model in design.models:
+        for combo in combos:
+            labels = {factor: label for factor, (label, _) in zip(levels, combo)}
+            values = {factor: value for factor, (_, value) in zip(levels, combo)}
+            params = _params(design, model, values)
+            name = run_name(model, labels, params.lora_rank)
+            runs.append(Run(name=name, kind="finetune", model=model, model_dir=models_dir / model, factors=labels, params=params))
+    if design.controls:
+        for model in design.models:
+            params = _params(design, model, {})
+            runs.append(Run(name=f"{model}_base", kind="control", model=model, model_dir=models_dir / model, params=params))
+
+    names = [r.name for r in runs]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem(field="factors", message=f"two runs would both be named {name!r}; give the levels distinct labels"))
+    for name in names:
+        if not SAFE_NAME.match(name):
+            problems.append(Problem(field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"))
+    if problems:
+        raise DesignError(problems)
+    return _attach_evaluations(design, runs)
+
+
+def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
+    problems: list[Problem] = []
+    tasks = [t.name for t in design.evaluation.tasks]
+    matrix = design.evaluation.matrix or {}
+    known = {r.name for r in runs}
+    for run_key, run_tasks in matrix.items():
+        if run_key not in known:
+            problems.append(Problem(field=f"evaluation.matrix.{run_key}", message=f"no run is named {run_key!r}; runs are: {', '.join(sorted(known))}"))
+        for task in run_tasks:
+            if task not in tasks:
+                problems.append(Problem(field=f"evaluation.matrix.{run_key}", message=f"unknown task {task!r}; tasks are: {', '.join(tasks)}"))
+        if not run_tasks:
+            problems.append(Problem(field=f"evaluation.matrix.{run_key}", message="every run needs at least one evaluation task"))
+    result: list[Run] = []
+    for run in runs:
+        run_tasks = [t for t in tasks if t in matrix.get(run.name, tasks)]
+        if run.is_control:
+            epochs: list[EpochRef] = [None]
+        else:
+            epochs, epoch_problems = _eval_epochs(design, run.params.epochs, run.name)
+            problems += epoch_problems
+        jobs = [EvalJob(run=run.name, task=t, epoch=e) for t in run_tasks for e in epochs]
+        result.append(run.model_copy(update={"evaluations": jobs}))
+    if problems:
+        # the same problem can arise once per run (e.g. an epoch list); report it once
+        unique = list({(p.field, p.message): p for p in problems}.values())
+        raise DesignError(unique)
+    return result
+
+
+def design_type(design: ExperimentDesign) -> str:
+    """'2×2 Factorial Design' style label: models x each factor's level count."""
+    dims = [len(design.models)] + [len(v) for v in design.factors.values()]
+    dims = [d for d in dims if d > 1] or [1]
+    if len(dims) == 1 and dims[0] == 1:
+        return "Single configuration"
+    return "×".join(map(str, dims)) + (" Factorial Design" if len(dims) > 1 else " Design (one factor)")
+
+
+def count_runs(design: ExperimentDesign) -> int:
+    return len(design.models) * math.prod(len(v) for v in design.factors.values()) + (len(design.models) if design.controls else 0)
