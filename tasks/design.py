@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -38,6 +39,16 @@ def _safe_name(value: str, what: str) -> str:
             "(it becomes a directory and SLURM job name)"
         )
     return value
+
+
+def _model_name(value: str) -> str:
+    if "/" in value:
+        raise ValueError(f"model {value!r}: give the HuggingFace name without the organization ('{value.split('/')[-1]}')")
+    return _safe_name(value, "model")
+
+
+# checked per item, so errors name the entry: models[2]
+ModelName = Annotated[str, AfterValidator(_model_name)]
 
 
 class _Strict(BaseModel):
@@ -120,13 +131,14 @@ class EvaluationSpec(_Strict):
     max_tokens: PositiveInt = 32
     limit: PositiveInt | None = Field(None, description="Evaluate only the first N samples")
 
-    @model_validator(mode="after")
-    def _unique_tasks(self) -> "EvaluationSpec":
-        names = [t.name for t in self.tasks]
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks: list[EvalTask]) -> list[EvalTask]:
+        names = [t.name for t in tasks]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"task names must be unique; repeated: {', '.join(dupes)}")
-        return self
+        return tasks
 
 
 class PathsSpec(_Strict):
@@ -168,7 +180,7 @@ class ExperimentDesign(_Strict):
     name: str = Field(description="Run group name; the plan appends the date (_YYYY-MM-DD)")
     question: str = Field(description="The research question this experiment answers")
     task: str = Field(description="Short task label, e.g. capitalization_8L")
-    models: list[str] = Field(min_length=1, description="HuggingFace model names without the organization")
+    models: list[ModelName] = Field(min_length=1, description="HuggingFace model names without the organization")
     factors: dict[str, FactorLevels] = Field(
         default_factory=dict,
         description="Factor -> levels (a list, or {label: value}); every model x level combination is a run",
@@ -193,10 +205,6 @@ class ExperimentDesign(_Strict):
     @field_validator("models")
     @classmethod
     def _models(cls, value: list[str]) -> list[str]:
-        for model in value:
-            if "/" in model:
-                raise ValueError(f"model {model!r}: give the HuggingFace name without the organization ('{model.split('/')[-1]}')")
-            _safe_name(model, "model")
         dupes = sorted({m for m in value if value.count(m) > 1})
         if dupes:
             raise ValueError(f"models are listed twice: {', '.join(dupes)}")
@@ -215,17 +223,56 @@ class ExperimentDesign(_Strict):
 
     @model_validator(mode="after")
     def _consistency(self) -> "ExperimentDesign":
-        needs_validation = self.evaluation.epochs == "best"
-        if needs_validation and not self.training.validation and "validation" not in self.factors:
-            raise ValueError("evaluation.epochs: 'best' picks the epoch by validation loss, so training.validation must be true")
-        if isinstance(self.training.batch_size, dict):
-            unknown = sorted(set(self.training.batch_size) - set(self.models))
-            missing = sorted(set(self.models) - set(self.training.batch_size))
-            if unknown:
-                raise ValueError(f"training.batch_size names models not in `models`: {', '.join(unknown)}")
-            if missing:
-                raise ValueError(f"training.batch_size has no entry for: {', '.join(missing)}")
+        found = cross_field_problems(self.model_dump(mode="json"))
+        if found:
+            # one "field: message" per line; problems_from_validation splits them again
+            raise ValueError("\n".join(f"{field}: {message}" for field, message in found))
         return self
+
+
+def cross_field_problems(data: Any) -> list[tuple[str, str]]:
+    """Checks that span several fields, as (field, message).
+
+    Works on the raw mapping too (it ignores parts of the wrong type), so `parse_design` can
+    report these alongside field errors, which stop pydantic's model-level validator.
+    """
+    if not isinstance(data, dict):
+        return []
+    found: list[tuple[str, str]] = []
+    evaluation = data.get("evaluation") if isinstance(data.get("evaluation"), dict) else {}
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    if evaluation.get("epochs") == "best" and training.get("validation") is not True:
+        found.append(("evaluation.epochs", "'best' picks the epoch by validation loss, so training.validation must be true"))
+    batch = training.get("batch_size")
+    models = data.get("models")
+    if isinstance(batch, dict) and isinstance(models, list):
+        names = {str(m) for m in models}
+        unknown = sorted(set(map(str, batch)) - names)
+        missing = sorted(names - set(map(str, batch)))
+        if unknown:
+            found.append(("training.batch_size", f"names models not in `models`: {', '.join(unknown)}"))
+        if missing:
+            found.append(("training.batch_size", f"has no entry for: {', '.join(missing)}"))
+    return found
+
+
+# pydantic names union branches in error locations ('list[any]', 'constrained-int', 'PathsSpec', ...);
+# they mean nothing to a researcher.
+_BRANCH_TAG = re.compile(
+    r"^(?:(?:list|dict|set|tuple|frozenset|literal|function-\w+|is-instance|nullable)\[.*\]"
+    r"|constrained-\w+|str|int|float|bool|bytes|none|any|[A-Z]\w*Spec)$"
+)
+# what a union field accepts, said once instead of one complaint per branch
+_UNION_HINTS = {
+    "factors.": "must be a list of levels, or a mapping {label: value}",
+    "evaluation.epochs": "must be last, all, best, or a list of epoch indices such as [0, 1]",
+    "training.batch_size": "must be 'auto', a positive integer, or {model name: positive integer}",
+    "paths": "must be a mapping (models_dir:, output_dir:, ...) or the name of a saved sweepflow-paths block",
+    "cluster": "must be the name of a saved slurm-cluster block, or a mapping of its fields",
+}
+_TYPE_MISMATCH = {"list_type", "dict_type", "literal_error", "model_type", "model_attributes_type",
+                  "string_type", "int_type", "int_parsing", "float_type", "float_parsing", "bool_type",
+                  "bool_parsing", "none_required", "is_instance_of"}
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
@@ -233,25 +280,49 @@ def _loc(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif str(item) in {"list[...]", "dict[str,...]"} or str(item).startswith(("function-", "literal[", "int", "dict[", "list[", "str")):
-            # pydantic names union branches in locations; they mean nothing to a researcher
+        elif _BRANCH_TAG.match(str(item)):
             continue
         else:
             parts.append(("." if parts else "") + str(item))
     return "".join(parts) or "design"
 
 
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (check its spelling)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "too_short" and err.get("ctx", {}).get("min_length") == 1:
+        return "is empty; give at least one entry"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def problems_from_validation(error: ValidationError, source: str) -> list[Problem]:
     """Turn pydantic's errors into one researcher-readable problem per field."""
-    seen: dict[str, Problem] = {}
+    entries: list[tuple[str, str, bool]] = []  # field, message, is a union branch's type mismatch
     for err in error.errors():
-        field = _loc(tuple(err["loc"]))
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field (check its spelling)"
-        elif err["type"] == "missing":
-            message = "required field is missing"
-        # unions report one error per branch; keep the first per field
+        loc = tuple(err["loc"])
+        if not loc:
+            # model-level checks write "field: message" lines (see cross_field_problems)
+            for line in _message(err).splitlines():
+                field, sep, message = line.partition(": ")
+                entries.append((field, message, False) if sep else ("design", line, False))
+            continue
+        branch_level = bool(_BRANCH_TAG.match(str(loc[-1])))
+        entries.append((_loc(loc), _message(err), branch_level and err["type"] in _TYPE_MISMATCH))
+    seen: dict[str, Problem] = {}
+    fields = [f for f, _, _ in entries]
+    for field, message, mismatch in entries:
+        if mismatch:
+            # a union reports one error per branch: prefer a branch that matched the type but
+            # failed a constraint (or a deeper field), else say what the field accepts
+            if any(f != field and f.startswith((field + ".", field + "[")) for f in fields):
+                continue
+            if any(f == field and not m for f, _, m in entries):
+                continue
+            hint = next((h for k, h in _UNION_HINTS.items() if field == k or (k.endswith(".") and field.startswith(k))), None)
+            message = hint or message
         seen.setdefault(field, Problem(field=field, message=message, path=source))
     return list(seen.values())
 
@@ -291,12 +362,18 @@ def resolve_paths(design: ExperimentDesign, base: Path) -> ExperimentDesign:
 
 def parse_design(data: Any, source: str = "design", base: Path | None = None) -> ExperimentDesign:
     """Validate a parsed design mapping; raise DesignError naming every bad field."""
+    if data is None:
+        raise DesignError([Problem(field="design", message="is empty; expected a YAML mapping of fields (name:, models:, ...)", path=source)])
     if not isinstance(data, dict):
         raise DesignError([Problem(field="design", message="must be a YAML mapping of fields (name:, models:, ...)", path=source)])
     try:
         design = ExperimentDesign.model_validate(data)
     except ValidationError as error:
-        raise DesignError(problems_from_validation(error, source)) from None
+        problems = problems_from_validation(error, source)
+        # field errors stop pydantic before the cross-field checks; run them on the raw data
+        known = {(p.field, p.message) for p in problems}
+        problems += [Problem(field=f, message=m, path=source) for f, m in cross_field_problems(data) if (f, m) not in known]
+        raise DesignError(problems) from None
     return resolve_paths(design, base or Path.cwd())
 
 
@@ -308,8 +385,12 @@ def load_design(path: str | Path) -> ExperimentDesign:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DesignError([Problem(field="design", message="file not found", path=source)]) from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise DesignError([Problem(field="design", message=f"cannot be read: {error}", path=source)]) from None
+    except IsADirectoryError:
+        raise DesignError([Problem(field="design", message="is a folder, not a YAML file", path=source)]) from None
+    except UnicodeDecodeError as error:
+        raise DesignError([Problem(field="design", message=f"is not UTF-8 text (a binary file?): byte {error.start} cannot be decoded", path=source)]) from None
+    except OSError as error:
+        raise DesignError([Problem(field="design", message=f"cannot be read: {error.strerror or error}", path=source)]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

@@ -41,7 +41,10 @@ def format_number(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, int):
         return str(value)
-    number = float(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)  # not a number: the level check reports it, naming the level
     if number.is_integer() and abs(number) < 1e6:
         return str(int(number))
     if abs(number) < 1e-2:
@@ -59,7 +62,7 @@ def _dataset_labels(paths: list[str]) -> list[str]:
         differing = [i for i in range(len(tokens[0])) if len({t[i] for t in tokens}) > 1]
         if differing:
             return ["-".join(t[i] for i in differing) for t in tokens]
-    return stems
+    return [s.replace("_", "-") for s in stems]  # '_' separates the parts of a run name
 
 
 def factor_levels(name: str, levels: list[Any] | dict[str, Any]) -> list[tuple[str, Any]]:
@@ -101,7 +104,9 @@ def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, 
         labels = [label for label, _ in pairs]
         repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
         if repeated:
-            problems.append(Problem(field=field, message=f"levels give the same run-name label twice: {', '.join(repeated)}"))
+            problems.append(Problem(field=field, message=(
+                f"two levels would give runs the same name (label {', '.join(map(repr, repeated))} repeats); "
+                "name the levels with a mapping {label: value}")))
         levels[name] = pairs
     return levels, problems
 
@@ -116,7 +121,8 @@ def _eval_epochs(design: ExperimentDesign, epochs: int, run: str) -> tuple[list[
         return ["best"], []
     bad = [e for e in spec if e >= epochs]
     if bad:
-        return [], [Problem(field="evaluation.epochs", message=f"run {run} trains {epochs} epoch(s) (epoch_0..epoch_{epochs - 1}); there is no epoch {', '.join(map(str, bad))}")]
+        # no run name in the message: the same problem for every run is then reported once
+        return [], [Problem(field="evaluation.epochs", message=f"there is no epoch {', '.join(map(str, bad))}: runs of {epochs} epoch(s) save epoch_0..epoch_{epochs - 1}")]
     return sorted(set(spec)), []
 
 
