@@ -1,0 +1,36 @@
+"""Load torchtune's stock recipe modules from the installed torchtune distribution.
+
+Reads: `<site-packages>/recipes/<name>.py` (installed by torchtune 0.6.1). Writes: nothing.
+torchtune's `recipes/__init__.py` raises on import on purpose, so `import recipes.x` fails;
+the files are loaded by path under a private module name instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import torchtune
+
+STOCK_RECIPES_DIR = Path(torchtune.__file__).resolve().parent.parent / "recipes"
+
+
+def load_stock_recipe(name: str) -> ModuleType:
+    """The stock torchtune recipe module `name` (e.g. "lora_finetune_single_device")."""
+    module_name = f"_torchtune_stock_{name}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    path = STOCK_RECIPES_DIR / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise ImportError(f"torchtune stock recipe {name!r} not found at {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
