@@ -1,0 +1,132 @@
+"""Set up a planned run group: run folders, torchtune configs, SLURM scripts, README.
+
+Reads: `{group}/experiment.yaml` (the resolved plan written by plan-runs; never runs_plan.md).
+Writes (through `tasks/materialize.py`): every generated file; adds missing entries to
+`runs_status.yaml` (never removes or resets one); refreshes the "Setup" section of
+`runs_plan.md` between its markers (the rest of the file is left as it is).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from tasks.cluster_settings import ClusterSettings, cluster_settings
+from tasks.deliver import load_plan
+from tasks.fsio import atomic_write_text
+from tasks.materialize import FileChange, dry_run, materialize
+from tasks.plan import PLAN_MD, STATUS_FILE, Plan
+from tasks.render import render_template
+from tasks.setup_files import experiment_files
+from tasks.status import RunsStatus, StatusStore, initial_status
+
+SETUP_BEGIN = "<!-- sweepflow:setup:begin -->"
+SETUP_END = "<!-- sweepflow:setup:end -->"
+
+
+class SetupReport(BaseModel):
+    group_dir: Path
+    dry_run: bool
+    preview_dir: Path | None = None
+    changes: list[FileChange]
+    status_entries_added: int = 0
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def summary(self) -> str:
+        actions = ("create", "update", "unchanged", "kept-edit", "overwrite-edit")
+        counts = ", ".join(f"{self.count(a)} {a}" for a in actions if self.count(a))
+        head = "would change" if self.dry_run else "set up"
+        return f"{self.group_dir}: {head}: {counts or 'nothing'}"
+
+
+def tree(group_dir: Path, files: list[str], max_runs: int | None = None) -> str:
+    """A `tree`-like listing of the generated files (and the status/plan files)."""
+    paths = sorted(set(files) | {PLAN_MD, STATUS_FILE, "experiment.yaml"})
+    nested: dict[str, Any] = {}
+    for rel in paths:
+        node = nested
+        for part in rel.split("/"):
+            node = node.setdefault(part, {})
+    lines = [f"{group_dir.name}/"]
+
+    def walk(node: dict[str, Any], prefix: str, depth: int) -> None:
+        items = sorted(node.items(), key=lambda kv: (not kv[1], kv[0]))
+        shown = items if (max_runs is None or depth > 0) else items[:max_runs]
+        for i, (name, child) in enumerate(shown):
+            last = i == len(shown) - 1 and len(shown) == len(items)
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{name}{'/' if child else ''}")
+            walk(child, prefix + ("    " if last else "│   "), depth + 1)
+        if len(shown) < len(items):
+            lines.append(f"{prefix}└── ... ({len(items) - len(shown)} more)")
+
+    walk(nested, "", 0)
+    return "\n".join(lines)
+
+
+def _missing_status_entries(status: RunsStatus, plan: Plan) -> RunsStatus:
+    """Add runs/evaluations the plan has and the status file lacks; keep everything else."""
+    fresh = initial_status(plan)
+    for name, entry in fresh.runs.items():
+        if name not in status.runs:
+            status.runs[name] = entry
+            continue
+        for key, stage in entry.evaluations.items():
+            status.runs[name].evaluations.setdefault(key, stage)
+    return status
+
+
+def _count_entries(status: RunsStatus) -> int:
+    return sum(1 for _ in status.stages())
+
+
+def _update_status(plan: Plan) -> int:
+    store = StatusStore(plan.group_dir / STATUS_FILE)
+    if not store.path.exists():
+        store.write(initial_status(plan))
+        return _count_entries(initial_status(plan))
+    before = store.read()
+    after = _missing_status_entries(store.read(), plan)
+    added = _count_entries(after) - _count_entries(before)
+    if added:  # rewriting an unchanged file would only move its timestamp
+        store.update(lambda status: _missing_status_entries(status, plan))
+    return added
+
+
+def _update_plan_markdown(plan: Plan, files: list[str], cluster: ClusterSettings) -> None:
+    path = plan.group_dir / PLAN_MD
+    section = render_template(
+        "runs_plan_setup.md.j2", plan=plan, tree=tree(plan.group_dir, files, max_runs=12), cluster=cluster,
+        begin=SETUP_BEGIN, end=SETUP_END,
+    )
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    before, found, rest = text.partition(SETUP_BEGIN)
+    if found:
+        _, _, after = rest.partition(SETUP_END)
+        new = before + section.rstrip("\n") + after
+    else:
+        new = text.rstrip("\n") + "\n\n" + section
+    if new != text:
+        atomic_write_text(path, new)
+
+
+def setup_experiment(
+    group_dir: str | Path,
+    overwrite_edits: bool = False,
+    preview: bool = False,
+    cluster_overrides: dict[str, Any] | None = None,
+) -> SetupReport:
+    """Create or refresh the run group's files. Everything is rendered before anything is written."""
+    plan = load_plan(group_dir)
+    cluster = cluster_settings(plan.design, cluster_overrides)
+    files = experiment_files(plan, cluster)
+    if preview:
+        preview_dir, changes = dry_run(plan.group_dir, files, overwrite_edits)
+        return SetupReport(group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes)
+    changes = materialize(plan.group_dir, files, overwrite_edits)
+    added = _update_status(plan)
+    _update_plan_markdown(plan, list(files), cluster)
+    return SetupReport(group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added)

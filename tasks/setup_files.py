@@ -1,0 +1,139 @@
+"""Every file of an experiment's directory tree, rendered from the plan (nothing written here).
+
+Reads: a `Plan` (from experiment.yaml) and the cluster settings.
+Writes: nothing; returns {relative path: GeneratedFile}. `tasks/materialize.py` writes them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel
+
+from tasks.cluster_settings import ClusterSettings
+from tasks.expand import design_type, factor_levels
+from tasks.plan import EvalJob, Plan, Run
+from tasks.render import render_template
+from tasks.torchtune_config import recipe_for, render_finetune_config
+
+SWEEPFLOW_HOME = Path(__file__).resolve().parents[1]
+
+
+class GeneratedFile(BaseModel):
+    content: str
+    executable: bool = False
+
+
+def _dump(data: object) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+
+
+def eval_script_name(job: EvalJob) -> str:
+    if job.epoch is None:
+        return "eval.slurm"
+    return f"eval_epoch_{job.epoch}.slurm"
+
+
+def eval_job_name(job: EvalJob) -> str:
+    """SLURM job name of an evaluation: `{run}__{task}[_epoch_N]` (unique within the group)."""
+    return f"{job.run}__{job.key}"
+
+
+def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
+    files: dict[str, GeneratedFile] = {}
+    run_dir = plan.group_dir / run.name
+    tasks = {t.name: t for t in plan.design.evaluation.tasks}
+    for task_name in sorted({job.task for job in run.evaluations}, key=list(tasks).index):
+        task = tasks[task_name]
+        eval_dir = run_dir / "evaluations" / task.name
+        dataset = task.dataset or run.params.dataset.path
+        args = {"system_prompt": run.params.system_prompt, "dataset": str(dataset)}
+        files[f"{run.name}/evaluations/{task.name}/task_args.yaml"] = GeneratedFile(
+            content=render_template("task_args.yaml.j2", task=task, body=_dump(args))
+        )
+        task_ref = str(task.script) + (f"@{task.task_function}" if task.task_function else "")
+        for job in (j for j in run.evaluations if j.task == task.name):
+            base = run.is_control
+            model_path = run.model_dir if base else run_dir / f"epoch_{job.epoch}"
+            label = f"hf/{run.name}" if base else f"hf/{run.name}_epoch_{job.epoch}"
+            name = eval_script_name(job)
+            files[f"{run.name}/evaluations/{task.name}/{name}"] = GeneratedFile(
+                executable=True,
+                content=render_template(
+                    "eval.slurm.j2",
+                    plan=plan,
+                    job=job,
+                    task=task,
+                    base=base,
+                    cluster=cluster,
+                    script_name=name,
+                    job_name=eval_job_name(job),
+                    eval_dir=str(eval_dir),
+                    run_dir=str(run_dir),
+                    model_path=str(model_path),
+                    model_label=label,
+                    task_ref=task_ref,
+                    max_tokens=plan.design.evaluation.max_tokens,
+                    limit=plan.design.evaluation.limit,
+                    design_hash=plan.design_hash,
+                    sweepflow_home=str(SWEEPFLOW_HOME),
+                ),
+            )
+    return files
+
+
+def _finetune_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
+    run_dir = plan.group_dir / run.name
+    gpus = plan.design.gpu.count if cluster.device == "cuda" else 0
+    setup = {
+        "run": run.name,
+        "run_group": plan.run_group,
+        "model": run.model,
+        "model_dir": str(run.model_dir),
+        "factors": dict(run.factors),
+        "recipe": recipe_for(plan.design.gpu.count, run.params.validation, device=cluster.device),
+        "gpus": plan.design.gpu.count,
+        "device": cluster.device,
+        **run.params.model_dump(mode="json"),
+    }
+    return {
+        f"{run.name}/setup_finetune.yaml": GeneratedFile(
+            content=render_template("setup_finetune.yaml.j2", run=run, plan=plan, body=_dump(setup))
+        ),
+        f"{run.name}/finetune.yaml": GeneratedFile(content=render_finetune_config(run, run_dir, device=cluster.device, plan_context=plan)),
+        f"{run.name}/finetune.slurm": GeneratedFile(
+            executable=True,
+            content=render_template(
+                "finetune.slurm.j2",
+                plan=plan,
+                run=run,
+                cluster=cluster,
+                gpus=gpus,
+                distributed=gpus > 1,
+                recipe=recipe_for(plan.design.gpu.count, run.params.validation, device=cluster.device),
+                time_limit=cluster.time_limit,
+                run_dir=str(run_dir),
+                sweepflow_home=str(SWEEPFLOW_HOME),
+            ),
+        ),
+    }
+
+
+def experiment_files(plan: Plan, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
+    """All generated files of the run group, keyed by path relative to the group folder."""
+    files: dict[str, GeneratedFile] = {}
+    for run in plan.runs:
+        if not run.is_control:
+            files.update(_finetune_files(plan, run, cluster))
+        files.update(_eval_files(plan, run, cluster))
+    levels = {name: [label for label, _ in factor_levels(name, raw)] for name, raw in plan.design.factors.items()}
+    files["README.md"] = GeneratedFile(
+        content=render_template(
+            "experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design), factor_levels=levels
+        )
+    )
+    files["submit_all.sh"] = GeneratedFile(
+        executable=True, content=render_template("submit_all.sh.j2", plan=plan, runs=plan.finetune_runs)
+    )
+    return files
