@@ -17,6 +17,7 @@ from tasks.cluster_settings import ClusterSettings, cluster_settings
 from tasks.deliver import load_plan
 from tasks.fsio import atomic_write_text
 from tasks.materialize import FileChange, dry_run, materialize
+from tasks.overrides import overrides_from_status
 from tasks.plan import PLAN_MD, STATUS_FILE, Plan
 from tasks.render import render_template
 from tasks.setup_files import experiment_files
@@ -32,6 +33,7 @@ class SetupReport(BaseModel):
     preview_dir: Path | None = None
     changes: list[FileChange]
     status_entries_added: int = 0
+    runs_with_overrides: list[str] = []  # fine-tunes re-rendered with a retry's batch size / resume
 
     def count(self, action: str) -> int:
         return sum(1 for c in self.changes if c.action == action)
@@ -122,11 +124,17 @@ def setup_experiment(
     """Create or refresh the run group's files. Everything is rendered before anything is written."""
     plan = load_plan(group_dir)
     cluster = cluster_settings(plan.design, cluster_overrides)
-    files = experiment_files(plan, cluster)
+    status_path = plan.group_dir / STATUS_FILE
+    overrides = overrides_from_status(StatusStore(status_path).read()) if status_path.exists() else {}
+    files = experiment_files(plan, cluster, overrides)
     if preview:
         preview_dir, changes = dry_run(plan.group_dir, files, overwrite_edits)
-        return SetupReport(group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes)
+        return SetupReport(
+            group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes, runs_with_overrides=sorted(overrides)
+        )
     changes = materialize(plan.group_dir, files, overwrite_edits)
     added = _update_status(plan)
     _update_plan_markdown(plan, list(files), cluster)
-    return SetupReport(group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added)
+    return SetupReport(
+        group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added, runs_with_overrides=sorted(overrides)
+    )

@@ -62,6 +62,13 @@ class Attempt(_Model):
     reason: str | None = None
     batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
+    cause: str | None = None  # FailureCause of this attempt's failure (oom, timeout, node, ...)
+    remedy: str | None = None  # what was done about it, e.g. "OOM: batch 16→8, ..." or "not retried: ..."
+    node: str | None = None
+    elapsed_s: float | None = None
+    time_limit: str | None = None  # sbatch --time given on the command line (a retry after TIMEOUT)
+    exclude: str | None = None  # sbatch --exclude nodes (a retry after a node failure)
+    resume_epoch: int | None = None  # resumed from epoch_N (torchtune resume_from_checkpoint)
 
     @field_validator("job_id", mode="before")
     @classmethod
@@ -73,8 +80,20 @@ class Attempt(_Model):
         return {k: v for k, v in handler(self).items() if v is not None}
 
 
+class FinetuneOverrides(_Model):
+    """Per-run changes made by a retry, kept so a later setup-experiment re-renders them too."""
+
+    batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    resume_epoch: int | None = None  # finetune.yaml resumes from epoch_N/ (after a TIMEOUT)
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
 # Fields beyond the seed's schema: written only when set, so a fresh file is exactly the seed's.
-_OPTIONAL = ("note", "reason", "slurm_state", "exit_code", "attempts")
+_OPTIONAL = ("note", "reason", "slurm_state", "exit_code", "attempts", "overrides")
 
 
 class StageStatus(_Model):
@@ -89,6 +108,7 @@ class StageStatus(_Model):
     slurm_state: str | None = None
     exit_code: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
+    overrides: FinetuneOverrides | None = None  # fine-tunes only: set by a retry's remedy
 
     @field_validator("job_id", mode="before")
     @classmethod

@@ -1,0 +1,102 @@
+"""An in-memory job scheduler for unit tests of launch/sync/retry logic, and a real run group.
+
+`FakeScheduler` implements the `tasks.backends.base.Backend` protocol with SLURM's states,
+reading the job name from the submitted script's `#SBATCH --job-name=` line. Tests move jobs
+through states with `finish(...)`. Integration against a real SLURM lives elsewhere.
+`make_group` builds a real run group: fakesite resources -> build_plan -> deliver_plan ->
+setup_experiment.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fakesite import DATE, design  # noqa: E402
+from tasks.backends.base import JobInfo, JobStatus, SubmitError  # noqa: E402
+from tasks.cluster_settings import ClusterSettings  # noqa: E402
+from tasks.deliver import deliver_plan  # noqa: E402
+from tasks.design import parse_design  # noqa: E402
+from tasks.planner import build_plan  # noqa: E402
+from tasks.setup import setup_experiment  # noqa: E402
+
+NOW = "2026-01-02T00:00:00+00:00"
+_NAME = re.compile(r"^#SBATCH --job-name=(\S+)", re.MULTILINE)
+_STATUS: dict[str, JobStatus] = {
+    "PENDING": "pending", "RUNNING": "running", "COMPLETED": "completed", "FAILED": "failed",
+    "OUT_OF_MEMORY": "failed", "TIMEOUT": "failed", "NODE_FAIL": "failed", "PREEMPTED": "failed",
+    "BOOT_FAIL": "failed", "CANCELLED": "cancelled",
+}
+
+
+class FakeScheduler:
+    """Jobs in a dict; every call recorded. `errors`: SubmitErrors raised by the next submits."""
+
+    name = "fake"
+
+    def __init__(self, first_id: int = 100) -> None:
+        self.calls = 0
+        self.named_calls = 0
+        self.next_id = first_id
+        self.jobs: dict[str, JobInfo] = {}
+        self.submits: list[dict[str, Any]] = []
+        self.cancelled: list[str] = []
+        self.errors: list[SubmitError] = []
+
+    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, extra_args: list[str] | None = None) -> str:
+        if self.errors:
+            raise self.errors.pop(0)
+        match = _NAME.search(Path(script).read_text())
+        name = match.group(1) if match else Path(script).name
+        job_id = str(self.next_id)
+        self.next_id += 1
+        self.jobs[job_id] = JobInfo(job_id=job_id, name=name, status="pending", raw_state="PENDING")
+        self.submits.append({"id": job_id, "name": name, "script": Path(script), "cwd": Path(cwd),
+                             "after_ok": list(after_ok or []), "extra_args": list(extra_args or [])})
+        return job_id
+
+    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+        self.calls += 1
+        return {i: self.jobs[i] for i in job_ids if i in self.jobs}
+
+    def jobs_named(self, names: list[str]) -> dict[str, list[JobInfo]]:
+        self.named_calls += 1
+        found: dict[str, list[JobInfo]] = {}
+        for info in self.jobs.values():
+            if info.name in names:
+                found.setdefault(info.name, []).append(info)
+        return found
+
+    def cancel(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            self.cancelled.append(job_id)
+            if job_id in self.jobs and self.jobs[job_id].status in ("pending", "running"):
+                self.finish(job_id, "CANCELLED by 1000")
+
+    def finish(self, job_id: str, raw_state: str, **fields: Any) -> JobInfo:
+        """Put a job in a SLURM state, e.g. finish("101", "OUT_OF_MEMORY", node="gpu7", exit_code="0:125")."""
+        base = raw_state.split(" ")[0]
+        info = self.jobs[job_id].model_copy(update={"raw_state": raw_state, "status": _STATUS[base], **fields})
+        self.jobs[job_id] = info
+        return info
+
+    def by_name(self, name: str) -> list[dict[str, Any]]:
+        return [s for s in self.submits if s["name"] == name]
+
+
+def cluster(**changes: Any) -> ClusterSettings:
+    return ClusterSettings(**{"max_queued_jobs": 50, "submit_stagger_seconds": 5.0, **changes})
+
+
+def make_group(root: Path, **changes: Any) -> Path:
+    """A set-up run group: 2 models x ranks 4/64 (2 epochs, every epoch evaluated) + 2 controls."""
+    data = design(root, **changes)
+    data["evaluation"]["epochs"] = "all"
+    plan = build_plan(parse_design(data), date=DATE)
+    group = deliver_plan(plan, NOW)
+    setup_experiment(group)
+    return group

@@ -1,0 +1,64 @@
+"""Fake site resources for flow tests: model folders, a dataset and an eval script in a folder.
+
+The model folders hold config.json and the exact weight file names torchtune loads
+(`tasks.model_registry`), filled with a few zero bytes: verification checks presence, not
+content. Nothing here needs a network or a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tasks.model_registry import lookup
+
+MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct"]
+DATE = "2026-01-02"
+FILES = {"experiment.yaml", "runs_plan.md", "runs_status.yaml"}
+
+
+def make_site(root: Path, models: list[str] = MODELS, rows: int = 200) -> dict:
+    """Create the resources under `root`; return the design's dataset/evaluation/paths parts."""
+    models_dir = root / "models"
+    for name in models:
+        folder = models_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+        for weight in lookup(name).checkpoint_files:
+            (folder / weight).write_bytes(b"\0" * 256)
+    records = [{"input": f"word{i}", "output": f"Word{i}"} for i in range(rows)]
+    n_train, n_val = rows * 8 // 10, rows // 10
+    dataset = root / "data" / "words_5L.json"
+    dataset.parent.mkdir(parents=True, exist_ok=True)
+    dataset.write_text(json.dumps({
+        "train": records[:n_train],
+        "validation": records[n_train:n_train + n_val],
+        "test": records[n_train + n_val:],
+    }))
+    script = root / "evals" / "cap.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("# inspect-ai task file\n")
+    return {
+        "dataset": {"path": str(dataset)},
+        "evaluation": {"tasks": [{"name": "cap", "script": str(script)}]},
+        "paths": {"models_dir": str(models_dir), "output_dir": str(root / "out")},
+    }
+
+
+def design(root: Path, name: str = "exp", **changes) -> dict:
+    """A 2 models x 2 ranks design (plus 2 controls) over resources made under `root`."""
+    data = {
+        "name": name,
+        "question": "Does LoRA rank matter?",
+        "task": "capitalization",
+        "models": MODELS,
+        "factors": {"lora_rank": [4, 64]},
+        "training": {"epochs": 2},
+        **make_site(root),
+    }
+    data.update(changes)
+    return data
+
+
+def group_dir(root: Path, name: str = "exp", date: str = DATE) -> Path:
+    return root / "out" / f"{name}_{date}"

@@ -1,0 +1,157 @@
+"""launch-runs logic: chaining, controls, queue cap, stagger, crash-resume without duplicates, sbatch errors.
+
+Against `FakeScheduler` (tests/fake_scheduler.py), on a real run group (plan -> deliver -> setup).
+The status file's concurrency (8 processes, no lost update) is tested in tests/test_status.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fake_scheduler import FakeScheduler, cluster, make_group
+from tasks.backends.base import SubmitError
+from tasks.launch import BACKOFF_S, submit_pending
+from tasks.status import StatusStore
+
+FT_RUNS = ["Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64", "Llama-3.2-3B-Instruct_rank4", "Llama-3.2-3B-Instruct_rank64"]
+CONTROLS = ["Llama-3.2-1B-Instruct_base", "Llama-3.2-3B-Instruct_base"]
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Path:
+    return make_group(tmp_path)
+
+
+def _status(group: Path):
+    return StatusStore(group / "runs_status.yaml").read()
+
+
+def test_evaluations_are_chained_to_their_own_finetune_and_controls_start_at_once(group: Path) -> None:
+    fake, naps = FakeScheduler(), []
+    report = submit_pending(group, fake, cluster(), sleep=naps.append)
+    assert report.complete and not report.failed and len(report.submitted) == 14
+    status = _status(group)
+    for run in FT_RUNS:
+        ft = status.stage(run)
+        assert ft.status == "submitted" and ft.job_id
+        [sub] = fake.by_name(run)
+        assert sub["after_ok"] == [] and sub["cwd"] == group / run and sub["script"] == group / run / "finetune.slurm"
+        for epoch in (0, 1):
+            stage = status.stage(run, f"cap_epoch_{epoch}")
+            [esub] = fake.by_name(f"{run}__cap_epoch_{epoch}")
+            assert esub["after_ok"] == [ft.job_id]  # its own fine-tune only: no global barrier
+            assert esub["script"] == group / run / "evaluations" / "cap" / f"eval_epoch_{epoch}.slurm"
+            assert stage.job_id == esub["id"] and stage.status == "submitted"
+            assert stage.attempts[0].job_id == esub["id"]
+        assert ft.attempts[0].batch_size is not None and ft.attempts[0].gradient_accumulation_steps == 1
+    for run in CONTROLS:
+        [sub] = fake.by_name(f"{run}__cap")
+        assert sub["after_ok"] == [] and sub["script"].name == "eval.slurm"
+        assert status.stage(run).status == "skipped"  # base models are never fine-tuned
+    # stagger only between jobs that can start at once: 4 fine-tunes + 2 controls -> 5 pauses
+    assert naps == [5.0] * 5
+
+
+def test_status_is_written_after_every_submission(group: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeScheduler()
+    seen: list[int] = []
+    original = fake.submit
+
+    def spy(*args, **kwargs):  # at each submit, every earlier job id is already in the file
+        seen.append(sum(1 for _, _, s in _status(group).stages() if s.job_id))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fake, "submit", spy)
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    assert seen == list(range(14))
+
+
+def test_queue_cap_defers_whole_runs_and_a_later_call_finishes(group: Path) -> None:
+    fake = FakeScheduler()
+    first = submit_pending(group, fake, cluster(max_queued_jobs=7), sleep=lambda s: None)
+    assert first.queued <= 7 and not first.complete
+    assert len(first.submitted) == 7  # two whole runs (3 jobs each) + one control evaluation
+    assert sum(1 for s in first.submitted if s.stage == "finetune") == 2
+    assert "Llama-3.2-3B-Instruct_rank4/finetune" in first.deferred
+    again = submit_pending(group, fake, cluster(max_queued_jobs=7), sleep=lambda s: None)
+    assert again.submitted == [] and again.queued == 7  # nothing finished: still full
+    for sub in fake.submits:
+        fake.finish(sub["id"], "COMPLETED")
+    from tasks.sync import sync_status  # noqa: PLC0415 - frees the queue like the flow does
+
+    sync_status(group, fake)
+    rest = submit_pending(group, fake, cluster(max_queued_jobs=7), sleep=lambda s: None)
+    assert rest.complete and len(rest.submitted) == 7
+    assert len({s["name"] for s in fake.submits}) == 14 == len(fake.submits)
+
+
+def test_crash_after_half_the_submissions_never_duplicates(group: Path) -> None:
+    fake = FakeScheduler()
+    store = StatusStore(group / "runs_status.yaml")
+    submit_pending(group, fake, cluster(max_queued_jobs=6), sleep=lambda s: None)  # 2 runs fully submitted
+    ids = {s["name"]: s["id"] for s in fake.submits}
+    # the orchestrator died right after sbatch returned for the next fine-tune: the job exists, the file does not say so
+    run = "Llama-3.2-3B-Instruct_rank4"
+    lost = fake.submit(group / run / "finetune.slurm", group / run)
+    assert store.read().stage(run).status == "pending"
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    names = [s["name"] for s in fake.submits]
+    assert len(names) == len(set(names)) == 14  # every job exactly once
+    assert [a.stage for a in report.adopted] == ["finetune"] and report.adopted[0].job_id == lost
+    status = store.read()
+    assert status.stage(run).job_id == lost and "adopted" in (status.stage(run).attempts[0].reason or "")
+    assert fake.by_name(f"{run}__cap_epoch_0")[0]["after_ok"] == [lost]  # chained to the adopted job
+    assert status.stage("Llama-3.2-1B-Instruct_rank4").job_id == ids["Llama-3.2-1B-Instruct_rank4"]
+    assert report.already_submitted == 6
+
+
+def test_status_saying_submitted_is_trusted(group: Path) -> None:
+    fake = FakeScheduler()
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    other = FakeScheduler(first_id=900)  # a scheduler that knows nothing: the status file is trusted
+    report = submit_pending(group, other, cluster(), sleep=lambda s: None)
+    assert other.submits == [] and report.already_submitted == 14 and report.complete
+    assert other.named_calls == 0  # nothing pending: not even a name lookup
+
+
+def test_foreign_finished_job_with_the_same_name_is_not_adopted(group: Path) -> None:
+    fake = FakeScheduler()
+    run = "Llama-3.2-1B-Instruct_rank4"
+    old = fake.submit(group / run / "finetune.slurm", group / run)
+    fake.finish(old, "COMPLETED")  # another group's job: its log is not in this run folder
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    assert len(fake.by_name(run)) == 2 and _status(group).stage(run).job_id != old
+
+
+def test_transient_errors_are_retried_with_backoff(group: Path) -> None:
+    fake, naps = FakeScheduler(), []
+    fake.errors = [SubmitError("Socket timed out", transient=True)] * 2
+    report = submit_pending(group, fake, cluster(submit_stagger_seconds=0), sleep=naps.append)
+    assert report.complete and report.transient_errors == 2 and len(fake.submits) == 14
+    assert naps == [BACKOFF_S, BACKOFF_S * 2]
+
+
+def test_transient_errors_that_persist_defer_and_a_later_call_submits(group: Path) -> None:
+    fake = FakeScheduler()
+    fake.errors = [SubmitError("Unable to contact slurm controller", transient=True)] * 4
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    first = FT_RUNS[0]
+    assert f"{first}/finetune" in report.deferred and f"{first}/cap_epoch_1" in report.deferred
+    assert _status(group).stage(first).status == "pending"
+    assert len(fake.submits) == 11
+    later = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    assert later.complete and len(fake.submits) == 14
+
+
+def test_permanent_error_fails_that_stage_only(group: Path) -> None:
+    fake = FakeScheduler()
+    fake.errors = [SubmitError("Requested time limit is invalid (missing or exceeds some limit)")]
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    first = FT_RUNS[0]
+    assert [(p.run, p.stage) for p in report.failed] == [(first, "finetune")]
+    status = _status(group)
+    assert status.stage(first).status == "failed" and "time limit is invalid" in status.stage(first).reason
+    assert status.stage(first, "cap_epoch_0").status == "pending"  # never submitted after a refused fine-tune
+    assert report.complete and len(fake.submits) == 11  # every other run went on
