@@ -27,8 +27,6 @@ from tasks.torchtune_config import FinetuneContext, render_finetune_config
 
 RECIPE_STATE = "recipe_state/recipe_state.pt"
 ADAPTER_FILE = "adapter_model.pt"
-_RESUME_OFF = "resume_from_checkpoint: false\n"
-_RECIPE_NULL = "  recipe_checkpoint: null\n"
 
 
 def adapter_checkpoint(epoch: int) -> str:
@@ -70,16 +68,9 @@ def apply_overrides(run: Run, overrides: FinetuneOverrides | None) -> Run:
     return run.model_copy(update={"params": run.params.model_copy(update=changes)})
 
 
-def enable_resume(config_text: str, epoch: int) -> str:
-    """Turn a rendered finetune.yaml into one that resumes after `epoch_{epoch}/`."""
-    if config_text.count(_RESUME_OFF) != 1 or config_text.count(_RECIPE_NULL) != 1:
-        raise ValueError("finetune.yaml template changed: cannot find 'resume_from_checkpoint: false' / 'recipe_checkpoint: null'")
-    pinned = (
-        f'  recipe_checkpoint: "{RECIPE_STATE}"\n'
-        f'  adapter_checkpoint: "{adapter_checkpoint(epoch)}"\n'
-    )
-    resume = f"# sweepflow retry after TIMEOUT: continue after epoch_{epoch}/ (adapter + recipe state)\nresume_from_checkpoint: true\n"
-    return config_text.replace(_RECIPE_NULL, pinned).replace(_RESUME_OFF, resume)
+def resume_settings(epoch: int) -> dict[str, object]:
+    """Template values that make finetune.yaml continue after `epoch_{epoch}/`."""
+    return {"epoch": epoch, "recipe_checkpoint": RECIPE_STATE, "adapter_checkpoint": adapter_checkpoint(epoch)}
 
 
 def render_finetune_with_overrides(
@@ -90,10 +81,8 @@ def render_finetune_with_overrides(
     overrides: FinetuneOverrides | None,
 ) -> str:
     """`render_finetune_config` of the run with its overrides (batch, accumulation, resume)."""
-    text = render_finetune_config(apply_overrides(run, overrides), run_dir, device=device, plan_context=plan_context)
-    if overrides is not None and overrides.resume_epoch is not None:
-        text = enable_resume(text, overrides.resume_epoch)
-    return text
+    resume = resume_settings(overrides.resume_epoch) if overrides is not None and overrides.resume_epoch is not None else None
+    return render_finetune_config(apply_overrides(run, overrides), run_dir, device=device, plan_context=plan_context, resume=resume)
 
 
 def overrides_from_status(status: RunsStatus) -> dict[str, FinetuneOverrides]:

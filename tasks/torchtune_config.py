@@ -161,8 +161,12 @@ def render_finetune_config(
     run_dir: Path,
     device: str | None = None,
     plan_context: Union[Plan, FinetuneContext, None] = None,
+    resume: dict[str, Any] | None = None,
 ) -> str:
     """The complete torchtune `finetune.yaml` of a fine-tuned run.
+
+    `resume`: {epoch, recipe_checkpoint, adapter_checkpoint} to continue after a saved epoch
+    (a TIMEOUT retry); paths relative to the run folder.
 
     `device`: "cuda" or "cpu" (None: cpu for the tiny model, else cuda). `plan_context`: the
     Plan (or a FinetuneContext) for the header and the GPU count; without it, 1 GPU.
@@ -209,6 +213,7 @@ def render_finetune_config(
         system_prompt=params.system_prompt or None,
         device=device,
         on_gpu=device == "cuda",
+        resume=resume,
     )
 
 

@@ -19,7 +19,7 @@ from fake_scheduler import FakeScheduler, cluster, make_group
 from tasks.backends.base import SubmitError
 from tasks.launch import retry_failed, submit_pending
 from tasks.materialize import read_manifest
-from tasks.overrides import RECIPE_STATE, enable_resume, resumable_epoch
+from tasks.overrides import RECIPE_STATE, resumable_epoch
 from tasks.retry_policy import RetryContext, apply_remedy, decide, parse_time_limit, plan_retry, scale_time_limit
 from tasks.setup import setup_experiment
 from tasks.status import StatusStore
@@ -226,11 +226,6 @@ def test_user_edited_config_is_backed_up_before_the_remedy(launched) -> None:
     changes = {c.path: c for c in apply_remedy(group, RUN, remedy, cluster())}
     assert changes[f"{RUN}/finetune.yaml"].action == "overwrite-edit"
     assert "# my note" in (group / changes[f"{RUN}/finetune.yaml"].backup).read_text()
-
-
-def test_enable_resume_refuses_an_unknown_template() -> None:
-    with pytest.raises(ValueError):
-        enable_resume("resume_from_checkpoint: false\n", 0)
 
 
 # ---------------------------------------------------------------------------- real torchtune resume (slow)
