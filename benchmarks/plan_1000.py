@@ -1,0 +1,154 @@
+"""Benchmark: how long planning a 1,000-run design takes (target: under 3 s).
+
+Builds, in a temporary folder, fake resources (model folders with config.json and empty
+weight files, a 2,000-row dataset, an eval script) and a design of
+4 models x 10 LoRA ranks x 25 learning rates = 1,000 fine-tuned runs, then times each stage:
+design parsing, `build_plan` (expand, verify, estimate), `render_plan_markdown`, and
+`deliver_plan` (writing the three files). No Prefect: this measures sweepflow's own code.
+The real free-disk check runs, but its verdict is ignored (1,000 runs need ~240 GiB).
+
+    python benchmarks/plan_1000.py [--repeat 3] [--keep]
+
+Reads/writes: only its temporary folder (removed unless --keep).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tasks.design import parse_design  # noqa: E402
+from tasks.model_registry import lookup  # noqa: E402
+
+MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"]
+RANKS = [2, 4, 8, 12, 16, 24, 32, 48, 64, 128]
+LEARNING_RATES = [round(k * 1e-5, 7) for k in range(1, 26)]
+TARGET_S = 3.0
+
+
+def make_site(root: Path, models: list[str], rows: int = 2000) -> dict:
+    """Fake model folders, dataset and eval script under `root`; returns the design's paths/dataset/eval parts."""
+    models_dir = root / "models"
+    for name in models:
+        folder = models_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+        for weight in lookup(name).checkpoint_files:
+            (folder / weight).write_bytes(b"\0" * 1024)
+    words = [f"word{i:05d}" for i in range(rows)]
+    records = [{"input": w, "output": w.capitalize()} for w in words]
+    n_train, n_val = rows * 8 // 10, rows // 10
+    dataset = root / "data" / "words.json"
+    dataset.parent.mkdir(parents=True, exist_ok=True)
+    dataset.write_text(json.dumps({
+        "train": records[:n_train],
+        "validation": records[n_train:n_train + n_val],
+        "test": records[n_train + n_val:],
+    }))
+    script = root / "evals" / "cap.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("# inspect-ai task file (not run by the benchmark)\n")
+    return {
+        "dataset": {"path": str(dataset)},
+        "evaluation": {"tasks": [{"name": "cap", "script": str(script)}], "epochs": "last"},
+        "paths": {"models_dir": str(models_dir), "output_dir": str(root / "out")},
+    }
+
+
+def design_1000(root: Path) -> dict:
+    site = make_site(root, MODELS)
+    return {
+        "name": "bench_1000",
+        "question": "How long does planning 1,000 runs take?",
+        "task": "capitalization",
+        "models": MODELS,
+        "factors": {"lora_rank": RANKS, "learning_rate": LEARNING_RATES},
+        "controls": False,
+        "training": {"epochs": 2, "batch_size": "auto", "save_adapter_weights_only": True},
+        "gpu": {"count": 1, "memory_gb": 80},
+        **site,
+    }
+
+
+def _ignore_disk_verdict() -> list[str]:
+    """Run the real free-disk check (it is part of planning) but ignore its verdict: 1,000
+    runs need far more disk than this machine has, and the benchmark is about time."""
+    import tasks.planner as planner
+
+    real = planner.check_disk
+    needed: list[str] = []
+
+    def check(resources, needed_gib, *args, **kwargs):
+        real(resources, needed_gib, *args, **kwargs)
+        needed.append(f"{needed_gib:.0f} GiB")
+        return []
+
+    planner.check_disk = check
+    return needed
+
+
+def run_once(root: Path) -> dict[str, float]:
+    from tasks.deliver import deliver_plan
+    from tasks.planner import build_plan
+    from tasks.render import render_plan_markdown
+
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    design = parse_design(design_1000(root), source="benchmark", base=root)
+    times["parse design"] = time.perf_counter() - t
+    t = time.perf_counter()
+    plan = build_plan(design, date="2026-01-01")
+    times["build_plan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    markdown = render_plan_markdown(plan)
+    times["render runs_plan.md"] = time.perf_counter() - t
+    t = time.perf_counter()
+    group = deliver_plan(plan, now="2026-01-01T00:00:00+00:00")
+    times["deliver (3 files)"] = time.perf_counter() - t
+    times["_runs"] = len(plan.runs)
+    times["_eval_jobs"] = len(plan.eval_jobs)
+    times["_md_kib"] = len(markdown.encode()) / 1024
+    times["_yaml_kib"] = (group / "experiment.yaml").stat().st_size / 1024
+    shutil.rmtree(group)
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (the best is reported)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args()
+
+    needed = _ignore_disk_verdict()
+    root = Path(tempfile.mkdtemp(prefix="sweepflow-bench-"))
+    try:
+        results = [run_once(root) for _ in range(max(1, args.repeat))]
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    best = {k: min(r[k] for r in results) for k in results[0]}
+    print(f"1,000-run design: {int(best['_runs'])} runs, {int(best['_eval_jobs'])} evaluation jobs "
+          f"(runs_plan.md {best['_md_kib']:.0f} KiB, experiment.yaml {best['_yaml_kib']:.0f} KiB); "
+          f"best of {len(results)}; the plan estimates {needed[0]} of disk (free-disk verdict ignored):")
+    for key, seconds in best.items():
+        if not key.startswith("_"):
+            print(f"  {key:<22} {seconds:7.3f} s")
+    plan_s = best["parse design"] + best["build_plan"] + best["render runs_plan.md"]
+    verdict = "OK" if plan_s < TARGET_S else "SLOWER THAN TARGET"
+    print(f"  {'plan time':<22} {plan_s:7.3f} s   (parse + build_plan + render; target < {TARGET_S:.0f} s: {verdict})")
+    print(f"  {'plan + deliver':<22} {plan_s + best['deliver (3 files)']:7.3f} s")
+    if args.keep:
+        print(f"files kept in {root}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

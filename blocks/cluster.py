@@ -1,0 +1,84 @@
+"""`SlurmCluster`: one SLURM site profile (account, partition, limits, environment lines).
+
+Saved once as a Prefect block (type slug `slurm-cluster`) and named by designs:
+
+    from blocks import SlurmCluster
+    SlurmCluster(account="mylab", partition="gpu", time_limit="04:00:00", mem="64G",
+                 env_setup=["module load anaconda3/2024.6", "conda activate ttenv"],
+                 ).save("della-a100", overwrite=True)
+
+A design may also give the same fields inline (`cluster: {partition: gpu, ...}`).
+The block mirrors `tasks.cluster_settings.ClusterSettings` field for field (the plain model
+the flows use, with the validation rules); the block adds the UI form and saving by name.
+Reads/writes: nothing itself; the Prefect API stores saved blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal, Optional
+
+from prefect.blocks.core import Block
+from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
+
+from tasks.cluster_settings import ClusterSettings
+
+
+class SlurmCluster(Block):
+    """Where and how SLURM jobs are submitted: account, partition, limits, environment setup."""
+
+    _block_type_name: ClassVar[str] = "SLURM cluster"
+    _block_type_slug: ClassVar[str] = "slurm-cluster"
+    _description: ClassVar[str] = (
+        "A SLURM site profile for sweepflow: account, partition, constraint, QoS, limits, "
+        "module loads / environment activation, and the queue cap."
+    )
+
+    account: Optional[str] = Field(None, description="sbatch --account (leave empty if your site has none)")
+    partition: Optional[str] = Field(None, description="sbatch --partition")
+    constraint: Optional[str] = Field(None, description="sbatch --constraint, e.g. gpu80")
+    qos: Optional[str] = Field(None, description="sbatch --qos")
+    time_limit: str = Field("04:00:00", description="Fine-tune time limit: HH:MM:SS, D-HH:MM:SS or minutes")
+    eval_time_limit: str = Field("00:30:00", description="Evaluation job time limit")
+    mem: str = Field("32G", description="Memory per fine-tune job, e.g. 64G")
+    eval_mem: str = Field("16G", description="Memory per evaluation job")
+    cpus_per_task: PositiveInt = Field(4, description="sbatch --cpus-per-task")
+    env_setup: list[str] = Field(
+        default_factory=list,
+        description="Shell lines run before each job: module loads, conda / venv activation",
+    )
+    max_queued_jobs: PositiveInt = Field(
+        20, description="Never more than this many jobs queued or running (your QoS MaxSubmitJobs)"
+    )
+    submit_stagger_seconds: NonNegativeFloat = Field(5.0, description="Pause between submissions (avoids HF cache races)")
+    backend: Literal["auto", "slurm", "local"] = Field(
+        "auto", description="slurm: sbatch; local: run jobs as local processes; auto: slurm when sbatch is on PATH"
+    )
+    extra_sbatch: list[str] = Field(
+        default_factory=list, description="Further sbatch options, one per item, e.g. --mail-type=END"
+    )
+    device: Literal["cuda", "cpu"] = Field("cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)")
+
+    @model_validator(mode="after")
+    def _same_rules_as_settings(self) -> "SlurmCluster":
+        try:
+            ClusterSettings.model_validate(self.profile())
+        except ValidationError as error:
+            raise ValueError(
+                "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {str(e['msg']).removeprefix('Value error, ')}"
+                    for e in error.errors()
+                )
+            ) from None
+        return self
+
+    def profile(self) -> dict[str, Any]:
+        """The plain fields: what a design's `cluster:` holds once the block is resolved."""
+        return self.model_dump(mode="json", include=set(profile_fields()))
+
+    def settings(self) -> ClusterSettings:
+        return ClusterSettings.model_validate(self.profile())
+
+
+def profile_fields() -> list[str]:
+    """Names of the fields a design may give inline under `cluster:`."""
+    return [name for name in SlurmCluster.model_fields if name != "block_type_slug"]

@@ -1,0 +1,433 @@
+"""plan-runs: turn an experiment design into an approved, written run plan.
+
+What it does
+------------
+1. **load-design**: read the design (a YAML file path, YAML text, or the design itself as a
+   mapping) and validate it (`tasks.design`).
+2. **resolve-site**: replace a `paths:` / `cluster:` block name with the saved Prefect
+   block's values (`blocks.resolve`).
+3. **build-plan**: expand models x factor levels into runs and evaluation jobs, verify
+   every model folder, dataset and evaluation script, estimate time, GPU-hours, batch sizes
+   and disk from prior SLURM logs, and check free disk (`tasks.planner.build_plan`).
+4. **render-plan**: render `runs_plan.md` (`tasks.render`).
+5. **Present**: publish the plan as a markdown artifact (key `plan-<run group>`) and the
+   runs as a table artifact (key `runs-<run group>`).
+6. **Approve**: unless `auto_approve` is true, pause for a form in the Prefect UI
+   (approve, or reject with a comment). A rejected plan ends the run Cancelled.
+7. **deliver-plan**: only after approval, write `experiment.yaml`, `runs_plan.md` and
+   `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.deliver`). Nothing is
+   written to the output directory before this step.
+8. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
+   configs, SLURM scripts) as a subflow.
+
+A design problem (a missing model folder, a bad field, an unknown block, ...) is logged
+as one error message listing every problem, and the run ends Failed with that message.
+The flow returns the run group folder.
+
+How to run it
+-------------
+The example's inputs (a tiny model and dataset under demo/) come from `make demo` or
+`python -m examples.tiny_demo.make_example demo`. Through a Prefect server (see README.md,
+"Running through Prefect")::
+
+    make server && make deploy && make worker
+    export PREFECT_API_URL=http://127.0.0.1:4200/api
+    prefect deployment run plan-runs/plan-runs \\
+        --param design=$PWD/examples/tiny_demo/design.yaml --param auto_approve=true --watch
+
+Without `auto_approve` the run pauses; approve it in the UI (http://127.0.0.1:4200: open
+the paused run, press Resume, and submit the form), or from Python::
+
+    from prefect.flow_runs import resume_flow_run
+    resume_flow_run("<flow run id>", run_input={"approve": True, "comment": "ok"})
+
+As Python (no server needed: Prefect starts a temporary one)::
+
+    from flows.plan_runs import plan_runs
+    group_dir = plan_runs("examples/tiny_demo/design.yaml", auto_approve=True)
+
+A design problem then raises `tasks.errors.DesignError`. From a shell::
+
+    python -m flows.plan_runs examples/tiny_demo/design.yaml --auto-approve [--date 2025-10-18]
+
+prints the run group folder (exit 0), or the design problems on stderr (exit 2).
+`--dry-run` prints runs_plan.md and writes nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import pydantic
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run as current_flow_run
+from prefect.states import Cancelled, Failed
+from pydantic import Field
+
+from blocks.resolve import resolve_site
+from tasks.design import ExperimentDesign, load_design, parse_design
+from tasks.errors import DesignError, Problem, SweepflowError
+from tasks.plan import Plan
+from tasks.planner import build_plan
+
+
+def approval_timeout_s() -> int:
+    """How long a plan waits for approval (env SWEEPFLOW_APPROVAL_TIMEOUT_S; default 7 days)."""
+    return int(os.environ.get("SWEEPFLOW_APPROVAL_TIMEOUT_S", str(7 * 24 * 3600)))
+
+
+def approval_poll_s() -> int:
+    """How often the paused flow checks for an answer (env SWEEPFLOW_APPROVAL_POLL_S; default 2)."""
+    return max(1, int(os.environ.get("SWEEPFLOW_APPROVAL_POLL_S", "2")))
+
+
+# Planning tasks pass large in-memory objects (a Plan of 1,000 runs) between each other:
+# nothing is cached or persisted, so no input hashing and no result files.
+_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+class PlanApproval(RunInput):
+    """The form shown in the Prefect UI while a plan waits for approval."""
+
+    approve: bool = Field(True, description="Untick to reject the plan (nothing is written)")
+    comment: str = Field("", description="A note for the logs; say why when rejecting")
+
+
+class _DesignErrorsOnce(logging.Filter):
+    """Keep a design problem to one log message.
+
+    When a deployed flow run fails, Prefect's runner logs the flow's exception again with a
+    traceback ("Engine execution exited with unexpected exception"). For a SweepflowError
+    the flow has already logged the whole message, so that repeat is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, SweepflowError)
+
+
+_FILTER = _DesignErrorsOnce()
+logging.getLogger("prefect.flow_runs").addFilter(_FILTER)
+
+
+# ---------------------------------------------------------------------------------------
+# Task wrappers. Each returns its value, or the SweepflowError it met: the flow logs that
+# as one message (a raised error would be logged by Prefect with a traceback).
+
+
+def read_design(design: Union[str, dict, Path]) -> ExperimentDesign:
+    """A file path, YAML text, or a mapping -> a validated design (relative paths resolved)."""
+    if isinstance(design, dict):
+        return parse_design(design, source="design parameter", base=Path.cwd())
+    text = str(design)
+    if "\n" in text:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise DesignError([Problem(field="design", message=f"is not valid YAML: {error}", path="design parameter")]) from None
+        return parse_design(data, source="design parameter", base=Path.cwd())
+    return load_design(text)
+
+
+@task(name="load-design", **_TASK_OPTIONS)
+def load_design_task(design: Union[str, dict]) -> Union[ExperimentDesign, SweepflowError]:
+    try:
+        return read_design(design)
+    except SweepflowError as error:
+        return error
+
+
+@task(name="resolve-site", **_TASK_OPTIONS)
+def resolve_site_task(design: ExperimentDesign) -> Union[ExperimentDesign, SweepflowError]:
+    try:
+        return resolve_site(design)
+    except SweepflowError as error:
+        return error
+
+
+@task(name="build-plan", **_TASK_OPTIONS)
+def build_plan_task(design: ExperimentDesign, date: Optional[str]) -> Union[Plan, SweepflowError]:
+    try:
+        return build_plan(design, date=date)
+    except SweepflowError as error:
+        return error
+
+
+@task(name="render-plan", **_TASK_OPTIONS)
+def render_plan_task(plan: Plan) -> str:
+    from tasks.render import render_plan_markdown
+
+    return render_plan_markdown(plan)
+
+
+@task(name="deliver-plan", **_TASK_OPTIONS)
+def deliver_plan_task(plan: Plan) -> Union[Path, SweepflowError]:
+    from tasks.deliver import deliver_plan
+
+    try:
+        return deliver_plan(plan, now=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    except SweepflowError as error:
+        return error
+
+
+# ---------------------------------------------------------------------------------------
+# Presentation
+
+
+def artifact_slug(run_group: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", run_group.lower()).strip("-") or "plan"
+
+
+def runs_table(plan: Plan) -> list[dict[str, Any]]:
+    """One row per run for the table artifact."""
+    rows = []
+    for run in plan.runs:
+        estimate = plan.estimates.runs.get(run.name)
+        rows.append(
+            {
+                "run": run.name,
+                "kind": run.kind,
+                "model": run.model,
+                "factors": ", ".join(f"{k}={v}" for k, v in run.factors.items()) or "-",
+                "lora_rank": run.params.lora_rank if run.kind == "finetune" else "-",
+                "learning_rate": run.params.learning_rate if run.kind == "finetune" else "-",
+                "epochs": run.params.epochs if run.kind == "finetune" else "-",
+                "batch_size": estimate.batch_size if estimate else run.params.batch_size,
+                "eval_jobs": len(run.evaluations),
+                "train_minutes": round(estimate.train_minutes, 1) if estimate else None,
+                "gpu_hours": round(estimate.gpu_hours, 2) if estimate else None,
+                "disk_gib": round(estimate.disk_gib, 2) if estimate else None,
+            }
+        )
+    return rows
+
+
+def plan_summary(plan: Plan) -> str:
+    finetunes, controls = len(plan.finetune_runs), len(plan.control_runs)
+    return (
+        f"{plan.run_group}: {len(plan.runs)} runs ({finetunes} fine-tuned, {controls} control), "
+        f"{len(plan.eval_jobs)} evaluation jobs, about {plan.estimates.total_gpu_hours:.1f} GPU-hours "
+        f"and {plan.estimates.disk.total_gib:.1f} GiB of disk"
+    )
+
+
+def publish_plan(plan: Plan, markdown: str) -> tuple[str, str]:
+    """Markdown artifact of runs_plan.md and table artifact of the runs; returns their keys."""
+    slug = artifact_slug(plan.run_group)
+    plan_key, runs_key = f"plan-{slug}", f"runs-{slug}"
+    create_markdown_artifact(markdown=markdown, key=plan_key, description=f"runs_plan.md for {plan.run_group}")
+    create_table_artifact(table=runs_table(plan), key=runs_key, description=f"Runs of {plan.run_group}")
+    return plan_key, runs_key
+
+
+def _approval_form(plan: Plan, plan_key: str) -> type[PlanApproval]:
+    description = (
+        f"## Approve the plan for `{plan.run_group}`?\n\n"
+        f"{plan_summary(plan)}.\n\n"
+        f"The full plan is the artifact **{plan_key}** (this run's Artifacts tab).\n\n"
+        f"Approving writes `experiment.yaml`, `runs_plan.md` and `runs_status.yaml` to "
+        f"`{plan.group_dir}`. Rejecting writes nothing and ends this run Cancelled."
+    )
+    # a subclass per plan carries the description shown above the form (and keeps the
+    # fields' own descriptions, which `RunInput.with_initial_data` would drop)
+    form = pydantic.create_model("PlanApproval", __base__=PlanApproval)
+    form._description = description
+    return form
+
+
+def _ui_link() -> str:
+    try:
+        from prefect.settings import PREFECT_UI_URL
+
+        base = PREFECT_UI_URL.value()
+        run_id = current_flow_run.get_id()
+        return f" at {base}/runs/flow-run/{run_id}" if base and run_id else ""
+    except Exception:
+        return ""
+
+
+def _fail(message: str, error: Optional[BaseException] = None):
+    get_run_logger().error(message)
+    return Failed(message=message, data=error) if error is not None else Failed(message=message)
+
+
+# ---------------------------------------------------------------------------------------
+# The flow
+
+
+@flow(name="plan-runs", persist_result=False, log_prints=True)
+def plan_runs(
+    design: Union[str, dict[str, Any]],
+    auto_approve: bool = False,
+    date: Optional[str] = None,
+    continue_to_setup: bool = False,
+) -> str:
+    """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
+
+    Args:
+        design: path of a design YAML file (absolute, or relative to the working
+            directory), YAML text, or the design itself as a mapping.
+        auto_approve: skip the approval pause (scripts, tests, `make demo`).
+        date: run group date YYYY-MM-DD (default: today).
+        continue_to_setup: go on to the setup-experiment flow (run folders, configs,
+            SLURM scripts) after the plan is written.
+
+    Returns:
+        The run group folder holding experiment.yaml, runs_plan.md and runs_status.yaml.
+    """
+    logger = get_run_logger()
+
+    loaded = load_design_task(design)
+    if isinstance(loaded, SweepflowError):
+        return _fail(str(loaded), loaded)
+    resolved = resolve_site_task(loaded)
+    if isinstance(resolved, SweepflowError):
+        return _fail(str(resolved), resolved)
+    plan = build_plan_task(resolved, date)
+    if isinstance(plan, SweepflowError):
+        return _fail(str(plan), plan)
+    markdown = render_plan_task(plan)
+    logger.info("Planned %s", plan_summary(plan))
+
+    plan_key, runs_key = publish_plan(plan, markdown)
+    logger.info("Published artifacts %s and %s", plan_key, runs_key)
+
+    if auto_approve:
+        logger.info("Plan auto-approved (auto_approve=true)")
+    else:
+        logger.info("Waiting for approval: open this run in the Prefect UI%s and submit the form", _ui_link())
+        try:
+            answer = pause_flow_run(
+                wait_for_input=_approval_form(plan, plan_key),
+                timeout=approval_timeout_s(),
+                poll_interval=approval_poll_s(),
+            )
+        except FlowPauseTimeout:
+            return _fail(f"No approval within {approval_timeout_s()} s; nothing was written. Start the run again to re-plan.")
+        comment = (answer.comment or "").strip()
+        if not answer.approve:
+            message = f"Plan rejected: {comment or 'no comment given'}. Nothing was written."
+            logger.warning(message)
+            return Cancelled(message=message)
+        logger.info("Plan approved%s", f": {comment}" if comment else "")
+
+    delivered = deliver_plan_task(plan)
+    if isinstance(delivered, SweepflowError):
+        return _fail(str(delivered), delivered)
+    group_dir = Path(delivered)
+    logger.info("Wrote the plan to %s", group_dir)
+
+    if continue_to_setup:
+        return _continue_to_setup(group_dir)
+    return str(group_dir)
+
+
+def _continue_to_setup(group_dir: Path):
+    """Run setup-experiment on the delivered group, as a subflow, when that flow exists."""
+    logger = get_run_logger()
+    try:
+        from flows.setup_experiment import setup_experiment
+    except ModuleNotFoundError as error:
+        if error.name != "flows.setup_experiment":
+            raise
+        logger.info(
+            "continue_to_setup: the setup-experiment flow is not available; "
+            "the plan in %s is complete and can be set up later",
+            group_dir,
+        )
+        return str(group_dir)
+    logger.info("Continuing with setup-experiment for %s", group_dir)
+    state = setup_experiment(str(group_dir), return_state=True)
+    if not state.is_completed():
+        return _fail(f"The plan was written to {group_dir}, but setup-experiment ended {state.name}: {state.message}")
+    return str(group_dir)
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+
+
+def _dry_run(design_arg: str, date: Optional[str]) -> int:
+    from tasks.render import render_plan_markdown
+
+    plan = build_plan(resolve_site(read_design(design_arg)), date=date)
+    print(render_plan_markdown(plan))
+    print(f"\n(dry run) {plan_summary(plan)}; would write to {plan.group_dir}", file=sys.stderr)
+    return 0
+
+
+def _confirm_in_terminal(design_arg: str, date: Optional[str]) -> bool:
+    plan = build_plan(resolve_site(read_design(design_arg)), date=date)
+    print(f"Plan {plan_summary(plan)}.")
+    print(f"It would be written to {plan.group_dir} (see the full plan with --dry-run).")
+    return input("Approve and write it? [y/N] ").strip().lower() in {"y", "yes"}
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m flows.plan_runs",
+        description="Plan a LoRA sweep from a design file and write experiment.yaml, runs_plan.md and runs_status.yaml.",
+    )
+    parser.add_argument("design", help="design YAML file")
+    parser.add_argument("--auto-approve", action="store_true", help="write the plan without asking")
+    parser.add_argument("--date", help="run group date YYYY-MM-DD (default: today)")
+    parser.add_argument("--dry-run", action="store_true", help="print runs_plan.md; write nothing, no Prefect run")
+    parser.add_argument("--continue-to-setup", action="store_true", help="then run setup-experiment on the written plan")
+    args = parser.parse_args(argv)
+    design_arg = str(Path(args.design).expanduser().resolve())
+
+    try:
+        read_design(design_arg)  # fail fast on a bad file, before Prefect starts
+        if args.dry_run:
+            return _dry_run(design_arg, args.date)
+        auto = args.auto_approve
+        if not auto and not os.environ.get("PREFECT_API_URL"):
+            # No server: nobody could answer the UI form. Ask here instead.
+            if not sys.stdin.isatty():
+                print(
+                    "plan-runs: without a Prefect server the plan cannot be approved in the UI; "
+                    "pass --auto-approve (or --dry-run to only look), or set PREFECT_API_URL",
+                    file=sys.stderr,
+                )
+                return 2
+            if not _confirm_in_terminal(design_arg, args.date):
+                print("Not approved; nothing was written.", file=sys.stderr)
+                return 1
+            auto = True
+        state = plan_runs(
+            design_arg, auto_approve=auto, date=args.date, continue_to_setup=args.continue_to_setup, return_state=True
+        )
+    except SweepflowError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+
+    if state.is_completed():
+        group_dir = Path(state.result())
+        print(group_dir)
+        for name in sorted(p.name for p in group_dir.iterdir()):
+            print(f"  {name}")
+        return 0
+    error = state.result(raise_on_failure=False)
+    if isinstance(error, SweepflowError):
+        print(str(error), file=sys.stderr)
+        return 2
+    print(f"plan-runs ended {state.name}: {state.message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""setup-experiment: create the run folders of a planned run group.
+
+What it does
+------------
+1. **load-plan**: read `experiment.yaml`, the resolved plan that plan-runs wrote (never
+   runs_plan.md).
+2. **render-files**: per fine-tuned run `setup_finetune.yaml`, `finetune.yaml` (torchtune),
+   `finetune.slurm`; per run and task `evaluations/{task}/` with one job script per
+   evaluated epoch (base models: one); at the group root `README.md` and `submit_all.sh`.
+3. **validate-configs**: `tune validate` on every generated finetune.yaml (can be skipped).
+4. **write-files**: write them atomically. Unchanged files are left byte-identical; a file
+   you edited since sweepflow wrote it is kept, unless `overwrite_edits` is set (then your
+   version is kept as `<file>.bak-<time>`). runs_status.yaml gains any missing entries (none
+   is removed or reset) and runs_plan.md gets a "Setup" section.
+   With `dry_run` everything is rendered into a temporary folder instead and the flow
+   reports what would change.
+
+How to run it
+-------------
+    prefect deployment run setup-experiment/setup-experiment \\
+        --param group_dir=/abs/path/to/<run group> --watch
+
+As Python: `from flows.setup_experiment import setup_experiment; setup_experiment(group_dir)`,
+or from a shell: `python -m flows.setup_experiment GROUP_DIR [--dry-run] [--overwrite-edits]`.
+plan-runs continues into this flow after approval when started with `continue_to_setup=true`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from flows.plan_runs import artifact_slug
+from tasks.errors import SweepflowError
+from tasks.setup import SetupReport, setup_experiment as run_setup, tree
+from tasks.torchtune_config import validate_config
+
+_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="validate-configs", **_TASK_OPTIONS)
+def validate_configs_task(group_dir: str) -> list[str]:
+    """`tune validate` on every finetune.yaml of a dry-run render; returns the failures."""
+    report = run_setup(group_dir, preview=True)
+    assert report.preview_dir is not None
+    failures = []
+    try:
+        for config in sorted(report.preview_dir.glob("*/finetune.yaml")):
+            ok, output = validate_config(config)
+            if not ok:
+                last = output.strip().splitlines()[-1] if output.strip() else "invalid"
+                failures.append(f"{config.parent.name}/finetune.yaml: {last}")
+    finally:
+        shutil.rmtree(report.preview_dir, ignore_errors=True)
+    return failures
+
+
+@task(name="write-files", **_TASK_OPTIONS)
+def write_files_task(group_dir: str, overwrite_edits: bool, dry_run: bool) -> SetupReport | SweepflowError:
+    try:
+        return run_setup(group_dir, overwrite_edits=overwrite_edits, preview=dry_run)
+    except SweepflowError as error:
+        return error
+
+
+def report_markdown(report: SetupReport) -> str:
+    lines = [f"# Setup of `{report.group_dir.name}`", "", report.summary(), ""]
+    edits = [c for c in report.changes if c.action in ("kept-edit", "overwrite-edit")]
+    if edits:
+        lines += ["## Files you edited", ""]
+        lines += [f"- `{c.path}`: {'kept (not overwritten)' if c.action == 'kept-edit' else f'overwritten; your version is in `{c.backup}`'}" for c in edits]
+        lines.append("")
+    changed = [c for c in report.changes if c.action in ("create", "update")]
+    if report.dry_run and changed:
+        lines += ["## Would write", ""] + [f"- `{c.path}` ({c.action})" for c in changed[:200]] + [""]
+    lines += ["## Tree", "", "```", tree(report.group_dir, [c.path for c in report.changes], max_runs=20), "```"]
+    return "\n".join(lines)
+
+
+@flow(name="setup-experiment", persist_result=False, log_prints=True)
+def setup_experiment(
+    group_dir: str,
+    overwrite_edits: bool = False,
+    dry_run: bool = False,
+    validate: bool = True,
+) -> str:
+    """Create run folders, torchtune configs and SLURM scripts for a planned run group.
+
+    Args:
+        group_dir: the run group folder that plan-runs wrote (holds experiment.yaml).
+        overwrite_edits: replace files you edited since generation (backups are kept).
+        dry_run: render into a temporary folder and report what would change.
+        validate: run `tune validate` on every generated finetune.yaml first.
+
+    Returns:
+        The run group folder (or, with dry_run, the preview folder).
+    """
+    logger = get_run_logger()
+    if validate:
+        try:
+            failures = validate_configs_task(group_dir)
+        except SweepflowError as error:
+            logger.error(str(error))
+            return Failed(message=str(error))
+        if failures:
+            message = "Generated torchtune configs do not validate:\n  - " + "\n  - ".join(failures)
+            logger.error(message)
+            return Failed(message=message)
+        logger.info("Every generated finetune.yaml passes tune validate")
+    report = write_files_task(group_dir, overwrite_edits, dry_run)
+    if isinstance(report, SweepflowError):
+        logger.error(str(report))
+        return Failed(message=str(report))
+    logger.info(report.summary())
+    for change in report.changes:
+        if change.action == "kept-edit":
+            logger.warning("Kept your edit of %s (pass overwrite_edits=true to replace it)", change.path)
+    create_markdown_artifact(
+        markdown=report_markdown(report),
+        key=f"setup-{artifact_slug(report.group_dir.name)}",
+        description=f"setup-experiment for {report.group_dir.name}",
+    )
+    return str(report.preview_dir if report.dry_run else report.group_dir)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.setup_experiment", description=__doc__.splitlines()[0])
+    parser.add_argument("group_dir", help="run group folder written by plan-runs")
+    parser.add_argument("--dry-run", action="store_true", help="render into a temporary folder; write nothing")
+    parser.add_argument("--overwrite-edits", action="store_true", help="replace files you edited (keeps backups)")
+    parser.add_argument("--no-validate", action="store_true", help="skip tune validate")
+    args = parser.parse_args(argv)
+    try:
+        state = setup_experiment(
+            str(Path(args.group_dir).resolve()), overwrite_edits=args.overwrite_edits, dry_run=args.dry_run,
+            validate=not args.no_validate, return_state=True,
+        )
+    except SweepflowError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    if not state.is_completed():
+        print(f"setup-experiment ended {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    print(state.result())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""End to end through a real Prefect server: work pool, `prefect deploy` from prefect.yaml,
+a process worker, and `prefect deployment run plan-runs/plan-runs --watch`.
+
+Starts its own server on a free 127.0.0.1 port with its own PREFECT_HOME (so its own SQLite
+database) under tmp_path, and stops exactly the processes it started (each in its own
+session, stopped by process group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fakesite import DATE, FILES, design, group_dir  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop the process group this test started (SIGTERM, then SIGKILL after 20 s)."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _wait_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.3)
+    pytest.fail(f"{text!r} not in {log.name}:\n{log.read_text()[-3000:]}")
+
+
+def test_deployment_run_through_worker(tmp_path):
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(tmp_path / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_CLI_PROMPT": "false",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "SWEEPFLOW_HOME": str(ROOT),
+    }
+    timings: dict[str, float] = {}
+    started: list[subprocess.Popen] = []
+    try:
+        t = time.monotonic()
+        server_log = tmp_path / "server.log"
+        server = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=server_log.open("w"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        started.append(server)
+        _wait_healthy(api, server, server_log)
+        timings["server start"] = time.monotonic() - t
+
+        t = time.monotonic()
+        for command in (
+            [PREFECT, "work-pool", "create", "sweepflow", "--type", "process", "--overwrite"],
+            [PREFECT, "deploy", "--all", "--no-prompt"],
+        ):
+            result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+        timings["pool + deploy"] = time.monotonic() - t
+
+        t = time.monotonic()
+        worker_log = tmp_path / "worker.log"
+        worker = subprocess.Popen(
+            [PREFECT, "worker", "start", "--pool", "sweepflow"],
+            cwd=tmp_path, env=env, stdout=worker_log.open("w"), stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        started.append(worker)
+        _wait_log(worker_log, "started", worker)
+        timings["worker start"] = time.monotonic() - t
+
+        # run from another folder: the pull step must bring the flow run back to the clone
+        t = time.monotonic()
+        params = {"design": design(tmp_path, name="deployed"), "auto_approve": True, "date": DATE}
+        result = subprocess.run(
+            [PREFECT, "deployment", "run", "plan-runs/plan-runs", "--params", json.dumps(params), "--watch"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+        )
+        timings["deployment run --watch"] = time.monotonic() - t
+        assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n{worker_log.read_text()[-3000:]}"
+        assert {p.name for p in group_dir(tmp_path, "deployed").iterdir()} == FILES
+    finally:
+        for process in reversed(started):
+            _stop(process)
+        print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
