@@ -10,6 +10,7 @@ document says the same numbers the same way.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from collections import Counter
 from functools import lru_cache
@@ -98,6 +99,25 @@ def md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+_NEEDS_DOUBLE_QUOTES = re.compile(r"[$`\\]")
+
+
+def shell_quote(value: Any) -> str:
+    """One shell word that bash reads back as exactly `str(value)` (the templates' `sh` filter).
+
+    Like `shlex.quote` (plain words stay as they are, others are single-quoted), except that text
+    with `$`, a backquote or a backslash is double-quoted with those escaped: the same word for
+    bash, and no ShellCheck notes (SC2016 "expressions don't expand in single quotes", SC1003).
+    A leading `~` is escaped outside the quotes (SC2088), so it is never expanded either.
+    """
+    text = str(value)
+    if text.startswith("~"):
+        return "\\~" + (shell_quote(text[1:]) if text[1:] else "")
+    if not _NEEDS_DOUBLE_QUOTES.search(text):
+        return shlex.quote(text)
+    return '"' + re.sub(r'([\\"$`])', r"\\\1", text) + '"'
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
@@ -116,7 +136,7 @@ def _environment() -> Environment:
         source=fmt_source,
         plural=plural,
         cell=md_cell,
-        sh=lambda value: shlex.quote(str(value)),
+        sh=shell_quote,
         yesno=lambda value: "yes" if value else "no",
     )
     return env
