@@ -28,7 +28,7 @@ from pydantic import (
 
 from tasks.errors import DesignError, Problem
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SAFE_LABEL = re.compile(r"^[A-Za-z0-9.-]+$")
 
 

@@ -6,6 +6,7 @@ Writes: nothing; returns {relative path: GeneratedFile}. `tasks/materialize.py` 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -20,6 +21,20 @@ from tasks.status import FinetuneOverrides
 from tasks.torchtune_config import recipe_for
 
 SWEEPFLOW_HOME = Path(__file__).resolve().parents[1]
+_REPO = SWEEPFLOW_HOME
+
+
+def python_bin() -> Path:
+    """The bin/ folder of sweepflow's Python environment, for the job scripts' PATH.
+
+    A virtual environment inside the clone is named relative to SWEEPFLOW_HOME, so the
+    scripts of a clone at another path (or the golden files) name their own .venv.
+    """
+    prefix = Path(sys.prefix)
+    try:
+        return SWEEPFLOW_HOME / prefix.relative_to(_REPO) / "bin"
+    except ValueError:
+        return prefix / "bin"
 
 
 class GeneratedFile(BaseModel):
@@ -80,6 +95,7 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
                     limit=plan.design.evaluation.limit,
                     design_hash=plan.design_hash,
                     sweepflow_home=str(SWEEPFLOW_HOME),
+                    python_bin=str(python_bin()),
                 ),
             )
     return files
@@ -123,6 +139,7 @@ def finetune_files(
                 time_limit=cluster.time_limit,
                 run_dir=str(run_dir),
                 sweepflow_home=str(SWEEPFLOW_HOME),
+                python_bin=str(python_bin()),
             ),
         ),
     }

@@ -176,7 +176,10 @@ def full_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     data["evaluation"] = {**data["evaluation"], "epochs": "best", "limit": 5, "max_tokens": 16}
     group = planned(data, base=root)
-    setup_experiment(group)
+    # the scripts' PATH must reach the recording stubs, not sweepflow's real tune/inspect
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(setup_files, "python_bin", lambda: root / "no-such-venv" / "bin")
+        setup_experiment(group)
     return group
 
 
