@@ -352,6 +352,35 @@ def failed_awaiting_decision(status: RunsStatus) -> list[str]:
     ]
 
 
+def retry_run(
+    group_dir: str | Path,
+    run: str,
+    backend: Backend,
+    cluster: ClusterSettings,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    now: Callable[[], str] = utc_now,
+    sleep: Sleep = time.sleep,
+) -> RetryOutcome:
+    """Decide by cause for one failed fine-tune and act: resubmit with the remedy, or record why not."""
+    store = StatusStore(Path(group_dir) / STATUS_FILE)
+    remedy = plan_retry(group_dir, run, cluster, max_attempts)
+    if not remedy.retry:
+
+        def no_retry(current: RunsStatus) -> None:
+            stage = current.stage(run)
+            stage.attempts[-1].remedy = "not retried: " + remedy.description
+            if remedy.description not in (stage.reason or ""):
+                stage.reason = f"{stage.reason}; {remedy.description}" if stage.reason else remedy.description
+
+        store.update(no_retry)
+        return RetryOutcome(run=run, remedy=remedy)
+    try:
+        job_id = resubmit_finetune(group_dir, run, backend, cluster, remedy, now, sleep)
+    except SubmitError as error:
+        return RetryOutcome(run=run, remedy=remedy, error=str(error))
+    return RetryOutcome(run=run, remedy=remedy, job_id=job_id)
+
+
 def retry_failed(
     group_dir: str | Path,
     backend: Backend,
@@ -362,24 +391,7 @@ def retry_failed(
 ) -> list[RetryOutcome]:
     """Decide and act for every failed fine-tune not yet decided; each decision is recorded once."""
     store = StatusStore(Path(group_dir) / STATUS_FILE)
-    outcomes: list[RetryOutcome] = []
-    for run in failed_awaiting_decision(store.read()):
-        remedy = plan_retry(group_dir, run, cluster, max_attempts)
-        if not remedy.retry:
-
-            def no_retry(current: RunsStatus, run: str = run, remedy: Remedy = remedy) -> None:
-                stage = current.stage(run)
-                stage.attempts[-1].remedy = "not retried: " + remedy.description
-                if remedy.description not in (stage.reason or ""):
-                    stage.reason = f"{stage.reason}; {remedy.description}" if stage.reason else remedy.description
-
-            store.update(no_retry)
-            outcomes.append(RetryOutcome(run=run, remedy=remedy))
-            continue
-        try:
-            job_id = resubmit_finetune(group_dir, run, backend, cluster, remedy, now, sleep)
-        except SubmitError as error:
-            outcomes.append(RetryOutcome(run=run, remedy=remedy, error=str(error)))
-            continue
-        outcomes.append(RetryOutcome(run=run, remedy=remedy, job_id=job_id))
-    return outcomes
+    return [
+        retry_run(group_dir, run, backend, cluster, max_attempts, now, sleep)
+        for run in failed_awaiting_decision(store.read())
+    ]

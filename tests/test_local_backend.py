@@ -162,7 +162,7 @@ def test_time_limits_and_options() -> None:
     assert script_options(text, ["--time=7", "-J", "xyz"])["--time"] == "7"
 
 
-def test_select_backend(tmp_path: Path) -> None:
+def test_select_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(select_backend(ClusterSettings(backend="local"), tmp_path / "s"), LocalBackend)
     assert isinstance(select_backend(ClusterSettings(backend="slurm"), tmp_path / "s"), SlurmBackend)
     bin_dir = tmp_path / "bin"
@@ -170,4 +170,9 @@ def test_select_backend(tmp_path: Path) -> None:
     assert isinstance(select_backend(ClusterSettings(), tmp_path / "s", path=str(bin_dir)), LocalBackend)
     (bin_dir / "sbatch").write_text("#!/bin/sh\n")
     (bin_dir / "sbatch").chmod(0o755)
+    # SLURM installed but no controller answering (a laptop with slurm-client): local
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "slurm.conf"))
+    assert isinstance(select_backend(ClusterSettings(), tmp_path / "s", path=str(bin_dir)), LocalBackend)
+    (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'Slurmctld(primary) at localhost is UP'\n")
+    (bin_dir / "scontrol").chmod(0o755)
     assert isinstance(select_backend(ClusterSettings(), tmp_path / "s", path=str(bin_dir)), SlurmBackend)

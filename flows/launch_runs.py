@@ -1,0 +1,185 @@
+"""launch-runs: submit a run group's jobs, watch them, and retry failed fine-tunes by cause.
+
+What it does
+------------
+1. **retry-decisions**: fine-tunes that failed in an earlier launch are decided first
+   (`tasks.launch.retry_failed`), so starting the flow again never leaves one behind.
+2. **submit-pending**: every pending fine-tune is submitted with `sbatch`, and its
+   evaluations chained to it with `--dependency=afterok:<job> --kill-on-invalid-dep=yes`
+   (each starts as soon as its own checkpoint exists); base-model evaluations go at once.
+   The cap on queued jobs and the stagger come from the cluster settings; each job id is
+   written to runs_status.yaml the moment sbatch returns, and jobs already known to SLURM by
+   name are adopted, never submitted twice.
+3. **watch** (unless `wait` is false): one `finetune-<run>` task per fine-tune waits for its
+   job. When it fails, the cause decides (OOM: half the batch, twice the gradient
+   accumulation; TIMEOUT: resume from the last epoch with more time; NODE_FAIL / PREEMPTED /
+   BOOT_FAIL: resubmit without that node; a code or data error or a user's cancel: no
+   retry). A resubmission re-chains the run's evaluations and the task raises, so the
+   Prefect UI shows AwaitingRetry -> Retrying with the run count. Meanwhile the flow syncs
+   the status with ONE scheduler query per poll and submits what the cap held back.
+
+How to run it
+-------------
+    prefect deployment run launch-runs/launch-runs --param group_dir=/abs/path/<run group> --watch
+
+As Python: `from flows.launch_runs import launch_runs; launch_runs(group_dir)`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.sync_status import group_backend, publish_status
+from tasks.backends.base import Backend
+from tasks.cluster_settings import ClusterSettings
+from tasks.deliver import load_plan
+from tasks.launch import LaunchReport, retry_failed, retry_run, submit_pending
+from tasks.plan import STATUS_FILE
+from tasks.retry_policy import DEFAULT_MAX_ATTEMPTS
+from tasks.status import StatusStore
+from tasks.sync import SyncReport, sync_status as run_sync
+
+_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+class FinetuneRetrying(Exception):
+    """A fine-tune failed and was resubmitted with a remedy: Prefect retries its task."""
+
+
+class FinetuneFailed(Exception):
+    """A fine-tune failed for good (no retry for its cause, or out of attempts)."""
+
+
+def _retryable(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except FinetuneRetrying:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _wait_terminal(group_dir: str, run: str, poll_s: float, deadline: float) -> str:
+    """Wait until the flow's sync loop marks this fine-tune finished; return its status."""
+    store = StatusStore(Path(group_dir) / STATUS_FILE)
+    while True:
+        stage = store.read().stage(run)
+        if stage.is_terminal:
+            return stage.status
+        if time.monotonic() > deadline:
+            raise FinetuneFailed(f"{run}: still {stage.status} when launch-runs stopped waiting")
+        time.sleep(poll_s)
+
+
+def make_finetune_task(max_attempts: int) -> Any:
+    @task(name="finetune", retries=max_attempts - 1, retry_delay_seconds=0, retry_condition_fn=_retryable, **_TASK_OPTIONS)
+    def finetune(group_dir: str, run: str, backend: Backend, cluster: ClusterSettings, poll_s: float, deadline: float) -> str:
+        logger = get_run_logger()
+        outcome = _wait_terminal(group_dir, run, poll_s, deadline)
+        if outcome == "completed":
+            logger.info("%s: fine-tune completed", run)
+            return outcome
+        stage = StatusStore(Path(group_dir) / STATUS_FILE).read().stage(run)
+        if stage.attempts and stage.attempts[-1].remedy is None:
+            decision = retry_run(group_dir, run, backend, cluster, max_attempts)
+            if decision.job_id:
+                raise FinetuneRetrying(
+                    f"{run}: {stage.reason or stage.slurm_state}; {decision.remedy.description}; resubmitted as job {decision.job_id}"
+                )
+            if decision.error:
+                raise FinetuneFailed(f"{run}: retry could not be submitted: {decision.error}")
+            raise FinetuneFailed(f"{run}: {stage.reason or outcome}; {decision.remedy.description}")
+        raise FinetuneFailed(f"{run}: {stage.reason or outcome}")
+
+    return finetune
+
+
+@task(name="submit-pending", **_TASK_OPTIONS)
+def submit_pending_task(group_dir: str, backend: Backend, cluster: ClusterSettings) -> LaunchReport:
+    return submit_pending(group_dir, backend, cluster)
+
+
+@task(name="sync-jobs", **_TASK_OPTIONS)
+def sync_task(group_dir: str, backend: Backend) -> SyncReport:
+    return run_sync(group_dir, backend)
+
+
+def _log_launch(report: LaunchReport) -> None:
+    logger = get_run_logger()
+    if report.submitted or report.adopted:
+        logger.info("Submitted %d job(s), adopted %d already known to the scheduler", len(report.submitted), len(report.adopted))
+    if report.deferred:
+        logger.info("%d job(s) wait for queue space (cap %d)", len(report.deferred), report.max_queued_jobs)
+    for problem in report.failed:
+        logger.error("sbatch refused %s/%s: %s", problem.run, problem.stage, problem.reason)
+
+
+@flow(name="launch-runs", persist_result=False, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=64))
+def launch_runs(
+    group_dir: str,
+    wait: bool = True,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    poll_seconds: float = 10.0,
+    max_wait_hours: float = 72.0,
+) -> dict[str, int]:
+    """Submit pending jobs of a set-up run group; with `wait`, watch and retry until all finish.
+
+    Args:
+        group_dir: the run group folder (set up by setup-experiment).
+        wait: keep watching (retries need it); false: submit and return.
+        max_attempts: submissions per fine-tune, the first included.
+        poll_seconds: time between status syncs (one scheduler query each).
+        max_wait_hours: stop waiting after this long (jobs keep running; sync-status goes on).
+
+    Returns:
+        How many stages are in each state at the end.
+    """
+    logger = get_run_logger()
+    plan = load_plan(group_dir)
+    cluster, backend = group_backend(group_dir)
+    logger.info("Backend: %s", backend.name)
+
+    run_sync(group_dir, backend)
+    for outcome in retry_failed(group_dir, backend, cluster, max_attempts):
+        logger.info("%s: %s%s", outcome.run, outcome.remedy.description, f" -> job {outcome.job_id}" if outcome.job_id else "")
+    launch = submit_pending_task(group_dir, backend, cluster)
+    _log_launch(launch)
+    if not wait:
+        report = sync_task(group_dir, backend)
+        publish_status(group_dir, report)
+        return dict(report.counts)
+
+    deadline = time.monotonic() + max_wait_hours * 3600
+    finetune = make_finetune_task(max_attempts)
+    futures = [
+        finetune.with_options(task_run_name=f"finetune-{run.name}").submit(
+            group_dir, run.name, backend, cluster, min(poll_seconds, 5.0), deadline
+        )
+        for run in plan.finetune_runs
+    ]
+    while True:
+        report = sync_task(group_dir, backend)
+        publish_status(group_dir, report)
+        if not launch.complete:
+            launch = submit_pending_task(group_dir, backend, cluster)
+            _log_launch(launch)
+        finetunes_done = all(f.state.is_final() for f in futures)
+        if finetunes_done and report.done >= report.total:
+            break
+        if time.monotonic() > deadline:
+            logger.warning("Stopped waiting after %.1f h; sync-status keeps runs_status.yaml true", max_wait_hours)
+            break
+        time.sleep(poll_seconds)
+
+    failed = [f for f in futures if f.state.is_failed()]
+    for future in failed:
+        logger.error(str(future.state.message or future.state.name))
+    logger.info("Done: " + ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())))
+    return dict(report.counts)
