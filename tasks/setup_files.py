@@ -6,6 +6,7 @@ Writes: nothing; returns {relative path: GeneratedFile}. `tasks/materialize.py` 
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -46,6 +47,31 @@ def _dump(data: object) -> str:
     return dump_yaml(data)  # libyaml's emitter when present (5x faster than PyYAML's; same text)
 
 
+def inspect_task_functions(script: Path) -> list[str]:
+    """Names of the `@task`-decorated functions in an inspect-ai task file (by reading it)."""
+    try:
+        tree = ast.parse(script.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return []
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            for deco in node.decorator_list:
+                target = deco.func if isinstance(deco, ast.Call) else deco
+                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+                if name == "task":
+                    found.append(node.name)
+    return found
+
+
+def task_reference(script: Path, function: str | None) -> str:
+    """`script@function` for `inspect eval`: it only resolves an absolute path with the @ form."""
+    if function is None:
+        found = inspect_task_functions(script)
+        function = found[0] if len(found) == 1 else None
+    return f"{script}@{function}" if function else str(script)
+
+
 def eval_script_name(job: EvalJob) -> str:
     if job.epoch is None:
         return "eval.slurm"
@@ -69,7 +95,7 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
         files[f"{run.name}/evaluations/{task.name}/task_args.yaml"] = GeneratedFile(
             content=render_template("task_args.yaml.j2", task=task, body=_dump(args))
         )
-        task_ref = str(task.script) + (f"@{task.task_function}" if task.task_function else "")
+        task_ref = task_reference(task.script, task.task_function)
         for job in (j for j in run.evaluations if j.task == task.name):
             base = run.is_control
             model_path = run.model_dir if base else run_dir / f"epoch_{job.epoch}"
