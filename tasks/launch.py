@@ -31,6 +31,7 @@ from tasks.deliver import load_plan
 from tasks.errors import SweepflowError
 from tasks.overrides import apply_overrides, overrides_from_status
 from tasks.plan import STATUS_FILE, EvalJob, Plan, Run
+from tasks.provenance import record_provenance
 from tasks.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, apply_remedy, plan_retry
 from tasks.setup_files import eval_job_name, eval_script_name
 from tasks.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, StatusStore, utc_now
@@ -121,7 +122,7 @@ def _record(store: StatusStore, run: str, key: str, info: Attempt, status: str, 
         stage.mark(status, now=info.submitted, job_id=info.job_id, **fields)  # type: ignore[arg-type]
         stage.attempts.append(info)
 
-    store.update(change, force=force, now=info.submitted)
+    record_provenance(store.path.parent, run, info.job_id, store.update(change, force=force, now=info.submitted))
 
 
 def _fail(store: StatusStore, run: str, key: str, reason: str, now: str, force: bool = False) -> None:
@@ -329,7 +330,7 @@ def resubmit_finetune(
         stage.mark("submitted", now=stamp, job_id=job_id, reason=None, slurm_state=None, exit_code=None, output=None)
         stage.attempts.append(attempt)
 
-    store.update(restart, force=True, now=stamp)
+    record_provenance(plan.group_dir, run_name, job_id, store.update(restart, force=True, now=stamp))
     for job, after in chosen:
         e_script, e_cwd = _stage_dirs(plan, run, job)
         e_found = live(eval_job_name(job), e_cwd)

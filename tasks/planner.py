@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tasks.design import ExperimentDesign, PathsSpec
-from tasks.errors import DesignError, Problem
+from tasks.errors import DesignError, Problem, SweepflowError
 from tasks.estimate import estimate_plan
 from tasks.expand import expand_design
 from tasks.plan import Estimates, Plan, Run, VerifiedResources
@@ -68,10 +68,26 @@ def _count_records(path: Path, split: str) -> int:
     return len(data) if isinstance(data, list) else 0
 
 
+def prior_run_folders(paths: PathsSpec) -> tuple[list[Path], bool]:
+    """(folders searched for prior logs, whether they are the default): `paths.prior_runs`, or,
+    when it names none, `paths.output_dir` (the earlier run groups: sweepflow learns from them)."""
+    if paths.prior_runs:
+        return list(paths.prior_runs), False
+    return ([paths.output_dir] if Path(paths.output_dir).is_dir() else []), True
+
+
 def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> tuple[list[Run], Estimates]:
-    priors = scan_prior_runs(site_paths(design).prior_runs)
+    folders, default = prior_run_folders(site_paths(design))
+    priors = scan_prior_runs(folders)
+    if default:  # earlier run groups: only fine-tunes that completed teach anything
+        priors.runs = [p for p in priors.runs if p.completed]
     train = {d.path: d.splits.train for d in resources.datasets}
-    return estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors)
+    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors)
+    if default and priors.runs:
+        estimates.notes.append(
+            f"paths.prior_runs names no folder, so the earlier run groups under {folders[0]} were searched: "
+            f"estimates learn from {len(priors.runs)} completed fine-tune log(s) there (sources say which).")
+    return runs, estimates
 
 
 def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime | None = None) -> Plan:
@@ -96,3 +112,21 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
         resources=resources,
         estimates=estimates,
     )
+
+
+def existing_group_date(design: ExperimentDesign, digest: str) -> str | None:
+    """Date of the newest run group under output_dir that holds this very design, if any."""
+    from tasks.fsio import read_yaml  # local: keeps the planner's import surface small
+
+    paths = site_paths(design)
+    found: list[str] = []
+    for plan_file in sorted(paths.output_dir.glob(f"{design.name}_*/experiment.yaml")):
+        day = plan_file.parent.name.removeprefix(f"{design.name}_")
+        try:
+            date_cls.fromisoformat(day)
+            data = read_yaml(plan_file)
+        except (ValueError, OSError, SweepflowError):  # an unreadable group is not ours to resume
+            continue
+        if isinstance(data, dict) and data.get("design_hash") == digest:
+            found.append(day)
+    return max(found) if found else None

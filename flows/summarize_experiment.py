@@ -1,0 +1,124 @@
+"""summarize-experiment: what a run group found, and what it cost.
+
+What it does
+------------
+1. **summarize**: read `experiment.yaml`, `runs_status.yaml`, every evaluation's inspect-ai
+   `.eval` log (newest successful one per run and epoch), torchtune's metric logs and the
+   fine-tunes' SLURM logs (`tasks.summarize.summarize`, `tasks.results`).
+2. **record-measurements**: write `measured_runs.yaml`: what each completed fine-tune measured
+   (it/s, peak memory, checkpoint size, elapsed). The next plan-runs of a design without
+   `paths.prior_runs` learns from these runs' logs (`tasks.measured`, `tasks.planner`).
+3. **write-summary**: write `summary.md` (results run x task x epoch with accuracy and sample
+   counts, fine-tuned vs base delta per task, training loss per run, estimated vs actual time
+   and memory per run, GPU-hours per factor level with failed attempts included) and the plots
+   `plots/loss_curves.png` and `plots/accuracy_by_<factor>.png` into the run group.
+4. **Publish**: `summary.md` as a markdown artifact (key `summary-<run group>`) and the results
+   as a table artifact (key `results-<run group>`: run, task, epoch, accuracy, samples, delta vs
+   base).
+
+Missing results (a failed run, an evaluation without a log) show as "-" with the reason from
+runs_status.yaml. It can run at any time, also while jobs still run; each run rewrites the files.
+
+How to run it
+-------------
+    prefect deployment run summarize-experiment/summarize-experiment \\
+        --param group_dir=/abs/path/to/<run group> --watch
+
+As Python: `from flows.summarize_experiment import summarize_experiment; summarize_experiment(group_dir)`,
+or from a shell: `python -m flows.summarize_experiment GROUP_DIR` (prints the summary.md path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from flows.plan_runs import artifact_slug
+from tasks.errors import SweepflowError
+from tasks.measured import record_measurements
+from tasks.summarize import Summary, render_summary, summarize, write_summary
+
+_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="summarize", **_TASK_OPTIONS)
+def summarize_task(group_dir: str) -> Summary | SweepflowError:
+    try:
+        return summarize(group_dir)
+    except SweepflowError as error:
+        return error
+
+
+@task(name="record-measurements", **_TASK_OPTIONS)
+def record_measurements_task(group_dir: str) -> Optional[Path]:
+    return record_measurements(group_dir)
+
+
+@task(name="write-summary", **_TASK_OPTIONS)
+def write_summary_task(group_dir: str, summary: Summary) -> list[Path]:
+    return write_summary(group_dir, summary)
+
+
+def publish_summary(summary: Summary) -> None:
+    """The keyed markdown and table artifacts (the same keys every time: the UI shows the latest)."""
+    slug = artifact_slug(summary.run_group)
+    scored = sum(1 for r in summary.results if r.accuracy is not None)
+    create_markdown_artifact(
+        markdown=render_summary(summary), key=f"summary-{slug}",
+        description=f"summary.md of {summary.run_group}",
+    )
+    create_table_artifact(
+        table=summary.table(), key=f"results-{slug}",
+        description=f"{summary.run_group}: {scored} of {len(summary.results)} evaluations scored",
+    )
+
+
+@flow(name="summarize-experiment", persist_result=False, log_prints=True)
+def summarize_experiment(group_dir: str) -> str:
+    """Write summary.md, plots and measured_runs.yaml for a run group and publish them as artifacts.
+
+    Args:
+        group_dir: the run group folder (holds experiment.yaml and runs_status.yaml).
+
+    Returns:
+        The path of summary.md.
+    """
+    logger = get_run_logger()
+    summary = summarize_task(group_dir)
+    if isinstance(summary, SweepflowError):
+        logger.error(str(summary))
+        return Failed(message=str(summary))  # type: ignore[return-value]
+    measured = record_measurements_task(group_dir)
+    files = write_summary_task(group_dir, summary)
+    publish_summary(summary)
+    scored = sum(1 for r in summary.results if r.accuracy is not None)
+    logger.info("%s: %d of %d evaluations scored; %.3f GPU-hours used (%.3f on failed attempts)",
+                summary.run_group, scored, len(summary.results), summary.gpu_hours_total, summary.gpu_hours_failed)
+    if measured is not None:
+        logger.info("Measured figures of the completed fine-tunes: %s", measured)
+    for path in files:
+        logger.info("Wrote %s", path)
+    return str(files[0])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m flows.summarize_experiment", description=__doc__.splitlines()[0])
+    parser.add_argument("group_dir", help="run group folder written by plan-runs")
+    args = parser.parse_args(argv)
+    state = summarize_experiment(str(Path(args.group_dir).resolve()), return_state=True)
+    if not state.is_completed():
+        print(f"summarize-experiment ended {state.name}: {state.message}", file=sys.stderr)
+        return 1
+    print(state.result())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
