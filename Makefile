@@ -1,13 +1,14 @@
 # sweepflow: `make demo` and `make test` are all most people need. See README.md.
 #
 #   make venv     .venv at the repo root from requirements.lock (skipped when up to date)
-#   make demo     plan-runs on the bundled tiny example, auto-approved, as plain Python
+#   make demo     the whole pipeline on the tiny example through Prefect + local SLURM (minutes)
+#   make demo-plan only plan + set up the example, as plain Python (seconds)
 #   make test     every test (tests/integration starts its own Prefect server)
 #   make bench    plan time of a 1,000-run design
 #   make server   Prefect server on 127.0.0.1:$(PORT), SQLite under .state/
 #   make deploy   work pool `sweepflow` + the deployments in prefect.yaml
 #   make worker   a process worker for that pool (background, log in .state/worker.log)
-#   make stop     stop the worker and server started by this Makefile (by their PID files)
+#   make stop     stop the worker, server and SLURM cluster started here (by their PID files)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -39,11 +40,13 @@ export HF_HOME ?= $(STATE)/hf
 export PREFECT_HOME ?= $(STATE)/prefect
 # The deployment's pull step changes into this folder; `prefect deploy` stores it.
 export SWEEPFLOW_HOME := $(ROOT)
+# The scheduled sync-status deployment scans this folder for run groups (the demo writes here).
+export SWEEPFLOW_OUTPUT_DIR ?= $(ROOT)/demo/experiments
 
-.PHONY: help venv demo test test-fast bench schema server deploy worker stop clean
+.PHONY: help venv demo demo-plan test test-fast bench schema server deploy worker stop clean
 
 help:
-	@sed -n '3,11p' Makefile
+	@sed -n '3,12p' Makefile
 
 venv: $(STAMP)
 
@@ -55,10 +58,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --disable-pip-version-check -q -e . --no-deps
 	@touch $@
 
+# The whole mission: local SLURM (or the local backend), Prefect server + worker, deployments,
+# run-experiment on the tiny example (plan -> setup -> sbatch -> torchtune -> inspect ->
+# summary), auto-approved. Leaves the server running; `make stop` stops what it started.
 demo: venv
+	scripts/demo
+
+# Only plan + set up the example (no jobs, no server): seconds.
+demo-plan: venv
 	@mkdir -p $(STATE)
 	$(BIN)/python -m examples.tiny_demo.make_example $(DEMO_DIR)
-	$(BIN)/python -m flows.plan_runs $(DEMO_DESIGN) --auto-approve | tee $(STATE)/demo.out
+	$(BIN)/python -m flows.plan_runs $(DEMO_DESIGN) --auto-approve --continue-to-setup | tee $(STATE)/demo.out
 	@group=$$(head -n 1 $(STATE)/demo.out); \
 	echo; echo "== $$group/runs_plan.md (first 40 lines) =="; head -n 40 "$$group/runs_plan.md"; \
 	echo "..."; echo; echo "== files under demo/ =="; \
@@ -130,6 +140,7 @@ stop:
 		fi; \
 		rm -f $$f; \
 	done
+	@if [ -f $(STATE)/slurm-started-by-demo ]; then scripts/slurm-local stop && rm -f $(STATE)/slurm-started-by-demo; fi
 
 clean: stop
 	rm -rf $(STATE) $(DEMO_DIR)

@@ -16,25 +16,30 @@ How to run it
 -------------
     prefect deployment run sync-status/sync-status --param group_dir=/abs/path/<run group>
 
-`prefect.yaml` also declares it with an interval schedule: set `group_dir` there (or per
-run) and `prefect deploy --all` keeps it running. As Python:
+`prefect.yaml` also declares it with an interval schedule and no group_dir: each run then
+syncs every run group with unfinished stages under $SWEEPFLOW_OUTPUT_DIR (set at deploy). As Python:
 `from flows.sync_status import sync_status; sync_status(group_dir)`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from flows.plan_runs import artifact_slug
 from tasks.backends.base import Backend
 from tasks.backends.select import select_backend
 from tasks.cluster_settings import ClusterSettings, cluster_settings
 from tasks.deliver import load_plan
+from tasks.errors import SweepflowError
+from tasks.plan import PLAN_FILE, STATUS_FILE
+from tasks.status import StatusStore
 from tasks.sync import SyncReport, sync_status as run_sync
 
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
@@ -65,19 +70,26 @@ def publish_status(group_dir: str | Path, report: SyncReport) -> None:
     )
 
 
-@flow(name="sync-status", persist_result=False, log_prints=True)
-def sync_status(group_dir: str) -> dict[str, int]:
-    """Bring runs_status.yaml up to date with the scheduler and the files on disk.
+def open_groups(output_dir: str | Path) -> list[Path]:
+    """Run groups under `output_dir` that still have unfinished stages."""
+    groups = []
+    for status_file in sorted(Path(output_dir).glob(f"*/{STATUS_FILE}")):
+        group = status_file.parent
+        if not (group / PLAN_FILE).exists():
+            continue
+        try:
+            status = StatusStore(status_file).read()
+        except SweepflowError:
+            continue
+        if any(not stage.is_terminal for _, _, stage in status.stages()):
+            groups.append(group)
+    return groups
 
-    Args:
-        group_dir: the run group folder (holds experiment.yaml and runs_status.yaml).
 
-    Returns:
-        How many stages are in each state.
-    """
+def _sync_one(group_dir: str) -> SyncReport:
     logger = get_run_logger()
     _, backend = group_backend(group_dir)
-    report = sync_jobs_task(group_dir, backend)
+    report = sync_jobs_task.with_options(task_run_name=f"sync-{Path(group_dir).name}")(group_dir, backend)
     publish_status(group_dir, report)
     logger.info(
         "%s: %d/%d stages finished (%s); %d changed; %d scheduler call(s)",
@@ -86,4 +98,35 @@ def sync_status(group_dir: str) -> dict[str, int]:
     )
     for failed in report.newly_failed:
         logger.warning("Fine-tune %s (job %s) failed: %s", failed.run, failed.job_id, failed.reason)
-    return dict(report.counts)
+    return report
+
+
+@flow(name="sync-status", persist_result=False, log_prints=True)
+def sync_status(group_dir: Optional[str] = None, output_dir: Optional[str] = None) -> dict[str, int]:
+    """Bring runs_status.yaml up to date with the scheduler and the files on disk.
+
+    Args:
+        group_dir: one run group folder (holds experiment.yaml and runs_status.yaml).
+        output_dir: without group_dir, every run group under this folder that still has
+            unfinished stages (default: $SWEEPFLOW_OUTPUT_DIR). This is what the scheduled
+            deployment does.
+
+    Returns:
+        How many stages are in each state (over all groups synced).
+    """
+    logger = get_run_logger()
+    if group_dir:
+        groups = [Path(group_dir)]
+    else:
+        root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
+        if not root:
+            message = "sync-status needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups"
+            logger.error(message)
+            return Failed(message=message)
+        groups = open_groups(root)
+        logger.info("%d run group(s) with unfinished stages under %s", len(groups), root)
+    totals: dict[str, int] = {}
+    for group in groups:
+        for state, count in _sync_one(str(group)).counts.items():
+            totals[state] = totals.get(state, 0) + count
+    return totals

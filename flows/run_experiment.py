@@ -1,0 +1,109 @@
+"""run-experiment: the whole mission as one parent flow, stage by stage, resumable.
+
+What it does
+------------
+1. **plan-runs** (subflow): design -> verified, estimated plan; approval (the UI form, or
+   `auto_approve`); `experiment.yaml`, `runs_plan.md`, `runs_status.yaml`.
+2. **setup-experiment** (subflow): run folders, torchtune configs, SLURM scripts.
+3. **launch-runs** (subflow): sbatch with chained evaluations, watching, retries by cause.
+4. **summarize-experiment** (subflow): summary.md, plots, result artifacts.
+
+Re-running it continues where it stopped: the run group of the same design is found again
+(same design hash, whatever the date), its status is kept, files that are already right are
+left alone, jobs already submitted are not submitted again, and finished stages stay done.
+
+How to run it
+-------------
+    prefect deployment run run-experiment/run-experiment \\
+        --param design=$PWD/examples/tiny_demo/design.yaml --param auto_approve=true --watch
+
+(`make demo` does exactly this on a local Prefect server, worker and SLURM cluster.)
+As Python: `from flows.run_experiment import run_experiment; run_experiment(design, auto_approve=True)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from prefect import flow, get_run_logger
+from prefect.states import Failed
+
+from blocks.resolve import resolve_site
+from flows.launch_runs import launch_runs
+from flows.plan_runs import plan_runs, read_design
+from flows.setup_experiment import setup_experiment
+from tasks.errors import SweepflowError
+from tasks.planner import design_hash, existing_group_date
+
+
+def _resume_date(design: Union[str, dict[str, Any]]) -> Optional[str]:
+    """The date of an earlier run group of this very design, if there is one."""
+    try:
+        resolved = resolve_site(read_design(design))
+    except SweepflowError:
+        return None  # plan-runs reports the problem properly
+    return existing_group_date(resolved, design_hash(resolved))
+
+
+def _stage(name: str, state: Any) -> Any:
+    """A subflow's result, or a Failed state that names the stage."""
+    if state.is_completed():
+        return state.result()
+    return Failed(message=f"{name} ended {state.name}: {state.message}")
+
+
+@flow(name="run-experiment", persist_result=False, log_prints=True)
+def run_experiment(
+    design: Union[str, dict[str, Any]],
+    auto_approve: bool = False,
+    date: Optional[str] = None,
+    max_attempts: int = 3,
+    poll_seconds: float = 10.0,
+    summarize: bool = True,
+) -> str:
+    """Plan, set up, launch, watch and summarize an experiment; safe to run again.
+
+    Args:
+        design: design YAML path (absolute, or relative to the working directory), YAML
+            text, or the design as a mapping.
+        auto_approve: skip the approval pause of plan-runs.
+        date: run group date (default: the date of an earlier group of this design, else today).
+        max_attempts: submissions per fine-tune (retries by cause).
+        poll_seconds: time between status syncs.
+        summarize: write summary.md and plots at the end.
+
+    Returns:
+        The run group folder.
+    """
+    logger = get_run_logger()
+    if date is None:
+        date = _resume_date(design)
+        if date:
+            logger.info("Resuming the run group of this design from %s", date)
+
+    planned = _stage("plan-runs", plan_runs(design, auto_approve=auto_approve, date=date, return_state=True))
+    if not isinstance(planned, str):
+        return planned
+    group_dir = planned
+    done = _stage("setup-experiment", setup_experiment(group_dir, return_state=True))
+    if not isinstance(done, str):
+        return done
+    counts = _stage(
+        "launch-runs",
+        launch_runs(group_dir, max_attempts=max_attempts, poll_seconds=poll_seconds, return_state=True),
+    )
+    if not isinstance(counts, dict):
+        return counts
+    logger.info("Stages: %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if summarize:
+        try:
+            from flows.summarize_experiment import summarize_experiment
+        except ImportError:
+            logger.warning("summarize-experiment is not available in this version")
+        else:
+            summary = _stage("summarize-experiment", summarize_experiment(group_dir, return_state=True))
+            if not isinstance(summary, str):
+                return summary
+            logger.info("Summary: %s", summary)
+    return str(Path(group_dir))
