@@ -94,10 +94,16 @@ class Summary(BaseModel):
     curves: dict[str, LossCurve] = Field(default_factory=dict, exclude=True)
 
     def table(self) -> list[dict[str, object]]:
-        """Rows for Prefect's create_table_artifact: run, task, epoch, accuracy, samples, delta vs base."""
+        """Rows for Prefect's create_table_artifact: run, task, epoch, accuracy, samples, delta vs base.
+
+        The UI renders cells as Markdown, where a lone "-" becomes a bullet: missing values are "n/a".
+        """
+        def cell(text: str) -> str:
+            return "n/a" if text == "-" else text
+
         return [
-            {"run": r.run, "task": r.task, "epoch": epoch_label(r.epoch), "accuracy": _num(r.accuracy),
-             "samples": samples_text(r), "delta vs base": _num(r.delta_vs_base, signed=True),
+            {"run": r.run, "task": r.task, "epoch": epoch_label(r.epoch), "accuracy": cell(_num(r.accuracy)),
+             "samples": cell(samples_text(r)), "delta vs base": cell(_num(r.delta_vs_base, signed=True)),
              "note": r.reason or ""}
             for r in self.results
         ]

@@ -141,7 +141,7 @@ def test_results_table_numbers_and_base_delta(group: Path) -> None:
     rows = {(r["run"], r["epoch"]): r for r in s.table()}
     assert rows[(A, "1")] == {"run": A, "task": "cap", "epoch": "1", "accuracy": "1.000", "samples": "4/4",
                               "delta vs base": "+0.750", "note": ""}
-    assert rows[(C, "0")]["accuracy"] == "-" and rows[(C, "0")]["note"]
+    assert rows[(C, "0")]["accuracy"] == "n/a" and rows[(C, "0")]["note"]
 
 
 def test_training_loss_from_disk_logger_and_from_bars(group: Path) -> None:

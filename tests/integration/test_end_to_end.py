@@ -1,0 +1,163 @@
+"""The whole mission on the REAL local SLURM cluster, with nothing faked.
+
+`flows.run_experiment.run_experiment` is called as plain Python (a temporary Prefect server
+from `prefect_test_harness`) on a design derived from `examples/tiny_demo/design.yaml`: one
+LoRA fine-tune (rank 16, 2 epochs) of the tiny Llama-3 made locally, plus the base-model
+control; the evaluations look at the first 100 test words. The jobs go through `sbatch` to
+the cluster of the `slurm_cluster` fixture (skipped with the fixture's reason when SLURM
+cannot run on this machine). Measured on 2 shared CPU cores: see the timings it prints.
+
+Checks: every stage completed (the base model's fine-tune skipped); each job id in
+runs_status.yaml is a real SLURM job (`scontrol show job` / `sacct` agree: COMPLETED, the
+right job name); none of them is left in `squeue`; the `.eval` logs, summary.md and the plots
+exist; the fine-tuned model at epoch_1 beats the base model (read from the `.eval` logs with
+inspect-ai) and gets at least half of the words right.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DESIGN = ROOT / "examples" / "tiny_demo" / "design.yaml"
+EVAL_SCRIPT = ROOT / "examples" / "capitalization" / "eval.py"
+
+pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.slurm]
+
+
+def _design(tmp_path: Path, inputs: dict[str, Path]) -> Path:
+    """The tiny demo's design with absolute paths into tmp_path, one rank, 100 eval samples."""
+    data = yaml.safe_load(DESIGN.read_text())
+    data["name"] = "e2e_tiny_cap"
+    data["factors"] = {"lora_rank": [16]}
+    data["controls"] = True
+    data["training"]["epochs"] = 2
+    data["dataset"]["path"] = str(inputs["dataset"])
+    data["evaluation"]["limit"] = 100
+    data["evaluation"]["epochs"] = "all"
+    for task in data["evaluation"]["tasks"]:
+        task["script"] = str(EVAL_SCRIPT)
+    data["paths"] = {"models_dir": str(inputs["models_dir"]), "output_dir": str(tmp_path / "experiments")}
+    data["cluster"] = {**data["cluster"], "backend": "slurm", "device": "cpu"}
+    path = tmp_path / "design.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _accuracy(log_path: Path) -> float:
+    from inspect_ai.log import read_eval_log
+
+    log = read_eval_log(str(log_path))
+    assert log.status == "success", f"{log_path}: {log.status} {log.error}"
+    [score] = [s for s in log.results.scores if "accuracy" in s.metrics]
+    return float(score.metrics["accuracy"].value)
+
+
+def _eval_log(run_dir: Path, epoch: str) -> Path:
+    """The successful `.eval` log of this run whose metadata says this epoch ("base" for controls)."""
+    from inspect_ai.log import read_eval_log
+
+    found = []
+    for path in sorted(run_dir.glob("evaluations/*/logs/*.eval")):
+        header = read_eval_log(str(path), header_only=True)
+        if header.status == "success" and str((header.eval.metadata or {}).get("epoch")) == epoch:
+            found.append(path)
+    assert len(found) == 1, f"expected one successful .eval log for epoch {epoch} under {run_dir}: {found}"
+    return found[0]
+
+
+def test_run_experiment_on_real_slurm(slurm_cluster, tmp_path, monkeypatch):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from examples.tiny_demo.make_example import make_example
+    from flows.run_experiment import run_experiment
+    from tasks.status import StatusStore
+
+    # sbatch / squeue / sacct called by the flows read the cluster's config from the environment
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    monkeypatch.setenv("SWEEPFLOW_HOME", str(ROOT))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    tmp_path.chmod(0o755)  # the jobs (any uid) read the inputs and write into the run group
+    timings: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        inputs = make_example(tmp_path / "inputs")
+        design = _design(tmp_path, inputs)
+        timings["inputs"] = time.monotonic() - t0
+
+        t = time.monotonic()
+        with prefect_test_harness(server_startup_timeout=120):
+            timings["prefect server"] = time.monotonic() - t
+            t = time.monotonic()
+            state = run_experiment(str(design), auto_approve=True, poll_seconds=2, return_state=True)
+            timings["run-experiment"] = time.monotonic() - t
+        assert state.is_completed(), f"run-experiment ended {state.name}: {state.message}"
+        group = Path(state.result())
+        assert group.parent == tmp_path / "experiments", group
+
+        # --- runs_status.yaml: everything completed, the base model's fine-tune skipped
+        status = StatusStore(group / "runs_status.yaml").read()
+        stages = list(status.stages())
+        finetuned = [run for run, key, s in stages if key == "finetune" and s.status != "skipped"]
+        bases = [run for run, key, s in stages if key == "finetune" and s.status == "skipped"]
+        assert finetuned == ["Llama-3-Tiny-Instruct_rank16"] and bases == ["Llama-3-Tiny-Instruct_base"], stages
+        not_done = [(run, key, s.status, s.reason) for run, key, s in stages
+                    if s.status != "completed" and not (key == "finetune" and run in bases)]
+        assert not not_done, f"stages not completed: {not_done}"
+        jobs = {s.job_id: (run, key) for run, key, s in stages if s.status == "completed"}
+        assert len(jobs) == 4 and all(jobs), jobs  # 1 fine-tune + 2 epoch evaluations + 1 base evaluation
+        assert all(s.slurm_state == "COMPLETED" and len(s.attempts) == 1 for run, key, s in stages if s.job_id), stages
+
+        # --- the jobs went through SLURM: scontrol and sacct know them, all COMPLETED, none queued
+        for job_id, (run, key) in jobs.items():
+            record = slurm_cluster.job(job_id)  # scontrol show job -o ID
+            assert record["JobId"] == job_id and record["JobState"] == "COMPLETED", record
+            assert record["ExitCode"] == "0:0", record
+            if key == "finetune":
+                assert record["JobName"] == run, record
+        if slurm_cluster.with_db:
+            ids = ",".join(jobs)
+            deadline = time.monotonic() + 30  # slurmdbd records the end a moment after the job
+            while True:
+                out = slurm_cluster.run("sacct", "-X", "-P", "-n", "-j", ids, "-o", "JobID,JobName,State,ExitCode").stdout
+                rows = {line.split("|")[0]: line.split("|") for line in out.splitlines() if line.strip()}
+                if (set(rows) == set(jobs) and all(r[2] == "COMPLETED" for r in rows.values())) or time.monotonic() > deadline:
+                    break
+                time.sleep(1)
+            assert set(rows) == set(jobs), out
+            assert all(r[2] == "COMPLETED" and r[3] == "0:0" for r in rows.values()), out
+        else:
+            print("the cluster runs without slurmdbd: sacct not checked (scontrol only)")
+        queued = set(slurm_cluster.run("squeue", "-h", "-o", "%i").stdout.split()) & set(jobs)
+        assert not queued, f"still in squeue: {queued}"
+
+        # --- files: checkpoints, .eval logs, summary.md + plots
+        run_dir, base_dir = group / finetuned[0], group / bases[0]
+        assert (run_dir / "epoch_0").is_dir() and (run_dir / "epoch_1").is_dir()
+        summary = group / "summary.md"
+        assert summary.exists() and "Llama-3-Tiny-Instruct_rank16" in summary.read_text()
+        assert list((group / "plots").glob("*.png"))
+
+        # --- learning: epoch_1 beats the base model, and gets at least half the words right
+        logs = {"0": _eval_log(run_dir, "0"), "1": _eval_log(run_dir, "1"), "base": _eval_log(base_dir, "base")}
+        outputs = {"0": status.stage(finetuned[0], "capitalization_epoch_0").output,
+                   "1": status.stage(finetuned[0], "capitalization_epoch_1").output,
+                   "base": status.stage(bases[0], "capitalization").output}
+        assert {k: Path(v) for k, v in outputs.items()} == logs  # sync-status verified these very logs
+        accuracy = {epoch: _accuracy(path) for epoch, path in logs.items()}
+        print(f"exact match: {accuracy}")
+        assert accuracy["1"] > accuracy["base"], accuracy
+        assert accuracy["1"] >= 0.5, accuracy
+        elapsed = {f"{run}/{key}": a.elapsed_s for run, key, s in stages for a in s.attempts}
+        print("jobs' elapsed (SLURM): " + ", ".join(f"{k} {v:.0f} s" for k, v in elapsed.items() if v is not None))
+    finally:
+        timings["total"] = time.monotonic() - t0
+        print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()), file=sys.stderr)
