@@ -13,8 +13,25 @@ answers all 10,000 ids:
           evaluations COMPLETED (900 real inspect .eval logs, headers read and checked),
           20 fine-tunes OUT_OF_MEMORY (log tails read), the rest as in poll
 
-"persist" is the locked read-modify-write of runs_status.yaml (parse, validate, terminal-state
-protection, dump, atomic replace); "calls" counts the scheduler status queries (must be 1).
+"persist" is the locked read-modify-write of runs_status.yaml (`StatusStore.update`: parse,
+the sync's own changes, validation, terminal-state protection, dump, atomic replace), as
+sync-status reports it; "calls" counts the scheduler status queries (must be 1). The status
+store's share is then split out by timing its phases (wrappers around `StatusStore._load` /
+`_persist` / the updater), in wall seconds and, in brackets, CPU seconds of this process (the
+CPU figure is the one to trust on a machine shared with other work):
+
+  parse   every read of the status in the sync (the one before the scheduler query and the one
+          under the lock): hash the YAML, then the JSON cache, or the YAML when it has no cache
+  check   the rest of the update: dump and re-validation of the updated status, terminal-state
+          protection, lock, freeing the working copies
+  write   YAML text (and the JSON cache), atomic replace of runs_status.yaml and of the cache
+  store   parse + check + write: the parse + persist time of the issue (target < 1 s)
+  apply   the sync's own callback (applying 10,000 decisions): sync logic, not the store's
+
+The last lines time YAML alone on the final file: PyYAML's libyaml loader/dumper as plain
+`yaml.load` / `yaml.dump` calls, then as sweepflow calls them (`tasks.fsio`, and the store's
+run-by-run writer), and reads/updates through the cache. Against a store without `_load` /
+`_persist` (before the cache) only the first table and the plain YAML line are printed.
 
     python benchmarks/sync_persist_10000.py [--keep]
 
@@ -24,6 +41,8 @@ Reads/writes: only its temporary folder (removed unless --keep).
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import shutil
 import sys
 import tempfile
@@ -99,15 +118,103 @@ def _eval_log(path: Path, run: str, epoch: int) -> None:
     write_eval_log(EvalLog(status="success", eval=spec), str(path))
 
 
-def timed_sync(group: Path, backend: InMemoryScheduler) -> dict[str, float]:
+class StorePhases:
+    """Time (wall and CPU) spent in StatusStore's phases, by wrapping its methods (class-wide)."""
+
+    PHASES = ("parse", "update", "write", "apply")
+
+    def __init__(self) -> None:
+        self.split = all(hasattr(StatusStore, name) for name in ("_load", "_persist"))  # older stores: no split
+        self.reset()
+        if self.split:
+            StatusStore._load = self._timed(StatusStore._load, "parse")  # type: ignore[method-assign]
+            StatusStore._persist = self._timed(StatusStore._persist, "write")  # type: ignore[method-assign]
+        update = StatusStore.update
+        timed = self._timed
+
+        def timed_update(store: StatusStore, fn, **kwargs):  # type: ignore[no-untyped-def]
+            return update(store, timed(fn, "apply"), **kwargs)
+
+        StatusStore.update = functools.wraps(update)(timed(timed_update, "update"))  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.wall = dict.fromkeys(self.PHASES, 0.0)
+        self.cpu = dict.fromkeys(self.PHASES, 0.0)
+        self.reads = 0
+
+    def _timed(self, fn, phase: str):  # type: ignore[no-untyped-def]
+        @functools.wraps(fn)
+        def run(*args, **kwargs):  # type: ignore[no-untyped-def]
+            wall, cpu = time.perf_counter(), time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.wall[phase] += time.perf_counter() - wall
+                self.cpu[phase] += time.process_time() - cpu
+                self.reads += phase == "parse"
+
+        return run
+
+    def split_of(self, clock: dict[str, float]) -> dict[str, float]:
+        """parse (every read), check (the rest of update: copy, validation, protection), write."""
+        check = clock["update"] - clock["apply"] - clock["write"] - clock["parse"] * (self.reads - 1) / self.reads
+        return {"parse": clock["parse"], "check": check, "write": clock["write"], "apply": clock["apply"],
+                "store": clock["parse"] + check + clock["write"]}
+
+
+def timed_sync(group: Path, backend: InMemoryScheduler, phases: StorePhases | None = None) -> dict[str, float]:
     from tasks.sync import sync_status
 
     calls = backend.calls
-    t = time.perf_counter()
+    if phases:
+        phases.reset()
+    t, cpu = time.perf_counter(), time.process_time()
     report = sync_status(group, backend)
-    total = time.perf_counter() - t
-    return {"sync_s": total, "persist_s": report.persist_s, "calls": backend.calls - calls, "queried": report.queried,
-            "changed": report.changed, "done": report.done, "newly_failed": len(report.newly_failed)}
+    total, total_cpu = time.perf_counter() - t, time.process_time() - cpu
+    result = {"sync_s": total, "sync_cpu_s": total_cpu, "persist_s": report.persist_s, "calls": backend.calls - calls,
+              "queried": report.queried, "changed": report.changed, "done": report.done,
+              "newly_failed": len(report.newly_failed)}
+    if phases and phases.split and phases.reads:  # (the read under the lock is the last one)
+        result.update({f"{k}_s": v for k, v in phases.split_of(phases.wall).items()}, reads=phases.reads)
+        result.update({f"{k}_cpu_s": v for k, v in phases.split_of(phases.cpu).items()})
+    return result
+
+
+def yaml_alone(path: Path) -> list[str]:
+    """Lines timing YAML load/dump of `path` alone, plain PyYAML and as sweepflow does it."""
+    import yaml
+
+    import tasks.status as status_module
+    from tasks.fsio import dump_yaml, read_yaml
+
+    def clock(fn):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        value = fn()
+        return value, time.perf_counter() - started
+
+    raw = path.read_bytes()
+    text = raw.decode()
+    options = {"sort_keys": False, "allow_unicode": True, "default_flow_style": False, "width": 100}
+    data, load_s = clock(lambda: yaml.load(text, Loader=yaml.CSafeLoader))  # noqa: S506 - a safe loader
+    plain, dump_s = clock(lambda: yaml.dump(data, Dumper=yaml.CSafeDumper, **options))
+    _, fs_load_s = clock(lambda: read_yaml(path))
+    ours, fs_dump_s = clock(lambda: dump_yaml(data))
+    lines = [f"YAML alone ({len(raw) / 1024:.0f} KiB): plain yaml.load with CSafeLoader {load_s:.2f} s, yaml.dump with "
+             f"CSafeDumper {dump_s:.2f} s;",
+             f"  tasks.fsio: read_yaml {fs_load_s:.2f} s, dump_yaml {fs_dump_s:.2f} s ({'same' if ours == plain else 'DIFFERENT'} text)"]
+    render = getattr(status_module, "_render", None)
+    if render is not None:  # the store's writer: run by run
+        (ours, _, _), render_s = clock(lambda: render(data, "now"))
+        same = ours.decode() == status_module.render_template("runs_status.yaml.j2", now="now", body=plain)
+        lines[-1] += f"; runs_status.yaml written run by run {render_s:.2f} s ({'same' if same else 'DIFFERENT'} text)"
+    store = StatusStore(path)
+    if len(raw) >= getattr(status_module, "CACHE_MIN_BYTES", len(raw) + 1):
+        _, hash_s = clock(lambda: hashlib.sha256(raw).hexdigest())
+        status, read_s = clock(store.read)
+        _, update_s = clock(lambda: store.update(lambda s: None))
+        lines.append(f"with the cache ({store.cache_path.stat().st_size / 1024:.0f} KiB JSON): StatusStore.read {read_s:.2f} s "
+                     f"(sha256 of the YAML {hash_s * 1000:.0f} ms); StatusStore.update changing nothing {update_s:.2f} s")
+    return lines
 
 
 def main() -> int:
@@ -126,7 +233,8 @@ def main() -> int:
             ft = key == "finetune"
             backend.answer[job_id] = (_info(job_id, "RUNNING", "running", node="gpu1", elapsed_s=600.0) if ft
                                       else _info(job_id, "PENDING", "pending"))
-        results = {"poll": timed_sync(group, backend), "quiet": timed_sync(group, backend)}
+        phases = StorePhases()
+        results = {"poll": timed_sync(group, backend, phases), "quiet": timed_sync(group, backend, phases)}
 
         runs = sorted({run for run, _ in ids})
         t = time.perf_counter()
@@ -147,8 +255,9 @@ def main() -> int:
             job_id = ids[(run, "finetune")]
             backend.answer[job_id] = _info(job_id, "OUT_OF_MEMORY", "failed", exit_code="0:125", node="gpu1")
         print(f"burst artifacts (300 checkpoints, 900 .eval logs) written in {time.perf_counter() - t:.1f} s")
-        results["burst"] = timed_sync(group, backend)
+        results["burst"] = timed_sync(group, backend, phases)
         size = (group / "runs_status.yaml").stat().st_size / 1024
+        alone = yaml_alone(group / "runs_status.yaml")
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -159,6 +268,18 @@ def main() -> int:
               f"{int(r['done']):6d} {int(r['newly_failed']):7d}")
     ok = all(r["calls"] == 1 for r in results.values())
     print(f"  backend status queries per sync: {'1 (OK)' if ok else 'NOT 1'}")
+    if phases.split:
+        print("status store share, wall s (CPU s of this process): parse = every read of the status; persist = check +")
+        print("write; store = parse + persist, the issue's target (< 1 s); apply = sync's own callback, not the store:")
+        print(f"  {'scenario':<8} {'parse':>12} {'reads':>5} {'check':>12} {'write':>12} {'store':>12} {'apply':>12}  target")
+        for name, r in results.items():
+            cells = " ".join(f"{r[f'{k}_s']:5.2f} ({r[f'{k}_cpu_s']:4.2f})" for k in ("parse",))
+            rest = " ".join(f"{r[f'{k}_s']:5.2f} ({r[f'{k}_cpu_s']:4.2f})" for k in ("check", "write", "store", "apply"))
+            verdict = "< 1 s OK" if r["store_s"] < 1.0 else (">= 1 s wall; CPU < 1 s" if r["store_cpu_s"] < 1.0 else ">= 1 s")
+            print(f"  {name:<8} {cells} {int(r['reads']):5d} {rest}  {verdict}")
+        print(f"  (sync CPU s: " + ", ".join(f"{n} {r['sync_cpu_s']:.2f}" for n, r in results.items()) + ")")
+    for line in alone:
+        print(line)
     if args.keep:
         print(f"files kept in {root}")
     return 0 if ok else 1
