@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,41 +22,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakesite import DATE, FILES, design, group_dir  # noqa: E402
 
+from integration.processes import free_port, stop, wait_healthy  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 PREFECT = str(Path(sys.executable).parent / "prefect")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the process group this test started (SIGTERM, then SIGKILL after 20 s)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def _wait_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -74,7 +40,7 @@ def _wait_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 
 
 
 def test_deployment_run_through_worker(tmp_path):
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
@@ -97,7 +63,7 @@ def test_deployment_run_through_worker(tmp_path):
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         started.append(server)
-        _wait_healthy(api, server, server_log)
+        wait_healthy(api, server, server_log)
         timings["server start"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -132,5 +98,5 @@ def test_deployment_run_through_worker(tmp_path):
         assert {p.name for p in group_dir(tmp_path, "deployed").iterdir()} == FILES
     finally:
         for process in reversed(started):
-            _stop(process)
+            stop(process)
         print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

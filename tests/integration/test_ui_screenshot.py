@@ -20,13 +20,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -41,40 +38,9 @@ SHOTS = TESTS / "artifacts" / "ui"
 PREFECT = str(Path(sys.executable).parent / "prefect")
 GROUP_NAME = "ui_check"
 
+from integration.processes import free_port, stop, wait_healthy  # noqa: E402
+
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    """Stop the process group this test started (SIGTERM, then SIGKILL after 20 s)."""
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_healthy(api: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited ({process.returncode}):\n{log.read_text()[-3000:]}")
-        try:
-            urllib.request.urlopen(f"{api}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
 
 
 def finished_group(root: Path) -> Path:
@@ -164,7 +130,7 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
     keys = {f"{kind}-{slug}" for kind in ("status", "progress", "results", "summary")}
     timings["finished group"] = time.monotonic() - t0
 
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     api = f"{base_url}/api"
     env = {
@@ -185,7 +151,7 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
             cwd=ROOT, env=env, stdout=server_log.open("w"), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
-        _wait_healthy(api, server, server_log)
+        wait_healthy(api, server, server_log)
         timings["server start"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -225,7 +191,7 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
         timings["2 DOM dumps"] = time.monotonic() - t
     finally:
         if server is not None:
-            _stop(server)
+            stop(server)
         if server_log.exists():
             shutil.copy(server_log, SHOTS / "server.log")
         timings["total"] = time.monotonic() - t0
