@@ -15,7 +15,7 @@ What it does
    accumulation; TIMEOUT: resume from the last epoch with more time; NODE_FAIL / PREEMPTED /
    BOOT_FAIL: resubmit without that node; a code or data error or a user's cancel: no
    retry). A resubmission re-chains the run's evaluations and the task raises, so the
-   Prefect UI shows AwaitingRetry -> Retrying with the run count. Meanwhile the flow syncs
+   Prefect UI shows the task Retrying, with its run count. Meanwhile the flow syncs
    the status with ONE scheduler query per poll and submits what the cap held back.
 
 How to run it
@@ -87,6 +87,8 @@ def make_finetune_task(max_attempts: int) -> Any:
             logger.info("%s: fine-tune completed", run)
             return outcome
         stage = StatusStore(Path(group_dir) / STATUS_FILE).read().stage(run)
+        if outcome == "cancelled":  # by a user (or its job vanished): never retried
+            raise FinetuneFailed(f"{run}: cancelled ({stage.reason or stage.slurm_state})")
         if stage.attempts and stage.attempts[-1].remedy is None:
             decision = retry_run(group_dir, run, backend, cluster, max_attempts)
             if decision.job_id:

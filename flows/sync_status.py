@@ -61,7 +61,7 @@ def publish_status(group_dir: str | Path, report: SyncReport) -> None:
     """Keyed progress + runs table artifacts (the same keys every sync: the UI shows the latest)."""
     slug = artifact_slug(Path(group_dir).name)
     create_progress_artifact(
-        progress=round(100 * report.progress, 1), key=f"progress-{slug}",
+        progress=round(report.progress, 1), key=f"progress-{slug}",
         description=f"{report.done} of {report.total} stages finished in {Path(group_dir).name}",
     )
     create_table_artifact(
