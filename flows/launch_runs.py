@@ -173,7 +173,9 @@ def launch_runs(
             launch = submit_pending_task(group_dir, backend, cluster)
             _log_launch(launch)
         finetunes_done = all(f.state.is_final() for f in futures)
-        if finetunes_done and report.done >= report.total:
+        in_flight = report.counts.get("submitted", 0) + report.counts.get("running", 0)
+        # done, or nothing left that could still move (e.g. evaluations of a fine-tune sbatch refused)
+        if finetunes_done and (report.done >= report.total or (in_flight == 0 and launch.complete)):
             break
         if time.monotonic() > deadline:
             logger.warning("Stopped waiting after %.1f h; sync-status keeps runs_status.yaml true", max_wait_hours)
