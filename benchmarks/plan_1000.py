@@ -15,7 +15,6 @@ Reads/writes: only its temporary folder (removed unless --keep).
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -26,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tasks.design import parse_design  # noqa: E402
-from tasks.model_registry import lookup  # noqa: E402
+from tests.fakesite import make_site  # noqa: E402
 
 MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"]
 RANKS = [2, 4, 8, 12, 16, 24, 32, 48, 64, 128]
@@ -34,37 +33,9 @@ LEARNING_RATES = [round(k * 1e-5, 7) for k in range(1, 26)]
 TARGET_S = 3.0
 
 
-def make_site(root: Path, models: list[str], rows: int = 2000) -> dict:
-    """Fake model folders, dataset and eval script under `root`; returns the design's paths/dataset/eval parts."""
-    models_dir = root / "models"
-    for name in models:
-        folder = models_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-        for weight in lookup(name).checkpoint_files:
-            (folder / weight).write_bytes(b"\0" * 1024)
-    words = [f"word{i:05d}" for i in range(rows)]
-    records = [{"input": w, "output": w.capitalize()} for w in words]
-    n_train, n_val = rows * 8 // 10, rows // 10
-    dataset = root / "data" / "words.json"
-    dataset.parent.mkdir(parents=True, exist_ok=True)
-    dataset.write_text(json.dumps({
-        "train": records[:n_train],
-        "validation": records[n_train:n_train + n_val],
-        "test": records[n_train + n_val:],
-    }))
-    script = root / "evals" / "cap.py"
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text("# inspect-ai task file (not run by the benchmark)\n")
-    return {
-        "dataset": {"path": str(dataset)},
-        "evaluation": {"tasks": [{"name": "cap", "script": str(script)}], "epochs": "last"},
-        "paths": {"models_dir": str(models_dir), "output_dir": str(root / "out")},
-    }
-
-
 def design_1000(root: Path) -> dict:
-    site = make_site(root, MODELS)
+    site = make_site(root, MODELS, rows=2000)  # the tests' fake site: model folders, dataset, eval script
+    site["evaluation"]["epochs"] = "last"
     return {
         "name": "bench_1000",
         "question": "How long does planning 1,000 runs take?",
