@@ -9,7 +9,8 @@ What it does
    (each starts as soon as its own checkpoint exists); base-model evaluations go at once.
    The cap on queued jobs and the stagger come from the cluster settings; each job id is
    written to runs_status.yaml the moment sbatch returns, and jobs already known to SLURM by
-   name are adopted, never submitted twice.
+   name are adopted, never submitted twice. With `rerun_failed_evaluations`, failed or
+   cancelled evaluations of an existing model are submitted again first.
 3. **watch** (unless `wait` is false): one `finetune-<run>` task per fine-tune waits for its
    job. When it fails, the cause decides (OOM: half the batch, twice the gradient
    accumulation; TIMEOUT: resume from the last epoch with more time; NODE_FAIL / PREEMPTED /
@@ -39,7 +40,7 @@ from flows.sync_status import group_backend, publish_status
 from tasks.backends.base import Backend
 from tasks.cluster_settings import ClusterSettings
 from tasks.deliver import load_plan
-from tasks.launch import LaunchReport, retry_failed, retry_run, submit_pending
+from tasks.launch import LaunchReport, reopen_failed_evaluations, retry_failed, retry_run, submit_pending
 from tasks.plan import STATUS_FILE
 from tasks.retry_policy import DEFAULT_MAX_ATTEMPTS
 from tasks.status import StatusStore
@@ -130,6 +131,7 @@ def launch_runs(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     poll_seconds: float = 10.0,
     max_wait_hours: float = 72.0,
+    rerun_failed_evaluations: bool = False,
 ) -> dict[str, int]:
     """Submit pending jobs of a set-up run group; with `wait`, watch and retry until all finish.
 
@@ -139,6 +141,8 @@ def launch_runs(
         max_attempts: submissions per fine-tune, the first included.
         poll_seconds: time between status syncs (one scheduler query each).
         max_wait_hours: stop waiting after this long (jobs keep running; sync-status goes on).
+        rerun_failed_evaluations: submit again the failed or cancelled evaluations whose model
+            exists (a completed fine-tune, or a base model); earlier attempts stay on record.
 
     Returns:
         How many stages are in each state at the end.
@@ -149,6 +153,9 @@ def launch_runs(
     logger.info("Backend: %s", backend.name)
 
     run_sync(group_dir, backend)
+    if rerun_failed_evaluations:
+        reopened = reopen_failed_evaluations(group_dir)
+        logger.info("Evaluations to run again: %s", ", ".join(reopened) or "none")
     for outcome in retry_failed(group_dir, backend, cluster, max_attempts):
         logger.info("%s: %s%s", outcome.run, outcome.remedy.description, f" -> job {outcome.job_id}" if outcome.job_id else "")
     launch = submit_pending_task(group_dir, backend, cluster)

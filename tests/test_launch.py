@@ -155,3 +155,36 @@ def test_permanent_error_fails_that_stage_only(group: Path) -> None:
     assert status.stage(first).status == "failed" and "time limit is invalid" in status.stage(first).reason
     assert status.stage(first, "cap_epoch_0").status == "pending"  # never submitted after a refused fine-tune
     assert report.complete and len(fake.submits) == 11  # every other run went on
+
+
+def test_failed_evaluations_of_a_finished_model_are_reopened_and_resubmitted(group: Path) -> None:
+    from tasks.launch import reopen_failed_evaluations
+
+    fake = FakeScheduler()
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    run, broken = FT_RUNS[0], FT_RUNS[1]
+    store = StatusStore(group / "runs_status.yaml")
+
+    def outcome(status) -> None:
+        status.stage(run).mark("completed")
+        status.stage(run, "cap_epoch_1").mark("failed", reason="inspect crashed")
+        status.stage(CONTROLS[0], "cap").mark("cancelled", reason="cancelled by a user")
+        status.stage(broken).mark("failed", reason="code error")
+        status.stage(broken, "cap_epoch_1").mark("cancelled", reason="fine-tune failed")
+
+    store.update(outcome)
+    old_job = _status(group).stage(run, "cap_epoch_1").job_id
+    fake.finish(old_job, "FAILED", exit_code="1:0")  # what the scheduler saw for the two jobs
+    fake.finish(_status(group).stage(CONTROLS[0], "cap").job_id, "CANCELLED by 0")
+    assert sorted(reopen_failed_evaluations(group)) == sorted([f"{run}/cap_epoch_1", f"{CONTROLS[0]}/cap"])
+    status = _status(group)
+    stage = status.stage(run, "cap_epoch_1")
+    assert stage.status == "pending" and stage.job_id is None and "inspect crashed" in stage.reason
+    assert stage.attempts[0].job_id == old_job  # the failed attempt stays on record
+    assert status.stage(broken, "cap_epoch_1").status == "cancelled"  # its fine-tune failed: nothing to evaluate
+
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    assert sorted(f"{j.run}/{j.stage}" for j in report.submitted) == sorted([f"{run}/cap_epoch_1", f"{CONTROLS[0]}/cap"])
+    [again] = [j for j in report.submitted if j.run == run]
+    assert again.after_ok == []  # its fine-tune already completed: no dependency
+    assert len(_status(group).stage(run, "cap_epoch_1").attempts) == 2
