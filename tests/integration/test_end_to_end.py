@@ -99,6 +99,11 @@ def test_run_experiment_on_real_slurm(slurm_cluster, tmp_path, monkeypatch):
             t = time.monotonic()
             state = run_experiment(str(design), auto_approve=True, poll_seconds=2, return_state=True)
             timings["run-experiment"] = time.monotonic() - t
+            first = StatusStore(Path(state.result()) / "runs_status.yaml").read() if state.is_completed() else None
+            # resumable: running it again finds the same group and redoes / resubmits nothing
+            t = time.monotonic()
+            again = run_experiment(str(design), auto_approve=True, poll_seconds=2, return_state=True)
+            timings["run-experiment again"] = time.monotonic() - t
         assert state.is_completed(), f"run-experiment ended {state.name}: {state.message}"
         group = Path(state.result())
         assert group.parent == tmp_path / "experiments", group
@@ -138,6 +143,15 @@ def test_run_experiment_on_real_slurm(slurm_cluster, tmp_path, monkeypatch):
             print("the cluster runs without slurmdbd: sacct not checked (scontrol only)")
         queued = set(slurm_cluster.run("squeue", "-h", "-o", "%i").stdout.split()) & set(jobs)
         assert not queued, f"still in squeue: {queued}"
+
+        # --- the second run-experiment: same group, same jobs, nothing new in SLURM
+        assert again.is_completed() and Path(again.result()) == group, again
+        assert first is not None and {(r, k): s.job_id for r, k, s in first.stages()} == {
+            (r, k): s.job_id for r, k, s in stages}, "the second run changed job ids"
+        # every job SLURM still knows that was submitted from this run group (%Z: working dir)
+        known = slurm_cluster.run("squeue", "-h", "-t", "all", "-o", "%i|%Z").stdout.splitlines()
+        ours = [line.split("|")[0] for line in known if line.strip() and line.split("|")[1].startswith(str(group))]
+        assert sorted(ours) == sorted(jobs), f"jobs submitted from {group}: {ours}"
 
         # --- files: checkpoints, .eval logs, summary.md + plots
         run_dir, base_dir = group / finetuned[0], group / bases[0]
