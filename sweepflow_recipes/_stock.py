@@ -1,4 +1,4 @@
-"""Load torchtune's stock recipe modules from the installed torchtune distribution.
+"""Load torchtune's stock recipe modules from the installed torchtune distribution, and run one.
 
 Reads: `<site-packages>/recipes/<name>.py` (installed by torchtune 0.6.1). Writes: nothing.
 torchtune's `recipes/__init__.py` raises on import on purpose, so `import recipes.x` fails;
@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import torchtune
+from omegaconf import DictConfig
+from torchtune import config
 
 STOCK_RECIPES_DIR = Path(torchtune.__file__).resolve().parent.parent / "recipes"
 
@@ -34,3 +36,16 @@ def load_stock_recipe(name: str) -> ModuleType:
         del sys.modules[module_name]
         raise
     return module
+
+
+def run_recipe(recipe_cls: type, cfg: DictConfig, name: str) -> None:
+    """What the stock `recipe_main` does once the process is set up, for any recipe class.
+
+    `name` must be one word: it is logged as `Running <name> with resolved config:`,
+    which `tasks/prior_logs.py` parses.
+    """
+    config.log_config(recipe_name=name, cfg=cfg)
+    recipe = recipe_cls(cfg=cfg)
+    recipe.setup(cfg=cfg)
+    recipe.train()
+    recipe.cleanup()

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 from torchtune import config, training
 
-from sweepflow_recipes._stock import load_stock_recipe
+from sweepflow_recipes._stock import load_stock_recipe, run_recipe
 
 _stock = load_stock_recipe("lora_finetune_distributed")
 
@@ -74,11 +74,7 @@ def run_distributed_recipe(recipe_cls: type, cfg: DictConfig, name: str) -> None
     _stock.init_process_group("cuda:nccl,cpu:gloo" if torch.distributed.is_nccl_available() else "gloo")
     if cfg.get("fsdp_cpu_offload", False):
         training.set_torch_num_threads()
-    config.log_config(recipe_name=name, cfg=cfg)
-    recipe = recipe_cls(cfg=cfg)
-    recipe.setup(cfg=cfg)
-    recipe.train()
-    recipe.cleanup()
+    run_recipe(recipe_cls, cfg, name)
 
 
 @config.parse

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torchtune import config, training
 from torchtune.modules.peft import get_adapter_state_dict, get_lora_module_names, get_merged_lora_ckpt
 
-from sweepflow_recipes._stock import load_stock_recipe
+from sweepflow_recipes._stock import load_stock_recipe, run_recipe
 
 _stock = load_stock_recipe("lora_finetune_single_device")
 
@@ -71,19 +71,6 @@ class LoRAFinetuneRecipeSingleDevice(_stock.LoRAFinetuneRecipeSingleDevice):  # 
             intermediate_checkpoint=intermediate_checkpoint,
             adapter_only=self._save_adapter_weights_only,
         )
-
-
-def run_recipe(recipe_cls: type, cfg: DictConfig, name: str) -> None:
-    """What the stock `recipe_main` does, for any single-device recipe class.
-
-    `name` must be one word: it is logged as `Running <name> with resolved config:`,
-    which `tasks/prior_logs.py` parses.
-    """
-    config.log_config(recipe_name=name, cfg=cfg)
-    recipe = recipe_cls(cfg=cfg)
-    recipe.setup(cfg=cfg)
-    recipe.train()
-    recipe.cleanup()
 
 
 @config.parse
