@@ -58,22 +58,29 @@ def _no_tie(tie_word_embeddings: bool) -> None:
         raise ValueError("the tiny Llama-3 model has an untied output projection; tie_word_embeddings must be false")
 
 
+def _architecture() -> dict[str, Any]:
+    """Builder arguments shared by the tiny model with and without LoRA."""
+    return {
+        "vocab_size": VOCAB_SIZE,
+        "num_layers": NUM_LAYERS,
+        "num_heads": NUM_HEADS,
+        "num_kv_heads": NUM_KV_HEADS,
+        "embed_dim": EMBED_DIM,
+        "max_seq_len": MAX_SEQ_LEN,
+        "intermediate_dim": INTERMEDIATE_DIM,
+        "attn_dropout": 0.0,
+        "norm_eps": NORM_EPS,
+        "rope_base": ROPE_BASE,
+    }
+
+
 def tiny_llama3(tie_word_embeddings: bool = False) -> Any:
     """The tiny model without LoRA (a torchtune TransformerDecoder)."""
     from torchtune.models.llama3._component_builders import llama3
 
     _no_tie(tie_word_embeddings)
     return llama3(
-        vocab_size=VOCAB_SIZE,
-        num_layers=NUM_LAYERS,
-        num_heads=NUM_HEADS,
-        num_kv_heads=NUM_KV_HEADS,
-        embed_dim=EMBED_DIM,
-        max_seq_len=MAX_SEQ_LEN,
-        intermediate_dim=INTERMEDIATE_DIM,
-        attn_dropout=0.0,
-        norm_eps=NORM_EPS,
-        rope_base=ROPE_BASE,
+        **_architecture(),
     )
 
 
@@ -96,16 +103,7 @@ def lora_tiny_llama3(
         lora_attn_modules=list(lora_attn_modules),
         apply_lora_to_mlp=apply_lora_to_mlp,
         apply_lora_to_output=apply_lora_to_output,
-        vocab_size=VOCAB_SIZE,
-        num_layers=NUM_LAYERS,
-        num_heads=NUM_HEADS,
-        num_kv_heads=NUM_KV_HEADS,
-        embed_dim=EMBED_DIM,
-        max_seq_len=MAX_SEQ_LEN,
-        intermediate_dim=INTERMEDIATE_DIM,
-        attn_dropout=0.0,
-        norm_eps=NORM_EPS,
-        rope_base=ROPE_BASE,
+        **_architecture(),
         lora_rank=lora_rank,
         lora_alpha=lora_alpha,
         lora_dropout=lora_dropout,
