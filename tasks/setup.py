@@ -85,15 +85,16 @@ def _count_entries(status: RunsStatus) -> int:
     return sum(1 for _ in status.stages())
 
 
-def _update_status(plan: Plan) -> int:
+def _update_status(plan: Plan, current: RunsStatus | None) -> int:
+    """Create runs_status.yaml, or add the entries it lacks; `current` is its content (read once)."""
     store = StatusStore(plan.group_dir / STATUS_FILE)
-    if not store.path.exists():
-        store.write(initial_status(plan))
-        return _count_entries(initial_status(plan))
-    before = store.read()
-    after = _missing_status_entries(store.read(), plan)
-    added = _count_entries(after) - _count_entries(before)
-    if added:  # rewriting an unchanged file would only move its timestamp
+    if current is None:
+        fresh = initial_status(plan)
+        store.write(fresh)
+        return _count_entries(fresh)
+    before = _count_entries(current)
+    added = _count_entries(_missing_status_entries(current, plan)) - before
+    if added:  # rewriting an unchanged file would only move its timestamp; the locked update re-reads it
         store.update(lambda status: _missing_status_entries(status, plan))
     return added
 
@@ -125,7 +126,8 @@ def setup_experiment(
     plan = load_plan(group_dir)
     cluster = cluster_settings(plan.design, cluster_overrides)
     status_path = plan.group_dir / STATUS_FILE
-    overrides = overrides_from_status(StatusStore(status_path).read()) if status_path.exists() else {}
+    current = StatusStore(status_path).read() if status_path.exists() else None
+    overrides = overrides_from_status(current) if current is not None else {}
     files = experiment_files(plan, cluster, overrides)
     if preview:
         preview_dir, changes = dry_run(plan.group_dir, files, overwrite_edits)
@@ -133,7 +135,7 @@ def setup_experiment(
             group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes, runs_with_overrides=sorted(overrides)
         )
     changes = materialize(plan.group_dir, files, overwrite_edits)
-    added = _update_status(plan)
+    added = _update_status(plan, current)
     _update_plan_markdown(plan, list(files), cluster)
     return SetupReport(
         group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added, runs_with_overrides=sorted(overrides)
