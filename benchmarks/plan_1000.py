@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -92,6 +93,19 @@ def run_once(root: Path) -> dict[str, float]:
     return times
 
 
+def best_of(
+    run_once: Callable[[Path], dict[str, float]], repeat: int, keep: bool, prefix: str, where: Path | None = None
+) -> tuple[Path, dict[str, float], int]:
+    """Run `run_once` `repeat` times in a fresh temporary folder; the best figure of each key."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+    try:
+        results = [run_once(root) for _ in range(max(1, repeat))]
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return root, {k: min(r[k] for r in results) for k in results[0]}, len(results)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (the best is reported)")
@@ -99,16 +113,10 @@ def main() -> int:
     args = parser.parse_args()
 
     needed = _ignore_disk_verdict()
-    root = Path(tempfile.mkdtemp(prefix="sweepflow-bench-"))
-    try:
-        results = [run_once(root) for _ in range(max(1, args.repeat))]
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    best = {k: min(r[k] for r in results) for k in results[0]}
+    root, best, runs = best_of(run_once, args.repeat, args.keep, "sweepflow-bench-")
     print(f"1,000-run design: {int(best['_runs'])} runs, {int(best['_eval_jobs'])} evaluation jobs "
           f"(runs_plan.md {best['_md_kib']:.0f} KiB, experiment.yaml {best['_yaml_kib']:.0f} KiB); "
-          f"best of {len(results)}; the plan estimates {needed[0]} of disk (free-disk verdict ignored):")
+          f"best of {runs}; the plan estimates {needed[0]} of disk (free-disk verdict ignored):")
     for key, seconds in best.items():
         if not key.startswith("_"):
             print(f"  {key:<22} {seconds:7.3f} s")

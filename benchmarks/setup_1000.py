@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from plan_1000 import _ignore_disk_verdict, design_1000  # noqa: E402
+from plan_1000 import _ignore_disk_verdict, best_of, design_1000  # noqa: E402
 
 from tasks.design import parse_design  # noqa: E402
 
@@ -81,15 +80,9 @@ def main() -> int:
     args = parser.parse_args()
 
     needed = _ignore_disk_verdict()
-    root = Path(tempfile.mkdtemp(prefix="sweepflow-bench-setup-", dir=args.dir))
-    try:
-        results = [run_once(root) for _ in range(max(1, args.repeat))]
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-    best = {k: min(r[k] for r in results) for k in results[0]}
+    root, best, runs = best_of(run_once, args.repeat, args.keep, "sweepflow-bench-setup-", args.dir)
     print(f"1,000-run design: {int(best['_runs'])} runs, {int(best['_files'])} generated files "
-          f"({int(best['_created'])} created by the first setup); best of {len(results)}, under {root.parent}; "
+          f"({int(best['_created'])} created by the first setup); best of {runs}, under {root.parent}; "
           f"the plan estimates {needed[0]} of disk (free-disk verdict ignored):")
     for key, seconds in best.items():
         if not key.startswith("_"):
