@@ -22,7 +22,9 @@ from tasks.cluster_settings import ClusterSettings  # noqa: E402
 from tasks.deliver import deliver_plan  # noqa: E402
 from tasks.design import parse_design  # noqa: E402
 from tasks.planner import build_plan  # noqa: E402
+from tasks.launch import submit_pending  # noqa: E402
 from tasks.setup import setup_experiment  # noqa: E402
+from tasks.status import StatusStore  # noqa: E402
 
 NOW = "2026-01-02T00:00:00+00:00"
 _NAME = re.compile(r"^#SBATCH --job-name=(\S+)", re.MULTILINE)
@@ -100,3 +102,16 @@ def make_group(root: Path, **changes: Any) -> Path:
     group = deliver_plan(plan, NOW)
     setup_experiment(group)
     return group
+
+
+def launched_group(root: Path) -> tuple[Path, FakeScheduler]:
+    """A set-up run group (make_group) whose jobs were all submitted to a FakeScheduler."""
+    group = make_group(root)
+    fake = FakeScheduler()
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    return group, fake
+
+
+def read_status(group: Path) -> Any:
+    """runs_status.yaml of a group, parsed."""
+    return StatusStore(group / "runs_status.yaml").read()

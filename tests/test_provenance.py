@@ -13,10 +13,9 @@ import pytest
 import yaml
 
 import tasks.provenance as provenance
-from fake_scheduler import FakeScheduler, cluster, make_group
+from fake_scheduler import FakeScheduler, cluster, launched_group, read_status
 from tasks.deliver import load_plan
-from tasks.launch import retry_run, submit_pending
-from tasks.status import StatusStore
+from tasks.launch import retry_run
 from tasks.sync import sync_status
 
 RUN = "Llama-3.2-1B-Instruct_rank4"
@@ -25,14 +24,10 @@ BASE = "Llama-3.2-1B-Instruct_base"
 
 @pytest.fixture
 def launched(tmp_path: Path) -> tuple[Path, FakeScheduler]:
-    group = make_group(tmp_path)
-    fake = FakeScheduler()
-    submit_pending(group, fake, cluster(), sleep=lambda s: None)
-    return group, fake
+    return launched_group(tmp_path)
 
 
-def _status(group: Path):
-    return StatusStore(group / "runs_status.yaml").read()
+_status = read_status
 
 
 def _read(path: Path) -> dict:

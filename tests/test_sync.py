@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_scheduler import FakeScheduler, cluster, make_group
-from tasks.launch import submit_pending
+from fake_scheduler import FakeScheduler, launched_group, read_status
 from tasks.status import StatusStore
 from tasks.sync import LOST, sync_status
 
@@ -22,14 +21,10 @@ BASE = "Llama-3.2-1B-Instruct_base"
 
 @pytest.fixture
 def launched(tmp_path: Path) -> tuple[Path, FakeScheduler]:
-    group = make_group(tmp_path)
-    fake = FakeScheduler()
-    submit_pending(group, fake, cluster(), sleep=lambda s: None)
-    return group, fake
+    return launched_group(tmp_path)
 
 
-def _status(group: Path):
-    return StatusStore(group / "runs_status.yaml").read()
+_status = read_status
 
 
 def _job(group: Path, run: str, key: str = "finetune") -> str:
