@@ -50,6 +50,11 @@ help:
 
 venv: $(STAMP)
 
+# Prefect creates its home folder but not the folders above it (a fresh clone has no .state/):
+# without this, the temporary server of a plain-Python flow run cannot open its database.
+$(PREFECT_HOME) $(HF_HOME):
+	@mkdir -p $@
+
 # torch first, from its CPU wheel: a bare `torch` requirement pulls GBs of CUDA packages.
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,8 +70,7 @@ demo: venv
 	scripts/demo
 
 # Only plan + set up the example (no jobs, no server): seconds.
-demo-plan: venv
-	@mkdir -p $(STATE)
+demo-plan: venv | $(PREFECT_HOME) $(HF_HOME)
 	$(BIN)/python -m examples.tiny_demo.make_example $(DEMO_DIR)
 	$(BIN)/python -m flows.plan_runs $(DEMO_DESIGN) --auto-approve --continue-to-setup | tee $(STATE)/demo.out
 	@group=$$(head -n 1 $(STATE)/demo.out); \
@@ -77,11 +81,11 @@ demo-plan: venv
 # Two pytest processes: the integration tests start Prefect servers, real SLURM jobs and
 # flows in-process, and a later temporary Prefect server in the same process can hang at
 # shutdown; each half alone is clean.
-test: venv
+test: venv | $(PREFECT_HOME) $(HF_HOME)
 	$(BIN)/pytest --ignore=tests/integration
 	$(BIN)/pytest tests/integration
 
-test-fast: venv
+test-fast: venv | $(PREFECT_HOME) $(HF_HOME)
 	$(BIN)/pytest -m "not slow"
 
 bench: venv
