@@ -14,11 +14,12 @@ again later. `submit_stagger_seconds` separates submissions of jobs that can sta
 (fine-tunes, control evaluations); dependent evaluations start when their fine-tune ends, so
 they are not staggered. Re-running after a crash never submits a duplicate: stages the status
 file shows as submitted are skipped, and a job the scheduler knows by the stage's job name is
-adopted instead of submitted again.
+adopted instead of submitted again, when it was submitted from the stage's own folder.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Callable, Collection
@@ -89,9 +90,17 @@ def _id_key(job_id: str) -> tuple[int, ...]:
     return tuple(int(p) for p in job_id.replace("_", ".").split(".") if p.isdigit())
 
 
+def _submitted_from(job: JobInfo, cwd: Path) -> bool:
+    """Whether `job` is this stage's: submitted from `cwd` (run names repeat across run groups).
+    A scheduler that does not say where a job came from: its log in `cwd`, or still waiting."""
+    if job.work_dir:
+        return os.path.realpath(job.work_dir) == os.path.realpath(cwd)
+    return job.status == "pending" or (cwd / f"slurm-{job.job_id}.out").exists()
+
+
 def adoptable(found: list[JobInfo], cwd: Path, known: Collection[str] = ()) -> JobInfo | None:
-    """A job of this name that is ours: waiting (cannot be told apart) or with its log in `cwd`."""
-    mine = [j for j in found if j.job_id not in known and (j.status == "pending" or (cwd / f"slurm-{j.job_id}.out").exists())]
+    """The newest job of this name that is ours (see `_submitted_from`) and no attempt knows."""
+    mine = [j for j in found if j.job_id not in known and _submitted_from(j, cwd)]
     live = [j for j in mine if j.status in ("pending", "running")]
     pool = live or mine
     return max(pool, key=lambda j: _id_key(j.job_id)) if pool else None
@@ -140,6 +149,7 @@ class _Launcher:
         self.started = False  # a job that can start at once was submitted in this call
         self.ended: set[str] = set()  # adopted jobs that already failed or were cancelled
         self.overrides: dict[str, FinetuneOverrides] = {}
+        self.known: set[str] = set()  # job ids some attempt already records: never adopted again
 
     def free(self) -> int:
         return self.cluster.max_queued_jobs - self.report.queued
@@ -149,7 +159,7 @@ class _Launcher:
         key = FINETUNE if job is None else job.key
         name = run.name if job is None else eval_job_name(job)
         script, cwd = _stage_dirs(self.plan, run, job)
-        found = adoptable(self.named.get(name, []), cwd)
+        found = adoptable(self.named.get(name, []), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
             _record(self.store, run.name, key, Attempt(job_id=found.job_id, submitted=self.now(), reason="adopted: found in the scheduler by job name"), state)
@@ -210,6 +220,7 @@ def submit_pending(
     names = [run.name if job is None else eval_job_name(job) for run, job in todo]
     launcher = _Launcher(plan, store, backend, cluster, now, sleep, backend.jobs_named(names) if names else {}, _queued(status))
     launcher.overrides = overrides_from_status(status)
+    launcher.known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
     launcher.report.already_submitted = sum(1 for _, _, s in status.stages() if s.job_id and not needs_submit(s))
     chain: dict[str, str | None] = {}  # fine-tunes handled in this call: job id to chain to, or None
     for run, job in todo:

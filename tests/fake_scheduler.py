@@ -40,7 +40,8 @@ class FakeScheduler:
 
     name = "fake"
 
-    def __init__(self, first_id: int = 100) -> None:
+    def __init__(self, first_id: int = 100, reports_work_dir: bool = True) -> None:
+        self.reports_work_dir = reports_work_dir  # as SLURM does (squeue/sacct WorkDir)
         self.calls = 0
         self.named_calls = 0
         self.next_id = first_id
@@ -56,7 +57,8 @@ class FakeScheduler:
         name = match.group(1) if match else Path(script).name
         job_id = str(self.next_id)
         self.next_id += 1
-        self.jobs[job_id] = JobInfo(job_id=job_id, name=name, status="pending", raw_state="PENDING")
+        self.jobs[job_id] = JobInfo(job_id=job_id, name=name, status="pending", raw_state="PENDING",
+                                    work_dir=str(cwd) if self.reports_work_dir else None)
         self.submits.append({"id": job_id, "name": name, "script": Path(script), "cwd": Path(cwd),
                              "after_ok": list(after_ok or []), "extra_args": list(extra_args or [])})
         return job_id

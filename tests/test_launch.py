@@ -116,13 +116,39 @@ def test_status_saying_submitted_is_trusted(group: Path) -> None:
     assert other.named_calls == 0  # nothing pending: not even a name lookup
 
 
-def test_foreign_finished_job_with_the_same_name_is_not_adopted(group: Path) -> None:
-    fake = FakeScheduler()
+@pytest.mark.parametrize("reports_work_dir", [True, False])
+def test_foreign_finished_job_with_the_same_name_is_not_adopted(group: Path, reports_work_dir: bool) -> None:
+    fake = FakeScheduler(reports_work_dir=reports_work_dir)
     run = "Llama-3.2-1B-Instruct_rank4"
-    old = fake.submit(group / run / "finetune.slurm", group / run)
+    other = group.parent / "other_group" / run
+    other.mkdir(parents=True)
+    old = fake.submit(group / run / "finetune.slurm", other)
     fake.finish(old, "COMPLETED")  # another group's job: its log is not in this run folder
     submit_pending(group, fake, cluster(), sleep=lambda s: None)
     assert len(fake.by_name(run)) == 2 and _status(group).stage(run).job_id != old
+
+
+def test_foreign_waiting_job_with_the_same_name_is_not_adopted(group: Path) -> None:
+    """Run names repeat across run groups (same design, other date): a job of another group
+    still waiting in the queue is told apart by the folder it was submitted from."""
+    fake = FakeScheduler()
+    run = "Llama-3.2-1B-Instruct_rank4"
+    other = group.parent / "cap_2x2_2025-01-01" / run
+    other.mkdir(parents=True)
+    foreign = fake.submit(group / run / "finetune.slurm", other)  # pending, like ours would be
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    assert report.adopted == [] and _status(group).stage(run).job_id != foreign
+    assert [s["cwd"] for s in fake.by_name(run)] == [other, group / run]
+
+
+def test_waiting_job_submitted_from_a_symlinked_path_is_adopted(group: Path) -> None:
+    fake = FakeScheduler()
+    run = "Llama-3.2-1B-Instruct_rank4"
+    link = group.parent / "link_to_group"
+    link.symlink_to(group, target_is_directory=True)
+    lost = fake.submit(group / run / "finetune.slurm", link / run)  # e.g. SLURM reports the resolved path
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    assert [(a.run, a.job_id) for a in report.adopted] == [(run, lost)]
 
 
 def test_transient_errors_are_retried_with_backoff(group: Path) -> None:

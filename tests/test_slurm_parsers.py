@@ -13,6 +13,8 @@ import pytest
 from tasks.backends.base import JobInfo
 from tasks.backends.outcomes import classify_failure, read_log_tail
 from tasks.backends.slurm import (
+    SACCT_FIELDS,
+    SQUEUE_NAMED_COLUMNS,
     SQUEUE_O_COLUMNS,
     is_transient_submit_error,
     map_state,
@@ -86,6 +88,16 @@ def test_sacct_name_with_pipe_and_blank_lines() -> None:
     assert parse_sacct(text) == {"42": J("42", "odd|name", "failed", "FAILED", "2:0", "NonZeroExitCode", "n1", 5.0)}
 
 
+def test_work_dir_column_may_hold_a_pipe() -> None:
+    """The duplicate guard's queries end with WorkDir; there the folder is the free-text column."""
+    sacct = "42|Llama_rank4|PENDING|0:0|00:00:00||None assigned|Dependency|/scratch/a|b/Llama_rank4\n"
+    job = parse_sacct(sacct, (*SACCT_FIELDS, "WorkDir"))["42"]
+    assert (job.name, job.status, job.work_dir) == ("Llama_rank4", "pending", "/scratch/a|b/Llama_rank4")
+    squeue = "43|Llama_rank4|RUNNING|None|0:07|0|localhost|/scratch/g/Llama_rank4\n"
+    job = parse_squeue(squeue, SQUEUE_NAMED_COLUMNS)["43"]
+    assert (job.status, job.node, job.work_dir) == ("running", "localhost", "/scratch/g/Llama_rank4")
+
+
 def test_sacct_no_db_stderr_is_not_parsed_as_jobs() -> None:
     assert parse_sacct(read("sacct_no_db.stderr")) == {}
 
@@ -151,6 +163,8 @@ SCONTROL = {
     "array": {"7_1": J("7_1", "fx_array", "failed", "FAILED", "1:0", "NonZeroExitCode", "localhost", 0.0),
               "7_0": J("7_0", "fx_array", "completed", "COMPLETED", "0:0", None, "localhost", 0.0)},
 }
+# the recorded jobs were submitted from /work/main (scontrol's WorkDir)
+SCONTROL = {k: {i: j.model_copy(update={"work_dir": "/work/main"}) for i, j in v.items()} for k, v in SCONTROL.items()}
 
 
 def test_every_scontrol_fixture_is_covered() -> None:

@@ -38,6 +38,7 @@ class JobInfo(BaseModel):
     node: str | None = None
     elapsed_s: float | None = None
     max_rss: str | None = None
+    work_dir: str | None = None  # the folder it was submitted from (tells our jobs from others')
 
 
 class SubmitError(Exception):

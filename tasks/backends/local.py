@@ -221,7 +221,7 @@ def _info(rec: dict[str, Any]) -> JobInfo:
     return JobInfo(
         job_id=rec["job_id"], name=rec.get("name"), status=map_state(rec["state"], rec.get("reason")),
         raw_state=rec["state"], exit_code=rec.get("exit_code"), reason=rec.get("reason"),
-        node=rec.get("node"), elapsed_s=round(max(elapsed, 0.0), 3),
+        node=rec.get("node"), elapsed_s=round(max(elapsed, 0.0), 3), work_dir=rec.get("cwd"),
     )
 
 

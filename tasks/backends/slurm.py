@@ -53,6 +53,10 @@ SQUEUE_O_FORMAT = "%i|%j|%T|%r|%M|%l|%N"
 # what the backend asks squeue for: `-O` (unlike `-o`) can print the exit status
 SQUEUE_COLUMNS = ("JobID", "JobName", "State", "Reason", "Elapsed", "ExitStatus", "NodeList")
 SQUEUE_FORMAT = "JobArrayID:0|,Name:0|,State:0|,Reason:0|,TimeUsed:0|,exit_code:0|,NodeList:0"
+# The duplicate guard also asks where each job was submitted from (run names repeat across run
+# groups); the folder comes last and is the one free-text column there (the names are ours).
+SQUEUE_NAMED_COLUMNS = (*SQUEUE_COLUMNS, "WorkDir")
+SQUEUE_NAMED_FORMAT = SQUEUE_FORMAT + "|,WorkDir:0"
 
 ACCOUNTING_RETRY_S = 300.0  # after sacct failed, use squeue/scontrol for this long
 COMMAND_TIMEOUT_S = 60.0
@@ -112,22 +116,27 @@ def _clean(value: str | None) -> str | None:
     return None if value in {"", "None", "None assigned", "(null)", "N/A", "Unknown"} else value
 
 
-def _split(line: str, n_fields: int, name_index: int | None) -> list[str] | None:
-    """Split a `|` line; a job name holding `|` is glued back together."""
+def _split(line: str, n_fields: int, free_index: int | None) -> list[str] | None:
+    """Split a `|` line; the one free-text column holding `|` is glued back together."""
     parts = line.split("|")
     extra = len(parts) - n_fields
-    if extra > 0 and name_index is not None:
-        parts[name_index : name_index + extra + 1] = ["|".join(parts[name_index : name_index + extra + 1])]
+    if extra > 0 and free_index is not None:
+        parts[free_index : free_index + extra + 1] = ["|".join(parts[free_index : free_index + extra + 1])]
     return parts if len(parts) == n_fields else None
 
 
+def _free_column(at: dict[str, int]) -> int | None:
+    """The column that may hold `|`: the submit folder when asked for, else the job name."""
+    return at.get("WorkDir", at.get("JobName"))
+
+
 def _info(job_id: str, name: str | None, state: str, exit_code: str | None, elapsed: str | None,
-          node: str | None, reason: str | None, max_rss: str | None = None) -> JobInfo:
+          node: str | None, reason: str | None, max_rss: str | None = None, work_dir: str | None = None) -> JobInfo:
     reason = _clean(reason)
     return JobInfo(
         job_id=job_id, name=_clean(name), status=map_state(state, reason), raw_state=state.strip(),
         exit_code=_clean(exit_code), reason=reason, node=_clean(node), elapsed_s=parse_elapsed(elapsed),
-        max_rss=_clean(max_rss),
+        max_rss=_clean(max_rss), work_dir=_clean(work_dir),
     )
 
 
@@ -144,7 +153,7 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> dict[str, Jo
     for line in text.splitlines():
         if not line.strip():
             continue
-        parts = _split(line, len(cols), at.get("JobName"))
+        parts = _split(line, len(cols), _free_column(at))
         if parts is None:
             continue
 
@@ -158,7 +167,7 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> dict[str, Jo
                 step_rss[job_id.split(".", 1)[0]] = rss
             continue
         jobs[job_id] = _info(job_id, get("JobName"), parts[at["State"]], get("ExitCode"), get("Elapsed"),
-                             get("NodeList"), get("Reason"), get("MaxRSS"))
+                             get("NodeList"), get("Reason"), get("MaxRSS"), get("WorkDir"))
     for job_id, rss in step_rss.items():
         if job_id in jobs and jobs[job_id].max_rss is None:
             jobs[job_id] = jobs[job_id].model_copy(update={"max_rss": rss})
@@ -182,7 +191,7 @@ def parse_squeue(text: str, columns: Iterable[str] = SQUEUE_COLUMNS) -> dict[str
     for line in text.splitlines():
         if not line.strip():
             continue
-        parts = _split(line.rstrip("\n"), len(cols), at.get("JobName"))
+        parts = _split(line.rstrip("\n"), len(cols), _free_column(at))
         if parts is None:
             continue
 
@@ -191,7 +200,7 @@ def parse_squeue(text: str, columns: Iterable[str] = SQUEUE_COLUMNS) -> dict[str
 
         job_id = parts[at["JobID"]].strip()
         jobs[job_id] = _info(job_id, get("JobName"), parts[at["State"]], _exit_status(get("ExitStatus")),
-                             get("Elapsed"), get("NodeList"), get("Reason"))
+                             get("Elapsed"), get("NodeList"), get("Reason"), work_dir=get("WorkDir"))
     return jobs
 
 
@@ -218,7 +227,7 @@ def parse_scontrol(text: str) -> dict[str, JobInfo]:
         task = _clean(f.get("ArrayTaskId"))
         job_id = f"{f['ArrayJobId']}_{task}" if task and f.get("ArrayJobId") else f["JobId"]
         jobs[job_id] = _info(job_id, f.get("JobName"), f["JobState"], f.get("ExitCode"), f.get("RunTime"),
-                             f.get("NodeList"), f.get("Reason"))
+                             f.get("NodeList"), f.get("Reason"), work_dir=f.get("WorkDir"))
     return jobs
 
 
@@ -273,21 +282,23 @@ class SlurmBackend:
     def accounting_available(self) -> bool:
         return time.monotonic() >= self._no_accounting_until
 
-    def _sacct(self, selector: list[str]) -> dict[str, JobInfo] | None:
+    def _sacct(self, selector: list[str], with_work_dir: bool = False) -> dict[str, JobInfo] | None:
         """sacct output parsed, or None when accounting is unavailable (remembered for a while)."""
         if not self.accounting_available:
             return None
-        proc = self._status_cmd(["sacct", "-X", "-P", "-n", *selector, "-o", ",".join(self.sacct_fields)])
+        fields = (*self.sacct_fields, "WorkDir") if with_work_dir else self.sacct_fields
+        proc = self._status_cmd(["sacct", "-X", "-P", "-n", *selector, "-o", ",".join(fields)])
         if proc.returncode != 0:
             self.accounting_error = (proc.stderr or proc.stdout).strip() or f"sacct exited {proc.returncode}"
             self._no_accounting_until = time.monotonic() + self.accounting_retry_s
             return None
-        return parse_sacct(proc.stdout, self.sacct_fields)
+        return parse_sacct(proc.stdout, fields)
 
-    def _squeue(self, selector: list[str]) -> dict[str, JobInfo]:
-        proc = self._status_cmd(["squeue", "-h", "-t", "all", *selector, "-O", SQUEUE_FORMAT])
+    def _squeue(self, selector: list[str], with_work_dir: bool = False) -> dict[str, JobInfo]:
+        fmt, columns = (SQUEUE_NAMED_FORMAT, SQUEUE_NAMED_COLUMNS) if with_work_dir else (SQUEUE_FORMAT, SQUEUE_COLUMNS)
+        proc = self._status_cmd(["squeue", "-h", "-t", "all", *selector, "-O", fmt])
         # every id unknown: exit 1 "Invalid job id specified" -> simply nothing listed
-        return parse_squeue(proc.stdout) if proc.returncode == 0 else {}
+        return parse_squeue(proc.stdout, columns) if proc.returncode == 0 else {}
 
     def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None,
                extra_args: list[str] | None = None) -> str:
@@ -339,15 +350,15 @@ class SlurmBackend:
         wanted = [n for n in dict.fromkeys(names) if n]
         if not wanted:
             return {}
-        by_id = self._squeue(["--me", "--name=" + ",".join(wanted)])
-        accounted = self._sacct(["--name=" + ",".join(wanted), "-S", "now-7days"])
+        by_id = self._squeue(["--me", "--name=" + ",".join(wanted)], with_work_dir=True)
+        accounted = self._sacct(["--name=" + ",".join(wanted), "-S", "now-7days"], with_work_dir=True)
         for job_id, info in (accounted or {}).items():
             live = by_id.get(job_id)
             if live is None:
                 by_id[job_id] = info
             elif live.status in {"completed", "failed", "cancelled"}:
                 # sacct has "CANCELLED by uid"; squeue has the real name (see the docstring)
-                by_id[job_id] = info.model_copy(update={"name": live.name})
+                by_id[job_id] = info.model_copy(update={"name": live.name, "work_dir": info.work_dir or live.work_dir})
         result: dict[str, list[JobInfo]] = {n: [] for n in wanted}
         for info in sorted(by_id.values(), key=lambda i: _id_key(i.job_id)):
             if info.name in result:
