@@ -91,7 +91,7 @@ class TrainingSpec(_Strict):
     seed: int = 42
     dtype: Literal["bf16", "fp32"] = "bf16"
     save_adapter_weights_only: bool = Field(
-        False, description="Save only LoRA adapters per epoch (about 100x less disk); evaluation then needs merging"
+        False, description="Save only LoRA adapters per epoch (about 100x less disk); each evaluation job merges its epoch into the base model first"
     )
 
     @field_validator("learning_rate", "weight_decay", "lora_dropout", mode="before")

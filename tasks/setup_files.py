@@ -115,6 +115,8 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
                     eval_dir=str(eval_dir),
                     run_dir=str(run_dir),
                     model_path=str(model_path),
+                    merge_adapter=not base and run.params.save_adapter_weights_only,
+                    base_model_dir=str(run.model_dir),
                     model_label=label,
                     task_ref=task_ref,
                     max_tokens=plan.design.evaluation.max_tokens,

@@ -234,19 +234,13 @@ def test_user_edited_config_is_backed_up_before_the_remedy(launched) -> None:
 @pytest.mark.slow
 def test_torchtune_resumes_from_the_config_written_after_a_timeout(tmp_path: Path) -> None:
     """Train 2 x 3 steps of the tiny model, drop epoch_1 (as a TIMEOUT would), resume: only epoch 1 runs again."""
-    from test_torchtune_config import REPO_ROOT, _tiny_setup, make_run
+    from test_torchtune_config import REPO_ROOT, _tiny_setup, tiny_run
 
-    from tasks.design import DatasetSpec
     from tasks.overrides import render_finetune_with_overrides
     from tasks.status import FinetuneOverrides
 
     model_dir, data = _tiny_setup(tmp_path)
-    base = make_run("Llama-3-Tiny-Instruct", validation=False, rank=4, tmp=tmp_path)
-    params = base.params.model_copy(update={
-        "dataset": DatasetSpec(path=data), "dtype": "fp32", "packed": False, "max_seq_len": 64, "batch_size": 2,
-        "gradient_accumulation_steps": 1, "num_warmup_steps": 0, "epochs": 2,
-    })
-    run = base.model_copy(update={"model_dir": model_dir, "params": params})
+    run = tiny_run(tmp_path, model_dir, data, validation=False, packed=False, max_seq_len=64, epochs=2)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TIKTOKEN_CACHE_DIR": "", "HF_HUB_OFFLINE": "1",

@@ -146,7 +146,8 @@ def seed_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return group
 
 
-# Full-featured variant: 2 GPUs (distributed recipe), validation, best epoch, every cluster option.
+# Full-featured variant: 2 GPUs (distributed recipe), validation, best epoch, adapter-only
+# checkpoints (evaluations merge first), every cluster option.
 SITE_ENV = "site env.sh"
 FULL_CLUSTER = {
     "account": "lab",
@@ -170,7 +171,7 @@ def full_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = fakesite.design(
         root,
         name="full",
-        training={"epochs": 2, "validation": True, "validate_every_n_steps": 10},
+        training={"epochs": 2, "validation": True, "validate_every_n_steps": 10, "save_adapter_weights_only": True},
         gpu={"count": 2, "memory_gb": 80},
         cluster=cluster,
     )
@@ -482,11 +483,21 @@ def test_full_cluster_scripts_run_as_intended(full_group: Path, tmp_path: Path) 
     best.mkdir(exist_ok=True)
     job = run.evaluations[0]
     assert job.epoch == "best"
-    calls = box.run(full_group / run.name / "evaluations" / job.task / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best))
-    assert [c["prog"] for c in calls] == ["module", "python", "inspect"]
+    scratch = tmp_path / "node scratch"
+    scratch.mkdir()
+    calls = box.run(full_group / run.name / "evaluations" / job.task / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best),
+                    TMPDIR=str(scratch))
+    assert [c["prog"] for c in calls] == ["module", "python", "python", "inspect"]
     assert calls[1]["argv"] == ["-m", "tasks.best_epoch", str(full_group / run.name)]
-    assert calls[2]["argv"] == expected_eval_argv(plan, run.name, job.task, "best", str(best))
-    assert "--limit" in calls[2]["argv"]
+    # adapter-only checkpoints: the best epoch's adapter is merged into the base model on scratch, then evaluated
+    merged = calls[2]["argv"][-1]
+    assert calls[2]["argv"] == ["-m", "tasks.merge_adapter", str(best), str(run.model_dir), merged]
+    assert Path(merged).parent == scratch and not Path(merged).exists()  # deleted when the job ended
+    assert calls[3]["argv"] == expected_eval_argv(plan, run.name, job.task, "best", merged)
+    assert "--limit" in calls[3]["argv"]
+    control = next(r for r in plan.control_runs if r.evaluations)
+    calls = box.run(full_group / control.name / "evaluations" / control.evaluations[0].task / "eval.slurm")
+    assert [c["prog"] for c in calls] == ["module", "inspect"]  # a base model is evaluated as it is
 
 
 def test_shell_quote_round_trips_through_bash(tmp_path: Path) -> None:

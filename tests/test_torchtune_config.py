@@ -209,6 +209,14 @@ def _tiny_setup(tmp_path: Path) -> tuple[Path, Path]:
     return model_dir, data
 
 
+def tiny_run(tmp_path: Path, model_dir: Path, data: Path, *, validation: bool, **params: object) -> Run:
+    """A rank-4 run of the tiny model on `data`, fp32, batch 2, no warm-up; `params` override the rest."""
+    base = make_run("Llama-3-Tiny-Instruct", validation=validation, rank=4, tmp=tmp_path)
+    fields = {"dataset": DatasetSpec(path=data), "dtype": "fp32", "batch_size": 2, "gradient_accumulation_steps": 1,
+              "num_warmup_steps": 0, **params}
+    return base.model_copy(update={"model_dir": model_dir, "params": base.params.model_copy(update=fields)})
+
+
 def _train(recipe: str, run_dir: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TIKTOKEN_CACHE_DIR": "", "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(tmp_path / "hf"), "OMP_NUM_THREADS": "1"}
@@ -247,12 +255,8 @@ def test_fixed_single_device_recipe_two_epochs_on_cpu_keeps_base_weights(tmp_pat
     its epoch_1 also contains epoch_0's delta (shown here too, so the check is not vacuous).
     """
     model_dir, data = _tiny_setup(tmp_path)
-    base = make_run("Llama-3-Tiny-Instruct", validation=True, rank=4, tmp=tmp_path)
-    params = base.params.model_copy(update={
-        "dataset": DatasetSpec(path=data), "dtype": "fp32", "packed": True, "max_seq_len": 128, "batch_size": 2,
-        "gradient_accumulation_steps": 1, "learning_rate": 0.05, "num_warmup_steps": 0, "validate_every_n_steps": 2,
-    })
-    run = base.model_copy(update={"model_dir": model_dir, "params": params})
+    run = tiny_run(tmp_path, model_dir, data, validation=True, packed=True, max_seq_len=128, learning_rate=0.05,
+                   validate_every_n_steps=2)
     scale = run.params.lora_alpha / run.params.lora_rank
     text = render_finetune_config(run, tmp_path / "ours").replace("max_steps_per_epoch: null", "max_steps_per_epoch: 3")
     assert "device: \"cpu\"" in text
@@ -280,12 +284,8 @@ def test_fixed_single_device_recipe_two_epochs_on_cpu_keeps_base_weights(tmp_pat
 def test_distributed_val_recipe_runs_on_cpu_with_gloo(tmp_path: Path) -> None:
     """`tune run --nproc_per_node 1` of the distributed _val recipe (FSDP2 + gloo): checkpoints + validation."""
     model_dir, data = _tiny_setup(tmp_path)
-    base = make_run("Llama-3-Tiny-Instruct", validation=True, rank=4, tmp=tmp_path)
-    params = base.params.model_copy(update={
-        "dataset": DatasetSpec(path=data), "dtype": "fp32", "packed": True, "max_seq_len": 128, "batch_size": 2,
-        "gradient_accumulation_steps": 1, "num_warmup_steps": 0, "validate_every_n_steps": 2, "epochs": 2,
-    })
-    run = base.model_copy(update={"model_dir": model_dir, "params": params})
+    run = tiny_run(tmp_path, model_dir, data, validation=True, packed=True, max_seq_len=128, validate_every_n_steps=2,
+                   epochs=2)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     text = render_finetune_config(run, run_dir, device="cpu")
