@@ -24,8 +24,10 @@ tests/integration/conftest.py.
 2. `test_sigkill_during_submission_then_rerun_never_duplicates`: `submit_pending` in a
    subprocess on 10 runs (30 jobs, stagger 1 s) is SIGKILLed after a few submissions; one more
    fine-tune is submitted by hand as if the process had died between the scheduler's answer
-   and the status write; `submit_pending` again: every stage has exactly one job in SLURM
-   (by name, among this group's jobs: same working directory), the hand-submitted one adopted.
+   and the status write, and a held job of the same name as another pending fine-tune from
+   another run group's folder; `submit_pending` again: every stage has exactly one job in SLURM
+   (by name, among this group's jobs: same working directory), the hand-submitted one adopted,
+   the other group's job left alone.
 
 Every job these tests create is cancelled at the end (scancel of those ids only).
 Timings are printed (run with -s to see them): the 1-minute TIMEOUT dominates test 1.
@@ -450,7 +452,7 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         recorded = {run: before.stage(run).job_id for run in runs if before.stage(run).job_id}
         in_slurm_at_kill = _group_jobs(cluster, group)
         created += [j for j, _, _ in in_slurm_at_kill]
-        assert 2 <= len(recorded) < len(runs), recorded
+        assert 2 <= len(recorded) < len(runs) - 1, recorded
 
         # as if the process had died between sbatch's answer and the status write: a job of the
         # next pending fine-tune exists in SLURM, the status file does not know it
@@ -461,6 +463,17 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         lost = proc_lost.stdout.strip().split(";")[0]
         created.append(lost)
         assert before.stage(lost_run).status == "pending"
+        # another run group's job of the same name (same design planned on another day), held in
+        # the queue: it must not be taken for ours (told apart by its submit folder, WorkDir)
+        foreign_run = next(run for run in runs if run not in recorded and run != lost_run)
+        foreign_dir = tmp_path / "other_group" / foreign_run
+        foreign_dir.mkdir(parents=True)
+        (foreign_dir / "finetune.slurm").write_text((group / foreign_run / "finetune.slurm").read_text())
+        proc_foreign = subprocess.run(["sbatch", "--parsable", "--hold", "finetune.slurm"], cwd=foreign_dir,
+                                      env=cluster.env, capture_output=True, text=True, timeout=30)
+        assert proc_foreign.returncode == 0, proc_foreign.stderr
+        foreign = proc_foreign.stdout.strip().split(";")[0]
+        created.append(foreign)
 
         t = time.monotonic()
         cfg = cluster_settings(load_plan(group).design)
@@ -491,6 +504,7 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         assert {a.job_id for a in report.adopted} == unrecorded | {lost}, (report.adopted, unrecorded)
         assert (lost_run, "finetune", lost) in [(a.run, a.stage, a.job_id) for a in report.adopted]
         assert "adopted" in (after.stage(lost_run).attempts[0].reason or "")
+        assert after.stage(foreign_run).job_id not in (None, foreign) and foreign not in _ids_of(after)
         # the evaluations of the adopted fine-tune wait on it
         for epoch in EPOCHS:
             job = cluster.job(after.stage(lost_run, f"cap_epoch_{epoch}").job_id)
