@@ -102,13 +102,13 @@ def test_plan_is_approved_through_the_ui_form(tmp_path: Path) -> None:
         browser.wait_for(f"{resume}.length > 0", what="the Resume button of the paused run")
         browser.js(f"{resume}[0].click()")
         browser.wait_for("document.querySelector('[role=dialog], .p-modal') && "
-                         "document.querySelector('[role=dialog], .p-modal').innerText.includes('comment')",
+                         "document.querySelector('[role=dialog], .p-modal').innerText.includes('Comment')",
                          what="the approval form")
         time.sleep(1)  # let the form's Markdown description finish rendering before the screenshot
         browser.screenshot(SHOTS / "approval_form.png")
         form = browser.js("document.querySelector('[role=dialog], .p-modal').innerText")
         (SHOTS / "approval_form.txt").write_text(form)
-        for text in ("Approve the plan for", "ui_approval_" + DATE, "approve", "comment",
+        for text in ("Approve the plan for", "ui_approval_" + DATE, "Approve (Optional)", "Comment (Optional)",
                      "Untick to reject the plan", "Rejecting writes nothing"):
             assert text in form, f"{text!r} not in the approval form (see {SHOTS / 'approval_form.txt'})"
 
