@@ -92,6 +92,7 @@ def test_query_with_accounting_is_one_sacct_call(slurm_cluster_db: Any, job_dir:
     assert [j.job_id for j in named[names["ok"]]] == [ids["ok"]]
     assert [j.job_id for j in named[names["child"]]] == [ids["child"]]
     assert "sb_nobody" not in named
+    assert named[names["ok"]][0].work_dir == str(job_dir)  # the duplicate guard's folder check
 
 
 def test_just_submitted_job_is_found_through_squeue(slurm_cluster_db: Any, job_dir: Path) -> None:
@@ -125,6 +126,7 @@ def test_query_without_accounting_uses_squeue_then_scontrol(slurm_cluster_nodb: 
     named = backend.jobs_named([names["bad"], names["long"]])
     assert [j.job_id for j in named[names["bad"]]] == [ids["bad"]]
     assert [j.job_id for j in named[names["long"]]] == [ids["long"]]
+    assert named[names["bad"]][0].work_dir == str(job_dir)  # from squeue's WorkDir
     assert backend.calls_by_command["sacct"] == 1  # still cached as unavailable
 
     eager = SlurmBackend(env=slurm_cluster_nodb.env, accounting_retry_s=0)  # retry sacct every time
