@@ -17,6 +17,11 @@ DATE = "2026-01-02"
 FILES = {"experiment.yaml", "runs_plan.md", "runs_status.yaml"}
 
 
+def delivered(group: Path) -> set[str]:
+    """What a run group folder shows, less sweepflow's hidden state folder (`.sweepflow/`: caches)."""
+    return {p.name for p in group.iterdir() if p.name != ".sweepflow"}
+
+
 def make_site(root: Path, models: list[str] = MODELS, rows: int = 200) -> dict:
     """Create the resources under `root`; return the design's dataset/evaluation/paths parts."""
     models_dir = root / "models"

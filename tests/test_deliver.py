@@ -14,7 +14,7 @@ from tasks.deliver import deliver_plan, load_plan
 from tasks.errors import DesignError
 from tasks.fsio import FileFormatError
 from tasks.render import render_plan_markdown
-from tasks.status import StatusStore, dump_status, initial_status
+from tasks.status import CACHE_DIR, StatusStore, dump_status, initial_status
 
 NAME = "cap_8L_llama32_lora_comparison_2025-10-18"
 FILES = ["experiment.yaml", "runs_plan.md", "runs_status.yaml"]
@@ -26,14 +26,19 @@ def _plan(tmp_path: Path, **changes):
 
 
 def _listing(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    """Every path under root (hidden staging folders included), less sweepflow's `.sweepflow/` caches."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if CACHE_DIR not in p.relative_to(root).parts)
+
+
+def _names(group: Path) -> list[str]:
+    return sorted(p.name for p in group.iterdir() if p.name != CACHE_DIR)
 
 
 def test_new_group_gets_all_three_files(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     group = deliver_plan(plan, NOW)
     assert group == plan.group_dir
-    assert sorted(p.name for p in group.iterdir()) == FILES
+    assert _names(group) == FILES
     assert _listing(tmp_path / "experiments") == [NAME] + [f"{NAME}/{f}" for f in FILES]  # no staging left
     assert (group / "runs_plan.md").read_text() == render_plan_markdown(plan)
     assert (group / "runs_status.yaml").read_text() == dump_status(initial_status(plan), NOW)
@@ -63,7 +68,7 @@ def test_same_design_again_rewrites_plan_and_keeps_status(tmp_path: Path) -> Non
     assert (group / "runs_status.yaml").read_text() == kept
     assert (group / "runs_plan.md").read_text() == render_plan_markdown(again)
     assert load_plan(group).created == "2025-10-18T11:00:00+00:00"
-    assert sorted(p.name for p in group.iterdir()) == sorted(FILES + ["runs_status.yaml.lock"])
+    assert _names(group) == sorted(FILES + ["runs_status.yaml.lock"])
 
 
 def test_same_design_recreates_a_missing_status_file(tmp_path: Path) -> None:
@@ -102,7 +107,7 @@ def test_empty_existing_folder_is_used(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     plan.group_dir.mkdir(parents=True)
     deliver_plan(plan, NOW)
-    assert sorted(p.name for p in plan.group_dir.iterdir()) == FILES
+    assert _names(plan.group_dir) == FILES
 
 
 def test_crash_mid_write_leaves_no_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +129,7 @@ def test_crash_mid_write_leaves_no_group(tmp_path: Path, monkeypatch: pytest.Mon
     assert _listing(tmp_path / "experiments") == []  # staging folder removed too
     monkeypatch.setattr(deliver, "atomic_write_text", real)
     deliver_plan(plan, NOW)  # a later delivery works
-    assert sorted(p.name for p in plan.group_dir.iterdir()) == FILES
+    assert _names(plan.group_dir) == FILES
 
 
 def test_stale_staging_of_a_dead_process_is_cleaned(tmp_path: Path) -> None:
@@ -163,4 +168,42 @@ def test_atomic_write_keeps_mode_and_leaves_no_temp(tmp_path: Path) -> None:
     write_yaml(tmp_path / "a.yaml", {"b": 1, "a": "é"})
     assert (tmp_path / "a.yaml").read_text() == "b: 1\na: é\n"
     assert read_yaml(tmp_path / "a.yaml") == {"b": 1, "a": "é"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "finetune.slurm"]
+    assert _names(tmp_path) == ["a.yaml", "finetune.slurm"]
+
+
+# ---------------------------------------------------------------------------- the plan's read cache
+
+
+def test_plan_read_through_the_cache_equals_the_yaml(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    group = deliver_plan(plan, NOW)
+    cache = group / CACHE_DIR / deliver.PLAN_CACHE
+    assert cache.is_file()  # written with the plan
+    from_cache = load_plan(group)
+    cache.unlink()
+    from_yaml = load_plan(group)  # parses experiment.yaml, and writes the cache again
+    assert from_cache == from_yaml == plan
+    assert cache.is_file() and load_plan(group) == plan
+
+
+def test_cache_is_ignored_when_experiment_yaml_changes(tmp_path: Path) -> None:
+    group = deliver_plan(_plan(tmp_path), NOW)
+    load_plan(group)
+    path = group / "experiment.yaml"
+    path.write_text(path.read_text().replace("question: ", "question: Edited by hand. ", 1))
+    assert load_plan(group).design.question.startswith("Edited by hand.")
+    path.write_text("runs: [\n")
+    with pytest.raises(FileFormatError, match="is not valid YAML"):  # the cache never hides a broken file
+        load_plan(group)
+
+
+@pytest.mark.parametrize("content", [b"", b"not json\n{}", b'{"format": 1, "yaml_sha256": "x"}\n{}', None])
+def test_a_broken_or_foreign_cache_only_costs_a_parse(tmp_path: Path, content: bytes | None) -> None:
+    plan = _plan(tmp_path)
+    group = deliver_plan(plan, NOW)
+    cache = group / CACHE_DIR / deliver.PLAN_CACHE
+    if content is None:  # right header, body of another model
+        header = cache.read_bytes().split(b"\n", 1)[0]
+        content = header + b'\n{"run_group": 5}'
+    cache.write_bytes(content)
+    assert load_plan(group) == plan

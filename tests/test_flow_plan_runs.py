@@ -21,7 +21,7 @@ pytestmark = pytest.mark.prefect
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fakesite import DATE, FILES, design, group_dir  # noqa: E402
+from fakesite import DATE, FILES, delivered, design, group_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_auto_approved_run_writes_plan_and_artifacts(prefect_server, tmp_path):
     assert state.is_completed(), state.message
     out = group_dir(tmp_path, "cap_8L_llama32")
     assert state.result() == str(out)
-    assert {p.name for p in out.iterdir()} == FILES
+    assert delivered(out) == FILES
     assert _artifact_keys(state.state_details.flow_run_id) == {
         "plan-cap-8l-llama32-2026-01-02",
         "runs-cap-8l-llama32-2026-01-02",
@@ -115,7 +115,7 @@ def test_run_pauses_for_approval(prefect_server, tmp_path, approve):
     state = box["state"]
     if approve:
         assert state.is_completed(), state.message
-        assert {p.name for p in group_dir(tmp_path, name).iterdir()} == FILES
+        assert delivered(group_dir(tmp_path, name)) == FILES
     else:
         assert state.is_cancelled()
         assert "rank 64 is too big" in state.message
@@ -196,7 +196,7 @@ def test_cli_plain_python_run(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = group_dir(tmp_path, "cli")
     assert result.stdout.splitlines()[0] == str(out)
-    assert {p.name for p in out.iterdir()} == FILES
+    assert delivered(out) == FILES
 
 
 def test_read_design_accepts_path_text_and_mapping(tmp_path, monkeypatch):

@@ -423,7 +423,8 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
 
     for path in sorted(group.rglob("*")):
         if path.is_file() and "PROMPT-MARKER" in path.read_text():
-            assert path.name in ("task_args.yaml", "finetune.yaml", "setup_finetune.yaml", "experiment.yaml", PLAN_MD), path
+            assert path.name in ("task_args.yaml", "finetune.yaml", "setup_finetune.yaml", "experiment.yaml", PLAN_MD,
+                                 "experiment.cache.json"), path  # the last: experiment.yaml's JSON read cache
     for args in group.rglob("task_args.yaml"):
         assert yaml.safe_load(args.read_text()) == {"system_prompt": prompt, "dataset": str(plan.design.dataset.path)}
     for run in plan.finetune_runs:
@@ -546,7 +547,8 @@ def test_setup_is_deterministic_across_groups(tmp_path: Path) -> None:
         for rel, (content, *_) in snapshot(group).items():
             text = content.decode().replace(str(root), "<root>").replace(digest, "<hash>").replace(digest[:12], "<hash>")
             files[rel] = text
-        files.pop("experiment.yaml"), files.pop(PLAN_MD)  # hold the free disk space measured at planning
+        # these hold the free disk space measured at planning (the cache: experiment.yaml as JSON)
+        files.pop("experiment.yaml"), files.pop(PLAN_MD), files.pop(".sweepflow/experiment.cache.json")
         return files
 
     files_a, files_b = normalized(a, tmp_path / "a"), normalized(b, tmp_path / "b")

@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from fakesite import DATE, FILES, design, group_dir  # noqa: E402
+from fakesite import DATE, FILES, delivered, design, group_dir  # noqa: E402
 
 from integration.processes import free_port, stop, wait_healthy  # noqa: E402
 
@@ -95,7 +95,7 @@ def test_deployment_run_through_worker(tmp_path):
         )
         timings["deployment run --watch"] = time.monotonic() - t
         assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n{worker_log.read_text()[-3000:]}"
-        assert {p.name for p in group_dir(tmp_path, "deployed").iterdir()} == FILES
+        assert delivered(group_dir(tmp_path, "deployed")) == FILES
     finally:
         for process in reversed(started):
             stop(process)

@@ -31,7 +31,7 @@ TESTS = ROOT / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from fakesite import DATE, FILES, design, group_dir  # noqa: E402
+from fakesite import DATE, FILES, delivered, design, group_dir  # noqa: E402
 from integration.browser import CHROMIUM, Browser  # noqa: E402
 from integration.processes import free_port, stop, wait_healthy  # noqa: E402
 
@@ -127,7 +127,7 @@ def test_plan_is_approved_through_the_ui_form(tmp_path: Path) -> None:
 
         assert flow.wait(timeout=180) == 0, flow_log.read_text()[-3000:]
         out = group_dir(tmp_path, "ui_approval")
-        assert {p.name for p in out.iterdir()} == FILES
+        assert delivered(out) == FILES
         state, messages = _final_state_and_logs(api, run_id)
         assert state == "COMPLETED", state
         assert f"Plan approved: {COMMENT}" in messages, messages
