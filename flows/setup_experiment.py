@@ -2,13 +2,12 @@
 
 What it does
 ------------
-1. **load-plan**: read `experiment.yaml`, the resolved plan that plan-runs wrote (never
-   runs_plan.md).
-2. **render-files**: per fine-tuned run `setup_finetune.yaml`, `finetune.yaml` (torchtune),
-   `finetune.slurm`; per run and task `evaluations/{task}/` with one job script per
+1. **render-files**: read `experiment.yaml`, the resolved plan that plan-runs wrote (never
+   runs_plan.md), and render in memory: per fine-tuned run `setup_finetune.yaml`,
+   `finetune.yaml` (torchtune), `finetune.slurm`; per run and task `evaluations/{task}/` with one job script per
    evaluated epoch (base models: one); at the group root `README.md` and `submit_all.sh`.
-3. **validate-configs**: `tune validate` on every generated finetune.yaml (can be skipped).
-4. **write-files**: write them atomically. Unchanged files are left byte-identical; a file
+2. **validate-configs**: `tune validate` on every rendered finetune.yaml (can be skipped).
+3. **write-files**: write them atomically. Unchanged files are left byte-identical; a file
    you edited since sweepflow wrote it is kept, unless `overwrite_edits` is set (then your
    version is kept as `<file>.bak-<time>`). runs_status.yaml gains any missing entries (none
    is removed or reset) and runs_plan.md gets a "Setup" section.
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import shutil
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,33 +38,29 @@ from prefect.states import Failed
 
 from flows.plan_runs import artifact_slug
 from tasks.errors import SweepflowError
-from tasks.setup import SetupReport, setup_experiment as run_setup, tree
-from tasks.torchtune_config import validate_config
+from tasks.setup import RenderedSetup, SetupReport, render_setup, tree, validate_rendered_configs, write_setup
 
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-@task(name="validate-configs", **_TASK_OPTIONS)
-def validate_configs_task(group_dir: str) -> list[str]:
-    """`tune validate` on every finetune.yaml of a dry-run render; returns the failures."""
-    report = run_setup(group_dir, preview=True)
-    assert report.preview_dir is not None
-    failures = []
+@task(name="render-files", **_TASK_OPTIONS)
+def render_files_task(group_dir: str) -> RenderedSetup | SweepflowError:
     try:
-        for config in sorted(report.preview_dir.glob("*/finetune.yaml")):
-            ok, output = validate_config(config)
-            if not ok:
-                last = output.strip().splitlines()[-1] if output.strip() else "invalid"
-                failures.append(f"{config.parent.name}/finetune.yaml: {last}")
-    finally:
-        shutil.rmtree(report.preview_dir, ignore_errors=True)
-    return failures
+        return render_setup(group_dir)
+    except SweepflowError as error:
+        return error
+
+
+@task(name="validate-configs", **_TASK_OPTIONS)
+def validate_configs_task(rendered: RenderedSetup) -> list[str]:
+    """`tune validate` on every rendered finetune.yaml; returns the failures."""
+    return validate_rendered_configs(rendered)
 
 
 @task(name="write-files", **_TASK_OPTIONS)
-def write_files_task(group_dir: str, overwrite_edits: bool, dry_run: bool) -> SetupReport | SweepflowError:
+def write_files_task(rendered: RenderedSetup, overwrite_edits: bool, dry_run: bool) -> SetupReport | SweepflowError:
     try:
-        return run_setup(group_dir, overwrite_edits=overwrite_edits, preview=dry_run)
+        return write_setup(rendered, overwrite_edits=overwrite_edits, preview=dry_run)
     except SweepflowError as error:
         return error
 
@@ -104,18 +98,18 @@ def setup_experiment(
         The run group folder (or, with dry_run, the preview folder).
     """
     logger = get_run_logger()
+    rendered = render_files_task(group_dir)
+    if isinstance(rendered, SweepflowError):
+        logger.error(str(rendered))
+        return Failed(message=str(rendered))
     if validate:
-        try:
-            failures = validate_configs_task(group_dir)
-        except SweepflowError as error:
-            logger.error(str(error))
-            return Failed(message=str(error))
+        failures = validate_configs_task(rendered)
         if failures:
             message = "Generated torchtune configs do not validate:\n  - " + "\n  - ".join(failures)
             logger.error(message)
             return Failed(message=message)
         logger.info("Every generated finetune.yaml passes tune validate")
-    report = write_files_task(group_dir, overwrite_edits, dry_run)
+    report = write_files_task(rendered, overwrite_edits, dry_run)
     if isinstance(report, SweepflowError):
         logger.error(str(report))
         return Failed(message=str(report))

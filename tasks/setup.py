@@ -8,6 +8,8 @@ Writes (through `tasks/materialize.py`): every generated file; adds missing entr
 
 from __future__ import annotations
 
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from tasks.materialize import FileChange, dry_run, materialize
 from tasks.overrides import overrides_from_status
 from tasks.plan import PLAN_MD, STATUS_FILE, Plan
 from tasks.render import render_template
-from tasks.setup_files import experiment_files
-from tasks.status import RunsStatus, StatusStore, initial_status
+from tasks.setup_files import GeneratedFile, experiment_files
+from tasks.status import FinetuneOverrides, RunsStatus, StatusStore, initial_status
+from tasks.torchtune_config import validate_config
 
 SETUP_BEGIN = "<!-- sweepflow:setup:begin -->"
 SETUP_END = "<!-- sweepflow:setup:end -->"
@@ -116,6 +119,70 @@ def _update_plan_markdown(plan: Plan, files: list[str], cluster: ClusterSettings
         atomic_write_text(path, new)
 
 
+@dataclass
+class RenderedSetup:
+    """Everything setup-experiment will write, rendered in memory (nothing written yet)."""
+
+    plan: Plan
+    cluster: ClusterSettings
+    current: RunsStatus | None  # runs_status.yaml as read before rendering (None: no file yet)
+    overrides: dict[str, FinetuneOverrides]  # retries' batch size / resume, per fine-tune
+    files: dict[str, GeneratedFile]
+
+
+def render_setup(group_dir: str | Path, cluster_overrides: dict[str, Any] | None = None) -> RenderedSetup:
+    """Read the plan and the status, and render every file of the run group."""
+    plan = load_plan(group_dir)
+    cluster = cluster_settings(plan.design, cluster_overrides)
+    status_path = plan.group_dir / STATUS_FILE
+    current = StatusStore(status_path).read() if status_path.exists() else None
+    overrides = overrides_from_status(current) if current is not None else {}
+    return RenderedSetup(plan, cluster, current, overrides, experiment_files(plan, cluster, overrides))
+
+
+def validate_rendered_configs(rendered: RenderedSetup) -> list[str]:
+    """`tune validate` on every rendered finetune.yaml (each written alone into a temporary
+    folder); the failures as `{run}/finetune.yaml: <last line of the error>`."""
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="sweepflow-validate-") as tmp:
+        for rel, generated in sorted(rendered.files.items()):
+            if not rel.endswith("/finetune.yaml"):
+                continue
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(generated.content, encoding="utf-8")
+            ok, output = validate_config(path)
+            if not ok:
+                last = output.strip().splitlines()[-1] if output.strip() else "invalid"
+                failures.append(f"{rel}: {last}")
+    return failures
+
+
+def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview: bool = False) -> SetupReport:
+    """Write what `render_setup` rendered (or, with `preview`, into a temporary folder)."""
+    plan, cluster, files, overrides = rendered.plan, rendered.cluster, rendered.files, rendered.overrides
+    if preview:
+        preview_dir, changes = dry_run(plan.group_dir, files, overwrite_edits)
+        return SetupReport(
+            group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes, runs_with_overrides=sorted(overrides)
+        )
+    current = rendered.current
+    status_path = plan.group_dir / STATUS_FILE
+    if current is not None and status_path.exists():
+        # a retry may have changed a fine-tune's batch size or resume point since the render
+        latest = StatusStore(status_path).read()
+        if overrides_from_status(latest) != overrides:
+            overrides = overrides_from_status(latest)
+            files = experiment_files(plan, cluster, overrides)
+        current = latest
+    changes = materialize(plan.group_dir, files, overwrite_edits)
+    added = _update_status(plan, current)
+    _update_plan_markdown(plan, list(files), cluster)
+    return SetupReport(
+        group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added, runs_with_overrides=sorted(overrides)
+    )
+
+
 def setup_experiment(
     group_dir: str | Path,
     overwrite_edits: bool = False,
@@ -123,20 +190,4 @@ def setup_experiment(
     cluster_overrides: dict[str, Any] | None = None,
 ) -> SetupReport:
     """Create or refresh the run group's files. Everything is rendered before anything is written."""
-    plan = load_plan(group_dir)
-    cluster = cluster_settings(plan.design, cluster_overrides)
-    status_path = plan.group_dir / STATUS_FILE
-    current = StatusStore(status_path).read() if status_path.exists() else None
-    overrides = overrides_from_status(current) if current is not None else {}
-    files = experiment_files(plan, cluster, overrides)
-    if preview:
-        preview_dir, changes = dry_run(plan.group_dir, files, overwrite_edits)
-        return SetupReport(
-            group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes, runs_with_overrides=sorted(overrides)
-        )
-    changes = materialize(plan.group_dir, files, overwrite_edits)
-    added = _update_status(plan, current)
-    _update_plan_markdown(plan, list(files), cluster)
-    return SetupReport(
-        group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added, runs_with_overrides=sorted(overrides)
-    )
+    return write_setup(render_setup(group_dir, cluster_overrides), overwrite_edits, preview)
