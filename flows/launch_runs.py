@@ -10,7 +10,9 @@ What it does
    The cap on queued jobs and the stagger come from the cluster settings; each job id is
    written to runs_status.yaml the moment sbatch returns, and jobs already known to SLURM by
    name are adopted, never submitted twice. With `rerun_failed_evaluations`, failed or
-   cancelled evaluations of an existing model are submitted again first.
+   cancelled evaluations of an existing model are submitted again first; with
+   `rerun_failed_finetunes`, fine-tunes that failed for good or were cancelled (cancel-runs),
+   with their unfinished evaluations.
 3. **watch** (unless `wait` is false): one `finetune-<run>` task per fine-tune waits for its
    job. When it fails, the cause decides (OOM: half the batch, twice the gradient
    accumulation; TIMEOUT: resume from the last epoch with more time; NODE_FAIL / PREEMPTED /
@@ -40,7 +42,8 @@ from flows.sync_status import group_backend, publish_status
 from tasks.backends.base import Backend
 from tasks.cluster_settings import ClusterSettings
 from tasks.deliver import load_plan
-from tasks.launch import LaunchReport, reopen_failed_evaluations, retry_failed, retry_run, submit_pending
+from tasks.launch import LaunchReport, retry_failed, retry_run, submit_pending
+from tasks.reopen import reopen_failed_evaluations, reopen_failed_finetunes
 from tasks.plan import STATUS_FILE
 from tasks.retry_policy import DEFAULT_MAX_ATTEMPTS
 from tasks.status import StatusStore
@@ -132,6 +135,7 @@ def launch_runs(
     poll_seconds: float = 10.0,
     max_wait_hours: float = 72.0,
     rerun_failed_evaluations: bool = False,
+    rerun_failed_finetunes: bool = False,
 ) -> dict[str, int]:
     """Submit pending jobs of a set-up run group; with `wait`, watch and retry until all finish.
 
@@ -143,6 +147,10 @@ def launch_runs(
         max_wait_hours: stop waiting after this long (jobs keep running; sync-status goes on).
         rerun_failed_evaluations: submit again the failed or cancelled evaluations whose model
             exists (a completed fine-tune, or a base model); earlier attempts stay on record.
+        rerun_failed_finetunes: submit again, with their unfinished evaluations, the fine-tunes
+            that failed for good (a code or data error you have fixed since, or out of
+            attempts) or were cancelled; each gets a fresh `max_attempts`. Fine-tunes whose
+            failure has a remedy (OOM, TIMEOUT, node failure) are retried with it first.
 
     Returns:
         How many stages are in each state at the end.
@@ -153,11 +161,14 @@ def launch_runs(
     logger.info("Backend: %s", backend.name)
 
     run_sync(group_dir, backend)
+    for outcome in retry_failed(group_dir, backend, cluster, max_attempts):
+        logger.info("%s: %s%s", outcome.run, outcome.remedy.description, f" -> job {outcome.job_id}" if outcome.job_id else "")
+    if rerun_failed_finetunes:
+        reopened = reopen_failed_finetunes(group_dir)
+        logger.info("Fine-tunes to run again: %s", ", ".join(reopened) or "none")
     if rerun_failed_evaluations:
         reopened = reopen_failed_evaluations(group_dir)
         logger.info("Evaluations to run again: %s", ", ".join(reopened) or "none")
-    for outcome in retry_failed(group_dir, backend, cluster, max_attempts):
-        logger.info("%s: %s%s", outcome.run, outcome.remedy.description, f" -> job {outcome.job_id}" if outcome.job_id else "")
     launch = submit_pending_task(group_dir, backend, cluster)
     _log_launch(launch)
     if not wait:

@@ -407,26 +407,3 @@ def retry_failed(
         retry_run(group_dir, run, backend, cluster, max_attempts, now, sleep)
         for run in failed_awaiting_decision(store.read())
     ]
-
-
-def reopen_failed_evaluations(group_dir: str | Path, now: Callable[[], str] = utc_now) -> list[str]:
-    """Set failed or cancelled evaluations back to pending when they can run again.
-
-    An evaluation can run again when its model exists: a base-model run, or a fine-tune that
-    completed. The earlier attempts stay in the status; the next submit_pending submits it.
-    Returns the `run/key` entries reopened.
-    """
-    store = StatusStore(Path(group_dir) / STATUS_FILE)
-    reopened: set[str] = set()  # a set: update() may apply the change more than once
-
-    def reopen(current: RunsStatus) -> None:
-        for run, entry in current.runs.items():
-            if entry.finetune.status not in ("completed", "skipped"):
-                continue
-            for key, stage in entry.evaluations.items():
-                if stage.status in ("failed", "cancelled"):
-                    stage.mark("pending", now=now(), job_id=None, output=None, reason=f"reopened after: {stage.reason or stage.status}")
-                    reopened.add(f"{run}/{key}")
-
-    store.update(reopen, force=True)
-    return sorted(reopened)

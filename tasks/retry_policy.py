@@ -34,7 +34,7 @@ from tasks.materialize import FileChange, materialize
 from tasks.overrides import resumable_epoch
 from tasks.plan import STATUS_FILE, Plan
 from tasks.setup_files import finetune_files
-from tasks.status import FinetuneOverrides, RunsStatus, StatusStore
+from tasks.status import FinetuneOverrides, RunsStatus, StageStatus, StatusStore
 
 RemedyKind = Literal["resubmit_smaller_batch", "resume_more_time", "resubmit_exclude_node", "none"]
 DEFAULT_MAX_ATTEMPTS = 3
@@ -235,7 +235,13 @@ def plan_retry(
         return Remedy(kind="none", description=f"fine-tune is {stage.status}, not failed: nothing to retry")
     cause = stage.attempts[-1].cause if stage.attempts else None
     ctx = retry_context(plan, status, run_name, _cluster_for(plan, run_name, cluster))
-    return decide(cause, max(len(stage.attempts), 1), max_attempts, ctx)
+    return decide(cause, max(attempts_counted(stage), 1), max_attempts, ctx)
+
+
+def attempts_counted(stage: StageStatus) -> int:
+    """Attempts that count against `max_attempts`: those since the researcher last reopened the stage."""
+    last_reopen = max((i for i, a in enumerate(stage.attempts) if a.reopened), default=-1)
+    return len(stage.attempts) - last_reopen - 1
 
 
 def remedy_overrides(plan: Plan, run_name: str, remedy: Remedy) -> FinetuneOverrides | None:

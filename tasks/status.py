@@ -84,6 +84,7 @@ class Attempt(_Model):
     time_limit: str | None = None  # sbatch --time given on the command line (a retry after TIMEOUT)
     exclude: str | None = None  # sbatch --exclude nodes (a retry after a node failure)
     resume_epoch: int | None = None  # resumed from epoch_N (torchtune resume_from_checkpoint)
+    reopened: bool | None = None  # the researcher reopened the stage after this attempt (tasks/reopen.py)
 
     @field_validator("job_id", mode="before")
     @classmethod

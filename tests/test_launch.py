@@ -184,7 +184,7 @@ def test_permanent_error_fails_that_stage_only(group: Path) -> None:
 
 
 def test_failed_evaluations_of_a_finished_model_are_reopened_and_resubmitted(group: Path) -> None:
-    from tasks.launch import reopen_failed_evaluations
+    from tasks.reopen import reopen_failed_evaluations
 
     fake = FakeScheduler()
     submit_pending(group, fake, cluster(), sleep=lambda s: None)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -74,6 +75,13 @@ def test_deployment_run_through_worker(tmp_path):
             result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
             assert result.returncode == 0, f"{command}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
         timings["pool + deploy"] = time.monotonic() - t
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+            deployed = {d.name for d in client.read_deployments()}
+        declared = {d["name"] for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+        assert declared <= deployed, f"not deployed: {sorted(declared - deployed)}"  # every flow loaded
 
         t = time.monotonic()
         worker_log = tmp_path / "worker.log"

@@ -28,6 +28,9 @@ tests/integration/conftest.py.
    another run group's folder; `submit_pending` again: every stage has exactly one job in SLURM
    (by name, among this group's jobs: same working directory), the hand-submitted one adopted,
    the other group's job left alone.
+3. `test_cancel_runs_flow_then_rerun_on_the_real_cluster`: the cancel-runs flow on one run
+   (its fine-tune running, its evaluations waiting on it), then on the rest; launch-runs with
+   `rerun_failed_finetunes` submits everything again, evaluations re-chained to the new jobs.
 
 Every job these tests create is cancelled at the end (scancel of those ids only).
 Timings are printed (run with -s to see them): the 1-minute TIMEOUT dominates test 1.
@@ -531,3 +534,64 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         _cancel_all(cluster, created + _job_ids(group) + [j for j, _, _ in _group_jobs(cluster, group)])
         timings["total"] = time.monotonic() - t0
         print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()), file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- 3. cancel-runs, then run again
+
+
+@pytest.mark.prefect
+def test_cancel_runs_flow_then_rerun_on_the_real_cluster(slurm_cluster_nodb: Any, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """cancel-runs on one run (its fine-tune running, its evaluations waiting), then on the rest;
+    launch-runs with rerun_failed_finetunes submits them all again, chained as before."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.cancel_runs import cancel_runs
+    from flows.launch_runs import launch_runs
+    from tasks.backends.slurm import SlurmBackend
+    from tasks.cluster_settings import cluster_settings
+    from tasks.deliver import load_plan
+    from tasks.launch import submit_pending
+
+    cluster = slurm_cluster_nodb
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    group = _group(tmp_path, [31, 32], submit_stagger_seconds=0, time_limit="10")
+    first, second = f"{MODEL}_rank31", f"{MODEL}_rank32"
+    for run in (first, second):
+        _stub(group / run / "finetune.slurm", FINETUNE_BODIES["sleep"])
+        for epoch in EPOCHS:
+            _stub_evaluation(group, run, epoch, None)
+    created: list[str] = []
+    try:
+        report = submit_pending(group, SlurmBackend(env=cluster.env), cluster_settings(load_plan(group).design))
+        created += _job_ids(group)
+        assert len(report.submitted) == 6
+        cluster.wait_state(_status(group).stage(first).job_id, {"RUNNING"})
+        with prefect_test_harness(server_startup_timeout=120):
+            state = cancel_runs(str(group), runs=[first], reason="bad seed", return_state=True)
+            assert state.is_completed(), state.message
+            ids_first = [_status(group).stage(first, k).job_id for k in ("finetune", "cap_epoch_0", "cap_epoch_1")]
+            assert sorted(state.result()["cancelled_jobs"]) == sorted(ids_first)
+            for job_id in ids_first:  # SLURM ended them: the running fine-tune and its waiting evaluations
+                assert cluster.wait_final(job_id)["JobState"] == "CANCELLED"
+            status = _status(group)
+            assert all(status.stage(first, k).status == "cancelled" for k in ("finetune", "cap_epoch_0", "cap_epoch_1"))
+            assert status.stage(first).reason == "cancelled with cancel-runs: bad seed"
+            assert status.stage(second).status in ("submitted", "running")  # the other run goes on
+            assert cluster.job(status.stage(second).job_id)["JobState"] in ("PENDING", "RUNNING")
+
+            assert cancel_runs(str(group), return_state=True).is_completed()
+            assert all(s.status == "cancelled" for _, _, s in _status(group).stages())
+
+            state = launch_runs(str(group), wait=False, rerun_failed_finetunes=True, return_state=True)
+            assert state.is_completed(), state.message
+        created += _job_ids(group)
+        status = _status(group)
+        for run in (first, second):
+            stage = status.stage(run)
+            assert stage.status in ("submitted", "running") and len(stage.attempts) == 2 and stage.attempts[0].reopened
+            job = cluster.job(status.stage(run, "cap_epoch_1").job_id)
+            assert f"afterok:{stage.job_id}" in job.get("Dependency", ""), job  # re-chained to the new fine-tune
+    finally:
+        _cancel_all(cluster, created + _job_ids(group))

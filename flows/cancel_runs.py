@@ -1,0 +1,81 @@
+"""cancel-runs: stop a run group's jobs (all of them, or some runs') and say so in its status.
+
+What it does
+------------
+1. **cancel-jobs**: one `scancel` with every queued or running job of the selected runs (their
+   fine-tunes and evaluations); then, under the status lock, every selected stage that had
+   not finished becomes `cancelled` with your reason, including stages not submitted yet.
+   Finished stages keep their outcome. A cancelled fine-tune is never retried.
+2. **sync**: one status query, then the keyed progress and runs table artifacts are
+   published again, so the Prefect UI shows the cancellation at once.
+
+To run the cancelled work later (after a fix): `launch-runs` with `rerun_failed_finetunes`.
+
+How to run it
+-------------
+    prefect deployment run cancel-runs/cancel-runs --param group_dir=/abs/path/<run group> \\
+        --param reason="wrong learning rate"            # every run of the group
+    prefect deployment run cancel-runs/cancel-runs --param group_dir=/abs/path/<run group> \\
+        --params '{"runs": ["Llama-3.2-1B-Instruct_rank64"]}'   # only these runs
+
+As Python: `from flows.cancel_runs import cancel_runs; cancel_runs(group_dir, runs=[...])`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from flows.sync_status import group_backend, publish_status
+from tasks.backends.base import Backend
+from tasks.cancel import CancelReport, cancel_runs as run_cancel
+from tasks.errors import SweepflowError
+from tasks.sync import sync_status as run_sync
+
+_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+@task(name="cancel-jobs", **_TASK_OPTIONS)
+def cancel_jobs_task(group_dir: str, backend: Backend, runs: Optional[list[str]], reason: str) -> CancelReport:
+    return run_cancel(group_dir, backend, runs, reason)
+
+
+@flow(name="cancel-runs", persist_result=False, log_prints=True)
+def cancel_runs(group_dir: str, runs: Optional[list[str]] = None, reason: str = "") -> dict[str, Any]:
+    """Cancel the queued and running jobs of a run group, or of some of its runs.
+
+    Args:
+        group_dir: the run group folder (holds experiment.yaml and runs_status.yaml).
+        runs: run names to cancel (fine-tune and evaluations); default: every run.
+        reason: why; recorded in runs_status.yaml and the logs.
+
+    Returns:
+        The job ids cancelled and the `run/stage` entries marked cancelled.
+    """
+    logger = get_run_logger()
+    try:
+        _, backend = group_backend(group_dir)
+        report = cancel_jobs_task(group_dir, backend, runs, reason)
+    except (SweepflowError, RuntimeError) as error:  # RuntimeError: scancel refused; nothing was marked
+        logger.error(str(error))
+        return Failed(message=str(error))
+    logger.info("%s: %s", group_dir, report.summary())
+    for stage in report.stages:
+        logger.info("cancelled %s", stage)
+    publish_status(group_dir, run_sync(group_dir, backend))
+    return report.model_dump()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m flows.cancel_runs", description=__doc__.splitlines()[0])
+    parser.add_argument("group_dir")
+    parser.add_argument("runs", nargs="*", help="run names (default: every run)")
+    parser.add_argument("--reason", default="")
+    args = parser.parse_args()
+    state = cancel_runs(args.group_dir, args.runs or None, args.reason, return_state=True)
+    raise SystemExit(0 if state.is_completed() else 1)
