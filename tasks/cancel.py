@@ -1,7 +1,7 @@
 """Stop a run group's work on the researcher's request: cancel its queued and running jobs.
 
-Reads: `{group}/runs_status.yaml`. Calls the scheduler once (`scancel` of every job id, or
-the local backend's equivalent). Writes: `runs_status.yaml` (one locked update): every
+Reads: `{group}/runs_status.yaml`. Calls the scheduler twice: one `scancel` of every job
+id (or the local backend's equivalent), then one status query for the time the jobs ran. Writes: `runs_status.yaml` (one locked update): every
 selected stage that had not finished becomes `cancelled` with the reason, stages still
 waiting to be submitted included (launch-runs then leaves them alone). Finished stages are
 never touched. A cancelled fine-tune is never retried; `launch-runs` with
@@ -51,6 +51,8 @@ def cancel_runs(
         key=lambda j: (len(j), j),
     )
     backend.cancel(report.cancelled_jobs)  # before the status says so: a failed scancel changes nothing
+    # the jobs' time so far, for GPU-hours (sync-status never revisits a cancelled stage)
+    seen = backend.query(report.cancelled_jobs) if report.cancelled_jobs else {}
     why = "cancelled with cancel-runs" + (f": {reason.strip()}" if reason.strip() else "")
     marked: set[str] = set()  # a set: update() may apply the change more than once
 
@@ -58,8 +60,16 @@ def cancel_runs(
         for run, key, stage in current.stages():
             if run in wanted and not stage.is_terminal:  # a stage that finished meanwhile keeps its outcome
                 stage.mark("cancelled", now=now(), reason=why)
-                if stage.attempts and stage.attempts[-1].remedy is None:
-                    stage.attempts[-1].remedy = "not retried: cancelled by the researcher"
+                attempt = stage.attempts[-1] if stage.attempts and stage.attempts[-1].job_id == stage.job_id else None
+                if attempt is not None:
+                    info = seen.get(attempt.job_id)
+                    if info is not None:
+                        attempt.elapsed_s = info.elapsed_s if info.elapsed_s is not None else attempt.elapsed_s
+                        attempt.node = info.node or attempt.node
+                        if info.status == "cancelled":
+                            attempt.slurm_state, attempt.exit_code = info.raw_state, info.exit_code
+                    attempt.finished, attempt.cause, attempt.reason = stage.last_updated, "cancelled", why
+                    attempt.remedy = attempt.remedy or "not retried: cancelled by the researcher"
                 marked.add(f"{run}/{key}")
 
     store.update(cancel, force=True)

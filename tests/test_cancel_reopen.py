@@ -45,7 +45,9 @@ def test_cancel_everything_one_scancel_and_every_unfinished_stage(launched) -> N
         if (run, key) != (BASE, "cap") and stage.status != "skipped":
             assert stage.status == "cancelled", (run, key, stage.status)
             assert stage.reason == "cancelled with cancel-runs: wrong learning rate"
-    assert status.stage(R1).attempts[-1].remedy == "not retried: cancelled by the researcher"
+    last = status.stage(R1).attempts[-1]
+    assert (last.remedy, last.cause, last.slurm_state) == ("not retried: cancelled by the researcher", "cancelled", "CANCELLED by 1000")
+    assert last.finished == status.stage(R1).last_updated
     assert submit_pending(group, fake, cluster(), sleep=lambda s: None).submitted == []  # nothing comes back
     sync_status(group, fake)  # the scheduler's CANCELLED changes nothing more
     assert read_status(group).stage(R1).status == "cancelled"

@@ -578,6 +578,7 @@ def test_cancel_runs_flow_then_rerun_on_the_real_cluster(slurm_cluster_nodb: Any
             status = _status(group)
             assert all(status.stage(first, k).status == "cancelled" for k in ("finetune", "cap_epoch_0", "cap_epoch_1"))
             assert status.stage(first).reason == "cancelled with cancel-runs: bad seed"
+            assert status.stage(first).attempts[-1].elapsed_s is not None  # its time counts in GPU-hours
             assert status.stage(second).status in ("submitted", "running")  # the other run goes on
             assert cluster.job(status.stage(second).job_id)["JobState"] in ("PENDING", "RUNNING")
 
