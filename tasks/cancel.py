@@ -1,11 +1,12 @@
 """Stop a run group's work on the researcher's request: cancel its queued and running jobs.
 
-Reads: `{group}/runs_status.yaml`. Calls the scheduler twice: one `scancel` of every job
-id (or the local backend's equivalent), then one status query for the time the jobs ran. Writes: `runs_status.yaml` (one locked update): every
-selected stage that had not finished becomes `cancelled` with the reason, stages still
-waiting to be submitted included (launch-runs then leaves them alone). Finished stages are
-never touched. A cancelled fine-tune is never retried; `launch-runs` with
-`rerun_failed_finetunes` (tasks/reopen.py) sends it back to the queue later.
+Reads: `{group}/runs_status.yaml`. Calls the scheduler twice: one `scancel` of every job id
+(or the local backend's equivalent), then one status query for the time the jobs ran.
+Writes: `runs_status.yaml` (one locked update): every selected stage that had not finished
+becomes `cancelled` with the reason, stages still waiting to be submitted included
+(launch-runs then leaves them alone). Finished stages are never touched. A cancelled
+fine-tune is never retried; `launch-runs` with `rerun_failed_finetunes` (tasks/reopen.py)
+sends it back to the queue later.
 """
 
 from __future__ import annotations
