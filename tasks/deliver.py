@@ -13,6 +13,7 @@ design under an existing group name is refused before anything is written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -53,7 +54,7 @@ def load_plan(group_dir: str | Path) -> Plan:
     Every flow reads the plan, the scheduled sync every few minutes; parsing the YAML of a
     1,000-run plan takes about 0.5 s, so a JSON copy of the validated plan is kept in
     `.sweepflow/experiment.cache.json`, used only for exactly the bytes it was made from
-    (their sha256); experiment.yaml stays the only truth."""
+    (their sha256) and the same Plan model; experiment.yaml stays the only truth."""
     path = Path(group_dir) / PLAN_FILE
     raw = read_bytes(path, "YAML file")
     digest = hashlib.sha256(raw).hexdigest()
@@ -73,9 +74,19 @@ def load_plan(group_dir: str | Path) -> Plan:
     return plan
 
 
+@functools.cache
+def _plan_model_fingerprint() -> str:
+    """Changes when sweepflow's Plan model does: a cache written by another version is not used."""
+    return hashlib.sha256(json.dumps(Plan.model_json_schema(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _cache_header(digest: str) -> dict[str, object]:
+    return {"format": PLAN_CACHE_FORMAT, "model": _plan_model_fingerprint(), "yaml_sha256": digest}
+
+
 def _write_plan_cache(group: Path, raw: bytes, plan: Plan) -> None:
     """Best effort: without the cache the next read is only slower."""
-    header = json.dumps({"format": PLAN_CACHE_FORMAT, "yaml_sha256": hashlib.sha256(raw).hexdigest()})
+    header = json.dumps(_cache_header(hashlib.sha256(raw).hexdigest()))
     try:
         (group / CACHE_DIR).mkdir(exist_ok=True)
         atomic_write_bytes(group / CACHE_DIR / PLAN_CACHE, header.encode() + b"\n" + plan.model_dump_json().encode(),
@@ -89,7 +100,7 @@ def _cached_plan(cache: Path, digest: str) -> Plan | None:
     try:
         with cache.open("rb") as handle:
             header = json.loads(handle.readline())
-            if header != {"format": PLAN_CACHE_FORMAT, "yaml_sha256": digest}:
+            if header != _cache_header(digest):
                 return None
             return Plan.model_validate_json(handle.read())
     except (OSError, ValueError):  # no cache, unreadable, not our JSON, or a Plan model that changed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -197,13 +198,18 @@ def test_cache_is_ignored_when_experiment_yaml_changes(tmp_path: Path) -> None:
         load_plan(group)
 
 
-@pytest.mark.parametrize("content", [b"", b"not json\n{}", b'{"format": 1, "yaml_sha256": "x"}\n{}', None])
-def test_a_broken_or_foreign_cache_only_costs_a_parse(tmp_path: Path, content: bytes | None) -> None:
+@pytest.mark.parametrize("content", [b"", b"not json\n{}", b'{"format": 1, "yaml_sha256": "x"}\n{}', None, "model"])
+def test_a_broken_or_foreign_cache_only_costs_a_parse(tmp_path: Path, content: bytes | str | None) -> None:
     plan = _plan(tmp_path)
     group = deliver_plan(plan, NOW)
     cache = group / CACHE_DIR / deliver.PLAN_CACHE
-    if content is None:  # right header, body of another model
-        header = cache.read_bytes().split(b"\n", 1)[0]
+    header, body = cache.read_bytes().split(b"\n", 1)
+    if content is None:  # right header, a body that is not a Plan
         content = header + b'\n{"run_group": 5}'
+    elif content == "model":  # written by a sweepflow whose Plan model differs: a stale field must not leak in
+        assert b'"question":"' in body
+        stale = json.loads(header) | {"model": "0" * 16}
+        content = json.dumps(stale).encode() + b"\n" + body.replace(b'"question":"', b'"question":"STALE ')
     cache.write_bytes(content)
-    assert load_plan(group) == plan
+    loaded = load_plan(group)
+    assert loaded == plan and not loaded.design.question.startswith("STALE")
