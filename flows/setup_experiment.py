@@ -4,8 +4,9 @@ What it does
 ------------
 1. **render-files**: read `experiment.yaml`, the resolved plan that plan-runs wrote (never
    runs_plan.md), and render in memory: per fine-tuned run `setup_finetune.yaml`,
-   `finetune.yaml` (torchtune), `finetune.slurm`; per run and task `evaluations/{task}/` with one job script per
-   evaluated epoch (base models: one); at the group root `README.md` and `submit_all.sh`.
+   `finetune.yaml` (torchtune), `finetune.slurm`; per run and task `evaluations/{task}/`
+   with one job script per evaluated epoch (base models: one); at the group root
+   `README.md` and `submit_all.sh`.
 2. **validate-configs**: `tune validate` on every rendered finetune.yaml (can be skipped).
 3. **write-files**: write them atomically. Unchanged files are left byte-identical; a file
    you edited since sweepflow wrote it is kept, unless `overwrite_edits` is set (then your
