@@ -125,6 +125,9 @@ def _log_launch(report: LaunchReport) -> None:
         logger.info("%d job(s) wait for queue space (cap %d)", len(report.deferred), report.max_queued_jobs)
     for problem in report.failed:
         logger.error("sbatch refused %s/%s: %s", problem.run, problem.stage, problem.reason)
+    for job in report.withdrawn:
+        logger.warning("%s/%s was cancelled while job %s was being submitted: that job was cancelled too",
+                       job.run, job.stage, job.job_id)
 
 
 @flow(name="launch-runs", persist_result=False, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=64))

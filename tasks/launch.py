@@ -63,6 +63,7 @@ class LaunchReport(BaseModel):
     already_submitted: int = 0
     deferred: list[str] = Field(default_factory=list)  # "run/stage" waiting for queue space (or sbatch)
     failed: list[StageProblem] = Field(default_factory=list)  # sbatch refused them for good
+    withdrawn: list[SubmittedJob] = Field(default_factory=list)  # cancelled (cancel-runs) while being submitted
     transient_errors: int = 0
     queued: int = 0  # the group's jobs waiting or running after this call
     max_queued_jobs: int = 0
@@ -123,15 +124,23 @@ def submit_with_retry(
     raise AssertionError("unreachable")
 
 
-def _record(store: StatusStore, run: str, key: str, info: Attempt, status: str, force: bool = False, **fields: object) -> None:
-    """One status write: the stage's new job id and state, and its new attempt."""
+def _record(store: StatusStore, run: str, key: str, info: Attempt, status: str, force: bool = False, **fields: object) -> bool:
+    """One status write: the stage's new job id and state, and its new attempt. False, and
+    nothing written, when the stage finished meanwhile (cancel-runs while sbatch ran)."""
+    accepted = True
 
     def change(current: RunsStatus) -> None:
+        nonlocal accepted
         stage = current.stage(run, key)
-        stage.mark(status, now=info.submitted, job_id=info.job_id, **fields)  # type: ignore[arg-type]
-        stage.attempts.append(info)
+        accepted = force or not stage.is_terminal
+        if accepted:
+            stage.mark(status, now=info.submitted, job_id=info.job_id, **fields)  # type: ignore[arg-type]
+            stage.attempts.append(info)
 
-    record_provenance(store.path.parent, run, info.job_id, store.update(change, force=force, now=info.submitted))
+    written = store.update(change, force=force, now=info.submitted)
+    if accepted:
+        record_provenance(store.path.parent, run, info.job_id, written)
+    return accepted
 
 
 def _fail(store: StatusStore, run: str, key: str, reason: str, now: str, force: bool = False) -> None:
@@ -162,7 +171,10 @@ class _Launcher:
         found = adoptable(self.named.get(name, []), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
-            _record(self.store, run.name, key, Attempt(job_id=found.job_id, submitted=self.now(), reason="adopted: found in the scheduler by job name"), state)
+            if not _record(self.store, run.name, key, Attempt(job_id=found.job_id, submitted=self.now(),
+                                                              reason="adopted: found in the scheduler by job name"), state):
+                self._withdraw(run, key, found.job_id)
+                return None
             self.report.adopted.append(SubmittedJob(run=run.name, stage=key, job_id=found.job_id, adopted=True))
             self.report.queued += found.status in ("pending", "running")
             if found.status in ("failed", "cancelled"):
@@ -185,14 +197,22 @@ class _Launcher:
             return None
         self.started = self.started or not after_ok
         params = apply_overrides(run, self.overrides.get(run.name)).params if job is None else None
-        _record(self.store, run.name, key, Attempt(
+        if not _record(self.store, run.name, key, Attempt(
             job_id=job_id, submitted=self.now(),
             batch_size=params.batch_size if params else None,
             gradient_accumulation_steps=params.gradient_accumulation_steps if params else None,
-        ), "submitted")
+        ), "submitted"):
+            self._withdraw(run, key, job_id)
+            return None
         self.report.submitted.append(SubmittedJob(run=run.name, stage=key, job_id=job_id, after_ok=after_ok))
         self.report.queued += 1
         return job_id
+
+
+    def _withdraw(self, run: Run, key: str, job_id: str) -> None:
+        """The stage was cancelled (cancel-runs) while its job was being submitted: cancel the job too."""
+        self.backend.cancel([job_id])  # an id that already ended is no error
+        self.report.withdrawn.append(SubmittedJob(run=run.name, stage=key, job_id=job_id))
 
 
 def _queued(status: RunsStatus) -> int:

@@ -132,3 +132,28 @@ def test_reopen_keeps_completed_evaluations_and_refuses_unknown_runs(launched) -
     status = read_status(group)
     assert status.stage(R1, "cap_epoch_0").status == "completed" and status.stage(R1, "cap_epoch_1").status == "pending"
     assert reopen_failed_finetunes(group) == []  # nothing else failed
+
+
+def test_a_stage_cancelled_while_its_job_is_submitted_gets_that_job_cancelled(tmp_path: Path) -> None:
+    """cancel-runs runs while launch-runs is inside sbatch for R1's fine-tune: the job sbatch
+    returns is cancelled at once, the stage stays cancelled, R1's evaluations are not submitted."""
+    from fake_scheduler import make_group
+
+    group = make_group(tmp_path)
+
+    class CancelledMeanwhile(FakeScheduler):
+        def submit(self, script, cwd, after_ok=None, extra_args=None):  # type: ignore[no-untyped-def]
+            job_id = super().submit(script, cwd, after_ok, extra_args)
+            if self.jobs[job_id].name == R1:
+                cancel_runs(group, self, runs=[R1], reason="changed my mind")
+            return job_id
+
+    fake = CancelledMeanwhile()
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    [withdrawn] = report.withdrawn
+    assert (withdrawn.run, withdrawn.stage) == (R1, "finetune") and withdrawn.job_id in fake.cancelled
+    assert fake.jobs[withdrawn.job_id].status == "cancelled"
+    status = read_status(group)
+    assert status.stage(R1).status == "cancelled" and status.stage(R1).job_id is None
+    assert all(s.status == "cancelled" for s in status.runs[R1].evaluations.values())
+    assert not fake.by_name(f"{R1}__cap_epoch_0") and status.stage(R2).status == "submitted"
