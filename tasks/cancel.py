@@ -1,7 +1,9 @@
 """Stop a run group's work on the researcher's request: cancel its queued and running jobs.
 
-Reads: `{group}/runs_status.yaml`. Calls the scheduler twice: one `scancel` of every job id
-(or the local backend's equivalent), then one status query for the time the jobs ran.
+Reads: `{group}/runs_status.yaml` and `experiment.yaml`. Calls the scheduler two or three
+times: when stages were not submitted yet, one `jobs_named` (a job launch-runs submitted but
+could not record before it died is found and cancelled too); one `scancel` of every job id
+(or the local backend's equivalent); one status query for the time the jobs ran.
 Writes: `runs_status.yaml` (one locked update): every selected stage that had not finished
 becomes `cancelled` with the reason, stages still waiting to be submitted included
 (launch-runs then leaves them alone). Finished stages are never touched. A cancelled
@@ -16,12 +18,16 @@ from typing import Callable, Collection
 
 from pydantic import BaseModel, Field
 
-from tasks.backends.base import Backend
+from tasks.backends.base import Backend, JobInfo
+from tasks.deliver import load_plan
 from tasks.errors import SweepflowError
+from tasks.launch import adoptable, needs_submit, stage_dirs
 from tasks.plan import STATUS_FILE
-from tasks.status import RunsStatus, StatusStore, utc_now
+from tasks.setup_files import eval_job_name
+from tasks.status import FINETUNE, RunsStatus, StatusStore, utc_now
 
-QUEUED = ("submitted", "running")
+QUEUED = ("submitted", "running")  # stages whose job waits or runs
+QUEUED_JOB = ("pending", "running")  # the same, as the scheduler says it
 
 
 class CancelReport(BaseModel):
@@ -30,6 +36,30 @@ class CancelReport(BaseModel):
 
     def summary(self) -> str:
         return f"cancelled {len(self.stages)} stage(s), {len(self.cancelled_jobs)} job(s) in the scheduler"
+
+
+def unrecorded_jobs(group_dir: str | Path, backend: Backend, status: RunsStatus, runs: Collection[str]) -> list[JobInfo]:
+    """Waiting or running jobs of these runs' unsubmitted stages that the status does not
+    record (launch-runs died between sbatch's answer and the status write): one `jobs_named`
+    call, matched as launch-runs adopts them (job name + submit folder)."""
+    plan = load_plan(group_dir)
+    todo = [
+        (run, job) for run in plan.runs if run.name in runs
+        for job in ([] if run.is_control else [None]) + list(run.evaluations)
+        if needs_submit(status.stage(run.name, FINETUNE if job is None else job.key))
+    ]
+    if not todo:
+        return []
+    names = [run.name if job is None else eval_job_name(job) for run, job in todo]
+    named = backend.jobs_named(names)
+    known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
+    found = []
+    for (run, job), name in zip(todo, names):
+        live = [j for j in named.get(name, []) if j.status in QUEUED_JOB]
+        info = adoptable(live, stage_dirs(plan, run, job)[1], known)
+        if info is not None:
+            found.append(info)
+    return found
 
 
 def cancel_runs(
@@ -47,10 +77,9 @@ def cancel_runs(
     if unknown:
         raise SweepflowError(f"{store.path}: no run named {', '.join(unknown)} in this run group")
     report = CancelReport()
-    report.cancelled_jobs = sorted(
-        {s.job_id for run, _, s in status.stages() if run in wanted and s.status in QUEUED and s.job_id},
-        key=lambda j: (len(j), j),
-    )
+    recorded = {s.job_id for run, _, s in status.stages() if run in wanted and s.status in QUEUED and s.job_id}
+    unrecorded = {j.job_id for j in unrecorded_jobs(group_dir, backend, status, wanted)}
+    report.cancelled_jobs = sorted(recorded | unrecorded, key=lambda j: (len(j), j))
     backend.cancel(report.cancelled_jobs)  # before the status says so: a failed scancel changes nothing
     # the jobs' time so far, for GPU-hours (sync-status never revisits a cancelled stage)
     seen = backend.query(report.cancelled_jobs) if report.cancelled_jobs else {}

@@ -74,7 +74,7 @@ class LaunchReport(BaseModel):
         return not self.deferred
 
 
-def _stage_dirs(plan: Plan, run: Run, job: EvalJob | None) -> tuple[Path, Path]:
+def stage_dirs(plan: Plan, run: Run, job: EvalJob | None) -> tuple[Path, Path]:
     """(script, cwd) of a fine-tune (job None) or an evaluation."""
     run_dir = plan.group_dir / run.name
     if job is None:
@@ -167,7 +167,7 @@ class _Launcher:
         """Adopt or submit one stage; its job id, or None (deferred or failed)."""
         key = FINETUNE if job is None else job.key
         name = run.name if job is None else eval_job_name(job)
-        script, cwd = _stage_dirs(self.plan, run, job)
+        script, cwd = stage_dirs(self.plan, run, job)
         found = adoptable(self.named.get(name, []), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
@@ -332,7 +332,7 @@ def resubmit_finetune(
     def live(name: str, cwd: Path) -> JobInfo | None:
         return adoptable([j for j in named.get(name, []) if j.status in ("pending", "running")], cwd, known)
 
-    script, cwd = _stage_dirs(plan, run, None)
+    script, cwd = stage_dirs(plan, run, None)
     found = live(run_name, cwd)
     try:
         job_id = found.job_id if found else submit_with_retry(backend, script, cwd, None, remedy.sbatch_args(), sleep)
@@ -363,7 +363,7 @@ def resubmit_finetune(
 
     record_provenance(plan.group_dir, run_name, job_id, store.update(restart, force=True, now=stamp))
     for job, after in chosen:
-        e_script, e_cwd = _stage_dirs(plan, run, job)
+        e_script, e_cwd = stage_dirs(plan, run, job)
         e_found = live(eval_job_name(job), e_cwd)
         try:
             e_id = e_found.job_id if e_found else submit_with_retry(

@@ -157,3 +157,21 @@ def test_a_stage_cancelled_while_its_job_is_submitted_gets_that_job_cancelled(tm
     assert status.stage(R1).status == "cancelled" and status.stage(R1).job_id is None
     assert all(s.status == "cancelled" for s in status.runs[R1].evaluations.values())
     assert not fake.by_name(f"{R1}__cap_epoch_0") and status.stage(R2).status == "submitted"
+
+
+def test_a_job_launch_runs_could_not_record_is_cancelled_too(tmp_path: Path) -> None:
+    """launch-runs died between sbatch's answer and the status write: the job runs, the status
+    says pending. cancel-runs finds it (job name + submit folder) and cancels it."""
+    from fake_scheduler import make_group
+
+    group = make_group(tmp_path)
+    fake = FakeScheduler()
+    lost = fake.submit(group / R1 / "finetune.slurm", group / R1)
+    other_group = tmp_path / "other" / R1
+    other_group.mkdir(parents=True)
+    foreign = fake.submit(group / R1 / "finetune.slurm", other_group)  # same name, another run group
+    assert read_status(group).stage(R1).status == "pending"
+    report = cancel_runs(group, fake, runs=[R1])
+    assert report.cancelled_jobs == [lost] and fake.cancelled == [lost]
+    assert fake.jobs[foreign].status == "pending"
+    assert read_status(group).stage(R1).status == "cancelled"
