@@ -277,7 +277,7 @@ def main() -> int:
             rest = " ".join(f"{r[f'{k}_s']:5.2f} ({r[f'{k}_cpu_s']:4.2f})" for k in ("check", "write", "store", "apply"))
             verdict = "< 1 s OK" if r["store_s"] < 1.0 else (">= 1 s wall; CPU < 1 s" if r["store_cpu_s"] < 1.0 else ">= 1 s")
             print(f"  {name:<8} {cells} {int(r['reads']):5d} {rest}  {verdict}")
-        print(f"  (sync CPU s: " + ", ".join(f"{n} {r['sync_cpu_s']:.2f}" for n, r in results.items()) + ")")
+        print("  (sync CPU s: " + ", ".join(f"{n} {r['sync_cpu_s']:.2f}" for n, r in results.items()) + ")")
     for line in alone:
         print(line)
     if args.keep:

@@ -7,7 +7,6 @@ temporary folder. Training is not run here; tests/fixtures/real_cpu_log/ holds a
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

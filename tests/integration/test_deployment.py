@@ -9,7 +9,6 @@ session, stopped by process group).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,10 +22,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakesite import DATE, FILES, delivered, design, group_dir  # noqa: E402
 
-from integration.processes import free_port, stop, wait_healthy  # noqa: E402
+from integration.processes import PREFECT, start_prefect_server, stop  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
-PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
 def _wait_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -41,30 +39,13 @@ def _wait_log(log: Path, text: str, process: subprocess.Popen, timeout: float = 
 
 
 def test_deployment_run_through_worker(tmp_path):
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "SWEEPFLOW_HOME": str(ROOT),
-    }
     timings: dict[str, float] = {}
     started: list[subprocess.Popen] = []
     try:
         t = time.monotonic()
-        server_log = tmp_path / "server.log"
-        server = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=server_log.open("w"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        started.append(server)
-        wait_healthy(api, server, server_log)
+        server = start_prefect_server(tmp_path, ROOT, PREFECT_WORKER_QUERY_SECONDS="1", SWEEPFLOW_HOME=str(ROOT))
+        started.append(server.process)
+        api, env = server.api, server.env
         timings["server start"] = time.monotonic() - t
 
         t = time.monotonic()

@@ -33,12 +33,11 @@ if str(TESTS) not in sys.path:
 
 from fakesite import DATE, FILES, delivered, design, group_dir  # noqa: E402
 from integration.browser import CHROMIUM, Browser  # noqa: E402
-from integration.processes import free_port, stop, wait_healthy  # noqa: E402
+from integration.processes import start_prefect_server, stop  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
 SHOTS = TESTS / "artifacts" / "ui"
-PREFECT = str(Path(sys.executable).parent / "prefect")
 COMMENT = "ranks 4 and 64 as agreed"
 
 # JavaScript run in the page: the visible buttons whose text is exactly `label`
@@ -75,21 +74,14 @@ def _final_state_and_logs(api: str, run_id: str) -> tuple[str, list[str]]:
 @pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK),
                     reason=f"{CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does)")
 def test_plan_is_approved_through_the_ui_form(tmp_path: Path) -> None:
-    port = free_port()
-    base_url, api = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": api, "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_CLI_PROMPT": "false",
-           "SWEEPFLOW_APPROVAL_POLL_S": "1", "SWEEPFLOW_APPROVAL_TIMEOUT_S": "300"}
     path = tmp_path / "design.yaml"
     path.write_text(yaml.safe_dump(design(tmp_path, name="ui_approval")))
     SHOTS.mkdir(parents=True, exist_ok=True)
-    server_log, flow_log = tmp_path / "server.log", tmp_path / "plan_runs.log"
+    flow_log = tmp_path / "plan_runs.log"
     server = flow = browser = None
     try:
-        server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT,
-                                  env=env, stdout=server_log.open("w"), stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_healthy(api, server, server_log)
+        server = start_prefect_server(tmp_path, ROOT, SWEEPFLOW_APPROVAL_POLL_S="1", SWEEPFLOW_APPROVAL_TIMEOUT_S="300")
+        base_url, api, env = server.url, server.api, server.env
         flow = subprocess.Popen([sys.executable, "-m", "flows.plan_runs", str(path), "--date", DATE], cwd=ROOT, env=env,
                                 stdout=flow_log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -134,9 +126,9 @@ def test_plan_is_approved_through_the_ui_form(tmp_path: Path) -> None:
     finally:
         if browser is not None:
             browser.close()
-        for process in (flow, server):
+        for process in (flow, server.process if server else None):
             if process is not None:
                 stop(process)
-        for log in (server_log, flow_log):
-            if log.exists():
+        for log in (server.log if server else None, flow_log):
+            if log is not None and log.exists():
                 shutil.copy(log, SHOTS / f"approval_{log.name}")

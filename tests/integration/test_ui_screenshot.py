@@ -35,10 +35,9 @@ if str(TESTS) not in sys.path:
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = TESTS / "artifacts" / "ui"
-PREFECT = str(Path(sys.executable).parent / "prefect")
 GROUP_NAME = "ui_check"
 
-from integration.processes import free_port, stop, wait_healthy  # noqa: E402
+from integration.processes import start_prefect_server, stop  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -130,28 +129,12 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
     keys = {f"{kind}-{slug}" for kind in ("status", "progress", "results", "summary")}
     timings["finished group"] = time.monotonic() - t0
 
-    port = free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    api = f"{base_url}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(tmp_path / "prefect-home"),
-        "PREFECT_API_URL": api,
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_CLI_PROMPT": "false",
-    }
     SHOTS.mkdir(parents=True, exist_ok=True)
-    server_log = tmp_path / "server.log"
     server = None
     try:
         t = time.monotonic()
-        server = subprocess.Popen(
-            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=env, stdout=server_log.open("w"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
-        wait_healthy(api, server, server_log)
+        server = start_prefect_server(tmp_path, ROOT)
+        base_url, api = server.url, server.api
         timings["server start"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -191,8 +174,7 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
         timings["2 DOM dumps"] = time.monotonic() - t
     finally:
         if server is not None:
-            stop(server)
-        if server_log.exists():
-            shutil.copy(server_log, SHOTS / "server.log")
+            stop(server.process)
+            shutil.copy(server.log, SHOTS / "server.log")
         timings["total"] = time.monotonic() - t0
         print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()), file=sys.stderr)
