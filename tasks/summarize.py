@@ -250,18 +250,21 @@ def _pyplot():
 
 
 def _save(fig, path: Path) -> Path:  # noqa: ANN001 (a matplotlib Figure)
-    """Save a figure atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
+    """Save a figure atomically (temporary file + rename), then close it (saved or not)."""
     try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+    finally:
+        _pyplot().close(fig)
 
 
 def plot_losses(summary: Summary, path: Path) -> Path:
@@ -275,10 +278,7 @@ def plot_losses(summary: Summary, path: Path) -> Path:
     if 0 < len(summary.curves) <= MAX_LEGEND:
         ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_accuracy(summary: Summary, factor: str, path: Path) -> Path:
@@ -300,10 +300,7 @@ def plot_accuracy(summary: Summary, factor: str, path: Path) -> Path:
            title=f"Accuracy by {factor} - {summary.run_group}")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_files(summary: Summary) -> dict[str, Path]:

@@ -22,15 +22,20 @@ def delivered(group: Path) -> set[str]:
     return {p.name for p in group.iterdir() if p.name != ".sweepflow"}
 
 
-def make_site(root: Path, models: list[str] = MODELS, rows: int = 200) -> dict:
-    """Create the resources under `root`; return the design's dataset/evaluation/paths parts."""
-    models_dir = root / "models"
-    for name in models:
+def make_models(models_dir: Path, names: list[str]) -> None:
+    """A folder per model with config.json and the weight files torchtune loads (a few zero bytes)."""
+    for name in names:
         folder = models_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
         for weight in lookup(name).checkpoint_files:
             (folder / weight).write_bytes(b"\0" * 256)
+
+
+def make_site(root: Path, models: list[str] = MODELS, rows: int = 200) -> dict:
+    """Create the resources under `root`; return the design's dataset/evaluation/paths parts."""
+    models_dir = root / "models"
+    make_models(models_dir, models)
     records = [{"input": f"word{i}", "output": f"Word{i}"} for i in range(rows)]
     n_train, n_val = rows * 8 // 10, rows // 10
     dataset = root / "data" / "words_5L.json"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fake_scheduler import FakeScheduler, cluster, make_group
+from fake_scheduler import FakeScheduler, cluster, launched_group
 from tasks.backends.base import SubmitError
-from tasks.launch import retry_failed, submit_pending
+from tasks.launch import retry_failed
 from tasks.materialize import read_manifest
 from tasks.overrides import RECIPE_STATE, resumable_epoch
 from tasks.retry_policy import RetryContext, apply_remedy, decide, parse_time_limit, plan_retry, scale_time_limit
@@ -86,10 +86,7 @@ def test_max_attempts() -> None:
 
 @pytest.fixture
 def launched(tmp_path: Path) -> tuple[Path, FakeScheduler]:
-    group = make_group(tmp_path)
-    fake = FakeScheduler()
-    submit_pending(group, fake, cluster(), sleep=lambda s: None)
-    return group, fake
+    return launched_group(tmp_path)
 
 
 def _store(group: Path) -> StatusStore:

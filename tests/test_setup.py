@@ -37,7 +37,6 @@ from tasks.deliver import deliver_plan, load_plan
 from tasks.design import ExperimentDesign, parse_design
 from tasks.errors import DesignError
 from tasks.materialize import MANIFEST
-from tasks.model_registry import lookup
 from tasks.plan import PLAN_MD, STATUS_FILE, Plan
 from tasks.planner import build_plan
 from tasks.render import shell_quote
@@ -64,15 +63,6 @@ SECTION_FILE = "runs_plan.md.setup-section"  # golden name of runs_plan.md's Set
 # ------------------------------------------------------------------ sites and groups
 
 
-def _models(models_dir: Path, names: list[str]) -> None:
-    for name in names:
-        folder = models_dir / name
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-        for weight in lookup(name).checkpoint_files:
-            (folder / weight).write_bytes(b"\0" * 256)
-
-
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -82,7 +72,7 @@ def _write(path: Path, text: str) -> Path:
 def seed_design(root: Path) -> ExperimentDesign:
     """The seed example, its relative paths resolved under `root`, over fake resources made there."""
     data = yaml.safe_load((REPO / "examples" / "seed_2x2" / "design.yaml").read_text())
-    _models(root / "models", data["models"])
+    fakesite.make_models(root / "models", data["models"])
     words = [f"w{i:07d}" for i in range(100)]  # 8 letters, like the seed's words_8L
     records = [{"input": w, "output": w.capitalize()} for w in words]
     _write(root / data["dataset"]["path"], json.dumps({"train": records[:80], "validation": records[80:90], "test": records[90:]}))
