@@ -92,11 +92,15 @@ def _id_key(job_id: str) -> tuple[int, ...]:
 
 
 def _submitted_from(job: JobInfo, cwd: Path) -> bool:
-    """Whether `job` is this stage's: submitted from `cwd` (run names repeat across run groups).
-    A scheduler that does not say where a job came from: its log in `cwd`, or still waiting."""
-    if job.work_dir:
-        return os.path.realpath(job.work_dir) == os.path.realpath(cwd)
-    return job.status == "pending" or (cwd / f"slurm-{job.job_id}.out").exists()
+    """Whether `job` is this stage's. Run names repeat across run groups, so a job submitted
+    from another folder never is. A job that ended must also have left its log in `cwd`: the
+    folder may have been deleted and made again (a new clone, a re-planned group) since an old
+    job with the same name ran there. A job still waiting or running is this folder's."""
+    if job.work_dir and os.path.realpath(job.work_dir) != os.path.realpath(cwd):
+        return False
+    if job.status == "pending" or (job.status == "running" and job.work_dir):
+        return True
+    return (cwd / f"slurm-{job.job_id}.out").exists()
 
 
 def adoptable(found: list[JobInfo], cwd: Path, known: Collection[str] = ()) -> JobInfo | None:

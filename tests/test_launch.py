@@ -128,6 +128,25 @@ def test_foreign_finished_job_with_the_same_name_is_not_adopted(group: Path, rep
     assert len(fake.by_name(run)) == 2 and _status(group).stage(run).job_id != old
 
 
+def test_an_old_finished_job_of_an_earlier_folder_at_the_same_path_is_not_adopted(group: Path) -> None:
+    """The run group was deleted and planned again at the same path (or a new clone): SLURM's
+    accounting still knows the old, finished job by name and folder, but its log is gone."""
+    fake = FakeScheduler()
+    run = "Llama-3.2-1B-Instruct_rank4"
+    old = fake.submit(group / run / "finetune.slurm", group / run)
+    fake.finish(old, "COMPLETED")
+    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    assert report.adopted == [] and _status(group).stage(run).job_id != old
+    # the same job with its log in the folder: launch-runs died after sbatch, the job then finished
+    group2 = make_group(group.parent / "again")
+    fake2 = FakeScheduler()
+    lost = fake2.submit(group2 / run / "finetune.slurm", group2 / run)
+    fake2.finish(lost, "COMPLETED")
+    (group2 / run / f"slurm-{lost}.out").write_text("done\n")
+    report = submit_pending(group2, fake2, cluster(), sleep=lambda s: None)
+    assert [(a.run, a.job_id) for a in report.adopted] == [(run, lost)]
+
+
 def test_foreign_waiting_job_with_the_same_name_is_not_adopted(group: Path) -> None:
     """Run names repeat across run groups (same design, other date): a job of another group
     still waiting in the queue is told apart by the folder it was submitted from."""
