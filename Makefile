@@ -92,7 +92,7 @@ bench: venv
 	$(BIN)/python benchmarks/plan_1000.py
 
 schema: venv
-	$(BIN)/python -m tasks.schema
+	$(BIN)/python -m tasks.model.schema
 
 # --- Running through a Prefect server -------------------------------------------------
 

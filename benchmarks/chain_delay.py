@@ -15,8 +15,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from tasks.plan import STATUS_FILE
-from tasks.status import StatusStore
+from tasks.model.layout import STATUS_FILE
+from tasks.model.status import StatusStore
 
 
 def job_times(ids: list[str]) -> dict[str, tuple[str, str]]:

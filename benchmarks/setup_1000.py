@@ -33,16 +33,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from plan_1000 import _ignore_disk_verdict, best_of, design_1000  # noqa: E402
 
-from tasks.design import parse_design  # noqa: E402
+from tasks.model.design import parse_design  # noqa: E402
 
 TARGET_S = 3.0
 NOW = "2026-01-01T00:00:00+00:00"
 
 
 def run_once(root: Path) -> dict[str, float]:
-    from tasks.deliver import deliver_plan
-    from tasks.planner import build_plan
-    from tasks.setup import setup_experiment
+    from tasks.planning.deliver import deliver_plan
+    from tasks.planning.planner import build_plan
+    from tasks.setup.experiment import setup_experiment
 
     times: dict[str, float] = {}
     design = parse_design(design_1000(root), source="benchmark", base=root)

@@ -8,7 +8,7 @@ Saved once as a Prefect block (type slug `slurm-cluster`) and named by designs:
                  ).save("della-a100", overwrite=True)
 
 A design may also give the same fields inline (`cluster: {partition: gpu, ...}`).
-The block mirrors `tasks.cluster_settings.ClusterSettings` field for field (the plain model
+The block mirrors `tasks.model.cluster.ClusterSettings` field for field (the plain model
 the flows use, with the validation rules); the block adds the UI form and saving by name.
 Reads/writes: nothing itself; the Prefect API stores saved blocks.
 """
@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal, Optional
 from prefect.blocks.core import Block
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
 
-from tasks.cluster_settings import ClusterSettings
+from tasks.model.cluster import ClusterSettings
 
 
 class SlurmCluster(Block):

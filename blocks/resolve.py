@@ -17,9 +17,9 @@ from pydantic import ValidationError
 
 from blocks.cluster import SlurmCluster, profile_fields
 from blocks.paths import ExperimentPaths
-from tasks.cluster_settings import ClusterSettings
-from tasks.design import ExperimentDesign, PathsSpec
-from tasks.errors import DesignError, Problem
+from tasks.core.errors import DesignError, Problem
+from tasks.model.cluster import ClusterSettings
+from tasks.model.design import ExperimentDesign, PathsSpec
 
 
 def _problems(error: ValidationError, prefix: str, source: str | None) -> list[Problem]:

@@ -8,7 +8,7 @@ Reads: nothing. Writes: `OUT_DIR/Llama-3-Tiny-Instruct/` holding
   tokenizer_config.json  with a Llama-3 chat template that renders exactly what torchtune's
                          Llama3Tokenizer trains on
 The folder loads in torchtune (`FullModelHFCheckpointer(model_type=LLAMA3)` with
-`tasks.tiny_llama.lora_tiny_llama3` / `tiny_tokenizer`) and in transformers / inspect's `hf/`
+`tasks.training.tiny_llama.lora_tiny_llama3` / `tiny_tokenizer`) and in transformers / inspect's `hf/`
 provider. Running it again is a no-op when the folder already holds identical files; a
 folder with different content is an error unless `overwrite=True` (`--overwrite`).
 
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `python examples/make_tiny_model.py` as well as `-m`
     sys.path.insert(0, str(REPO))
 
-from tasks import tiny_llama as T  # noqa: E402
+from tasks.training import tiny_llama as T  # noqa: E402
 
 MODEL_NAME = "Llama-3-Tiny-Instruct"
 DEFAULT_SEED = 0

@@ -30,10 +30,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from flows.sync_status import group_backend, publish_status
-from tasks.backends.base import Backend
-from tasks.cancel import CancelReport, cancel_runs as run_cancel
-from tasks.errors import SweepflowError
-from tasks.sync import sync_status as run_sync
+from tasks.core.errors import SweepflowError
+from tasks.execution.backends.base import Backend
+from tasks.execution.cancel import CancelReport
+from tasks.execution.cancel import cancel_runs as run_cancel
+from tasks.execution.sync import sync_status as run_sync
 
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 

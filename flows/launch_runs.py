@@ -3,7 +3,7 @@
 What it does
 ------------
 1. **retry-decisions**: fine-tunes that failed in an earlier launch are decided first
-   (`tasks.launch.retry_failed`), so starting the flow again never leaves one behind.
+   (`tasks.execution.submit.retry_failed`), so starting the flow again never leaves one behind.
 2. **submit-pending**: every pending fine-tune is submitted with `sbatch`, and its
    evaluations chained to it with `--dependency=afterok:<job> --kill-on-invalid-dep=yes`
    (each starts as soon as its own checkpoint exists); base-model evaluations go at once.
@@ -39,15 +39,16 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.sync_status import group_backend, publish_status
-from tasks.backends.base import Backend
-from tasks.cluster_settings import ClusterSettings
-from tasks.deliver import load_plan
-from tasks.launch import LaunchReport, retry_failed, retry_run, submit_pending
-from tasks.reopen import reopen_failed_evaluations, reopen_failed_finetunes
-from tasks.plan import STATUS_FILE
-from tasks.retry_policy import DEFAULT_MAX_ATTEMPTS
-from tasks.status import StatusStore
-from tasks.sync import SyncReport, sync_status as run_sync
+from tasks.execution.backends.base import Backend
+from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
+from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS
+from tasks.execution.submit import LaunchReport, retry_failed, retry_run, submit_pending
+from tasks.execution.sync import SyncReport
+from tasks.execution.sync import sync_status as run_sync
+from tasks.model.cluster import ClusterSettings
+from tasks.model.layout import STATUS_FILE
+from tasks.model.plan_file import load_plan
+from tasks.model.status import StatusStore
 
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 

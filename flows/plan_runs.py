@@ -3,19 +3,19 @@
 What it does
 ------------
 1. **load-design**: read the design (a YAML file path, YAML text, or the design itself as a
-   mapping) and validate it (`tasks.design`).
+   mapping) and validate it (`tasks.model.design`).
 2. **resolve-site**: replace a `paths:` / `cluster:` block name with the saved Prefect
    block's values (`blocks.resolve`).
 3. **build-plan**: expand models x factor levels into runs and evaluation jobs, verify
    every model folder, dataset and evaluation script, estimate time, GPU-hours, batch sizes
-   and disk from prior SLURM logs, and check free disk (`tasks.planner.build_plan`).
-4. **render-plan**: render `runs_plan.md` (`tasks.render`).
+   and disk from prior SLURM logs, and check free disk (`tasks.planning.planner.build_plan`).
+4. **render-plan**: render `runs_plan.md` (`tasks.planning.plan_markdown`).
 5. **Present**: publish the plan as a markdown artifact (key `plan-<run group>`) and the
    runs as a table artifact (key `runs-<run group>`).
 6. **Approve**: unless `auto_approve` is true, pause for a form in the Prefect UI
    (approve, or reject with a comment). A rejected plan ends the run Cancelled.
 7. **deliver-plan**: only after approval, write `experiment.yaml`, `runs_plan.md` and
-   `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.deliver`). Nothing is
+   `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.planning.deliver`). Nothing is
    written to the output directory before this step.
 8. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
    configs, SLURM scripts) as a subflow.
@@ -46,7 +46,7 @@ As Python (no server needed: Prefect starts a temporary one)::
     from flows.plan_runs import plan_runs
     group_dir = plan_runs("examples/tiny_demo/design.yaml", auto_approve=True)
 
-A design problem then raises `tasks.errors.DesignError`. From a shell::
+A design problem then raises `tasks.core.errors.DesignError`. From a shell::
 
     python -m flows.plan_runs examples/tiny_demo/design.yaml --auto-approve [--date 2025-10-18]
 
@@ -78,10 +78,10 @@ from prefect.states import Cancelled, Failed
 from pydantic import Field
 
 from blocks.resolve import resolve_site
-from tasks.design import ExperimentDesign, load_design, parse_design
-from tasks.errors import DesignError, Problem, SweepflowError
-from tasks.plan import Plan
-from tasks.planner import build_plan
+from tasks.core.errors import DesignError, Problem, SweepflowError
+from tasks.model.design import ExperimentDesign, load_design, parse_design
+from tasks.model.plan import Plan
+from tasks.planning.planner import build_plan
 
 
 def approval_timeout_s() -> int:
@@ -168,14 +168,14 @@ def build_plan_task(design: ExperimentDesign, date: Optional[str]) -> Union[Plan
 
 @task(name="render-plan", **_TASK_OPTIONS)
 def render_plan_task(plan: Plan) -> str:
-    from tasks.render import render_plan_markdown
+    from tasks.planning.plan_markdown import render_plan_markdown
 
     return render_plan_markdown(plan)
 
 
 @task(name="deliver-plan", **_TASK_OPTIONS)
 def deliver_plan_task(plan: Plan) -> Union[Path, SweepflowError]:
-    from tasks.deliver import deliver_plan
+    from tasks.planning.deliver import deliver_plan
 
     try:
         return deliver_plan(plan, now=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -362,7 +362,7 @@ def _continue_to_setup(group_dir: Path):
 
 
 def _dry_run(design_arg: str, date: Optional[str]) -> int:
-    from tasks.render import render_plan_markdown
+    from tasks.planning.plan_markdown import render_plan_markdown
 
     plan = build_plan(resolve_site(read_design(design_arg)), date=date)
     print(render_plan_markdown(plan))

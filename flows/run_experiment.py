@@ -33,8 +33,8 @@ from blocks.resolve import resolve_site
 from flows.launch_runs import launch_runs
 from flows.plan_runs import plan_runs, read_design
 from flows.setup_experiment import setup_experiment
-from tasks.errors import SweepflowError
-from tasks.planner import design_hash, existing_group_date
+from tasks.core.errors import SweepflowError
+from tasks.planning.planner import design_hash, existing_group_date
 
 
 def _resume_date(design: Union[str, dict[str, Any]]) -> Optional[str]:

@@ -38,8 +38,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from flows.plan_runs import artifact_slug
-from tasks.errors import SweepflowError
-from tasks.setup import RenderedSetup, SetupReport, render_setup, tree, validate_rendered_configs, write_setup
+from tasks.core.errors import SweepflowError
+from tasks.setup.experiment import (
+    RenderedSetup,
+    SetupReport,
+    render_setup,
+    tree,
+    validate_rendered_configs,
+    write_setup,
+)
 
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 

@@ -4,10 +4,10 @@ What it does
 ------------
 1. **summarize**: read `experiment.yaml`, `runs_status.yaml`, every evaluation's inspect-ai
    `.eval` log (newest successful one per run and epoch), torchtune's metric logs and the
-   fine-tunes' SLURM logs (`tasks.summarize.summarize`, `tasks.results`).
+   fine-tunes' SLURM logs (`tasks.results.summarize.summarize`, `tasks.results.collect`).
 2. **record-measurements**: write `measured_runs.yaml`: what each completed fine-tune measured
    (it/s, peak memory, checkpoint size, elapsed). The next plan-runs of a design without
-   `paths.prior_runs` learns from these runs' logs (`tasks.measured`, `tasks.planner`).
+   `paths.prior_runs` learns from these runs' logs (`tasks.results.measured`, `tasks.planning.planner`).
 3. **write-summary**: write `summary.md` (results run x task x epoch with accuracy and sample
    counts, fine-tuned vs base delta per task, training loss per run, estimated vs actual time
    and memory per run, GPU-hours per factor level with failed attempts included) and the plots
@@ -41,9 +41,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from flows.plan_runs import artifact_slug
-from tasks.errors import SweepflowError
-from tasks.measured import record_measurements
-from tasks.summarize import Summary, render_summary, summarize, write_summary
+from tasks.core.errors import SweepflowError
+from tasks.results.measured import record_measurements
+from tasks.results.summarize import Summary, render_summary, summarize, write_summary
 
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 

@@ -33,14 +33,15 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from flows.plan_runs import artifact_slug
-from tasks.backends.base import Backend
-from tasks.backends.select import select_backend
-from tasks.cluster_settings import ClusterSettings, cluster_settings
-from tasks.deliver import load_plan
-from tasks.errors import SweepflowError
-from tasks.plan import PLAN_FILE, STATUS_FILE
-from tasks.status import StatusStore
-from tasks.sync import SyncReport, sync_status as run_sync
+from tasks.core.errors import SweepflowError
+from tasks.execution.backends.base import Backend
+from tasks.execution.backends.select import select_backend
+from tasks.execution.sync import SyncReport
+from tasks.execution.sync import sync_status as run_sync
+from tasks.model.cluster import ClusterSettings, cluster_settings
+from tasks.model.layout import PLAN_FILE, STATUS_FILE
+from tasks.model.plan_file import load_plan
+from tasks.model.status import StatusStore
 
 _TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 

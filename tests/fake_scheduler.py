@@ -1,6 +1,6 @@
 """An in-memory job scheduler for unit tests of launch/sync/retry logic, and a real run group.
 
-`FakeScheduler` implements the `tasks.backends.base.Backend` protocol with SLURM's states,
+`FakeScheduler` implements the `tasks.execution.backends.base.Backend` protocol with SLURM's states,
 reading the job name from the submitted script's `#SBATCH --job-name=` line. Tests move jobs
 through states with `finish(...)`. Integration against a real SLURM lives elsewhere.
 `make_group` builds a real run group: fakesite resources -> build_plan -> deliver_plan ->
@@ -17,14 +17,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakesite import DATE, design  # noqa: E402
-from tasks.backends.base import JobInfo, JobStatus, SubmitError  # noqa: E402
-from tasks.cluster_settings import ClusterSettings  # noqa: E402
-from tasks.deliver import deliver_plan  # noqa: E402
-from tasks.design import parse_design  # noqa: E402
-from tasks.planner import build_plan  # noqa: E402
-from tasks.launch import submit_pending  # noqa: E402
-from tasks.setup import setup_experiment  # noqa: E402
-from tasks.status import StatusStore  # noqa: E402
+
+from tasks.execution.backends.base import JobInfo, JobStatus, SubmitError  # noqa: E402
+from tasks.execution.submit import submit_pending  # noqa: E402
+from tasks.model.cluster import ClusterSettings  # noqa: E402
+from tasks.model.design import parse_design  # noqa: E402
+from tasks.model.status import StatusStore  # noqa: E402
+from tasks.planning.deliver import deliver_plan  # noqa: E402
+from tasks.planning.planner import build_plan  # noqa: E402
+from tasks.setup.experiment import setup_experiment  # noqa: E402
 
 NOW = "2026-01-02T00:00:00+00:00"
 _NAME = re.compile(r"^#SBATCH --job-name=(\S+)", re.MULTILINE)

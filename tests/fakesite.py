@@ -1,7 +1,7 @@
 """Fake site resources for flow tests: model folders, a dataset and an eval script in a folder.
 
 The model folders hold config.json and the exact weight file names torchtune loads
-(`tasks.model_registry`), filled with a few zero bytes: verification checks presence, not
+(`tasks.training.registry`), filled with a few zero bytes: verification checks presence, not
 content. Nothing here needs a network or a GPU.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks.model_registry import lookup
+from tasks.training.registry import lookup
 
 MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct"]
 DATE = "2026-01-02"

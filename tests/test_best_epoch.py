@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.best_epoch import NoBestEpoch, best_epoch, main
+from tasks.evaluation.best_epoch import NoBestEpoch, best_epoch, main
 
 
 def _run_dir(tmp_path: Path, records: list[dict], saved: list[int]) -> Path:

@@ -7,9 +7,9 @@ import pytest
 from blocks import ExperimentPaths, SlurmCluster
 from blocks.cluster import profile_fields
 from blocks.resolve import cluster_profile, resolve_site
-from tasks.cluster_settings import ClusterSettings
-from tasks.design import PathsSpec, parse_design
-from tasks.errors import DesignError
+from tasks.core.errors import DesignError
+from tasks.model.cluster import ClusterSettings
+from tasks.model.design import PathsSpec, parse_design
 
 
 def _design(tmp_path, **changes):

@@ -8,15 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fake_scheduler import FakeScheduler, cluster, launched_group, read_status
-from tasks.cancel import cancel_runs
-from tasks.errors import SweepflowError
-from tasks.launch import submit_pending
-from tasks.reopen import reopen_failed_finetunes
-from tasks.retry_policy import attempts_counted, plan_retry
-from tasks.status import StatusStore
-from tasks.sync import sync_status
+
+from tasks.core.errors import SweepflowError
+from tasks.execution.cancel import cancel_runs
+from tasks.execution.reopen import reopen_failed_finetunes
+from tasks.execution.retry_policy import attempts_counted, plan_retry
+from tasks.execution.submit import submit_pending
+from tasks.execution.sync import sync_status
+from tasks.model.status import StatusStore
 
 R1, R2 = "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64"
 BASE = "Llama-3.2-1B-Instruct_base"

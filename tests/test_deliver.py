@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-import tasks.deliver as deliver
 from test_render import NOW, build_plan, design_data
-from tasks.deliver import deliver_plan, load_plan
-from tasks.errors import DesignError
-from tasks.fsio import FileFormatError
-from tasks.render import render_plan_markdown
-from tasks.status import CACHE_DIR, StatusStore, dump_status, initial_status
+
+import tasks.planning.deliver as deliver
+from tasks.core.errors import DesignError
+from tasks.core.files import FileFormatError
+from tasks.model.layout import STATE_DIR as CACHE_DIR
+from tasks.model.layout import GroupLayout
+from tasks.model.plan_file import load_plan
+from tasks.model.status import StatusStore, dump_status, initial_status
+from tasks.planning.deliver import deliver_plan
+from tasks.planning.plan_markdown import render_plan_markdown
 
 NAME = "cap_8L_llama32_lora_comparison_2025-10-18"
 FILES = ["experiment.yaml", "runs_plan.md", "runs_status.yaml"]
@@ -159,7 +162,7 @@ def test_load_plan_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_atomic_write_keeps_mode_and_leaves_no_temp(tmp_path: Path) -> None:
-    from tasks.fsio import atomic_write_text, read_yaml, write_yaml
+    from tasks.core.files import atomic_write_text, read_yaml, write_yaml
 
     target = tmp_path / "finetune.slurm"
     target.write_text("old")
@@ -178,7 +181,7 @@ def test_atomic_write_keeps_mode_and_leaves_no_temp(tmp_path: Path) -> None:
 def test_plan_read_through_the_cache_equals_the_yaml(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     group = deliver_plan(plan, NOW)
-    cache = group / CACHE_DIR / deliver.PLAN_CACHE
+    cache = GroupLayout(group).plan_cache
     assert cache.is_file()  # written with the plan
     from_cache = load_plan(group)
     cache.unlink()
@@ -202,7 +205,7 @@ def test_cache_is_ignored_when_experiment_yaml_changes(tmp_path: Path) -> None:
 def test_a_broken_or_foreign_cache_only_costs_a_parse(tmp_path: Path, content: bytes | str | None) -> None:
     plan = _plan(tmp_path)
     group = deliver_plan(plan, NOW)
-    cache = group / CACHE_DIR / deliver.PLAN_CACHE
+    cache = GroupLayout(group).plan_cache
     header, body = cache.read_bytes().split(b"\n", 1)
     if content is None:  # right header, a body that is not a Plan
         content = header + b'\n{"run_group": 5}'

@@ -9,9 +9,9 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from tasks.design import load_design, parse_design
-from tasks.errors import DesignError
-from tasks.expand import expand_design
+from tasks.core.errors import DesignError
+from tasks.model.design import load_design, parse_design
+from tasks.planning.expand import expand_design
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "seed_2x2" / "design.yaml"
 BASE: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())

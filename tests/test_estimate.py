@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tasks.design import parse_design
-from tasks.estimate import (
+from tasks.model.design import parse_design
+from tasks.planning.estimate import (
     CHECKPOINT_GIB,
     DEFAULT,
     MEMORY_SCALE,
@@ -23,8 +23,8 @@ from tasks.estimate import (
     scale,
     scenarios,
 )
-from tasks.expand import expand_design
-from tasks.prior_logs import PriorRun, parse_log
+from tasks.planning.expand import expand_design
+from tasks.training.prior_logs import PriorRun, parse_log
 
 FIXTURES = Path(__file__).parent / "fixtures" / "prior_runs" / "cap_5L_sweep_2025-09-30"
 LOG_1B = FIXTURES / "Llama-3.2-1B-Instruct_5L_rank64" / "slurm-4812345.out"
@@ -248,7 +248,7 @@ def test_missing_train_count_is_an_error(tmp_path: Path) -> None:
 
 
 def test_scan_result_accepted_same_model_preferred_and_notes(tmp_path: Path) -> None:
-    from tasks.prior_logs import scan_prior_runs
+    from tasks.training.prior_logs import scan_prior_runs
 
     log_8b = FIXTURES.parent / "old_attempts" / "Llama-3.1-8B-Instruct_rank8" / "slurm-4790001.out"
     scan = scan_prior_runs([FIXTURES.parent, tmp_path / "gone"])

@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.design import ExperimentDesign, load_design, parse_design
-from tasks.expand import count_runs, design_type, expand_design, format_number
-from tasks.plan import Run
+from tasks.core.templating import format_number
+from tasks.model.design import ExperimentDesign, design_type, load_design, parse_design
+from tasks.model.plan import Run
+from tasks.planning.expand import count_runs, expand_design
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "seed_2x2" / "design.yaml"
 BASE: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())

@@ -124,7 +124,7 @@ def test_run_pauses_for_approval(prefect_server, tmp_path, approve):
 
 def test_invalid_design_fails_with_clear_message(prefect_server, tmp_path, caplog):
     from flows.plan_runs import plan_runs
-    from tasks.errors import DesignError
+    from tasks.core.errors import DesignError
 
     bad = design(tmp_path, name="broken", models=["Llama-3.2-1B-Instruct", "Llama-9-Huge"])
     state = plan_runs(bad, auto_approve=True, date=DATE, return_state=True)
@@ -145,7 +145,7 @@ def test_design_file_and_saved_blocks(prefect_server, tmp_path):
 
     from blocks import ExperimentPaths, SlurmCluster
     from flows.plan_runs import plan_runs
-    from tasks.deliver import load_plan
+    from tasks.model.plan_file import load_plan
 
     data = design(tmp_path, name="blocks")
     paths = data.pop("paths")

@@ -16,9 +16,10 @@ pytestmark = pytest.mark.prefect
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakesite import DATE, design  # noqa: E402
-from tasks.deliver import deliver_plan  # noqa: E402
-from tasks.design import parse_design  # noqa: E402
-from tasks.planner import build_plan  # noqa: E402
+
+from tasks.model.design import parse_design  # noqa: E402
+from tasks.planning.deliver import deliver_plan  # noqa: E402
+from tasks.planning.planner import build_plan  # noqa: E402
 
 NOW = "2026-01-02T00:00:00+00:00"
 
@@ -61,7 +62,7 @@ def test_renders_once_validates_and_writes(prefect_server, tmp_path: Path) -> No
 def test_a_config_that_does_not_validate_stops_before_anything_is_written(
     prefect_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.setup as setup
+    import tasks.setup.experiment as setup
     from flows.setup_experiment import setup_experiment
 
     group = _planned(tmp_path)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fake_scheduler import FakeScheduler, cluster, make_group
-from tasks.backends.base import SubmitError
-from tasks.launch import BACKOFF_S, submit_pending
-from tasks.status import StatusStore
+
+from tasks.execution.backends.base import SubmitError
+from tasks.execution.submit import BACKOFF_S, submit_pending
+from tasks.model.status import StatusStore
 
 FT_RUNS = ["Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64", "Llama-3.2-3B-Instruct_rank4", "Llama-3.2-3B-Instruct_rank64"]
 CONTROLS = ["Llama-3.2-1B-Instruct_base", "Llama-3.2-3B-Instruct_base"]
@@ -79,7 +79,7 @@ def test_queue_cap_defers_whole_runs_and_a_later_call_finishes(group: Path) -> N
     assert again.submitted == [] and again.queued == 7  # nothing finished: still full
     for sub in fake.submits:
         fake.finish(sub["id"], "COMPLETED")
-    from tasks.sync import sync_status  # noqa: PLC0415 - frees the queue like the flow does
+    from tasks.execution.sync import sync_status  # noqa: PLC0415 - frees the queue like the flow does
 
     sync_status(group, fake)
     rest = submit_pending(group, fake, cluster(max_queued_jobs=7), sleep=lambda s: None)
@@ -203,7 +203,7 @@ def test_permanent_error_fails_that_stage_only(group: Path) -> None:
 
 
 def test_failed_evaluations_of_a_finished_model_are_reopened_and_resubmitted(group: Path) -> None:
-    from tasks.reopen import reopen_failed_evaluations
+    from tasks.execution.reopen import reopen_failed_evaluations
 
     fake = FakeScheduler()
     submit_pending(group, fake, cluster(), sleep=lambda s: None)

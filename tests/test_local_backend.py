@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends.base import JobInfo, SubmitError
-from tasks.backends.local import LocalBackend, parse_time_limit, script_options
-from tasks.backends.outcomes import classify_failure, read_log_tail
-from tasks.backends.select import select_backend
-from tasks.backends.slurm import SlurmBackend
-from tasks.cluster_settings import ClusterSettings
+from tasks.execution.backends.base import JobInfo, SubmitError
+from tasks.execution.backends.local import LocalBackend, parse_time_limit, script_options
+from tasks.execution.backends.outcomes import classify_failure, read_log_tail
+from tasks.execution.backends.select import select_backend
+from tasks.execution.backends.slurm import SlurmBackend
+from tasks.model.cluster import ClusterSettings
 
 DONE = {"completed", "failed", "cancelled"}
 

@@ -12,16 +12,16 @@ import shutil
 from pathlib import Path
 
 import yaml
-
 from fake_scheduler import FakeScheduler, cluster, make_group
 from fakesite import DATE, design
-from tasks.design import parse_design
-from tasks.launch import submit_pending
-from tasks.measured import MEASURED_FILE, record_measurements
-from tasks.planner import build_plan, prior_run_folders
-from tasks.render import render_plan_markdown
-from tasks.status import StatusStore
-from tasks.sync import sync_status
+
+from tasks.execution.submit import submit_pending
+from tasks.execution.sync import sync_status
+from tasks.model.design import parse_design
+from tasks.model.status import StatusStore
+from tasks.planning.plan_markdown import render_plan_markdown
+from tasks.planning.planner import build_plan, prior_run_folders
+from tasks.results.measured import MEASURED_FILE, record_measurements
 
 PRIOR = Path(__file__).parent / "fixtures" / "prior_runs"
 DONE_LOG = PRIOR / "cap_5L_sweep_2025-09-30" / "Llama-3.2-1B-Instruct_5L_rank64" / "slurm-4812345.out"

@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tasks.errors import SweepflowError
-from tasks.merge_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_adapter_only, merge_adapter
+from tasks.core.errors import SweepflowError
+from tasks.evaluation.merge_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_adapter_only, merge_adapter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 P = "base_model.model.model.layers.0.self_attn."
@@ -78,7 +78,7 @@ def test_bad_inputs_name_the_file_and_the_problem(tmp_path: Path, change, messag
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "tasks.merge_adapter", str(tmp_path / "nope"), str(tmp_path), str(tmp_path / "o")],
+    proc = subprocess.run([sys.executable, "-m", "tasks.evaluation.merge_adapter", str(tmp_path / "nope"), str(tmp_path), str(tmp_path / "o")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("sweepflow: cannot merge the adapter:") and "nope/adapter_config.json" in proc.stderr
@@ -88,7 +88,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:
 def test_merged_adapter_only_epoch_equals_torchtunes_own_merge(tmp_path: Path) -> None:
     from test_torchtune_config import _tiny_setup, _train, _write, tiny_run
 
-    from tasks.torchtune_config import recipe_for, render_finetune_config
+    from tasks.training.config import recipe_for, render_finetune_config
 
     model_dir, data = _tiny_setup(tmp_path)
     run_dirs = {}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.prior_logs import folder_bytes, parse_log, parse_log_text, scan_prior_runs
+from tasks.training.prior_logs import folder_bytes, parse_log, parse_log_text, scan_prior_runs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "prior_runs"
 RUN_1B = FIXTURES / "cap_5L_sweep_2025-09-30" / "Llama-3.2-1B-Instruct_5L_rank64"

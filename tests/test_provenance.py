@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-import tasks.provenance as provenance
 from fake_scheduler import FakeScheduler, cluster, launched_group, read_status
-from tasks.deliver import load_plan
-from tasks.launch import retry_run
-from tasks.sync import sync_status
+
+import tasks.execution.provenance as provenance
+from tasks.execution.submit import retry_run
+from tasks.execution.sync import sync_status
+from tasks.model.plan_file import load_plan
 
 RUN = "Llama-3.2-1B-Instruct_rank4"
 BASE = "Llama-3.2-1B-Instruct_base"

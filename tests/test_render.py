@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.design import parse_design
-from tasks.expand import expand_design
-from tasks.plan import (
+from tasks.core.templating import fmt_gib, fmt_minutes, fmt_num, fmt_size, render_template
+from tasks.model.design import parse_design
+from tasks.model.plan import (
     DatasetInfo,
     DiskEstimate,
     Estimates,
@@ -32,8 +32,9 @@ from tasks.plan import (
     SplitCounts,
     VerifiedResources,
 )
-from tasks.render import fmt_gib, fmt_minutes, fmt_num, fmt_size, render_plan_markdown, render_template
-from tasks.status import dump_status, initial_status
+from tasks.model.status import dump_status, initial_status
+from tasks.planning.expand import expand_design
+from tasks.planning.plan_markdown import render_plan_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "seed_2x2"

@@ -14,16 +14,23 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from fake_scheduler import FakeScheduler, cluster, launched_group
-from tasks.backends.base import SubmitError
-from tasks.launch import retry_failed
-from tasks.materialize import read_manifest
-from tasks.overrides import RECIPE_STATE, resumable_epoch
-from tasks.retry_policy import RetryContext, apply_remedy, decide, parse_time_limit, plan_retry, scale_time_limit
-from tasks.setup import setup_experiment
-from tasks.status import StatusStore
-from tasks.sync import sync_status
+
+from tasks.execution.backends.base import SubmitError
+from tasks.execution.retry_policy import (
+    RetryContext,
+    apply_remedy,
+    decide,
+    parse_time_limit,
+    plan_retry,
+    scale_time_limit,
+)
+from tasks.execution.submit import retry_failed
+from tasks.execution.sync import sync_status
+from tasks.model.status import StatusStore
+from tasks.setup.experiment import setup_experiment
+from tasks.setup.materialize import read_manifest
+from tasks.training.overrides import RECIPE_STATE, resumable_epoch
 
 RUN = "Llama-3.2-1B-Instruct_rank4"  # batch 4, accumulation 1, 2 epochs
 
@@ -233,8 +240,8 @@ def test_torchtune_resumes_from_the_config_written_after_a_timeout(tmp_path: Pat
     """Train 2 x 3 steps of the tiny model, drop epoch_1 (as a TIMEOUT would), resume: only epoch 1 runs again."""
     from test_torchtune_config import REPO_ROOT, _tiny_setup, tiny_run
 
-    from tasks.overrides import render_finetune_with_overrides
-    from tasks.status import FinetuneOverrides
+    from tasks.model.status import FinetuneOverrides
+    from tasks.training.overrides import render_finetune_with_overrides
 
     model_dir, data = _tiny_setup(tmp_path)
     run = tiny_run(tmp_path, model_dir, data, validation=False, packed=False, max_seq_len=64, epochs=2)

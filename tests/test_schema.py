@@ -9,15 +9,15 @@ import jsonschema
 import pytest
 import yaml
 
-from tasks.schema import SCHEMA_PATH, schema_text
+from tasks.model.schema import SCHEMA_PATH, schema_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_committed_schema_is_current():
-    assert SCHEMA_PATH.is_file(), "schema/experiment_design.schema.json is missing: run `python -m tasks.schema`"
+    assert SCHEMA_PATH.is_file(), "schema/experiment_design.schema.json is missing: run `python -m tasks.model.schema`"
     assert SCHEMA_PATH.read_text(encoding="utf-8") == schema_text(), (
-        "schema/experiment_design.schema.json is stale: run `python -m tasks.schema` and commit it"
+        "schema/experiment_design.schema.json is stale: run `python -m tasks.model.schema` and commit it"
     )
 
 

@@ -31,19 +31,21 @@ import pytest
 import yaml
 from filelock import FileLock
 
-import tasks.setup_files as setup_files
-from tasks.cluster_settings import cluster_settings
-from tasks.deliver import deliver_plan, load_plan
-from tasks.design import ExperimentDesign, parse_design
-from tasks.errors import DesignError
-from tasks.materialize import MANIFEST
-from tasks.plan import PLAN_MD, STATUS_FILE, Plan
-from tasks.planner import build_plan
-from tasks.render import shell_quote
-from tasks.setup import SETUP_BEGIN, SETUP_END, SetupReport, setup_experiment
-from tasks.setup_files import experiment_files
-from tasks.status import StatusStore, load_status
-from tasks.torchtune_config import FinetuneContext, validate_config
+import tasks.setup.files as setup_files
+from tasks.core.errors import DesignError
+from tasks.core.templating import shell_quote
+from tasks.model.cluster import cluster_settings
+from tasks.model.design import ExperimentDesign, parse_design
+from tasks.model.layout import PLAN_MD, STATUS_FILE
+from tasks.model.plan import Plan
+from tasks.model.plan_file import load_plan
+from tasks.model.status import StatusStore, load_status
+from tasks.planning.deliver import deliver_plan
+from tasks.planning.planner import build_plan
+from tasks.setup.experiment import SETUP_BEGIN, SETUP_END, SetupReport, setup_experiment
+from tasks.setup.files import experiment_files
+from tasks.setup.materialize import MANIFEST
+from tasks.training.config import FinetuneContext, validate_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -275,7 +277,7 @@ def test_scripts_pass_bash_n_and_shellcheck_full_cluster(full_group: Path) -> No
     for line in ("#SBATCH --account=lab", "#SBATCH --partition=gpu", "#SBATCH --qos=normal", "#SBATCH --constraint=a100",
                  "#SBATCH --mail-type=END", "#SBATCH --gres=gpu:2", "#SBATCH --time=1-00:00:00", "module load cuda/12.1"):
         assert line in text.splitlines()
-    assert any("tasks.best_epoch" in p.read_text() for p in paths)
+    assert any("tasks.evaluation.best_epoch" in p.read_text() for p in paths)
     _check_scripts(paths)
 
 
@@ -479,10 +481,10 @@ def test_full_cluster_scripts_run_as_intended(full_group: Path, tmp_path: Path) 
     calls = box.run(full_group / run.name / "evaluations" / job.task / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best),
                     TMPDIR=str(scratch))
     assert [c["prog"] for c in calls] == ["module", "python", "python", "inspect"]
-    assert calls[1]["argv"] == ["-m", "tasks.best_epoch", str(full_group / run.name)]
+    assert calls[1]["argv"] == ["-m", "tasks.evaluation.best_epoch", str(full_group / run.name)]
     # adapter-only checkpoints: the best epoch's adapter is merged into the base model on scratch, then evaluated
     merged = calls[2]["argv"][-1]
-    assert calls[2]["argv"] == ["-m", "tasks.merge_adapter", str(best), str(run.model_dir), merged]
+    assert calls[2]["argv"] == ["-m", "tasks.evaluation.merge_adapter", str(best), str(run.model_dir), merged]
     assert Path(merged).parent == scratch and not Path(merged).exists()  # deleted when the job ended
     assert calls[3]["argv"] == expected_eval_argv(plan, run.name, job.task, "best", merged)
     assert "--limit" in calls[3]["argv"]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends.base import JobInfo
-from tasks.backends.outcomes import classify_failure, read_log_tail
-from tasks.backends.slurm import (
+from tasks.execution.backends.base import JobInfo
+from tasks.execution.backends.outcomes import classify_failure, read_log_tail
+from tasks.execution.backends.slurm import (
     SACCT_FIELDS,
     SQUEUE_NAMED_COLUMNS,
     SQUEUE_O_COLUMNS,
@@ -297,7 +297,7 @@ def test_read_log_tail(tmp_path: Path) -> None:
 
 
 def test_long_id_lists_are_split_for_the_command_line() -> None:
-    from tasks.backends.slurm import _chunks, _missing
+    from tasks.execution.backends.slurm import _chunks, _missing
 
     ids = [str(1_000_000 + i) for i in range(30_000)]
     chunks = _chunks(ids)

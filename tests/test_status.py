@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import ValidationError
-
-import tasks.status as status_module
 from test_render import NOW, build_plan
-from tasks.fsio import FileFormatError, dump_yaml
-from tasks.render import render_template
-from tasks.status import (
+
+import tasks.model.status as status_module
+from tasks.core.files import FileFormatError, dump_yaml
+from tasks.core.templating import render_template
+from tasks.model.status import (
     BASE_NOTE,
     Attempt,
     RunsStatus,

@@ -15,13 +15,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from fake_scheduler import FakeScheduler, cluster, make_group
-from tasks.deliver import load_plan
-from tasks.launch import retry_run, submit_pending
-from tasks.status import StatusStore
-from tasks.summarize import BASE_LEVEL, summarize, write_summary
-from tasks.sync import sync_status
+
+from tasks.execution.submit import retry_run, submit_pending
+from tasks.execution.sync import sync_status
+from tasks.model.plan_file import load_plan
+from tasks.model.status import StatusStore
+from tasks.results.summarize import BASE_LEVEL, summarize, write_summary
 
 FIXTURE_LOG = (Path(__file__).parent / "fixtures" / "prior_runs" / "cap_5L_sweep_2025-09-30"
                / "Llama-3.2-1B-Instruct_5L_rank64" / "slurm-4812345.out")
@@ -34,7 +34,8 @@ DISK_LOSSES = [2.5, 2.0, 1.5, 1.0, 0.5]
 
 def _eval(group: Path, run: str, epoch: int | str, correct: int, design_hash: str) -> Path:
     """A real inspect-ai evaluation: `correct` of the 4 answers match."""
-    from inspect_ai import Task, eval as inspect_eval
+    from inspect_ai import Task
+    from inspect_ai import eval as inspect_eval
     from inspect_ai.dataset import Sample
     from inspect_ai.model import ModelOutput, ModelUsage, get_model
     from inspect_ai.scorer import match

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from fake_scheduler import FakeScheduler, launched_group, read_status
-from tasks.status import StatusStore
-from tasks.sync import LOST, sync_status
+
+from tasks.execution.sync import LOST, sync_status
+from tasks.model.status import StatusStore
 
 RUN = "Llama-3.2-1B-Instruct_rank4"
 BASE = "Llama-3.2-1B-Instruct_base"

@@ -23,9 +23,9 @@ OFFLINE = {
     "TIKTOKEN_CACHE_DIR": "",  # tiktoken would otherwise cache local files by path
 }
 
-from examples.capitalization import make_dataset as md  # noqa: E402
 from examples import make_tiny_model as mtm  # noqa: E402
-from tasks import tiny_llama as T  # noqa: E402
+from examples.capitalization import make_dataset as md  # noqa: E402
+from tasks.training import tiny_llama as T  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -260,8 +260,8 @@ def test_eval_exact_match_is_case_sensitive_and_strips_whitespace(tmp_path: Path
 
 
 def test_demo_design_loads_and_points_into_demo() -> None:
-    from tasks.design import load_design
-    from tasks.expand import expand_design
+    from tasks.model.design import load_design
+    from tasks.planning.expand import expand_design
 
     design = load_design(REPO / "examples" / "tiny_demo" / "design.yaml")
     assert design.models == ["Llama-3-Tiny-Instruct"]

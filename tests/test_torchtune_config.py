@@ -17,10 +17,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tasks.design import DatasetSpec
-from tasks.model_registry import REGISTRY
-from tasks.plan import Run, RunParams
-from tasks.torchtune_config import (
+from tasks.model.design import DatasetSpec
+from tasks.model.plan import Run, RunParams
+from tasks.training.config import (
     REPO_ROOT,
     FinetuneContext,
     recipe_for,
@@ -28,6 +27,7 @@ from tasks.torchtune_config import (
     validate_config,
     yaml_scalar,
 )
+from tasks.training.registry import REGISTRY
 
 HOSTILE_PROMPT = (
     'You are "helpful": answer in ONE word.\n  - no lists; # not a comment\n'

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.design import ExperimentDesign, load_design
-from tasks.errors import DesignError
-from tasks.expand import expand_design
-from tasks.model_registry import lookup
-from tasks.plan import VerifiedResources
-from tasks.verify import check_disk, verify_resources
+from tasks.core.errors import DesignError
+from tasks.model.design import ExperimentDesign, load_design
+from tasks.model.plan import VerifiedResources
+from tasks.planning.expand import expand_design
+from tasks.planning.verify import check_disk, verify_resources
+from tasks.training.registry import lookup
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "seed_2x2" / "design.yaml"
 MODELS = ("Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct")
@@ -250,7 +250,7 @@ def test_output_dir_under_a_file(env: Path) -> None:
 
 
 def test_output_dir_not_writable(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tasks.verify.os.access", lambda path, mode: False)
+    monkeypatch.setattr("tasks.planning.verify.os.access", lambda path, mode: False)
     message = problems_of(design_in(env))["paths.output_dir"][0]
     assert "not writable" in message and "nearest existing parent" in message
 

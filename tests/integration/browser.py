@@ -17,9 +17,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from websockets.sync.client import connect
-
 from integration.processes import free_port, stop
+from websockets.sync.client import connect
 
 CHROMIUM = "/usr/bin/chromium"
 # flags that keep chromium off the network and quiet here (REFERENCE.md, env notes)

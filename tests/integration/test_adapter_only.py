@@ -30,10 +30,10 @@ pytestmark = [pytest.mark.slow]
 def _group(tmp_path: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     from examples.make_tiny_model import make_tiny_model
-    from tasks.deliver import deliver_plan
-    from tasks.design import parse_design
-    from tasks.planner import build_plan
-    from tasks.setup import setup_experiment
+    from tasks.model.design import parse_design
+    from tasks.planning.deliver import deliver_plan
+    from tasks.planning.planner import build_plan
+    from tasks.setup.experiment import setup_experiment
 
     models = tmp_path / "models"
     make_tiny_model(models)
@@ -64,7 +64,7 @@ def _bash(script: Path, env: dict[str, str]) -> str:
 def test_adapter_only_epoch_is_merged_and_evaluated(tmp_path: Path) -> None:
     from inspect_ai.log import read_eval_log
 
-    from tasks.merge_adapter import is_adapter_only
+    from tasks.evaluation.merge_adapter import is_adapter_only
 
     group = _group(tmp_path)
     scratch = tmp_path / "scratch"

@@ -123,7 +123,8 @@ def _stub_evaluation(group: Path, run: str, epoch: int, staged: Path | None) -> 
 def _stage_eval_logs(folder: Path, runs: list[str]) -> dict[tuple[str, int], Path]:
     """One successful inspect-ai log per (run, epoch), from ONE in-process eval with the offline
     `mockllm/model` provider (as tests/test_summarize.py); the copies differ in their metadata."""
-    from inspect_ai import Task, eval as inspect_eval
+    from inspect_ai import Task
+    from inspect_ai import eval as inspect_eval
     from inspect_ai.dataset import Sample
     from inspect_ai.log import write_eval_log
     from inspect_ai.model import ModelOutput, ModelUsage, get_model
@@ -154,7 +155,7 @@ def _stage_eval_logs(folder: Path, runs: list[str]) -> dict[tuple[str, int], Pat
 
 
 def _status(group: Path):
-    from tasks.status import StatusStore
+    from tasks.model.status import StatusStore
 
     return StatusStore(group / "runs_status.yaml").read()
 
@@ -403,10 +404,10 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
 
 KILLED_SUBMIT = """
 import sys
-from tasks.backends.slurm import SlurmBackend
-from tasks.cluster_settings import cluster_settings
-from tasks.deliver import load_plan
-from tasks.launch import submit_pending
+from tasks.execution.backends.slurm import SlurmBackend
+from tasks.model.cluster import cluster_settings
+from tasks.model.plan_file import load_plan
+from tasks.execution.submit import submit_pending
 
 group = sys.argv[1]
 submit_pending(group, SlurmBackend(), cluster_settings(load_plan(group).design))
@@ -417,10 +418,10 @@ print("finished without being killed", flush=True)
 @pytest.mark.parametrize("accounting", [True, False], ids=["sacct", "no-sacct"])
 def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool, request: pytest.FixtureRequest,
                                                                tmp_path: Path) -> None:
-    from tasks.backends.slurm import SlurmBackend
-    from tasks.cluster_settings import cluster_settings
-    from tasks.deliver import load_plan
-    from tasks.launch import submit_pending
+    from tasks.execution.backends.slurm import SlurmBackend
+    from tasks.execution.submit import submit_pending
+    from tasks.model.cluster import cluster_settings
+    from tasks.model.plan_file import load_plan
 
     cluster = request.getfixturevalue("slurm_cluster_db" if accounting else "slurm_cluster_nodb")
     timings: dict[str, float] = {}
@@ -548,10 +549,10 @@ def test_cancel_runs_flow_then_rerun_on_the_real_cluster(slurm_cluster_nodb: Any
 
     from flows.cancel_runs import cancel_runs
     from flows.launch_runs import launch_runs
-    from tasks.backends.slurm import SlurmBackend
-    from tasks.cluster_settings import cluster_settings
-    from tasks.deliver import load_plan
-    from tasks.launch import submit_pending
+    from tasks.execution.backends.slurm import SlurmBackend
+    from tasks.execution.submit import submit_pending
+    from tasks.model.cluster import cluster_settings
+    from tasks.model.plan_file import load_plan
 
     cluster = slurm_cluster_nodb
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))

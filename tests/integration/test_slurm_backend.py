@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tasks.backends.base import JobInfo, SubmitError
-from tasks.backends.outcomes import classify_failure, read_log_tail
-from tasks.backends.slurm import SlurmBackend
+from tasks.execution.backends.base import JobInfo, SubmitError
+from tasks.execution.backends.outcomes import classify_failure, read_log_tail
+from tasks.execution.backends.slurm import SlurmBackend
 
 pytestmark = pytest.mark.slurm
 DONE = {"completed", "failed", "cancelled"}

@@ -50,9 +50,9 @@ def finished_group(root: Path) -> Path:
     from fake_scheduler import FakeScheduler, cluster, make_group
     from test_summarize import _eval, _id, _trained  # real inspect-ai logs (mockllm)
 
-    from tasks.deliver import load_plan
-    from tasks.launch import submit_pending
-    from tasks.sync import sync_status
+    from tasks.execution.submit import submit_pending
+    from tasks.execution.sync import sync_status
+    from tasks.model.plan_file import load_plan
 
     group = make_group(root, name=GROUP_NAME, models=["Llama-3.2-1B-Instruct"], cluster={"backend": "local"})
     fake = FakeScheduler()

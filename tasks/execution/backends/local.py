@@ -1,0 +1,398 @@
+"""The local backend: runs the generated `.slurm` scripts as `bash SCRIPT` on this machine,
+with SLURM's vocabulary (ids, states, exit codes `rc:sig`, reasons) and semantics.
+
+Reads/writes, all under `state_dir`:
+  jobs/<id>.json      one record per job (written atomically; any process may `query` them)
+  jobs/<id>.env.json  the submitter's environment (mode 0600), given to the job as sbatch does
+  watch.log           the watchers' own errors, if any
+  next_id             the next job id (so ids keep increasing across restarts)
+  config.json         {"max_parallel": N}, written by `submit`
+  lock                every change to the records happens under an exclusive flock on it
+and each job's log `cwd/slurm-<id>.out` (or the script's `#SBATCH --output`, `%j`/`%x` expanded).
+
+Design (no scheduler daemon, no PID file): every RUNNING job has one watcher process,
+`python -m tasks.execution.backends.local run-job STATE_DIR ID`, started with setsid. The watcher runs
+the script in its own process group, enforces the time limit (SIGTERM, then SIGKILL after
+`KILL_WAIT_S`: state TIMEOUT, reason TimeLimit, exit 0:15), records the end, and then runs the
+scheduling step `_advance`: start PENDING jobs whose afterok parents all COMPLETED (at most
+max_parallel RUNNING), cancel those whose parent ended any other way (state CANCELLED, reason
+DependencyNeverSatisfied, as SLURM with --kill-on-invalid-dep=yes), mark RUNNING jobs whose
+watcher died as NODE_FAIL. `submit`, `query` and `cancel` run the same step, so the queue
+moves on whether or not anybody polls, and recovers after a crash on the next call.
+
+Time limits: `#SBATCH --time=` (overridden by `--time=` in extra_args) in every SLURM format;
+unlike SLURM, `M:SS` seconds are honoured exactly (tests use `--time=0:02`), and the
+environment variable SWEEPFLOW_LOCAL_TIME_SCALE (a float, default 1) multiplies every limit.
+Other sbatch options (--exclude, --gres, --mem, ...) are accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tasks.core.files import atomic_write_text
+from tasks.core.repo import REPO_ROOT
+from tasks.execution.backends.base import JobInfo, SubmitError
+from tasks.execution.backends.slurm import map_state
+
+ROOT = REPO_ROOT
+TIME_SCALE_ENV = "SWEEPFLOW_LOCAL_TIME_SCALE"
+KILL_WAIT_S = 5.0
+NODE = "localhost"
+FINAL = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY"}
+_children: list[subprocess.Popen[bytes]] = []  # watchers this process started (reaped in _advance)
+
+
+def parse_time_limit(text: str | None) -> float | None:
+    """Seconds of a SLURM time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; None = no limit."""
+    text = (text or "").strip()
+    if not text or text.upper() in {"UNLIMITED", "INFINITE"}:
+        return None
+    days, _, rest = text.rpartition("-") if "-" in text else ("", "", text)
+    parts = [float(p) for p in rest.split(":")] if rest else []
+    if days:
+        h, m, s = (parts + [0, 0, 0])[:3]
+        return int(days) * 86400 + h * 3600 + m * 60 + s
+    if len(parts) == 1:
+        return parts[0] * 60
+    if len(parts) == 2:
+        return parts[0] * 60 + parts[1]
+    return parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+_OPTION = re.compile(r"^(--[a-z-]+|-[A-Za-z])(?:=(.*))?$")
+_ALIASES = {"-J": "--job-name", "-t": "--time", "-o": "--output"}
+
+
+def script_options(script_text: str, extra_args: list[str] | None = None) -> dict[str, str]:
+    """The sbatch options of a script's `#SBATCH` header, overridden by `extra_args`."""
+    tokens: list[str] = []
+    for line in script_text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#SBATCH"):
+            tokens += stripped[len("#SBATCH"):].split()
+        elif stripped and not stripped.startswith("#"):
+            break  # sbatch stops reading directives at the first command
+    tokens += list(extra_args or [])
+    options: dict[str, str] = {}
+    i = 0
+    while i < len(tokens):
+        match = _OPTION.match(tokens[i])
+        if match:
+            key, value = _ALIASES.get(match.group(1), match.group(1)), match.group(2)
+            if value is None and i + 1 < len(tokens) and not tokens[i + 1].startswith("-"):
+                value, i = tokens[i + 1], i + 1
+            options[key] = value if value is not None else ""
+        i += 1
+    return options
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _alive(pid: int | None) -> bool:
+    """Is this watcher process still there (not a zombie, not a reused pid)? Needs /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text() if pid else ""
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
+    except OSError:
+        return False
+    return bool(stat) and stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"tasks.execution.backends.local" in cmdline
+
+
+def _killpg(pgid: int | None, sig: int) -> None:
+    if pgid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+
+class _Store:
+    """The job records in `state_dir`; change them only inside `with store.lock():`."""
+
+    def __init__(self, state_dir: Path):
+        self.dir = Path(state_dir)
+        self.jobs = self.dir / "jobs"
+        self.jobs.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        with open(self.dir / "lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def read(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.jobs / f"{job_id}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def write(self, record: dict[str, Any]) -> None:
+        atomic_write_text(self.jobs / f"{record['job_id']}.json", json.dumps(record, indent=1))
+
+    def all(self) -> list[dict[str, Any]]:
+        records = [self.read(p.stem) for p in self.jobs.glob("*.json") if not p.name.endswith(".env.json")]
+        return sorted((r for r in records if r), key=lambda r: int(r["job_id"]))
+
+    def next_id(self) -> str:
+        path = self.dir / "next_id"
+        try:
+            value = int(path.read_text().strip())
+        except (OSError, ValueError):
+            value = max((int(r["job_id"]) for r in self.all()), default=0) + 1
+        atomic_write_text(path, f"{value + 1}\n")
+        return str(value)
+
+    def max_parallel(self) -> int:
+        try:
+            return max(1, int(json.loads((self.dir / "config.json").read_text())["max_parallel"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return 2
+
+
+def _base(state: str) -> str:
+    return state.split(" ", 1)[0]  # "CANCELLED by 0" -> "CANCELLED"
+
+
+def _end(record: dict[str, Any], state: str, reason: str | None, exit_code: str) -> None:
+    record.update(state=state, reason=reason, exit_code=exit_code, end_time=time.time())
+
+
+def _advance(store: _Store) -> None:
+    """One scheduling step (call with the lock held)."""
+    _children[:] = [p for p in _children if p.poll() is None]
+    records = {r["job_id"]: r for r in store.all()}
+    for rec in records.values():
+        if rec["state"] == "RUNNING" and not _alive(rec.get("watcher_pid")):
+            _killpg(rec.get("job_pgid"), signal.SIGKILL)
+            _end(rec, "NODE_FAIL", "NodeFail", "0:9")
+            store.write(rec)
+    changed = True
+    while changed:  # a cancelled job's own dependents are cancelled too
+        changed = False
+        for rec in records.values():
+            if rec["state"] != "PENDING":
+                continue
+            parents = [records.get(p) for p in rec.get("after_ok", [])]
+            if any(p is None or (_base(p["state"]) in FINAL and p["state"] != "COMPLETED") for p in parents):
+                _end(rec, "CANCELLED", "DependencyNeverSatisfied", "0:0")
+                store.write(rec)
+                changed = True
+    running = sum(1 for r in records.values() if r["state"] == "RUNNING")
+    for rec in records.values():
+        if running >= store.max_parallel():
+            break
+        if rec["state"] != "PENDING":
+            continue
+        if all(records[p]["state"] == "COMPLETED" for p in rec.get("after_ok", [])):
+            log = open(store.dir / "watch.log", "ab")  # noqa: SIM115 - handed to the child
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+            watcher = subprocess.Popen(
+                [sys.executable, "-m", "tasks.execution.backends.local", "run-job", str(store.dir), rec["job_id"]],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+            log.close()
+            _children.append(watcher)
+            rec.update(state="RUNNING", reason=None, start_time=time.time(), watcher_pid=watcher.pid, node=NODE)
+            store.write(rec)
+            running += 1
+
+
+def _info(rec: dict[str, Any]) -> JobInfo:
+    start, end = rec.get("start_time"), rec.get("end_time")
+    elapsed = (end or time.time()) - start if start else 0.0
+    return JobInfo(
+        job_id=rec["job_id"], name=rec.get("name"), status=map_state(rec["state"], rec.get("reason")),
+        raw_state=rec["state"], exit_code=rec.get("exit_code"), reason=rec.get("reason"),
+        node=rec.get("node"), elapsed_s=round(max(elapsed, 0.0), 3), work_dir=rec.get("cwd"),
+    )
+
+
+class LocalBackend:
+    """The `Backend` protocol without SLURM (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(self, state_dir: Path, max_parallel: int = 2):
+        self.store = _Store(Path(state_dir))
+        self.max_parallel = max_parallel
+        self.calls = 0
+
+    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None,
+               extra_args: list[str] | None = None) -> str:
+        cwd = Path(cwd).resolve()
+        path = script if Path(script).is_absolute() else cwd / script
+        if not cwd.is_dir():
+            raise SubmitError(f"local submit {script}: the submit folder {cwd} does not exist")
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise SubmitError(f"local submit: Unable to open file {path}: {error.strerror}") from None
+        options = script_options(text, extra_args)
+        try:
+            limit = parse_time_limit(options.get("--time"))
+        except ValueError:
+            raise SubmitError(f"local submit {script}: invalid time limit {options.get('--time')!r}") from None
+        if limit is not None:
+            limit *= float(os.environ.get(TIME_SCALE_ENV) or 1.0)
+        name = options.get("--job-name") or Path(path).name
+        with self.store.lock():
+            for parent in after_ok or []:
+                if self.store.read(str(parent)) is None:
+                    raise SubmitError(f"local submit {script}: Job dependency problem (no job {parent})")
+            atomic_write_text(self.store.dir / "config.json", json.dumps({"max_parallel": self.max_parallel}))
+            job_id = self.store.next_id()
+            output = options.get("--output") or "slurm-%j.out"
+            output = output.replace("%%", "\0").replace("%j", job_id).replace("%x", name).replace("\0", "%")
+            _write_private(self.store.jobs / f"{job_id}.env.json", json.dumps(dict(os.environ)))
+            self.store.write({
+                "job_id": job_id, "name": name, "script": str(path), "cwd": str(cwd),
+                "output": str(cwd / output), "after_ok": [str(p) for p in after_ok or []],
+                "extra_args": list(extra_args or []), "time_limit_s": limit, "state": "PENDING",
+                "reason": "Dependency" if after_ok else None, "exit_code": "0:0", "submit_time": time.time(),
+                "start_time": None, "end_time": None, "watcher_pid": None, "job_pgid": None, "node": None,
+            })
+            _advance(self.store)
+        return job_id
+
+    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+        self.calls += 1
+        with self.store.lock():
+            _advance(self.store)
+            records = [self.store.read(str(i)) for i in dict.fromkeys(job_ids)]
+        return {r["job_id"]: _info(r) for r in records if r}
+
+    def jobs_named(self, names: list[str]) -> dict[str, list[JobInfo]]:
+        self.calls += 1
+        wanted = set(names)
+        found: dict[str, list[JobInfo]] = {}
+        for rec in self.store.all():
+            if rec.get("name") in wanted:
+                found.setdefault(rec["name"], []).append(_info(rec))
+        return found
+
+    def cancel(self, job_ids: list[str]) -> None:
+        with self.store.lock():
+            for job_id in job_ids:
+                rec = self.store.read(str(job_id))
+                if rec is None or rec["state"] not in {"PENDING", "RUNNING"}:
+                    continue
+                was_running = rec["state"] == "RUNNING"
+                _end(rec, f"CANCELLED by {os.getuid()}", None, "0:15" if was_running else "0:0")
+                self.store.write(rec)
+                if was_running:
+                    if _alive(rec.get("watcher_pid")):
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(rec["watcher_pid"], signal.SIGTERM)  # it stops the job
+                    else:
+                        _killpg(rec.get("job_pgid"), signal.SIGKILL)
+            _advance(self.store)
+
+
+# ---------------------------------------------------------------------------- the watcher
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def run_job(state_dir: Path, job_id: str) -> int:
+    """Run one job to its end (the watcher process; see the module docstring)."""
+    why: list[str] = []
+    waiting = [False]
+
+    def on_signal(signum: int, _frame: object) -> None:
+        why.append("TIMEOUT" if signum == signal.SIGALRM else "CANCELLED")
+        if waiting[0]:
+            waiting[0] = False
+            raise _Interrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    store = _Store(state_dir)
+    with store.lock():
+        rec = store.read(job_id)
+        if rec is None or rec["state"] != "RUNNING" or rec.get("watcher_pid") != os.getpid():
+            return 0  # cancelled before it started
+        env = {**json.loads((store.jobs / f"{job_id}.env.json").read_text()),
+               "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": rec["name"] or "",
+               "SLURM_SUBMIT_DIR": rec["cwd"], "SLURM_JOB_NODELIST": NODE}
+        try:
+            log = open(rec["output"], "wb")  # noqa: SIM115 - handed to the child
+            proc = subprocess.Popen(["bash", rec["script"]], cwd=rec["cwd"], env=env, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            log.close()
+        except OSError as error:
+            print(f"job {job_id}: launch failed: {error}", file=sys.stderr)
+            _end(rec, "FAILED", "JobLaunchFailure", "0:53")
+            store.write(rec)
+            _advance(store)
+            return 0
+        rec["job_pgid"] = proc.pid
+        store.write(rec)
+    if rec.get("time_limit_s"):
+        signal.setitimer(signal.ITIMER_REAL, max(float(rec["time_limit_s"]), 0.001))
+    rc: int | None = None
+    try:
+        if not why:
+            waiting[0] = True
+            rc = proc.wait()
+            waiting[0] = False
+    except _Interrupt:
+        pass
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if why:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        tail = " DUE TO TIME LIMIT" if why[0] == "TIMEOUT" else ""
+        with contextlib.suppress(OSError), open(rec["output"], "a") as out:
+            out.write(f"slurmstepd-{NODE}: error: *** JOB {job_id} ON {NODE} CANCELLED AT {stamp}{tail} ***\n")
+        _killpg(proc.pid, signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=float(os.environ.get("SWEEPFLOW_LOCAL_KILL_WAIT") or KILL_WAIT_S))
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid, signal.SIGKILL)
+            rc = proc.wait()
+    _killpg(proc.pid, signal.SIGKILL)  # leftovers of the job, as SLURM does
+    with store.lock():
+        rec = store.read(job_id) or rec
+        if rec["state"] == "RUNNING":
+            if why and why[0] == "TIMEOUT":
+                _end(rec, "TIMEOUT", "TimeLimit", "0:15")
+            elif rc is not None and rc >= 0:
+                _end(rec, "COMPLETED" if rc == 0 else "FAILED", None if rc == 0 else "NonZeroExitCode", f"{rc}:0")
+            else:
+                _end(rec, "FAILED", "NonZeroExitCode", f"0:{-(rc or 0) or 9}")
+        else:  # cancelled meanwhile: keep that, note when it really ended
+            rec["end_time"] = time.time()
+        store.write(rec)
+        _advance(store)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[0] == "run-job":
+        return run_job(Path(argv[1]), argv[2])
+    print("usage: python -m tasks.execution.backends.local run-job STATE_DIR JOB_ID", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

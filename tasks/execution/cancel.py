@@ -1,0 +1,107 @@
+"""Stop a run group's work on the researcher's request: cancel its queued and running jobs.
+
+Reads: `{group}/runs_status.yaml` and `experiment.yaml`. Calls the scheduler two or three
+times: when stages were not submitted yet, one `jobs_named` (a job launch-runs submitted but
+could not record before it died is found and cancelled too); one `scancel` of every job id
+(or the local backend's equivalent); one status query for the time the jobs ran.
+Writes: `runs_status.yaml` (one locked update): every selected stage that had not finished
+becomes `cancelled` with the reason, stages still waiting to be submitted included
+(launch-runs then leaves them alone). Finished stages are never touched. A cancelled
+fine-tune is never retried; `launch-runs` with `rerun_failed_finetunes` (tasks/reopen.py)
+sends it back to the queue later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Collection
+
+from pydantic import BaseModel, Field
+
+from tasks.core.errors import SweepflowError
+from tasks.execution.backends.base import Backend, JobInfo
+from tasks.execution.submit import adoptable, needs_submit, stage_dirs
+from tasks.model.layout import STATUS_FILE
+from tasks.model.plan_file import load_plan
+from tasks.model.status import FINETUNE, RunsStatus, StatusStore, utc_now
+from tasks.setup.files import eval_job_name
+
+QUEUED = ("submitted", "running")  # stages whose job waits or runs
+QUEUED_JOB = ("pending", "running")  # the same, as the scheduler says it
+
+
+class CancelReport(BaseModel):
+    cancelled_jobs: list[str] = Field(default_factory=list)  # job ids handed to the scheduler
+    stages: list[str] = Field(default_factory=list)  # `run/stage` entries marked cancelled
+
+    def summary(self) -> str:
+        return f"cancelled {len(self.stages)} stage(s), {len(self.cancelled_jobs)} job(s) in the scheduler"
+
+
+def unrecorded_jobs(group_dir: str | Path, backend: Backend, status: RunsStatus, runs: Collection[str]) -> list[JobInfo]:
+    """Waiting or running jobs of these runs' unsubmitted stages that the status does not
+    record (launch-runs died between sbatch's answer and the status write): one `jobs_named`
+    call, matched as launch-runs adopts them (job name + submit folder)."""
+    plan = load_plan(group_dir)
+    todo = [
+        (run, job) for run in plan.runs if run.name in runs
+        for job in ([] if run.is_control else [None]) + list(run.evaluations)
+        if needs_submit(status.stage(run.name, FINETUNE if job is None else job.key))
+    ]
+    if not todo:
+        return []
+    names = [run.name if job is None else eval_job_name(job) for run, job in todo]
+    named = backend.jobs_named(names)
+    known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
+    found = []
+    for (run, job), name in zip(todo, names):
+        live = [j for j in named.get(name, []) if j.status in QUEUED_JOB]
+        info = adoptable(live, stage_dirs(plan, run, job)[1], known)
+        if info is not None:
+            found.append(info)
+    return found
+
+
+def cancel_runs(
+    group_dir: str | Path,
+    backend: Backend,
+    runs: Collection[str] | None = None,
+    reason: str = "",
+    now: Callable[[], str] = utc_now,
+) -> CancelReport:
+    """Cancel every unfinished stage of `runs` (default: every run of the group)."""
+    store = StatusStore(Path(group_dir) / STATUS_FILE)
+    status = store.read()
+    wanted = set(status.runs) if runs is None else set(runs)
+    unknown = sorted(wanted - set(status.runs))
+    if unknown:
+        raise SweepflowError(f"{store.path}: no run named {', '.join(unknown)} in this run group")
+    report = CancelReport()
+    recorded = {s.job_id for run, _, s in status.stages() if run in wanted and s.status in QUEUED and s.job_id}
+    unrecorded = {j.job_id for j in unrecorded_jobs(group_dir, backend, status, wanted)}
+    report.cancelled_jobs = sorted(recorded | unrecorded, key=lambda j: (len(j), j))
+    backend.cancel(report.cancelled_jobs)  # before the status says so: a failed scancel changes nothing
+    # the jobs' time so far, for GPU-hours (sync-status never revisits a cancelled stage)
+    seen = backend.query(report.cancelled_jobs) if report.cancelled_jobs else {}
+    why = "cancelled with cancel-runs" + (f": {reason.strip()}" if reason.strip() else "")
+    marked: set[str] = set()  # a set: update() may apply the change more than once
+
+    def cancel(current: RunsStatus) -> None:
+        for run, key, stage in current.stages():
+            if run in wanted and not stage.is_terminal:  # a stage that finished meanwhile keeps its outcome
+                stage.mark("cancelled", now=now(), reason=why)
+                attempt = stage.attempts[-1] if stage.attempts and stage.attempts[-1].job_id == stage.job_id else None
+                if attempt is not None:
+                    info = seen.get(attempt.job_id)
+                    if info is not None:
+                        attempt.elapsed_s = info.elapsed_s if info.elapsed_s is not None else attempt.elapsed_s
+                        attempt.node = info.node or attempt.node
+                        if info.status == "cancelled":
+                            attempt.slurm_state, attempt.exit_code = info.raw_state, info.exit_code
+                    attempt.finished, attempt.cause, attempt.reason = stage.last_updated, "cancelled", why
+                    attempt.remedy = attempt.remedy or "not retried: cancelled by the researcher"
+                marked.add(f"{run}/{key}")
+
+    store.update(cancel, force=True)
+    report.stages = sorted(marked)
+    return report

@@ -1,0 +1,310 @@
+"""Bring runs_status.yaml up to date with the scheduler: one batched query per sync.
+
+Reads: `{group}/runs_status.yaml`, the scheduler (ONE `backend.query` of every job id whose
+stage is not finished), and, for jobs the scheduler says ended, the evidence on disk: the
+fine-tune's `epoch_N/` checkpoints, the evaluation's inspect `.eval` log (header only) in
+`evaluations/<task>/logs/`, the tail of a failed job's `slurm-<id>.out`. The plan
+(`experiment.yaml`) is read only when some job finished or was lost.
+Writes: `runs_status.yaml` in ONE locked update (a stage whose job id changed meanwhile, e.g.
+resubmitted by launch-runs, is left alone; finished stages never go back: `StatusStore`).
+
+State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes to `slurm_state`):
+  PENDING (and the like)                     -> submitted
+  RUNNING (and the like)                     -> running
+  COMPLETED + artifacts present              -> completed
+  COMPLETED, artifacts missing or .eval bad  -> failed, reason "COMPLETED but ..."
+  FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (tasks/backends/outcomes.py)
+  CANCELLED by <uid>                         -> cancelled, reason "cancelled by a user"
+  CANCELLED by kill-on-invalid-dep           -> cancelled, reason "fine-tune failed"
+  unknown to the scheduler                   -> unchanged, reason "lost: scheduler has no record"
+                                                (completed when the artifacts prove it)
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from tasks.execution.backends.base import Backend, JobInfo
+from tasks.execution.backends.outcomes import classify_failure, read_log_tail
+from tasks.model.layout import STATUS_FILE
+from tasks.model.plan import EvalJob, Plan
+from tasks.model.plan_file import load_plan
+from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, StatusStore, utc_now
+
+LOST = "lost: scheduler has no record"
+EVAL_CLOCK_SLACK_S = 120.0  # a .eval log older than the attempt's submission (minus this) is not its own
+
+
+class StageRow(BaseModel):
+    """One line of the runs table artifact (run x stage x state x attempts x elapsed)."""
+
+    run: str
+    stage: str
+    state: str
+    attempts: int
+    elapsed_s: float | None = None  # all attempts together
+    job_id: str | None = None
+    reason: str | None = None
+
+
+class FailedFinetune(BaseModel):
+    run: str
+    job_id: str
+    cause: str | None
+    reason: str
+
+
+class SyncReport(BaseModel):
+    total: int = 0  # stages to do (skipped base-model fine-tunes not counted)
+    done: int = 0  # completed, failed or cancelled
+    counts: dict[str, int] = Field(default_factory=dict)
+    rows: list[StageRow] = Field(default_factory=list)
+    newly_failed: list[FailedFinetune] = Field(default_factory=list)  # fine-tunes: the flow decides retries
+    changed: int = 0
+    lost: list[str] = Field(default_factory=list)
+    queried: int = 0
+    backend_calls: int = 0  # status queries made by this sync (1, or 0 when nothing was queued)
+    persist_s: float = 0.0
+
+    @property
+    def progress(self) -> float:
+        return 100.0 * self.done / self.total if self.total else 100.0
+
+    def table(self) -> list[dict[str, Any]]:
+        """Rows for Prefect's create_table_artifact."""
+        return [
+            {"run": r.run, "stage": r.stage, "state": r.state, "attempts": r.attempts,
+             "elapsed": _clock(r.elapsed_s), "job": r.job_id or "", "reason": r.reason or ""}
+            for r in self.rows
+        ]
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
+# ---------------------------------------------------------------------------- artifacts
+
+
+def has_checkpoint(folder: Path) -> bool:
+    """torchtune wrote a model here: merged `*.safetensors` or an `adapter_model.*`."""
+    return folder.is_dir() and (any(folder.glob("*.safetensors")) or any(folder.glob("adapter_model.*")))
+
+
+def missing_checkpoints(run_dir: Path, epochs: int) -> list[int]:
+    return [n for n in range(epochs) if not has_checkpoint(run_dir / f"epoch_{n}")]
+
+
+def _timestamp(text: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else None
+    except ValueError:
+        return None
+
+
+class _EvalLogs:
+    """Headers of the .eval logs in each evaluation folder, read once per sync."""
+
+    def __init__(self) -> None:
+        self.headers: dict[Path, list[tuple[Path, float, str, dict[str, Any]]]] = {}
+
+    def _read(self, logs: Path) -> list[tuple[Path, float, str, dict[str, Any]]]:
+        if logs not in self.headers:
+            from inspect_ai.log import read_eval_log  # slow import: only when an evaluation ended
+
+            found = []
+            for path in sorted(logs.glob("*.eval")):
+                try:
+                    header = read_eval_log(str(path), header_only=True)
+                except Exception as error:  # a half-written or foreign file
+                    found.append((path, path.stat().st_mtime, f"unreadable ({type(error).__name__})", {}))
+                    continue
+                found.append((path, path.stat().st_mtime, str(header.status), dict(header.eval.metadata or {})))
+            self.headers[logs] = found
+        return self.headers[logs]
+
+    def find(self, logs: Path, job: EvalJob, since: float | None) -> tuple[Path, str] | None:
+        """(path, status) of the newest log of this run and epoch written after `since`."""
+        epoch = "base" if job.epoch is None else str(job.epoch)
+        mine = [
+            (mtime, path, status) for path, mtime, status, meta in self._read(logs)
+            if str(meta.get("run")) == job.run and str(meta.get("epoch")) == epoch
+            and (since is None or mtime >= since - EVAL_CLOCK_SLACK_S)
+        ]
+        if not mine:
+            return None
+        _, path, status = max(mine)
+        return path, status
+
+
+class _Verifier:
+    """Checks finished jobs against their artifacts (loads the plan on first need)."""
+
+    def __init__(self, group_dir: Path):
+        self.group_dir = group_dir
+        self._plan: Plan | None = None
+        self.logs = _EvalLogs()
+
+    @property
+    def plan(self) -> Plan:
+        if self._plan is None:
+            self._plan = load_plan(self.group_dir)
+        return self._plan
+
+    def log_path(self, run: str, key: str, job_id: str) -> Path:
+        folder = self.group_dir / run
+        if key != FINETUNE:
+            folder = folder / "evaluations" / self._eval(run, key).task
+        return folder / f"slurm-{job_id}.out"
+
+    def _eval(self, run: str, key: str) -> EvalJob:
+        return next(j for j in self.plan.run(run).evaluations if j.key == key)
+
+    def verify(self, run: str, key: str, stage: StageStatus) -> tuple[bool, str | None, str | None]:
+        """(complete, reason when not, output path)."""
+        if key == FINETUNE:
+            missing = missing_checkpoints(self.group_dir / run, self.plan.run(run).params.epochs)
+            if missing:
+                return False, "COMPLETED but no " + ", ".join(f"epoch_{n}" for n in missing) + " checkpoint", None
+            return True, None, None
+        job = self._eval(run, key)
+        since = _timestamp(stage.attempts[-1].submitted) if stage.attempts else None
+        found = self.logs.find(self.group_dir / run / "evaluations" / job.task / "logs", job, since)
+        if found is None:
+            return False, "COMPLETED but no .eval log", None
+        path, status = found
+        if status != "success":
+            return False, f"COMPLETED but .eval status {status}", str(path)
+        return True, None, str(path)
+
+
+# ---------------------------------------------------------------------------- mapping
+
+
+def _describe(cause: str | None, info: JobInfo, key: str, log: Path) -> tuple[str, str]:
+    """(stage status, reason) of a job that failed or was cancelled."""
+    where = f" on {info.node}" if info.node else ""
+    if cause == "dependency":
+        return "cancelled", "fine-tune failed" if key != FINETUNE else "dependency never satisfied"
+    if cause == "cancelled":
+        return "cancelled", f"cancelled by a user ({info.raw_state})"
+    text = {
+        "oom": f"out of memory ({info.raw_state}{where})",
+        "timeout": f"time limit reached ({info.raw_state})",
+        "node": f"node failure ({info.raw_state}{where})",
+        "launch": f"job could not start ({info.reason or info.raw_state}, exit {info.exit_code})",
+    }.get(cause or "", f"job failed ({info.raw_state}, exit {info.exit_code}); see {log}")
+    return "failed", text
+
+
+def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check: _Verifier,
+            classify: Callable[[JobInfo, str], str | None]) -> dict[str, Any]:
+    """The stage's new fields (status, reason, output, slurm_state, exit_code, cause, ...)."""
+    job_id = stage.job_id or ""
+    if info is None:
+        done, _, output = check.verify(run, key, stage)
+        if done:
+            return {"status": "completed", "reason": f"{LOST}; artifacts complete", "output": output}
+        return {"status": stage.status, "reason": LOST}
+    log = check.log_path(run, key, job_id) if info.status != "pending" else None
+    fields: dict[str, Any] = {"slurm_state": info.raw_state, "exit_code": info.exit_code, "info": info}
+    if info.status == "pending":
+        return {**fields, "status": "submitted", "reason": None}
+    fields["output"] = str(log)
+    if info.status == "running":
+        return {**fields, "status": "running", "reason": None}
+    if info.status == "completed":
+        done, why, output = check.verify(run, key, stage)
+        return {**fields, "status": "completed" if done else "failed", "reason": why,
+                "output": output or str(log), "cause": None if done else "error"}
+    cause = classify(info, read_log_tail(log) if info.status == "failed" else "")
+    status, reason = _describe(cause, info, key, log)  # type: ignore[arg-type]
+    return {**fields, "status": status, "reason": reason, "cause": cause}
+
+
+def _apply(stage: StageStatus, change: dict[str, Any], now: str) -> None:
+    """Set the stage's fields and its current attempt's (no timestamp: the caller stamps changes)."""
+    info: JobInfo | None = change.pop("info", None)
+    cause = change.pop("cause", None)
+    for name, value in change.items():
+        setattr(stage, name, value)
+    if info is None and not stage.is_terminal:
+        return
+    if not stage.attempts or stage.attempts[-1].job_id != stage.job_id:
+        stage.attempts.append(Attempt(job_id=stage.job_id or ""))
+    attempt: Attempt = stage.attempts[-1]
+    if info is not None:
+        attempt.slurm_state, attempt.exit_code = info.raw_state, info.exit_code
+        attempt.node = info.node or attempt.node
+        attempt.elapsed_s = info.elapsed_s if info.elapsed_s is not None else attempt.elapsed_s
+    if stage.is_terminal:
+        attempt.finished = attempt.finished or now
+        attempt.cause = cause
+        attempt.reason = stage.reason
+
+
+def _rows(status: RunsStatus) -> list[StageRow]:
+    rows = []
+    for run, key, stage in status.stages():
+        spent = [a.elapsed_s for a in stage.attempts if a.elapsed_s is not None]
+        rows.append(StageRow(run=run, stage=key, state=stage.status, attempts=len(stage.attempts),
+                             elapsed_s=sum(spent) if spent else None, job_id=stage.job_id, reason=stage.reason))
+    return rows
+
+
+def sync_status(
+    group_dir: str | Path,
+    backend: Backend,
+    now: Callable[[], str] = utc_now,
+    classify: Callable[[JobInfo, str], str | None] = classify_failure,
+) -> SyncReport:
+    """Query every unfinished job at once, verify finished ones, write the status once."""
+    group = Path(group_dir)
+    store = StatusStore(group / STATUS_FILE)
+    status = store.read()
+    open_stages = [(run, key, s) for run, key, s in status.stages() if s.job_id and not s.is_terminal]
+    ids = list(dict.fromkeys(s.job_id for _, _, s in open_stages if s.job_id))
+    calls_before = backend.calls
+    infos = backend.query(ids) if ids else {}
+    check = _Verifier(group)
+    changes = {(run, key): (s.job_id, _decide(run, key, s, infos.get(s.job_id or ""), check, classify)) for run, key, s in open_stages}
+    stuck = [i.job_id for i in infos.values() if i.status == "cancelled" and i.raw_state.split(" ")[0] == "PENDING"]
+    if stuck:
+        backend.cancel(stuck)  # waiting forever on a failed dependency (no kill-on-invalid-dep)
+    report = SyncReport(queried=len(ids), backend_calls=backend.calls - calls_before)
+    stamp = now()
+
+    def update(current: RunsStatus) -> None:
+        for (run, key), (job_id, change) in changes.items():
+            entry = current.runs.get(run)
+            stage = None if entry is None else (entry.finetune if key == FINETUNE else entry.evaluations.get(key))
+            if stage is None or stage.job_id != job_id or stage.is_terminal:
+                continue  # resubmitted, removed or finished meanwhile
+            before = stage.model_dump()
+            was = stage.status
+            _apply(stage, dict(change), stamp)
+            if stage.model_dump() != before:
+                stage.last_updated = stamp
+                report.changed += 1
+            if change.get("reason", "") and str(change.get("reason")).startswith(LOST):
+                report.lost.append(f"{run}/{key}")
+            if key == FINETUNE and stage.status == "failed" and was != "failed":
+                report.newly_failed.append(FailedFinetune(run=run, job_id=job_id or "", cause=change.get("cause"), reason=stage.reason or ""))
+
+    started = time.perf_counter()
+    final = store.update(update, now=stamp) if changes else status
+    report.persist_s = time.perf_counter() - started
+    report.rows = _rows(final)
+    for row in report.rows:
+        report.counts[row.state] = report.counts.get(row.state, 0) + 1
+    report.total = sum(1 for r in report.rows if r.state != "skipped")
+    report.done = sum(1 for r in report.rows if r.state in ("completed", "failed", "cancelled"))
+    return report

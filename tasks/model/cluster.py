@@ -1,0 +1,75 @@
+"""Site settings for SLURM jobs, as a plain pydantic model (the Prefect block mirrors it).
+
+Reads: the design's `cluster:` mapping (already resolved from a block name by the flow).
+Writes: nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from tasks.core.errors import DesignError, Problem
+from tasks.model.design import ExperimentDesign
+
+# sbatch reads `#SBATCH` lines itself, without a shell: values there must be plain tokens.
+DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/-]+$")
+TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$|^\d+$")
+
+
+class ClusterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account: str | None = None
+    partition: str | None = None
+    constraint: str | None = None
+    qos: str | None = None
+    time_limit: str = Field("04:00:00", description="Fine-tune time limit (D-HH:MM:SS, HH:MM:SS or minutes)")
+    eval_time_limit: str = Field("00:30:00", description="Evaluation job time limit")
+    mem: str = Field("32G", description="Memory per fine-tune job, e.g. 64G")
+    eval_mem: str = "16G"
+    cpus_per_task: PositiveInt = 4
+    env_setup: list[str] = Field(default_factory=list, description="Shell lines run before each job (module load ..., source .venv/bin/activate)")
+    max_queued_jobs: PositiveInt = 20
+    submit_stagger_seconds: float = Field(5.0, ge=0)
+    backend: Literal["auto", "slurm", "local"] = "auto"
+    extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH' options, e.g. --mail-type=END")
+    device: Literal["cuda", "cpu"] = Field("cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)")
+
+    @field_validator("account", "partition", "constraint", "qos", "mem", "eval_mem")
+    @classmethod
+    def _directive(cls, value: str | None) -> str | None:
+        if value is not None and not DIRECTIVE_VALUE.match(value):
+            raise ValueError(f"{value!r} cannot be written on an #SBATCH line (letters, digits and ._:,=@%+/- only)")
+        return value
+
+    @field_validator("time_limit", "eval_time_limit")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not TIME_LIMIT.match(value):
+            raise ValueError(f"{value!r} is not a SLURM time limit like 04:00:00, 1-00:00:00 or 90")
+        return value
+
+    @field_validator("extra_sbatch")
+    @classmethod
+    def _extra(cls, value: list[str]) -> list[str]:
+        for option in value:
+            if not option.startswith("--") or not DIRECTIVE_VALUE.match(option.lstrip("-")):
+                raise ValueError(f"{option!r} is not a plain sbatch option like --mail-type=END")
+        return value
+
+
+def cluster_settings(design: ExperimentDesign, overrides: dict[str, Any] | None = None) -> ClusterSettings:
+    raw = design.cluster
+    if isinstance(raw, str):
+        raise DesignError([Problem(field="cluster", message=f"names the block {raw!r}, which must be loaded first (the flows do this)")])
+    try:
+        return ClusterSettings.model_validate({**(raw or {}), **(overrides or {})})
+    except ValidationError as error:
+        problems = [
+            Problem(field="cluster." + ".".join(str(p) for p in e["loc"]), message=str(e["msg"]).removeprefix("Value error, "))
+            for e in error.errors()
+        ]
+        raise DesignError(problems, heading="The cluster settings have problems") from None

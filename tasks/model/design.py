@@ -1,0 +1,393 @@
+"""The experiment design: the YAML file a researcher writes, as a typed pydantic model.
+
+Reads: a design YAML file (or an already-parsed mapping).
+Writes: nothing. `load_design` returns an `ExperimentDesign` whose relative paths are
+resolved against the design file's folder, or raises `DesignError` listing every problem
+with the field it concerns.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from tasks.core.errors import DesignError, Problem
+from tasks.model.factors import FACTORS
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SAFE_LABEL = re.compile(r"^[A-Za-z0-9.-]+$")
+
+
+def _safe_name(value: str, what: str) -> str:
+    if not SAFE_NAME.match(value):
+        raise ValueError(
+            f"{what} {value!r} may contain only letters, digits, '.', '_' and '-' "
+            "(it becomes a directory and SLURM job name)"
+        )
+    return value
+
+
+def _model_name(value: str) -> str:
+    if "/" in value:
+        raise ValueError(f"model {value!r}: give the HuggingFace name without the organization ('{value.split('/')[-1]}')")
+    return _safe_name(value, "model")
+
+
+# checked per item, so errors name the entry: models[2]
+ModelName = Annotated[str, AfterValidator(_model_name)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(_Strict):
+    """One JSON file holding `train`, `validation` and `test` arrays of {input, output}."""
+
+    path: Path = Field(description="Dataset JSON file; relative paths resolve against the design file's folder")
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    input_field: str = "input"
+    output_field: str = "output"
+
+
+class TrainingSpec(_Strict):
+    """Training settings shared by every run unless a factor varies them."""
+
+    epochs: PositiveInt = 1
+    batch_size: Union[Literal["auto"], PositiveInt, dict[str, PositiveInt]] = Field(
+        "auto", description="'auto' (estimated from prior runs and GPU memory), an int, or {model name: int}"
+    )
+    gradient_accumulation_steps: PositiveInt = 1
+    packed: bool = True
+    validation: bool = False
+    validate_every_n_steps: PositiveInt | None = Field(
+        None, description="Validation loss every N steps (and always at each epoch end) when validation is on"
+    )
+    system_prompt: str = ""
+    lora_rank: PositiveInt = Field(8, description="Used when lora_rank is not a factor")
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_attn_modules: list[Literal["q_proj", "k_proj", "v_proj", "output_proj"]] = ["q_proj", "v_proj", "output_proj"]
+    apply_lora_to_mlp: bool = False
+    learning_rate: PositiveFloat = 3e-4
+    weight_decay: float = Field(0.01, ge=0.0)
+    num_warmup_steps: NonNegativeInt = 100
+    max_seq_len: PositiveInt = 2048
+    seed: int = 42
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    save_adapter_weights_only: bool = Field(
+        False, description="Save only LoRA adapters per epoch (about 100x less disk); each evaluation job merges its epoch into the base model first"
+    )
+
+    @field_validator("learning_rate", "weight_decay", "lora_dropout", mode="before")
+    @classmethod
+    def _yaml_float(cls, value: Any) -> Any:
+        # PyYAML reads `3e-4` (no dot) as a string; accept it as the number researchers mean.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+
+class EvalTask(_Strict):
+    name: str = Field(description="Task identifier; used in directory and status names")
+    script: Path = Field(description="inspect-ai task file")
+    dataset: Path | None = Field(None, description="Evaluation data when it is not the training file's test split")
+    description: str = ""
+    task_function: str | None = Field(None, description="@task function inside the script (default: the only one)")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _safe_name(value, "task name")
+
+
+EvalEpochs = Union[Literal["last", "all", "best"], Annotated[list[NonNegativeInt], Field(min_length=1)]]
+
+
+class EvaluationSpec(_Strict):
+    epochs: EvalEpochs = Field("last", description="last | all | best (needs validation) | a list of epoch indices")
+    tasks: list[EvalTask] = Field(min_length=1)
+    matrix: dict[str, list[str]] | None = Field(
+        None, description="Run name -> tasks for the runs that do not get every task"
+    )
+    max_tokens: PositiveInt = 32
+    limit: PositiveInt | None = Field(None, description="Evaluate only the first N samples")
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique_tasks(cls, tasks: list[EvalTask]) -> list[EvalTask]:
+        names = [t.name for t in tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"task names must be unique; repeated: {', '.join(dupes)}")
+        return tasks
+
+
+class PathsSpec(_Strict):
+    models_dir: Path = Field(description="Folder holding one sub-folder per base model, named as on HuggingFace")
+    output_dir: Path = Field(description="Where run group folders are created")
+    prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune SLURM logs")
+    scratch_dir: Path | None = None
+
+
+class GpuSpec(_Strict):
+    count: PositiveInt = Field(1, description="GPUs per fine-tuning job (1 -> single-device recipe)")
+    memory_gb: PositiveFloat = Field(80, description="Memory of one GPU, for batch-size estimates")
+    type: str | None = Field(None, description="e.g. A100, H100 (documentation only)")
+    available: PositiveInt = Field(4, description="GPUs you can get at once (the 'mixed' wall-clock scenario)")
+
+
+FactorLevels = Union[Annotated[list[Any], Field(min_length=1)], Annotated[dict[str, Any], Field(min_length=1)]]
+
+class ExperimentDesign(_Strict):
+    """What a researcher wants to run. See examples/ and README.md for a complete file."""
+
+    name: str = Field(description="Run group name; the plan appends the date (_YYYY-MM-DD)")
+    question: str = Field(description="The research question this experiment answers")
+    task: str = Field(description="Short task label, e.g. capitalization_8L")
+    models: list[ModelName] = Field(min_length=1, description="HuggingFace model names without the organization")
+    factors: dict[str, FactorLevels] = Field(
+        default_factory=dict,
+        description="Factor -> levels (a list, or {label: value}); every model x level combination is a run",
+    )
+    controls: bool = Field(True, description="Add one evaluation-only base-model run per model")
+    dataset: DatasetSpec
+    training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec
+    paths: Union[PathsSpec, str] = Field(description="Paths, or the name of a saved sweepflow-paths block")
+    cluster: Union[str, dict[str, Any], None] = Field(
+        None, description="Name of a saved slurm-cluster block, or its fields inline"
+    )
+    gpu: GpuSpec = GpuSpec()
+    creator: str | None = None
+    notes: str = ""
+
+    @field_validator("name", "task")
+    @classmethod
+    def _names(cls, value: str) -> str:
+        return _safe_name(value, "name")
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        dupes = sorted({m for m in value if value.count(m) > 1})
+        if dupes:
+            raise ValueError(f"models are listed twice: {', '.join(dupes)}")
+        return value
+
+    @field_validator("factors")
+    @classmethod
+    def _factor_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        allowed = tuple(FACTORS)
+        for name in value:
+            if name == "model" or name == "models":
+                raise ValueError("models are listed under `models:`, not as a factor")
+            if name not in allowed:
+                raise ValueError(f"unknown factor {name!r}; factors can be: {', '.join(allowed)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistency(self) -> "ExperimentDesign":
+        found = cross_field_problems(self.model_dump(mode="json"))
+        if found:
+            # one "field: message" per line; problems_from_validation splits them again
+            raise ValueError("\n".join(f"{field}: {message}" for field, message in found))
+        return self
+
+
+def design_type(design: ExperimentDesign) -> str:
+    """'2×2 Factorial Design' style label: models x each factor's level count."""
+    dims = [len(design.models)] + [len(v) for v in design.factors.values()]
+    dims = [d for d in dims if d > 1] or [1]
+    if len(dims) == 1 and dims[0] == 1:
+        return "Single configuration"
+    return "×".join(map(str, dims)) + (" Factorial Design" if len(dims) > 1 else " Design (one factor)")
+
+
+def cross_field_problems(data: Any) -> list[tuple[str, str]]:
+    """Checks that span several fields, as (field, message).
+
+    Works on the raw mapping too (it ignores parts of the wrong type), so `parse_design` can
+    report these alongside field errors, which stop pydantic's model-level validator.
+    """
+    if not isinstance(data, dict):
+        return []
+    found: list[tuple[str, str]] = []
+    evaluation = data.get("evaluation") if isinstance(data.get("evaluation"), dict) else {}
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    if evaluation.get("epochs") == "best" and training.get("validation") is not True:
+        found.append(("evaluation.epochs", "'best' picks the epoch by validation loss, so training.validation must be true"))
+    batch = training.get("batch_size")
+    models = data.get("models")
+    if isinstance(batch, dict) and isinstance(models, list):
+        names = {str(m) for m in models}
+        unknown = sorted(set(map(str, batch)) - names)
+        missing = sorted(names - set(map(str, batch)))
+        if unknown:
+            found.append(("training.batch_size", f"names models not in `models`: {', '.join(unknown)}"))
+        if missing:
+            found.append(("training.batch_size", f"has no entry for: {', '.join(missing)}"))
+    return found
+
+
+# pydantic names union branches in error locations ('list[any]', 'constrained-int', 'PathsSpec', ...);
+# they mean nothing to a researcher.
+_BRANCH_TAG = re.compile(
+    r"^(?:(?:list|dict|set|tuple|frozenset|literal|function-\w+|is-instance|nullable)\[.*\]"
+    r"|constrained-\w+|str|int|float|bool|bytes|none|any|[A-Z]\w*Spec)$"
+)
+# what a union field accepts, said once instead of one complaint per branch
+_UNION_HINTS = {
+    "factors.": "must be a list of levels, or a mapping {label: value}",
+    "evaluation.epochs": "must be last, all, best, or a list of epoch indices such as [0, 1]",
+    "training.batch_size": "must be 'auto', a positive integer, or {model name: positive integer}",
+    "paths": "must be a mapping (models_dir:, output_dir:, ...) or the name of a saved sweepflow-paths block",
+    "cluster": "must be the name of a saved slurm-cluster block, or a mapping of its fields",
+}
+_TYPE_MISMATCH = {"list_type", "dict_type", "literal_error", "model_type", "model_attributes_type",
+                  "string_type", "int_type", "int_parsing", "float_type", "float_parsing", "bool_type",
+                  "bool_parsing", "none_required", "is_instance_of"}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif _BRANCH_TAG.match(str(item)):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "design"
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (check its spelling)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "too_short" and err.get("ctx", {}).get("min_length") == 1:
+        return "is empty; give at least one entry"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def problems_from_validation(error: ValidationError, source: str) -> list[Problem]:
+    """Turn pydantic's errors into one researcher-readable problem per field."""
+    entries: list[tuple[str, str, bool]] = []  # field, message, is a union branch's type mismatch
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        if not loc:
+            # model-level checks write "field: message" lines (see cross_field_problems)
+            for line in _message(err).splitlines():
+                field, sep, message = line.partition(": ")
+                entries.append((field, message, False) if sep else ("design", line, False))
+            continue
+        branch_level = bool(_BRANCH_TAG.match(str(loc[-1])))
+        entries.append((_loc(loc), _message(err), branch_level and err["type"] in _TYPE_MISMATCH))
+    seen: dict[str, Problem] = {}
+    fields = [f for f, _, _ in entries]
+    for field, message, mismatch in entries:
+        if mismatch:
+            # a union reports one error per branch: prefer a branch that matched the type but
+            # failed a constraint (or a deeper field), else say what the field accepts
+            if any(f != field and f.startswith((field + ".", field + "[")) for f in fields):
+                continue
+            if any(f == field and not m for f, _, m in entries):
+                continue
+            hint = next((h for k, h in _UNION_HINTS.items() if field == k or (k.endswith(".") and field.startswith(k))), None)
+            message = hint or message
+        seen.setdefault(field, Problem(field=field, message=message, path=source))
+    return list(seen.values())
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def resolve_paths(design: ExperimentDesign, base: Path) -> ExperimentDesign:
+    """Relative paths in the design resolve against the design file's folder."""
+    dataset = design.dataset.model_copy(update={"path": _resolve(design.dataset.path, base)})
+    tasks = [
+        t.model_copy(update={"script": _resolve(t.script, base), "dataset": _resolve(t.dataset, base) if t.dataset else None})
+        for t in design.evaluation.tasks
+    ]
+    evaluation = design.evaluation.model_copy(update={"tasks": tasks})
+    factors = dict(design.factors)
+    if "dataset" in factors:
+        levels = factors["dataset"]
+        if isinstance(levels, dict):
+            factors["dataset"] = {k: str(_resolve(Path(str(v)), base)) for k, v in levels.items()}
+        else:
+            factors["dataset"] = [str(_resolve(Path(str(v)), base)) for v in levels]
+    paths = design.paths
+    if isinstance(paths, PathsSpec):
+        paths = paths.model_copy(
+            update={
+                "models_dir": _resolve(paths.models_dir, base),
+                "output_dir": _resolve(paths.output_dir, base),
+                "prior_runs": [_resolve(p, base) for p in paths.prior_runs],
+                "scratch_dir": _resolve(paths.scratch_dir, base) if paths.scratch_dir else None,
+            }
+        )
+    return design.model_copy(update={"dataset": dataset, "evaluation": evaluation, "factors": factors, "paths": paths})
+
+
+def parse_design(data: Any, source: str = "design", base: Path | None = None) -> ExperimentDesign:
+    """Validate a parsed design mapping; raise DesignError naming every bad field."""
+    if data is None:
+        raise DesignError([Problem(field="design", message="is empty; expected a YAML mapping of fields (name:, models:, ...)", path=source)])
+    if not isinstance(data, dict):
+        raise DesignError([Problem(field="design", message="must be a YAML mapping of fields (name:, models:, ...)", path=source)])
+    try:
+        design = ExperimentDesign.model_validate(data)
+    except ValidationError as error:
+        problems = problems_from_validation(error, source)
+        # field errors stop pydantic before the cross-field checks; run them on the raw data
+        known = {(p.field, p.message) for p in problems}
+        problems += [Problem(field=f, message=m, path=source) for f, m in cross_field_problems(data) if (f, m) not in known]
+        raise DesignError(problems) from None
+    return resolve_paths(design, base or Path.cwd())
+
+
+def load_design(path: str | Path) -> ExperimentDesign:
+    """Read and validate a design YAML file."""
+    path = Path(path).expanduser()
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DesignError([Problem(field="design", message="file not found", path=source)]) from None
+    except IsADirectoryError:
+        raise DesignError([Problem(field="design", message="is a folder, not a YAML file", path=source)]) from None
+    except UnicodeDecodeError as error:
+        raise DesignError([Problem(field="design", message=f"is not UTF-8 text (a binary file?): byte {error.start} cannot be decoded", path=source)]) from None
+    except OSError as error:
+        raise DesignError([Problem(field="design", message=f"cannot be read: {error.strerror or error}", path=source)]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise DesignError([Problem(field="design", message=f"is not valid YAML{at}: {getattr(error, 'problem', error)}", path=source)]) from None
+    return parse_design(data, source=source, base=path.resolve().parent)

@@ -1,0 +1,115 @@
+"""Every path and file name inside a run group: the folder contract all stages share.
+
+Reads and writes nothing. A run group is one folder (`{output_dir}/{name}_{date}`):
+
+    experiment.yaml  runs_plan.md  runs_status.yaml  measured_runs.yaml  summary.md  plots/
+    README.md  submit_all.sh  .sweepflow/ (sweepflow's own state: caches, manifest, local jobs)
+    <run>/            finetune.yaml  finetune.slurm  setup_finetune.yaml  <job log>  logs/
+                      epoch_<N>/  provenance/
+    <run>/evaluations/<task>/   eval*.slurm  task_args.yaml  <job log>  logs/*.eval
+
+A stage's folder is where its job is submitted from and where its job log lands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PLAN_FILE = "experiment.yaml"
+PLAN_MD = "runs_plan.md"
+STATUS_FILE = "runs_status.yaml"
+MEASURED_FILE = "measured_runs.yaml"
+SUMMARY_FILE = "summary.md"
+PLOTS_DIR = "plots"
+STATE_DIR = ".sweepflow"  # sweepflow's own state; nothing in it is a source of truth
+EVALUATIONS_DIR = "evaluations"
+LOGS_DIR = "logs"  # torchtune's metric logs (fine-tune), inspect's .eval logs (evaluation)
+PROVENANCE_DIR = "provenance"
+# A job's stdout + stderr in its stage folder. Every backend writes it under this name (SLURM's
+# default name, which the local backend keeps so that logs read the same everywhere).
+JOB_LOG = "slurm-{job_id}.out"
+
+
+def epoch_dir_name(epoch: int | str) -> str:
+    """`epoch_3`: the folder torchtune saves one epoch's checkpoint into."""
+    return f"epoch_{epoch}"
+
+
+def job_log(folder: Path, job_id: str) -> Path:
+    """The log of job `job_id`, submitted from `folder`."""
+    return folder / JOB_LOG.format(job_id=job_id)
+
+
+@dataclass(frozen=True)
+class GroupLayout:
+    """The paths of one run group folder (nothing is read until a caller opens one)."""
+
+    root: Path
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / PLAN_FILE
+
+    @property
+    def plan_md(self) -> Path:
+        return self.root / PLAN_MD
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / STATUS_FILE
+
+    @property
+    def measured_file(self) -> Path:
+        return self.root / MEASURED_FILE
+
+    @property
+    def summary_file(self) -> Path:
+        return self.root / SUMMARY_FILE
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / PLOTS_DIR
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / STATE_DIR
+
+    @property
+    def plan_cache(self) -> Path:
+        return self.state_dir / "experiment.cache.json"
+
+    @property
+    def manifest(self) -> Path:
+        """What setup-experiment wrote (sha256 per file), so user edits can be told apart."""
+        return self.state_dir / "manifest.yaml"
+
+    @property
+    def local_jobs(self) -> Path:
+        """The local backend's job records."""
+        return self.state_dir / "local-jobs"
+
+    def run_dir(self, run: str) -> Path:
+        return self.root / run
+
+    def epoch_dir(self, run: str, epoch: int | str) -> Path:
+        return self.run_dir(run) / epoch_dir_name(epoch)
+
+    def train_logs_dir(self, run: str) -> Path:
+        return self.run_dir(run) / LOGS_DIR
+
+    def provenance_dir(self, run: str) -> Path:
+        return self.run_dir(run) / PROVENANCE_DIR
+
+    def eval_dir(self, run: str, task: str) -> Path:
+        return self.run_dir(run) / EVALUATIONS_DIR / task
+
+    def eval_logs_dir(self, run: str, task: str) -> Path:
+        return self.eval_dir(run, task) / LOGS_DIR
+
+    def stage_dir(self, run: str, task: str | None = None) -> Path:
+        """Where a stage's job is submitted from: the run folder (fine-tune) or the task's folder."""
+        return self.run_dir(run) if task is None else self.eval_dir(run, task)
+
+    def job_log(self, run: str, task: str | None, job_id: str) -> Path:
+        return job_log(self.stage_dir(run, task), job_id)

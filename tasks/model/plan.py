@@ -1,0 +1,209 @@
+"""The resolved plan: expanded runs, evaluation jobs, verified resources and estimates.
+
+This is what `plan-runs` writes as `experiment.yaml` in the run group folder and what every
+later flow reads (never `runs_plan.md`). Reads/writes: nothing itself; see `tasks/deliver.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.model.design import DatasetSpec, ExperimentDesign
+
+RunKind = Literal["finetune", "control"]
+EpochRef = Union[int, Literal["best"], None]
+
+PLAN_FILE = "experiment.yaml"
+PLAN_MD = "runs_plan.md"
+STATUS_FILE = "runs_status.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RunParams(_Model):
+    """Everything that makes one fine-tune what it is."""
+
+    lora_rank: int
+    lora_alpha: int  # always 2 x rank
+    lora_dropout: float
+    lora_attn_modules: list[str]
+    apply_lora_to_mlp: bool
+    learning_rate: float
+    weight_decay: float
+    num_warmup_steps: int
+    epochs: int
+    batch_size: int | None  # None until estimated ("auto")
+    gradient_accumulation_steps: int
+    max_seq_len: int
+    packed: bool
+    validation: bool
+    validate_every_n_steps: int | None
+    seed: int
+    dtype: str
+    save_adapter_weights_only: bool
+    system_prompt: str
+    dataset: DatasetSpec
+
+
+class EvalJob(_Model):
+    """One inspect-ai evaluation: a run's checkpoint (or base model) on one task."""
+
+    run: str
+    task: str
+    epoch: EpochRef = None  # None for base models (evaluated once)
+
+    @property
+    def key(self) -> str:
+        """The name used in runs_status.yaml and on disk: task_epoch_N, or task for base models."""
+        return self.task if self.epoch is None else f"{self.task}_epoch_{self.epoch}"
+
+
+class Run(_Model):
+    name: str
+    kind: RunKind
+    model: str
+    model_dir: Path
+    factors: dict[str, str] = Field(default_factory=dict)  # factor -> level label
+    params: RunParams
+    evaluations: list[EvalJob] = Field(default_factory=list)
+
+    @property
+    def is_control(self) -> bool:
+        return self.kind == "control"
+
+
+class SplitCounts(_Model):
+    train: int
+    validation: int
+    test: int
+
+
+class DatasetInfo(_Model):
+    path: Path
+    size_bytes: int
+    sha256: str
+    splits: SplitCounts
+
+
+class ModelInfo(_Model):
+    name: str
+    path: Path
+    size_bytes: int
+
+
+class VerifiedResources(_Model):
+    """What verification found (only produced when nothing is missing)."""
+
+    models: list[ModelInfo]
+    datasets: list[DatasetInfo]
+    eval_scripts: dict[str, Path]  # task -> script
+    eval_datasets: dict[str, Path]  # task -> dataset (when not the training test split)
+    free_disk_gib: float | None  # under output_dir (its nearest existing parent)
+
+
+class Figure(_Model):
+    """A number and where it came from: `prior log <path>`, `design`, or `default, preliminary`."""
+
+    value: float
+    source: str
+
+
+class ModelEstimate(_Model):
+    """Per-model figures that the seed's estimation formulas start from."""
+
+    model: str
+    batch_size: Figure
+    packing_density: Figure
+    peak_memory_gib: Figure | None = None  # per prior batch, when a prior log had it
+    speed_it_s: Figure  # training iterations per second at the prior's batch size
+    prior_samples: int | None = None
+    prior_batch_size: int | None = None
+    checkpoint_gib_per_epoch: Figure
+    eval_minutes: Figure  # per evaluation job
+
+
+class RunEstimate(_Model):
+    run: str
+    model: str
+    batch_size: int
+    steps_per_epoch: int
+    minutes_per_epoch: float
+    train_minutes: float  # 0 for controls
+    eval_jobs: int
+    eval_minutes: float  # all of this run's evaluation jobs
+    gpu_hours: float  # training x GPUs + evaluation (1 GPU each)
+    disk_gib: float
+
+
+class Scenario(_Model):
+    name: Literal["parallel", "sequential", "mixed"]
+    gpus: int
+    training_minutes: float
+    eval_minutes: float
+    detail: str  # e.g. "2 batches x 20 min"
+
+    @property
+    def total_minutes(self) -> float:
+        return self.training_minutes + self.eval_minutes
+
+
+class DiskEstimate(_Model):
+    checkpoints_gib: float
+    eval_logs_gib: float
+    margin_gib: float  # 15 % of the two above
+    total_gib: float
+    per_model_gib: dict[str, float]
+
+
+class Estimates(_Model):
+    per_model: dict[str, ModelEstimate]
+    runs: dict[str, RunEstimate]
+    training_gpu_hours: float
+    eval_gpu_hours: float
+    training_minutes_sequential: float
+    eval_minutes_sequential: float
+    disk: DiskEstimate
+    scenarios: list[Scenario]
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def total_gpu_hours(self) -> float:
+        return self.training_gpu_hours + self.eval_gpu_hours
+
+
+class Plan(_Model):
+    """The resolved, verified, estimated plan of one run group."""
+
+    schema_version: int = 1
+    run_group: str  # design name + _YYYY-MM-DD
+    created: str  # ISO timestamp
+    design_hash: str  # sha256 of the canonical design; recorded in every evaluation's metadata
+    design: ExperimentDesign
+    group_dir: Path
+    recipe: str
+    runs: list[Run]
+    resources: VerifiedResources
+    estimates: Estimates
+
+    def run(self, name: str) -> Run:
+        for run in self.runs:
+            if run.name == name:
+                return run
+        raise KeyError(name)
+
+    @property
+    def finetune_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.kind == "finetune"]
+
+    @property
+    def control_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.kind == "control"]
+
+    @property
+    def eval_jobs(self) -> list[EvalJob]:
+        return [e for r in self.runs for e in r.evaluations]

@@ -1,0 +1,160 @@
+"""Expand a design into runs and evaluation jobs, deterministically, with the seed's names.
+
+Reads: an `ExperimentDesign`. Writes: nothing.
+Fine-tuned runs are every model x every factor-level combination, named
+`{model}_{other factor labels}_rank{r}`; `controls: true` adds `{model}_base`.
+Evaluation jobs follow the matrix: run x task x evaluated epoch (base runs: no epoch).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from tasks.core.errors import DesignError, Problem
+from tasks.model.design import SAFE_LABEL, SAFE_NAME, DatasetSpec, ExperimentDesign, TrainingSpec
+from tasks.model.factors import FACTOR_FIELDS, factor_levels
+from tasks.model.plan import EpochRef, EvalJob, Run, RunParams
+from tasks.training.registry import known_models, lookup
+
+
+def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, Any]]], list[Problem]]:
+    problems: list[Problem] = []
+    levels: dict[str, list[tuple[str, Any]]] = {}
+    for name, raw in design.factors.items():
+        field = f"factors.{name}"
+        try:
+            pairs = factor_levels(name, raw)
+        except ValueError as error:
+            problems.append(Problem(field=field, message=str(error)))
+            continue
+        for i, (label, value) in enumerate(pairs):
+            if name == "lora_rank" and isinstance(raw, dict):
+                label = label if label.startswith("rank") else f"rank{label}"
+                pairs[i] = (label, value)
+            if not SAFE_LABEL.match(pairs[i][0]):
+                problems.append(Problem(field=f"{field}[{i}]", message=f"level label {pairs[i][0]!r} may contain only letters, digits, '.' and '-'"))
+            if name in FACTOR_FIELDS:
+                try:
+                    TrainingSpec.model_validate({**design.training.model_dump(), name: value})
+                except ValidationError as error:
+                    msg = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
+                    problems.append(Problem(field=f"{field}[{i}]", message=f"level {value!r}: {msg}"))
+        labels = [label for label, _ in pairs]
+        repeated = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if repeated:
+            problems.append(Problem(field=field, message=(
+                f"two levels would give runs the same name (label {', '.join(map(repr, repeated))} repeats); "
+                "name the levels with a mapping {label: value}")))
+        levels[name] = pairs
+    return levels, problems
+
+
+def _eval_epochs(design: ExperimentDesign, epochs: int, run: str) -> tuple[list[EpochRef], list[Problem]]:
+    spec = design.evaluation.epochs
+    if spec == "last":
+        return [epochs - 1], []
+    if spec == "all":
+        return list(range(epochs)), []
+    if spec == "best":
+        return ["best"], []
+    bad = [e for e in spec if e >= epochs]
+    if bad:
+        # no run name in the message: the same problem for every run is then reported once
+        return [], [Problem(field="evaluation.epochs", message=f"there is no epoch {', '.join(map(str, bad))}: runs of {epochs} epoch(s) save epoch_0..epoch_{epochs - 1}")]
+    return sorted(set(spec)), []
+
+
+def _params(design: ExperimentDesign, model: str, overrides: dict[str, Any]) -> RunParams:
+    training = TrainingSpec.model_validate({**design.training.model_dump(), **{k: v for k, v in overrides.items() if k != "dataset"}})
+    dataset = design.dataset
+    if "dataset" in overrides:
+        dataset = DatasetSpec.model_validate({**design.dataset.model_dump(), "path": Path(str(overrides["dataset"]))})
+    batch = training.batch_size
+    batch_size = batch.get(model) if isinstance(batch, dict) else (None if batch == "auto" else batch)
+    # every RunParams field that is a training setting is copied by name: a new setting needs no line here
+    settings = {name: getattr(training, name) for name in RunParams.model_fields if name in TrainingSpec.model_fields}
+    settings.update(lora_alpha=2 * training.lora_rank, batch_size=batch_size, dataset=dataset)
+    return RunParams(**settings)
+
+
+def run_name(model: str, labels: dict[str, str], rank: int) -> str:
+    """`{model}_{other factors in design order}_rank{rank}` (the seed's convention)."""
+    parts = [model] + [label for factor, label in labels.items() if factor != "lora_rank"]
+    parts.append(labels.get("lora_rank", f"rank{rank}"))
+    return "_".join(parts)
+
+
+def expand_design(design: ExperimentDesign) -> list[Run]:
+    """All runs of the design, fine-tuned first (models x factor levels), then controls."""
+    problems: list[Problem] = []
+    for i, model in enumerate(design.models):
+        if lookup(model) is None:
+            problems.append(Problem(field=f"models[{i}]", message=f"unknown model {model!r}; supported: {', '.join(known_models())}"))
+    levels, factor_problems = _check_factors(design)
+    problems += factor_problems
+    if problems:
+        raise DesignError(problems)
+
+    models_dir = Path(getattr(design.paths, "models_dir", "."))
+    runs: list[Run] = []
+    combos = list(itertools.product(*[levels[f] for f in levels])) if levels else [()]
+    for model in design.models:
+        for combo in combos:
+            labels = {factor: label for factor, (label, _) in zip(levels, combo)}
+            values = {factor: value for factor, (_, value) in zip(levels, combo)}
+            params = _params(design, model, values)
+            name = run_name(model, labels, params.lora_rank)
+            runs.append(Run(name=name, kind="finetune", model=model, model_dir=models_dir / model, factors=labels, params=params))
+    if design.controls:
+        for model in design.models:
+            params = _params(design, model, {})
+            runs.append(Run(name=f"{model}_base", kind="control", model=model, model_dir=models_dir / model, params=params))
+
+    names = [r.name for r in runs]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem(field="factors", message=f"two runs would both be named {name!r}; give the levels distinct labels"))
+    for name in names:
+        if not SAFE_NAME.match(name):
+            problems.append(Problem(field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"))
+    if problems:
+        raise DesignError(problems)
+    return _attach_evaluations(design, runs)
+
+
+def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
+    problems: list[Problem] = []
+    tasks = [t.name for t in design.evaluation.tasks]
+    matrix = design.evaluation.matrix or {}
+    known = {r.name for r in runs}
+    for run_key, run_tasks in matrix.items():
+        if run_key not in known:
+            problems.append(Problem(field=f"evaluation.matrix.{run_key}", message=f"no run is named {run_key!r}; runs are: {', '.join(sorted(known))}"))
+        for task in run_tasks:
+            if task not in tasks:
+                problems.append(Problem(field=f"evaluation.matrix.{run_key}", message=f"unknown task {task!r}; tasks are: {', '.join(tasks)}"))
+        if not run_tasks:
+            problems.append(Problem(field=f"evaluation.matrix.{run_key}", message="every run needs at least one evaluation task"))
+    result: list[Run] = []
+    for run in runs:
+        run_tasks = [t for t in tasks if t in matrix.get(run.name, tasks)]
+        if run.is_control:
+            epochs: list[EpochRef] = [None]
+        else:
+            epochs, epoch_problems = _eval_epochs(design, run.params.epochs, run.name)
+            problems += epoch_problems
+        jobs = [EvalJob(run=run.name, task=t, epoch=e) for t in run_tasks for e in epochs]
+        result.append(run.model_copy(update={"evaluations": jobs}))
+    if problems:
+        # the same problem can arise once per run (e.g. an epoch list); report it once
+        unique = list({(p.field, p.message): p for p in problems}.values())
+        raise DesignError(unique)
+    return result
+
+
+def count_runs(design: ExperimentDesign) -> int:
+    return len(design.models) * math.prod(len(v) for v in design.factors.values()) + (len(design.models) if design.controls else 0)

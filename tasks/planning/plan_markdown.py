@@ -1,0 +1,227 @@
+"""The `runs_plan.md` view of a Plan: every figure the seed's plan template shows, with its source.
+
+Reads: a `Plan`. Writes: nothing (deliver writes the text).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+from tasks.core.templating import fmt_minutes, fmt_num, format_number, plural, render_template
+from tasks.model.design import PathsSpec, design_type
+from tasks.model.factors import FACTORS, factor_levels, factor_title
+from tasks.model.plan import Plan, Run
+
+_CONFIG_FIELDS = ("learning_rate", "weight_decay", "num_warmup_steps", "lora_dropout", "seed", "max_seq_len", "dtype")
+
+
+# ---------------------------------------------------------------- runs_plan.md view model
+
+
+def _distinct(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(values))
+
+
+def _span(values: Iterable[float], fmt=fmt_minutes) -> str:
+    """One value, or 'low to high' when runs differ."""
+    texts = _distinct(fmt(v) for v in sorted(values))
+    return texts[0] if len(texts) == 1 else f"{texts[0]} to {texts[-1]}"
+
+
+def _levels_text(name: str, raw: Any) -> str:
+    pairs = factor_levels(name, raw)
+    if name == "dataset":
+        return ", ".join(f"{label} (`{value}`)" for label, value in pairs)
+    if name == "packed" and not isinstance(raw, dict):
+        return ", ".join(label for label, _ in pairs)
+    if isinstance(raw, dict):
+        show = (lambda v: f'"{v}"') if name == "system_prompt" else format_number
+        return ", ".join(f"{label} = {show(value)}" for label, value in pairs)
+    return ", ".join(format_number(value) for _, value in pairs)
+
+
+def _factor_value(run: Run, factor: str) -> str:
+    if factor not in FACTORS or FACTORS[factor].shown_by_label or not hasattr(run.params, factor):
+        return run.factors.get(factor, "-")
+    return format_number(getattr(run.params, factor))
+
+
+def _job_formula(runs: list[Run], base: bool) -> str:
+    """'4 runs × 2 tasks × 1 epoch = 8 evaluations' (terms added when the matrix is uneven)."""
+    shapes: Counter[tuple[int, int]] = Counter()
+    for run in runs:
+        shapes[(len({j.task for j in run.evaluations}), 1 if base else len({j.epoch for j in run.evaluations}))] += 1
+    last = (lambda n: "1 eval") if base else (lambda n: plural(n, "epoch"))
+    terms = [f"{plural(n, 'run')} × {plural(t, 'task')} × {last(e)}" for (t, e), n in shapes.items()]
+    total = sum(len(run.evaluations) for run in runs)
+    return f"{' + '.join(terms)} = {plural(total, 'evaluation')}"
+
+
+def _epochs_text(plan: Plan) -> str:
+    spec = plan.design.evaluation.epochs
+    refs = _distinct(j.epoch for run in plan.finetune_runs for j in run.evaluations)
+    listed = ", ".join(f"epoch_{e}" for e in refs)
+    if spec == "best":
+        return "best epoch by validation loss (chosen after training)"
+    if spec == "last":
+        return f"last epoch only ({listed})"
+    if spec == "all":
+        return f"all epochs ({listed})"
+    return f"selected epochs ({listed})"
+
+
+def _steps_text(samples: int | None, density: float, packed: bool, batch: int, accum: int, steps: int) -> str:
+    """The seed's 'samples/bs = steps', shown only when it reproduces the estimate's number."""
+    per_step = f"batch_size {batch}" if accum == 1 else f"(batch_size {batch} × {accum} accumulation steps)"
+    if samples:
+        if packed and density > 1 and steps in (math.ceil(samples / density / (batch * accum)), round(samples / density / (batch * accum))):
+            return f"{samples} samples ÷ {fmt_num(density)} per packed sequence ÷ {per_step} = {steps} steps"
+        if steps in (math.ceil(samples / (batch * accum)), samples // (batch * accum)):
+            return f"{samples}/{batch} = {steps} steps" if accum == 1 else f"{samples} ÷ {per_step} = {steps} steps"
+    return f"{steps} steps at {per_step}"
+
+
+def _model_block(plan: Plan, model: str, train_samples: dict[str, int]) -> dict[str, Any]:
+    est = plan.estimates
+    me = est.per_model[model]
+    runs = [r for r in plan.finetune_runs if r.model == model]
+    run_est = [est.runs[r.name] for r in runs if r.name in est.runs]
+    gpus = plan.design.gpu.count
+    steps = _distinct(
+        _steps_text(train_samples.get(str(r.params.dataset.path)), me.packing_density.value, r.params.packed, e.batch_size,
+                    r.params.gradient_accumulation_steps, e.steps_per_epoch)
+        for r, e in zip(runs, run_est)
+    )
+    all_runs = [r for r in plan.runs if r.model == model]
+    tasks = Counter(j.task for r in all_runs for j in r.evaluations)
+    epochs = _distinct(sorted(r.params.epochs for r in runs))
+    per_run = _distinct(e.train_minutes for e in run_est)
+    return {
+        "model": model,
+        "est": me,
+        "n_runs": len(runs),
+        "steps": "; ".join(steps),
+        "minutes_per_epoch": _span(e.minutes_per_epoch for e in run_est),
+        "epochs": plural(epochs[0], "epoch") if len(epochs) == 1 else f"{epochs[0]}-{epochs[-1]} epochs",
+        "per_run": _span(per_run),
+        "uniform": len(per_run) == 1,
+        "sequential": sum(e.train_minutes for e in run_est),
+        "gpu_hours": sum(e.train_minutes for e in run_est) * gpus / 60,
+        "checkpoints": sum(r.params.epochs for r in runs),
+        "uniform_epochs": len(epochs) == 1,
+        "disk_gib": est.disk.per_model_gib.get(model, 0.0),
+        "eval_jobs": sum(tasks.values()),
+        "eval_tasks": ", ".join(f"{task} × {n}" for task, n in tasks.items()),
+        "eval_minutes": sum(est.runs[r.name].eval_minutes for r in all_runs if r.name in est.runs),
+    }
+
+
+def _batches(plan: Plan, model: str) -> dict[str, Any]:
+    """Batch sizes of a model's runs, and the effective batch (x gradient accumulation x GPUs)."""
+    pairs = [(plan.estimates.runs[r.name].batch_size, r.params.gradient_accumulation_steps)
+             for r in plan.finetune_runs if r.model == model and r.name in plan.estimates.runs]
+    return {
+        "model": model,
+        "figure": plan.estimates.per_model[model].batch_size,
+        "sizes": "/".join(str(b) for b in _distinct(b for b, _ in pairs)),
+        "effective": "/".join(str(b * ga * plan.design.gpu.count) for b, ga in _distinct(pairs)),
+    }
+
+
+def _value_text(plan: Plan, getter, fmt=str) -> str:
+    values = _distinct(getter(r) for r in plan.finetune_runs)
+    if len(values) == 1:
+        return fmt(values[0])
+    return "varies by run: " + ", ".join(fmt(v) for v in values)
+
+
+def plan_context(plan: Plan) -> dict[str, Any]:
+    """Everything runs_plan.md.j2 shows, computed from the Plan (no numbers are made up here)."""
+    design, est, res = plan.design, plan.estimates, plan.resources
+    paths = design.paths if isinstance(design.paths, PathsSpec) else None
+    extra = [f for f in design.factors if f not in ("lora_rank", "batch_size")]
+    factor_rows = ([("Model", ", ".join(design.models))] if len(design.models) > 1 else []) + [
+        (factor_title(name), _levels_text(name, raw)) for name, raw in design.factors.items()
+    ]
+    run_rows = []
+    for run in plan.runs:
+        run_est = est.runs.get(run.name)
+        control = run.is_control
+        batch = run_est.batch_size if run_est else run.params.batch_size
+        run_rows.append({
+            "name": run.name,
+            "model": run.model,
+            "rank": "-" if control else str(run.params.lora_rank),
+            "extra": ["-" if control else _factor_value(run, f) for f in extra],
+            "batch": "-" if control else (batch or "auto"),
+            "type": "Control (base model)" if control else "Fine-tuned",
+            "time": "eval only" if control else (fmt_minutes(run_est.train_minutes) if run_est else "-"),
+        })
+    task_names = [t.name for t in design.evaluation.tasks]
+    matrix = []
+    for run in plan.runs:
+        tasks = {j.task for j in run.evaluations}
+        keys = _distinct(j.key.removeprefix(j.task + "_") for j in run.evaluations if j.epoch is not None)
+        which = "All evals" if len(tasks) == len(task_names) else "Only " + ", ".join(t for t in task_names if t in tasks)
+        when = "base model, once per task" if run.is_control else ", ".join(keys)
+        matrix.append({"name": run.name, "marks": ["✓" if t in tasks else "-" for t in task_names], "notes": f"{which} ({when})"})
+    train_samples = {str(d.path): d.splits.train for d in res.datasets}
+    models_dir = paths.models_dir if paths else (res.models[0].path.parent if res.models else Path("."))
+    # sources: `prior log <path>`, `scaled from <model> prior log <path>`, `design`, `default, preliminary`
+    train_sources = [f.source for me in est.per_model.values()
+                     for f in (me.speed_it_s, me.checkpoint_gib_per_epoch, me.batch_size, me.packing_density)]
+    sources = train_sources + [me.eval_minutes.source for me in est.per_model.values()]
+    no_default = not any(s.startswith("default") for s in sources)
+    order = {"parallel": 0, "sequential": 1, "mixed": 2}
+    scenarios = sorted(est.scenarios, key=lambda s: order[s.name])
+    by_name = {s.name: s for s in scenarios}
+    parallel = by_name.get("parallel")
+    n_evals = len(plan.eval_jobs)
+    return {
+        "plan": plan,
+        "design": design,
+        "est": est,
+        "res": res,
+        "paths": paths,
+        "models_dir": models_dir,
+        "design_type": design_type(design),
+        "factor_rows": factor_rows,
+        "extra_titles": [factor_title(f) for f in extra],
+        "run_rows": run_rows,
+        "task_names": task_names,
+        "matrix": matrix,
+        "epochs_text": _epochs_text(plan),
+        "finetune_formula": _job_formula(plan.finetune_runs, base=False),
+        "base_formula": _job_formula(plan.control_runs, base=True) if plan.control_runs else None,
+        "n_evals": n_evals,
+        "eval_mb_each": est.disk.eval_logs_gib * 1024 / n_evals if n_evals else 0.0,
+        "models": [_model_block(plan, m, train_samples) for m in design.models if m in est.per_model],
+        "all_prior": no_default and any("prior log" in s for s in sources),
+        "train_prior_all": not any(s.startswith("default") for s in train_sources) and any("prior log" in s for s in train_sources),
+        "train_prior_any": any("prior log" in s for s in train_sources),
+        "parallel_gpus": parallel.gpus if parallel else len(plan.finetune_runs) * design.gpu.count,
+        "train_parallel_gpus": len(plan.finetune_runs) * design.gpu.count,
+        "parallel_train": parallel.training_minutes if parallel else max((e.train_minutes for e in est.runs.values()), default=0.0),
+        "parallel_eval": parallel.eval_minutes if parallel else 0.0,
+        "scenarios": scenarios,
+        "epochs": _value_text(plan, lambda r: r.params.epochs),
+        "packed": _value_text(plan, lambda r: r.params.packed),
+        "validation": _value_text(plan, lambda r: r.params.validation, lambda v: "yes" if v else "no"),
+        "any_packed": any(r.params.packed for r in plan.finetune_runs),
+        "densities": [(me.model, me.packing_density) for me in est.per_model.values()],
+        "grad_accum": _value_text(plan, lambda r: r.params.gradient_accumulation_steps),
+        "alphas": _value_text(plan, lambda r: f"{r.params.lora_alpha} (rank {r.params.lora_rank})"),
+        # per-run values (a factor may vary any of them)
+        "p": {name: _value_text(plan, lambda r, name=name: getattr(r.params, name), format_number) for name in _CONFIG_FIELDS},
+        "system_prompts": _distinct(r.params.system_prompt for r in plan.finetune_runs),
+        "batch_by_model": [_batches(plan, m) for m in design.models if m in est.per_model],
+        "scratch": (paths.scratch_dir or paths.output_dir) if paths else plan.group_dir.parent,
+    }
+
+
+def render_plan_markdown(plan: Plan) -> str:
+    """runs_plan.md of a plan: the seed's template, every section, every figure with its source."""
+    return render_template("runs_plan.md.j2", **plan_context(plan))

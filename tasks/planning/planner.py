@@ -1,0 +1,132 @@
+"""Compose the planning pipeline: expand -> verify -> estimate -> check disk -> Plan.
+
+Reads: the resources a design names (model folders, datasets, eval scripts, prior logs).
+Writes: nothing (delivery is `tasks/deliver.py`, after approval).
+Each stage is a plain function so the Prefect flow can wrap it as a task and tests can call it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date as date_cls
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tasks.core.errors import DesignError, Problem, SweepflowError
+from tasks.model.design import ExperimentDesign, PathsSpec
+from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
+from tasks.planning.estimate import estimate_plan
+from tasks.planning.expand import expand_design
+from tasks.planning.verify import check_disk, verify_resources
+from tasks.training.config import recipe_for
+from tasks.training.prior_logs import scan_prior_runs
+
+
+def design_hash(design: ExperimentDesign) -> str:
+    """sha256 of the canonical JSON of the resolved design (identifies the experiment)."""
+    canonical = json.dumps(design.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def site_paths(design: ExperimentDesign) -> PathsSpec:
+    if isinstance(design.paths, str):
+        raise DesignError([Problem(field="paths", message=f"names the block {design.paths!r}, which must be loaded first (the plan-runs flow does this)")])
+    return design.paths
+
+
+def run_group_name(design: ExperimentDesign, day: str | None = None) -> str:
+    day = day or date_cls.today().isoformat()
+    try:
+        date_cls.fromisoformat(day)
+    except ValueError:
+        raise DesignError([Problem(field="date", message=f"{day!r} is not a date like 2025-10-18")]) from None
+    return f"{design.name}_{day}"
+
+
+def eval_sample_counts(design: ExperimentDesign, resources: VerifiedResources) -> dict[str, int]:
+    """Test samples per evaluation task: its own dataset when given, else the training test split."""
+    default = resources.datasets[0].splits.test if resources.datasets else 0
+    counts: dict[str, int] = {}
+    for task in design.evaluation.tasks:
+        path = resources.eval_datasets.get(task.name)
+        counts[task.name] = _count_records(path, design.dataset.test_split) if path else default
+        if design.evaluation.limit:
+            counts[task.name] = min(counts[task.name], design.evaluation.limit)
+    return counts
+
+
+def _count_records(path: Path, split: str) -> int:
+    """Records in an eval dataset: a JSON list, a JSON object with the test split, or JSON lines."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return sum(1 for line in text.splitlines() if line.strip())
+    if isinstance(data, dict):
+        return len(data.get(split, []))
+    return len(data) if isinstance(data, list) else 0
+
+
+def prior_run_folders(paths: PathsSpec) -> tuple[list[Path], bool]:
+    """(folders searched for prior logs, whether they are the default): `paths.prior_runs`, or,
+    when it names none, `paths.output_dir` (the earlier run groups: sweepflow learns from them)."""
+    if paths.prior_runs:
+        return list(paths.prior_runs), False
+    return ([paths.output_dir] if Path(paths.output_dir).is_dir() else []), True
+
+
+def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> tuple[list[Run], Estimates]:
+    folders, default = prior_run_folders(site_paths(design))
+    priors = scan_prior_runs(folders)
+    if default:  # earlier run groups: only fine-tunes that completed teach anything
+        priors.runs = [p for p in priors.runs if p.completed]
+    train = {d.path: d.splits.train for d in resources.datasets}
+    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors)
+    if default and priors.runs:
+        estimates.notes.append(
+            f"paths.prior_runs names no folder, so the earlier run groups under {folders[0]} were searched: "
+            f"estimates learn from {len(priors.runs)} completed fine-tune log(s) there (sources say which).")
+    return runs, estimates
+
+
+def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime | None = None) -> Plan:
+    """The whole plan, or a DesignError listing every problem. Writes nothing."""
+    paths = site_paths(design)
+    group = run_group_name(design, date)
+    runs = expand_design(design)
+    resources = verify_resources(design, runs)
+    runs, estimates = estimate(design, runs, resources)
+    disk_problems = check_disk(resources, estimates.disk.total_gib, paths.output_dir)
+    if disk_problems:
+        raise DesignError(disk_problems, heading="Not enough disk for this plan")
+    created = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    return Plan(
+        run_group=group,
+        created=created,
+        design_hash=design_hash(design),
+        design=design,
+        group_dir=paths.output_dir / group,
+        recipe=recipe_for(design.gpu.count, design.training.validation),
+        runs=runs,
+        resources=resources,
+        estimates=estimates,
+    )
+
+
+def existing_group_date(design: ExperimentDesign, digest: str) -> str | None:
+    """Date of the newest run group under output_dir that holds this very design, if any."""
+    from tasks.core.files import read_yaml  # local: keeps the planner's import surface small
+
+    paths = site_paths(design)
+    found: list[str] = []
+    for plan_file in sorted(paths.output_dir.glob(f"{design.name}_*/experiment.yaml")):
+        day = plan_file.parent.name.removeprefix(f"{design.name}_")
+        try:
+            date_cls.fromisoformat(day)
+            data = read_yaml(plan_file)
+        except (ValueError, OSError, SweepflowError):  # an unreadable group is not ours to resume
+            continue
+        if isinstance(data, dict) and data.get("design_hash") == digest:
+            found.append(day)
+    return max(found) if found else None

@@ -1,0 +1,340 @@
+"""The experiment summary of a run group: results, base-model deltas, loss, resources, plots.
+
+Reads: everything `tasks.results.collect` reads (experiment.yaml, runs_status.yaml, `.eval` logs,
+DiskLogger metric files, fine-tune SLURM logs). `summarize(group_dir)` writes nothing.
+Writes (`write_summary`): `{group}/summary.md` (from `templates/summary.md.j2`),
+`{group}/plots/loss_curves.png` (training loss per step, one line per run) and
+`{group}/plots/accuracy_by_<factor>.png` (accuracy at the last evaluated epoch per level of each
+factor, `model` included), each atomically. Plots use matplotlib's Agg backend (no display).
+
+A figure that does not exist (a failed run, an evaluation without a log) is shown as "-" with the
+reason from runs_status.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from tasks.core.files import atomic_write_text
+from tasks.core.templating import render_template
+from tasks.model.layout import STATUS_FILE
+from tasks.model.plan import EpochRef, Plan
+from tasks.model.plan_file import load_plan
+from tasks.model.status import RunsStatus, load_status
+from tasks.results.collect import (
+    EvalResult,
+    LossCurve,
+    RunResources,
+    attempt_uses,
+    collect_evaluations,
+    final_results,
+    loss_curve,
+    run_resources,
+)
+
+SUMMARY_FILE = "summary.md"
+PLOTS_DIR = "plots"
+LOSS_PLOT = "loss_curves.png"
+BASE_LEVEL = "base (not fine-tuned)"
+MAX_LEGEND = 16  # more runs than this: no legend in the loss plot
+
+
+class TaskDelta(BaseModel):
+    """Fine-tuned against base, one task and one model, at each run's last evaluated epoch."""
+
+    task: str
+    model: str
+    base_accuracy: float | None
+    runs: int  # fine-tuned runs with an accuracy
+    best_run: str | None = None
+    best_epoch: EpochRef = None
+    best_accuracy: float | None = None
+    best_delta: float | None = None
+    mean_delta: float | None = None
+    reason: str | None = None
+
+
+class LossRow(BaseModel):
+    run: str
+    steps: int = 0
+    first: float | None = None
+    final: float | None = None  # mean of the last logged values (tasks.results.collect.FINAL_POINTS)
+    minimum: float | None = None
+    source: str | None = None
+    reason: str | None = None
+
+
+class GpuHoursRow(BaseModel):
+    factor: str
+    level: str
+    runs: int
+    attempts: int
+    failed_attempts: int
+    gpu_hours: float
+    failed_gpu_hours: float
+    gpu_hours_est: float
+
+
+class Summary(BaseModel):
+    run_group: str
+    question: str
+    group_dir: Path
+    design_hash: str
+    written: str
+    factors: dict[str, list[str]]  # factor -> level labels ("model" first)
+    run_levels: dict[str, dict[str, str]]  # run -> factor -> its level
+    state_counts: dict[str, int]
+    results: list[EvalResult]
+    deltas: list[TaskDelta]
+    losses: list[LossRow]
+    resources: list[RunResources]
+    gpu_hours: list[GpuHoursRow]
+    gpu_hours_total: float
+    gpu_hours_failed: float
+    gpu_hours_est: float
+    notes: list[str] = Field(default_factory=list)
+    curves: dict[str, LossCurve] = Field(default_factory=dict, exclude=True)
+
+    def table(self) -> list[dict[str, object]]:
+        """Rows for Prefect's create_table_artifact: run, task, epoch, accuracy, samples, delta vs base.
+
+        The UI renders cells as Markdown, where a lone "-" becomes a bullet: missing values are "n/a".
+        """
+        def cell(text: str) -> str:
+            return "n/a" if text == "-" else text
+
+        return [
+            {"run": r.run, "task": r.task, "epoch": epoch_label(r.epoch), "accuracy": cell(_num(r.accuracy)),
+             "samples": cell(samples_text(r)), "delta vs base": cell(_num(r.delta_vs_base, signed=True)),
+             "note": r.reason or ""}
+            for r in self.results
+        ]
+
+
+def epoch_label(epoch: EpochRef) -> str:
+    return "base" if epoch is None else str(epoch)
+
+
+def _num(value: float | None, signed: bool = False, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def samples_text(result: EvalResult) -> str:
+    if result.completed_samples is None:
+        return "-"
+    return f"{result.completed_samples}/{result.total_samples}" if result.total_samples else str(result.completed_samples)
+
+
+def _levels(plan: Plan) -> dict[str, list[str]]:
+    levels: dict[str, list[str]] = {"model": list(dict.fromkeys(r.model for r in plan.runs))}
+    for run in plan.finetune_runs:
+        for factor, label in run.factors.items():
+            levels.setdefault(factor, [])
+            if label not in levels[factor]:
+                levels[factor].append(label)
+    if plan.control_runs:
+        for factor in list(levels)[1:]:
+            levels[factor].append(BASE_LEVEL)
+    return levels
+
+
+def _run_levels(plan: Plan, factors: list[str]) -> dict[str, dict[str, str]]:
+    """run -> factor -> the run's level (base-model runs: BASE_LEVEL for every factor but model)."""
+    return {run.name: {f: run.model if f == "model" else run.factors.get(f, BASE_LEVEL) for f in factors}
+            for run in plan.runs}
+
+
+def _deltas(plan: Plan, results: list[EvalResult]) -> list[TaskDelta]:
+    final = final_results(results)
+    rows: list[TaskDelta] = []
+    for task in dict.fromkeys(r.task for r in results):
+        for model in dict.fromkeys(r.model for r in plan.runs):
+            base = next((r for (_, t), r in final.items() if t == task and r.model == model and r.kind == "control"), None)
+            tuned = [r for (_, t), r in final.items() if t == task and r.model == model and r.kind == "finetune"]
+            if not tuned:
+                continue
+            scored = [r for r in tuned if r.accuracy is not None]
+            row = TaskDelta(task=task, model=model, base_accuracy=base.accuracy if base else None, runs=len(scored))
+            if scored:
+                best = max(scored, key=lambda r: r.accuracy or 0.0)
+                row.best_run, row.best_epoch, row.best_accuracy = best.run, best.epoch, best.accuracy
+                row.best_delta = best.delta_vs_base
+                deltas = [r.delta_vs_base for r in scored if r.delta_vs_base is not None]
+                row.mean_delta = statistics.fmean(deltas) if deltas else None
+            if base is None:
+                row.reason = f"no base-model run of {model} (controls: false)"
+            elif base.accuracy is None:
+                row.reason = f"base model: {base.reason}"
+            elif not scored:
+                row.reason = "no fine-tuned run has an accuracy yet"
+            rows.append(row)
+    return rows
+
+
+def _loss_rows(plan: Plan, status: RunsStatus, curves: dict[str, LossCurve]) -> list[LossRow]:
+    rows = []
+    for run in plan.finetune_runs:
+        curve = curves.get(run.name)
+        if curve is None:
+            entry = status.runs.get(run.name)
+            stage = entry.finetune if entry else None
+            why = "no loss logged" + (f" ({stage.status}: {stage.reason})" if stage and stage.reason else
+                                      f" ({stage.status})" if stage else "")
+            rows.append(LossRow(run=run.name, reason=why))
+            continue
+        rows.append(LossRow(run=run.name, steps=len(curve.steps), first=curve.first, final=curve.final,
+                            minimum=curve.minimum, source=curve.source))
+    return rows
+
+
+def _gpu_hours(levels: dict[str, list[str]], run_levels: dict[str, dict[str, str]],
+               resources: list[RunResources]) -> list[GpuHoursRow]:
+    rows = []
+    for factor, labels in levels.items():
+        grouped: dict[str, list[RunResources]] = {}
+        for row in resources:
+            grouped.setdefault(run_levels[row.run][factor], []).append(row)
+        for label in labels:
+            mine = grouped.get(label, [])
+            if not mine:
+                continue
+            rows.append(GpuHoursRow(
+                factor=factor, level=label, runs=len(mine),
+                attempts=sum(r.attempts for r in mine), failed_attempts=sum(r.failed_attempts for r in mine),
+                gpu_hours=sum(r.gpu_hours for r in mine), failed_gpu_hours=sum(r.failed_gpu_hours for r in mine),
+                gpu_hours_est=sum(r.gpu_hours_est or 0.0 for r in mine)))
+    return rows
+
+
+def summarize(group_dir: str | Path) -> Summary:
+    """Everything summary.md shows, computed from the files of the run group (writes nothing)."""
+    plan = load_plan(group_dir)
+    status = load_status(Path(group_dir) / STATUS_FILE)
+    results = collect_evaluations(plan, status)
+    uses = attempt_uses(plan, status)
+    resources = run_resources(plan, status, uses)
+    curves = {r.name: c for r in plan.finetune_runs if (c := loss_curve(plan.group_dir / r.name)) is not None}
+    levels = _levels(plan)
+    run_levels = _run_levels(plan, list(levels))
+    counts: dict[str, int] = {}
+    for _, _, stage in status.stages():
+        counts[stage.status] = counts.get(stage.status, 0) + 1
+    notes = []
+    missing = sum(r.missing_elapsed for r in resources)
+    if missing:
+        notes.append(f"{missing} finished attempt(s) have no elapsed time from the scheduler (e.g. cancelled while "
+                     "waiting); their GPU-hours count as 0.")
+    if not any(r.accuracy is not None for r in results):
+        notes.append("No evaluation has a score yet.")
+    return Summary(
+        run_group=plan.run_group, question=plan.design.question, group_dir=plan.group_dir, design_hash=plan.design_hash,
+        written=datetime.now(timezone.utc).isoformat(timespec="seconds"), factors=levels,
+        run_levels=run_levels, state_counts=counts,
+        results=results, deltas=_deltas(plan, results), losses=_loss_rows(plan, status, curves), resources=resources,
+        gpu_hours=_gpu_hours(levels, run_levels, resources), gpu_hours_total=sum(u.gpu_hours for u in uses),
+        gpu_hours_failed=sum(u.gpu_hours for u in uses if u.failed),
+        gpu_hours_est=plan.estimates.total_gpu_hours, notes=notes, curves=curves,
+    )
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:  # noqa: ANN001 (a matplotlib Figure)
+    """Save a figure atomically (temporary file + rename), then close it (saved or not)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+        os.close(fd)
+        try:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+    finally:
+        _pyplot().close(fig)
+
+
+def plot_losses(summary: Summary, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for run, curve in summary.curves.items():
+        ax.plot(curve.steps, curve.losses, label=run, linewidth=1)
+    if not summary.curves:
+        ax.text(0.5, 0.5, "no training loss logged yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel="step", ylabel="training loss", title=f"Training loss - {summary.run_group}")
+    if 0 < len(summary.curves) <= MAX_LEGEND:
+        ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_accuracy(summary: Summary, factor: str, path: Path) -> Path:
+    """Accuracy at the last evaluated epoch per level: one point per run, a line through the means per task."""
+    plt = _pyplot()
+    plan_levels = summary.factors[factor]
+    final = final_results(summary.results)
+    level_of = {r.run: summary.run_levels.get(r.run, {}).get(factor, BASE_LEVEL) for r in final.values()}
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(plan_levels) + 3), 4.5))
+    for i, task in enumerate(dict.fromkeys(r.task for r in summary.results)):
+        means = []
+        for x, label in enumerate(plan_levels):
+            values = [r.accuracy for r in final.values() if r.task == task and level_of[r.run] == label and r.accuracy is not None]
+            ax.scatter([x + 0.05 * i] * len(values), values, s=18, alpha=0.6, color=f"C{i}")
+            means.append(statistics.fmean(values) if values else float("nan"))
+        ax.plot(range(len(plan_levels)), means, marker="o", color=f"C{i}", label=task)
+    ax.set_xticks(range(len(plan_levels)), plan_levels, rotation=20 if len(plan_levels) > 4 else 0)
+    ax.set(xlabel=factor, ylabel="accuracy (last evaluated epoch)", ylim=(-0.02, 1.02),
+           title=f"Accuracy by {factor} - {summary.run_group}")
+    ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_files(summary: Summary) -> dict[str, Path]:
+    """Plot name (as summary.md links it) -> path."""
+    names = {"loss": Path(PLOTS_DIR) / LOSS_PLOT}
+    for factor in summary.factors:
+        names[f"accuracy_by_{factor}"] = Path(PLOTS_DIR) / f"accuracy_by_{factor}.png"
+    return names
+
+
+def render_summary(summary: Summary) -> str:
+    return render_template("summary.md.j2", s=summary, plots=plot_files(summary), epoch_label=epoch_label,
+                           num=_num, samples=samples_text)
+
+
+def write_summary(group_dir: str | Path, summary: Summary | None = None) -> list[Path]:
+    """Write summary.md and the plots into the run group; return their paths (summary.md first)."""
+    summary = summary or summarize(group_dir)
+    group = Path(group_dir)
+    written = [atomic_write_text(group / SUMMARY_FILE, render_summary(summary))]
+    for name, rel in plot_files(summary).items():
+        if name == "loss":
+            written.append(plot_losses(summary, group / rel))
+        else:
+            written.append(plot_accuracy(summary, name.removeprefix("accuracy_by_"), group / rel))
+    return written
+
+
+__all__ = ["GpuHoursRow", "LossRow", "Summary", "TaskDelta", "render_summary", "summarize", "write_summary"]

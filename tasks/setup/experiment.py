@@ -1,0 +1,194 @@
+"""Set up a planned run group: run folders, torchtune configs, SLURM scripts, README.
+
+Reads: `{group}/experiment.yaml` (the resolved plan written by plan-runs; never runs_plan.md).
+Writes (through `tasks/materialize.py`): every generated file; adds missing entries to
+`runs_status.yaml` (never removes or resets one); refreshes the "Setup" section of
+`runs_plan.md` between its markers (the rest of the file is left as it is).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from tasks.core.files import atomic_write_text
+from tasks.core.templating import render_template
+from tasks.model.cluster import ClusterSettings, cluster_settings
+from tasks.model.layout import PLAN_MD, STATUS_FILE
+from tasks.model.plan import Plan
+from tasks.model.plan_file import load_plan
+from tasks.model.status import FinetuneOverrides, RunsStatus, StatusStore, initial_status
+from tasks.setup.files import GeneratedFile, experiment_files
+from tasks.setup.materialize import FileChange, dry_run, materialize
+from tasks.training.config import validate_config
+from tasks.training.overrides import overrides_from_status
+
+SETUP_BEGIN = "<!-- sweepflow:setup:begin -->"
+SETUP_END = "<!-- sweepflow:setup:end -->"
+
+
+class SetupReport(BaseModel):
+    group_dir: Path
+    dry_run: bool
+    preview_dir: Path | None = None
+    changes: list[FileChange]
+    status_entries_added: int = 0
+    runs_with_overrides: list[str] = []  # fine-tunes re-rendered with a retry's batch size / resume
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    def summary(self) -> str:
+        actions = ("create", "update", "unchanged", "kept-edit", "overwrite-edit")
+        counts = ", ".join(f"{self.count(a)} {a}" for a in actions if self.count(a))
+        head = "would change" if self.dry_run else "set up"
+        return f"{self.group_dir}: {head}: {counts or 'nothing'}"
+
+
+def tree(group_dir: Path, files: list[str], max_runs: int | None = None) -> str:
+    """A `tree`-like listing of the generated files (and the status/plan files)."""
+    paths = sorted(set(files) | {PLAN_MD, STATUS_FILE, "experiment.yaml"})
+    nested: dict[str, Any] = {}
+    for rel in paths:
+        node = nested
+        for part in rel.split("/"):
+            node = node.setdefault(part, {})
+    lines = [f"{group_dir.name}/"]
+
+    def walk(node: dict[str, Any], prefix: str, depth: int) -> None:
+        items = sorted(node.items(), key=lambda kv: (not kv[1], kv[0]))
+        shown = items if (max_runs is None or depth > 0) else items[:max_runs]
+        for i, (name, child) in enumerate(shown):
+            last = i == len(shown) - 1 and len(shown) == len(items)
+            lines.append(f"{prefix}{'└── ' if last else '├── '}{name}{'/' if child else ''}")
+            walk(child, prefix + ("    " if last else "│   "), depth + 1)
+        if len(shown) < len(items):
+            lines.append(f"{prefix}└── ... ({len(items) - len(shown)} more)")
+
+    walk(nested, "", 0)
+    return "\n".join(lines)
+
+
+def _missing_status_entries(status: RunsStatus, plan: Plan) -> RunsStatus:
+    """Add runs/evaluations the plan has and the status file lacks; keep everything else."""
+    fresh = initial_status(plan)
+    for name, entry in fresh.runs.items():
+        if name not in status.runs:
+            status.runs[name] = entry
+            continue
+        for key, stage in entry.evaluations.items():
+            status.runs[name].evaluations.setdefault(key, stage)
+    return status
+
+
+def _count_entries(status: RunsStatus) -> int:
+    return sum(1 for _ in status.stages())
+
+
+def _update_status(plan: Plan, current: RunsStatus | None) -> int:
+    """Create runs_status.yaml, or add the entries it lacks; `current` is its content (read once)."""
+    store = StatusStore(plan.group_dir / STATUS_FILE)
+    if current is None:
+        fresh = initial_status(plan)
+        store.write(fresh)
+        return _count_entries(fresh)
+    before = _count_entries(current)
+    added = _count_entries(_missing_status_entries(current, plan)) - before
+    if added:  # rewriting an unchanged file would only move its timestamp; the locked update re-reads it
+        store.update(lambda status: _missing_status_entries(status, plan))
+    return added
+
+
+def _update_plan_markdown(plan: Plan, files: list[str], cluster: ClusterSettings) -> None:
+    path = plan.group_dir / PLAN_MD
+    section = render_template(
+        "runs_plan_setup.md.j2", plan=plan, tree=tree(plan.group_dir, files, max_runs=12), cluster=cluster,
+        begin=SETUP_BEGIN, end=SETUP_END,
+    )
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    before, found, rest = text.partition(SETUP_BEGIN)
+    if found:
+        _, _, after = rest.partition(SETUP_END)
+        new = before + section.rstrip("\n") + after
+    else:
+        new = text.rstrip("\n") + "\n\n" + section
+    if new != text:
+        atomic_write_text(path, new)
+
+
+@dataclass
+class RenderedSetup:
+    """Everything setup-experiment will write, rendered in memory (nothing written yet)."""
+
+    plan: Plan
+    cluster: ClusterSettings
+    current: RunsStatus | None  # runs_status.yaml as read before rendering (None: no file yet)
+    overrides: dict[str, FinetuneOverrides]  # retries' batch size / resume, per fine-tune
+    files: dict[str, GeneratedFile]
+
+
+def render_setup(group_dir: str | Path, cluster_overrides: dict[str, Any] | None = None) -> RenderedSetup:
+    """Read the plan and the status, and render every file of the run group."""
+    plan = load_plan(group_dir)
+    cluster = cluster_settings(plan.design, cluster_overrides)
+    status_path = plan.group_dir / STATUS_FILE
+    current = StatusStore(status_path).read() if status_path.exists() else None
+    overrides = overrides_from_status(current) if current is not None else {}
+    return RenderedSetup(plan, cluster, current, overrides, experiment_files(plan, cluster, overrides))
+
+
+def validate_rendered_configs(rendered: RenderedSetup) -> list[str]:
+    """`tune validate` on every rendered finetune.yaml (each written alone into a temporary
+    folder); the failures as `{run}/finetune.yaml: <last line of the error>`."""
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="sweepflow-validate-") as tmp:
+        for rel, generated in sorted(rendered.files.items()):
+            if not rel.endswith("/finetune.yaml"):
+                continue
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(generated.content, encoding="utf-8")
+            ok, output = validate_config(path)
+            if not ok:
+                last = output.strip().splitlines()[-1] if output.strip() else "invalid"
+                failures.append(f"{rel}: {last}")
+    return failures
+
+
+def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview: bool = False) -> SetupReport:
+    """Write what `render_setup` rendered (or, with `preview`, into a temporary folder)."""
+    plan, cluster, files, overrides = rendered.plan, rendered.cluster, rendered.files, rendered.overrides
+    if preview:
+        preview_dir, changes = dry_run(plan.group_dir, files, overwrite_edits)
+        return SetupReport(
+            group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes, runs_with_overrides=sorted(overrides)
+        )
+    current = rendered.current
+    status_path = plan.group_dir / STATUS_FILE
+    if current is not None and status_path.exists():
+        # a retry may have changed a fine-tune's batch size or resume point since the render
+        latest = StatusStore(status_path).read()
+        if overrides_from_status(latest) != overrides:
+            overrides = overrides_from_status(latest)
+            files = experiment_files(plan, cluster, overrides)
+        current = latest
+    changes = materialize(plan.group_dir, files, overwrite_edits)
+    added = _update_status(plan, current)
+    _update_plan_markdown(plan, list(files), cluster)
+    return SetupReport(
+        group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added, runs_with_overrides=sorted(overrides)
+    )
+
+
+def setup_experiment(
+    group_dir: str | Path,
+    overwrite_edits: bool = False,
+    preview: bool = False,
+    cluster_overrides: dict[str, Any] | None = None,
+) -> SetupReport:
+    """Create or refresh the run group's files. Everything is rendered before anything is written."""
+    return write_setup(render_setup(group_dir, cluster_overrides), overwrite_edits, preview)

@@ -1,0 +1,199 @@
+"""Every file of an experiment's directory tree, rendered from the plan (nothing written here).
+
+Reads: a `Plan` (from experiment.yaml) and the cluster settings.
+Writes: nothing; returns {relative path: GeneratedFile}. `tasks/materialize.py` writes them.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from tasks.core.files import dump_yaml
+from tasks.core.repo import REPO_ROOT
+from tasks.core.templating import render_template
+from tasks.model.cluster import ClusterSettings
+from tasks.model.design import design_type
+from tasks.model.factors import factor_levels
+from tasks.model.plan import EvalJob, Plan, Run
+from tasks.model.status import FinetuneOverrides
+from tasks.training.config import recipe_for
+from tasks.training.overrides import apply_overrides, render_finetune_with_overrides
+
+SWEEPFLOW_HOME = REPO_ROOT
+_REPO = SWEEPFLOW_HOME
+
+
+def python_bin() -> Path:
+    """The bin/ folder of sweepflow's Python environment, for the job scripts' PATH.
+
+    A virtual environment inside the clone is named relative to SWEEPFLOW_HOME, so the
+    scripts of a clone at another path (or the golden files) name their own .venv.
+    """
+    prefix = Path(sys.prefix)
+    try:
+        return SWEEPFLOW_HOME / prefix.relative_to(_REPO) / "bin"
+    except ValueError:
+        return prefix / "bin"
+
+
+class GeneratedFile(BaseModel):
+    content: str
+    executable: bool = False
+
+
+def _dump(data: object) -> str:
+    return dump_yaml(data)  # libyaml's emitter when present (5x faster than PyYAML's; same text)
+
+
+def inspect_task_functions(script: Path) -> list[str]:
+    """Names of the `@task`-decorated functions in an inspect-ai task file (by reading it)."""
+    try:
+        tree = ast.parse(script.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return []
+    found = []
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            for deco in node.decorator_list:
+                target = deco.func if isinstance(deco, ast.Call) else deco
+                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+                if name == "task":
+                    found.append(node.name)
+    return found
+
+
+def task_reference(script: Path, function: str | None) -> str:
+    """`script@function` for `inspect eval`: it only resolves an absolute path with the @ form."""
+    if function is None:
+        found = inspect_task_functions(script)
+        function = found[0] if len(found) == 1 else None
+    return f"{script}@{function}" if function else str(script)
+
+
+def eval_script_name(job: EvalJob) -> str:
+    if job.epoch is None:
+        return "eval.slurm"
+    return f"eval_epoch_{job.epoch}.slurm"
+
+
+def eval_job_name(job: EvalJob) -> str:
+    """SLURM job name of an evaluation: `{run}__{task}[_epoch_N]` (unique within the group)."""
+    return f"{job.run}__{job.key}"
+
+
+def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
+    files: dict[str, GeneratedFile] = {}
+    run_dir = plan.group_dir / run.name
+    tasks = {t.name: t for t in plan.design.evaluation.tasks}
+    for task_name in sorted({job.task for job in run.evaluations}, key=list(tasks).index):
+        task = tasks[task_name]
+        eval_dir = run_dir / "evaluations" / task.name
+        dataset = task.dataset or run.params.dataset.path
+        args = {"system_prompt": run.params.system_prompt, "dataset": str(dataset)}
+        files[f"{run.name}/evaluations/{task.name}/task_args.yaml"] = GeneratedFile(
+            content=render_template("task_args.yaml.j2", task=task, body=_dump(args))
+        )
+        task_ref = task_reference(task.script, task.task_function)
+        for job in (j for j in run.evaluations if j.task == task.name):
+            base = run.is_control
+            model_path = run.model_dir if base else run_dir / f"epoch_{job.epoch}"
+            label = f"hf/{run.name}" if base else f"hf/{run.name}_epoch_{job.epoch}"
+            name = eval_script_name(job)
+            files[f"{run.name}/evaluations/{task.name}/{name}"] = GeneratedFile(
+                executable=True,
+                content=render_template(
+                    "eval.slurm.j2",
+                    plan=plan,
+                    job=job,
+                    task=task,
+                    base=base,
+                    cluster=cluster,
+                    script_name=name,
+                    job_name=eval_job_name(job),
+                    eval_dir=str(eval_dir),
+                    run_dir=str(run_dir),
+                    model_path=str(model_path),
+                    merge_adapter=not base and run.params.save_adapter_weights_only,
+                    base_model_dir=str(run.model_dir),
+                    model_label=label,
+                    task_ref=task_ref,
+                    max_tokens=plan.design.evaluation.max_tokens,
+                    limit=plan.design.evaluation.limit,
+                    design_hash=plan.design_hash,
+                    sweepflow_home=str(SWEEPFLOW_HOME),
+                    python_bin=str(python_bin()),
+                ),
+            )
+    return files
+
+
+def finetune_files(
+    plan: Plan, run: Run, cluster: ClusterSettings, overrides: FinetuneOverrides | None = None
+) -> dict[str, GeneratedFile]:
+    """setup_finetune.yaml, finetune.yaml and finetune.slurm of one run, with a retry's overrides."""
+    run_dir = plan.group_dir / run.name
+    run = apply_overrides(run, overrides)
+    gpus = plan.design.gpu.count if cluster.device == "cuda" else 0
+    setup = {
+        "run": run.name,
+        "run_group": plan.run_group,
+        "model": run.model,
+        "model_dir": str(run.model_dir),
+        "factors": dict(run.factors),
+        "recipe": recipe_for(plan.design.gpu.count, run.params.validation, device=cluster.device),
+        "gpus": plan.design.gpu.count,
+        "device": cluster.device,
+        **run.params.model_dump(mode="json"),
+    }
+    return {
+        f"{run.name}/setup_finetune.yaml": GeneratedFile(
+            content=render_template("setup_finetune.yaml.j2", run=run, plan=plan, body=_dump(setup))
+        ),
+        f"{run.name}/finetune.yaml": GeneratedFile(
+            content=render_finetune_with_overrides(run, run_dir, cluster.device, plan, overrides)
+        ),
+        f"{run.name}/finetune.slurm": GeneratedFile(
+            executable=True,
+            content=render_template(
+                "finetune.slurm.j2",
+                plan=plan,
+                run=run,
+                cluster=cluster,
+                gpus=gpus,
+                distributed=gpus > 1,
+                recipe=recipe_for(plan.design.gpu.count, run.params.validation, device=cluster.device),
+                time_limit=cluster.time_limit,
+                run_dir=str(run_dir),
+                sweepflow_home=str(SWEEPFLOW_HOME),
+                python_bin=str(python_bin()),
+            ),
+        ),
+    }
+
+
+def experiment_files(
+    plan: Plan, cluster: ClusterSettings, overrides: dict[str, FinetuneOverrides] | None = None
+) -> dict[str, GeneratedFile]:
+    """All generated files of the run group, keyed by path relative to the group folder.
+
+    `overrides`: run -> changes a retry made (runs_status.yaml `finetune.overrides`), kept here.
+    """
+    files: dict[str, GeneratedFile] = {}
+    for run in plan.runs:
+        if not run.is_control:
+            files.update(finetune_files(plan, run, cluster, (overrides or {}).get(run.name)))
+        files.update(_eval_files(plan, run, cluster))
+    levels = {name: [label for label, _ in factor_levels(name, raw)] for name, raw in plan.design.factors.items()}
+    files["README.md"] = GeneratedFile(
+        content=render_template(
+            "experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design), factor_levels=levels
+        )
+    )
+    files["submit_all.sh"] = GeneratedFile(
+        executable=True, content=render_template("submit_all.sh.j2", plan=plan, runs=plan.finetune_runs)
+    )
+    return files

@@ -1,0 +1,411 @@
+"""Read what prior torchtune fine-tunes recorded: speed, memory, packing, checkpoint size.
+
+Reads: the `prior_runs` folders of a design, recursively: SLURM logs (`slurm-*.out`, and any
+`*.out` / `*.log` holding torchtune output), and beside each log its `epoch_*/` checkpoint
+folders (file sizes summed, as `du` would), the DiskLogger metric files `logs/log_*.txt`, and a
+`setup_finetune.yaml` / `experiment.yaml` naming the model. Writes: nothing.
+
+The formats are those of torchtune 0.6.1's `lora_finetune_single_device` recipe:
+- the resolved config, `Running <Recipe> with resolved config:` + OmegaConf YAML (sorted keys);
+- `Memory stats after model init:` / `\tGPU peak memory allocation: 2.35 GiB` and, when
+  `log_peak_memory_stats` is on, metric lines `Step 10 | ... peak_memory_alloc:14.7 ...`;
+- `Packing dataset: 100%|...| 8000/8000 [...]` (examples in, before packing);
+- training bars `1|49|Loss: 1.23:  45%|████▌     | 49/109 [00:11<00:13,  4.34it/s]`, one tqdm
+  refresh per `\\r` (tqdm prints `s/it` below 1 it/s);
+- `Model checkpoint of size 2.30 GiB saved to .../epoch_0/...`.
+A log that cannot be parsed gives a `PriorRun` holding what was found and `problems` saying
+what was not; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.training.registry import REGISTRY
+
+MAX_LOG_BYTES = 256 * 1024**2  # a SLURM log larger than this is read only up to here
+WARMUP_UPDATES = 3  # first bar updates of each epoch skipped: CUDA init, dataloader start, tqdm's EMA warm-up
+TORCHTUNE_MARKERS = ("with resolved config", "torchtune", "Packing dataset", "|Loss: ")
+SIDECARS = ("setup_finetune.yaml", "experiment.yaml")
+SIDECAR_FIELDS = ("batch_size", "epochs", "packed", "lora_rank", "gradient_accumulation_steps", "max_seq_len")
+
+_PREFIX = re.compile(r"^(?:INFO|DEBUG|WARNING|ERROR|CRITICAL):[\w.]+:")
+_CONFIG_HEAD = re.compile(r"Running (\w+) with resolved config:")
+_TRAIN_BAR = re.compile(
+    r"(?P<epoch>\d+)\|(?P<step>\d+)\|Loss: [^:]*:\s+\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)"
+    r" \[(?P<elapsed>[\d:]+)<[^,\]]*,\s*(?P<rate>[\d.]+|\?)(?P<unit>it/s|s/it)"
+)
+_PACK_BAR = re.compile(r"Packing dataset:\s+\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)")
+_MEM_INIT = re.compile(r"peak memory allocation: ([\d.]+) GiB")
+_MEM_STEP = re.compile(r"peak_memory_alloc:([\d.]+)")
+_DENSITY = re.compile(r"(?:Average )?packing density:\s*([\d.]+)", re.IGNORECASE)
+_PACKED_INTO = re.compile(r"Packed (\d+) examples into (\d+) sequences", re.IGNORECASE)
+_SAVED = re.compile(r"(?:Model|Adapter) checkpoint of size ([\d.]+) GiB saved to \S*?epoch_(\d+)/")
+_CLEAN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|OUT_OF_MEMORY")
+_FLAT_KEYS = {  # regex fallback for a config block that YAML cannot load (truncated logs)
+    "batch_size": re.compile(r"^batch_size: (\d+)\s*$", re.M),
+    "epochs": re.compile(r"^epochs: (\d+)\s*$", re.M),
+    "gradient_accumulation_steps": re.compile(r"^gradient_accumulation_steps: (\d+)\s*$", re.M),
+    "lora_rank": re.compile(r"^  lora_rank: (\d+)\s*$", re.M),
+    "max_seq_len": re.compile(r"^  max_seq_len: (\d+)\s*$", re.M),
+    "packed": re.compile(r"^  packed: (true|false)\s*$", re.M),
+    "checkpoint_dir": re.compile(r"^  checkpoint_dir: (\S+)\s*$", re.M),
+    "model_component": re.compile(r"^  _component_: (torchtune\.models\.\S+|[\w.]+\.lora_\w+)\s*$", re.M),
+}
+
+
+class PriorRun(BaseModel):
+    """One prior fine-tune as its log (and the files beside it) recorded it. None = not visible."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    log_path: Path
+    modified: float | None = None  # log mtime (seconds since epoch): more recent priors are preferred
+    recipe: str | None = None
+    model: str | None = None
+    model_source: str | None = None  # checkpointer.checkpoint_dir | model._component_ | setup_finetune.yaml | ...
+    batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    packed: bool | None = None
+    epochs: int | None = None
+    lora_rank: int | None = None
+    max_seq_len: int | None = None
+    dataset: str | None = None
+    save_adapter_weights_only: bool | None = None
+    samples: int | None = None  # training examples per epoch
+    samples_source: str | None = None  # packing bar | packed line | steps x batch (lower bound)
+    steps_per_epoch: int | None = None  # training bar total (optimizer steps)
+    epochs_completed: int = 0
+    speed_it_s: float | None = None  # median post-warm-up training bar rate, it/s
+    speed_updates: int = 0  # bar refreshes the median is taken over
+    peak_memory_gib: float | None = None  # GPU peak memory allocation, maximum over the log
+    memory_during_training: bool = False  # False: only the after-model-init figure was seen
+    packing_density: float | None = None  # examples per packed sequence
+    packing_density_source: str | None = None
+    checkpoint_gib_per_epoch: float | None = None
+    checkpoint_epochs: int = 0
+    checkpoint_source: str | None = None  # du of epoch_* | log lines
+    train_elapsed_s: float | None = None  # summed final elapsed of the epoch bars
+    oom: bool = False
+    completed: bool = False
+    problems: list[str] = Field(default_factory=list)
+
+
+class PriorScan(BaseModel):
+    """What a scan of the `prior_runs` folders found."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folders: list[Path]
+    missing: list[Path] = Field(default_factory=list)  # named folders that do not exist
+    runs: list[PriorRun] = Field(default_factory=list)
+    skipped: list[Path] = Field(default_factory=list)  # candidate logs with no torchtune output
+
+
+def _read(path: Path) -> str:
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_LOG_BYTES)
+    return data.replace(b"\x00", b"").decode("utf-8", errors="replace")
+
+
+def scan_prior_runs(folders: list[Path]) -> PriorScan:
+    """Parse every torchtune log under the folders (recursively, sorted, epoch_* folders not entered)."""
+    scan = PriorScan(folders=list(folders))
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            scan.missing.append(folder)
+            continue
+        for root, dirs, files in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("epoch_"))
+            for name in sorted(files):
+                path = Path(root) / name
+                if not name.endswith((".out", ".log")):
+                    continue
+                try:
+                    text = _read(path)
+                except OSError as error:
+                    scan.runs.append(PriorRun(log_path=path, problems=[f"cannot be read: {error}"]))
+                    continue
+                if not any(marker in text for marker in TORCHTUNE_MARKERS):
+                    scan.skipped.append(path)
+                    continue
+                scan.runs.append(parse_log(path, text))
+    return scan
+
+
+def parse_log(path: Path, text: str | None = None) -> PriorRun:
+    """Parse one log plus the files beside it (checkpoints, metric logs, setup YAML)."""
+    path = Path(path)
+    try:
+        modified = path.stat().st_mtime
+        if text is None:
+            text = _read(path)
+    except OSError as error:
+        return PriorRun(log_path=path, problems=[f"cannot be read: {error}"])
+    run = _parse_text(text, path)
+    run.modified = modified
+    _add_sidecars(run, path.parent)
+    return _summarize(run)
+
+
+def parse_log_text(text: str, path: Path) -> PriorRun:
+    """Everything the log text alone shows (no file access)."""
+    return _summarize(_parse_text(text, path))
+
+
+def _parse_text(text: str, path: Path) -> PriorRun:
+    run = PriorRun(log_path=Path(path))
+    lines = [_PREFIX.sub("", seg) for seg in re.split(r"\r\n|\r|\n", text.replace("\x00", ""))]
+    _parse_config(run, lines)
+    _parse_bars(run, lines)
+    _parse_memory(run, text)
+    _parse_packing(run, lines)
+    _parse_saved(run, text)
+    run.oom = bool(_OOM.search(text))
+    if run.epochs and run.epochs_completed >= run.epochs and not run.oom:
+        run.completed = True
+    return run
+
+
+def _summarize(run: PriorRun) -> PriorRun:
+    """Say what could not be found (after the files beside the log had their say)."""
+    for what, value in (("model", run.model), ("batch size", run.batch_size), ("training speed", run.speed_it_s),
+                        ("GPU peak memory", run.peak_memory_gib)):
+        if value is None:
+            run.problems.append(f"no {what} found in the log")
+    absent = [k for k in ("epochs", "packed", "lora_rank", "gradient_accumulation_steps") if getattr(run, k) is None]
+    if run.recipe and absent:
+        run.problems.append(f"resolved config incomplete (truncated log?): no {', '.join(absent)}")
+    if not run.completed:
+        run.problems.append(f"run did not finish: {run.epochs_completed} of {run.epochs or '?'} epochs completed"
+                            + (" (CUDA out of memory)" if run.oom else ""))
+    return run
+
+
+def _config_block(lines: list[str]) -> tuple[str | None, str]:
+    for i, line in enumerate(lines):
+        match = _CONFIG_HEAD.search(line)
+        if match:
+            block: list[str] = []
+            for nxt in lines[i + 1 :]:
+                if not nxt.strip():
+                    if block:
+                        break
+                    continue
+                if "%|" in nxt or not (nxt[0].isalpha() or nxt[0] == "_" or nxt.startswith(("  ", "- "))):
+                    break
+                block.append(nxt)
+            return match.group(1), "\n".join(block)
+    return None, ""
+
+
+def _dig(config: dict[str, Any], *keys: str) -> Any:
+    node: Any = config
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _model_from(checkpoint_dir: str | None, component: str | None) -> tuple[str | None, str | None]:
+    base = Path(str(checkpoint_dir).rstrip("/")).name if checkpoint_dir else None
+    if base in REGISTRY:
+        return base, "checkpointer.checkpoint_dir"
+    if component:
+        names = [m.name for m in REGISTRY.values() if m.lora_builder == component]
+        if names:  # Instruct variants come first in the registry; several share one builder
+            return names[0], "model._component_"
+    if base and _CLEAN_NAME.match(base):  # an unknown model, named by its folder (not a truncated path)
+        return base, "checkpointer.checkpoint_dir"
+    return None, None
+
+
+def _parse_config(run: PriorRun, lines: list[str]) -> None:
+    run.recipe, block = _config_block(lines)
+    config: dict[str, Any] = {}
+    if block:
+        try:
+            loaded = yaml.safe_load(block)
+            config = loaded if isinstance(loaded, dict) else {}
+        except yaml.YAMLError:
+            run.problems.append("resolved config is not valid YAML (truncated?); read line by line")
+    if not run.recipe:
+        run.problems.append("no resolved config printed")
+    flat = {key: (m.group(1) if (m := rx.search(block)) else None) for key, rx in _FLAT_KEYS.items()}
+
+    def pick(value: Any, key: str, cast: Any) -> Any:
+        return value if value is not None else (cast(flat[key]) if flat.get(key) is not None else None)
+
+    run.batch_size = pick(_int(config.get("batch_size")), "batch_size", int)
+    run.epochs = pick(_int(config.get("epochs")), "epochs", int)
+    run.gradient_accumulation_steps = pick(_int(config.get("gradient_accumulation_steps")), "gradient_accumulation_steps", int)
+    run.lora_rank = pick(_int(_dig(config, "model", "lora_rank")), "lora_rank", int)
+    run.max_seq_len = pick(_int(_dig(config, "tokenizer", "max_seq_len")), "max_seq_len", int)
+    packed = _dig(config, "dataset", "packed")
+    run.packed = pick(packed if isinstance(packed, bool) else None, "packed", lambda s: s == "true")
+    adapter_only = config.get("save_adapter_weights_only")
+    run.save_adapter_weights_only = adapter_only if isinstance(adapter_only, bool) else None
+    dataset = _dig(config, "dataset", "data_files") or _dig(config, "dataset", "source") or _dig(config, "dataset", "_component_")
+    run.dataset = str(dataset) if dataset else None
+    checkpoint_dir = _dig(config, "checkpointer", "checkpoint_dir") or flat["checkpoint_dir"]
+    component = _dig(config, "model", "_component_") or flat["model_component"]
+    run.model, run.model_source = _model_from(checkpoint_dir, component)
+
+
+def _seconds(clock: str) -> float:
+    total = 0.0
+    for part in clock.split(":"):
+        total = total * 60 + float(part or 0)
+    return total
+
+
+def _parse_bars(run: PriorRun, lines: list[str]) -> None:
+    rates: list[float] = []
+    all_rates: list[float] = []
+    final: dict[int, tuple[int, int, float]] = {}  # epoch -> (n, total, elapsed s) of its last refresh
+    for line in lines:
+        match = _TRAIN_BAR.search(line)
+        if not match:
+            continue
+        epoch, n, total = int(match["epoch"]), int(match["n"]), int(match["total"])
+        final[epoch] = (n, total, _seconds(match["elapsed"]))
+        if match["rate"] == "?" or float(match["rate"]) <= 0:
+            continue
+        rate = float(match["rate"]) if match["unit"] == "it/s" else 1.0 / float(match["rate"])
+        all_rates.append(rate)
+        if n > WARMUP_UPDATES:
+            rates.append(rate)
+    rates = rates or all_rates
+    if rates:
+        run.speed_it_s = round(statistics.median(rates), 4)
+        run.speed_updates = len(rates)
+    if final:
+        run.steps_per_epoch = max(total for _, total, _ in final.values())
+        run.epochs_completed = sum(1 for n, total, _ in final.values() if n >= total)
+        run.train_elapsed_s = round(sum(elapsed for _, _, elapsed in final.values()), 1)
+
+
+def _parse_memory(run: PriorRun, text: str) -> None:
+    init = [float(v) for v in _MEM_INIT.findall(text)]
+    steps = [float(v) for v in _MEM_STEP.findall(text)]
+    if init or steps:
+        run.peak_memory_gib = round(max(init + steps), 2)
+        run.memory_during_training = bool(steps)
+
+
+def _parse_packing(run: PriorRun, lines: list[str]) -> None:
+    examples: int | None = None
+    for line in lines:
+        if (match := _PACK_BAR.search(line)) and match["n"] == match["total"]:
+            examples = int(match["total"])
+        if match := _PACKED_INTO.search(line):
+            examples = int(match[1])
+            run.packing_density, run.packing_density_source = round(int(match[1]) / max(int(match[2]), 1), 2), "log (packed line)"
+            run.samples, run.samples_source = examples, "packed line"
+        elif match := _DENSITY.search(line):
+            run.packing_density, run.packing_density_source = float(match[1]), "log (explicit)"
+    if examples and run.samples is None:
+        run.samples, run.samples_source = examples, "packing bar"
+        run.packed = True if run.packed is None else run.packed
+    per_step = (run.batch_size or 0) * (run.gradient_accumulation_steps or 1)
+    if run.packing_density is None and run.packed and examples and run.steps_per_epoch and per_step:
+        # torchtune drops the last partial batch, so this slightly over-states density (an upper bound)
+        run.packing_density = round(examples / (run.steps_per_epoch * per_step), 2)
+        run.packing_density_source = "derived: packing bar / (steps per epoch x batch size)"
+    if run.packed is False:
+        run.packing_density, run.packing_density_source = 1.0, "not packed"
+        if run.samples is None and run.steps_per_epoch and per_step:
+            run.samples, run.samples_source = run.steps_per_epoch * per_step, "steps x batch (lower bound)"
+
+
+def _parse_saved(run: PriorRun, text: str) -> None:
+    per_epoch: dict[int, float] = {}
+    for size, epoch in _SAVED.findall(text):
+        per_epoch[int(epoch)] = per_epoch.get(int(epoch), 0.0) + float(size)
+    if per_epoch:
+        run.checkpoint_gib_per_epoch = round(sum(per_epoch.values()) / len(per_epoch), 4)
+        run.checkpoint_epochs = len(per_epoch)
+        run.checkpoint_source = "log lines"
+
+
+def folder_bytes(folder: Path) -> int:
+    """Sum of the sizes of every file under a folder (what `du -b` reports), links not followed."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += (Path(root) / name).lstat().st_size
+            except OSError:
+                continue
+    return total
+
+
+def _add_sidecars(run: PriorRun, folder: Path) -> None:
+    epochs = sorted(p for p in folder.glob("epoch_*") if p.is_dir())
+    sizes = [folder_bytes(p) for p in epochs]
+    if sizes and sum(sizes) > 0:
+        run.checkpoint_gib_per_epoch = sum(sizes) / len(sizes) / 1024**3
+        run.checkpoint_epochs = len(sizes)
+        run.checkpoint_source = "du of epoch_* folders"
+    steps: list[float] = []
+    for metric_file in sorted((folder / "logs").glob("log_*.txt")):  # DiskLogger's per-step metrics
+        try:
+            steps += [float(v) for v in _MEM_STEP.findall(_read(metric_file))]
+        except OSError:
+            continue
+    if steps:
+        run.peak_memory_gib = round(max(steps + ([run.peak_memory_gib] if run.peak_memory_gib else [])), 2)
+        run.memory_during_training = True
+    for name, data in _sidecars(folder):
+        named = _sidecar_model(data, folder)
+        if named and (run.model is None or run.model_source == "model._component_" or run.model not in REGISTRY):
+            run.model, run.model_source = named, name
+        for key in SIDECAR_FIELDS:  # settings the (truncated) log did not show
+            value = data.get(key)
+            fits = isinstance(value, bool) if key == "packed" else _int(value) is not None
+            if getattr(run, key) is None and fits:
+                setattr(run, key, value)
+    if run.epochs and run.epochs_completed >= run.epochs and not run.oom:
+        run.completed = True
+
+
+def _sidecars(folder: Path) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    for name in SIDECARS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict):
+            found.append((name, data))
+    return found
+
+
+def _sidecar_model(data: dict[str, Any], folder: Path) -> str | None:
+    for key in ("torchtune_model_name", "model_name", "model"):
+        if isinstance(data.get(key), str):
+            return data[key]
+    runs = data.get("runs")
+    if isinstance(runs, list):  # a sweepflow plan: the run named like this folder, else its only model
+        for r in runs:
+            if isinstance(r, dict) and r.get("name") == folder.name and isinstance(r.get("model"), str):
+                return r["model"]
+        models = {r.get("model") for r in runs if isinstance(r, dict)}
+        if len(models) == 1 and isinstance(next(iter(models)), str):
+            return str(next(iter(models)))
+    return None
