@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks.execution.backends.slurm import parse_sacct  # noqa: E402
+from tasks.backends.slurm import parse_sacct  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "slurm" / "sacct_X_P_n.txt"
 

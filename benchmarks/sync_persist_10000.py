@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from plan_1000 import _ignore_disk_verdict, design_1000  # noqa: E402
 
-from tasks.execution.backends.base import JobInfo, JobStatus  # noqa: E402
+from tasks.backends.base import JobInfo, JobStatus  # noqa: E402
 from tasks.model.status import Attempt, RunsStatus, StatusStore  # noqa: E402
 
 TASKS = ["cap", "cap_b", "cap_c"]
@@ -70,7 +70,7 @@ class InMemoryScheduler:
         self.calls = 0
         self.answer: dict[str, JobInfo] = {}
 
-    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, extra_args: list[str] | None = None) -> str:
+    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, overrides: object = None) -> str:
         raise NotImplementedError
 
     def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
@@ -206,7 +206,7 @@ def yaml_alone(path: Path) -> list[str]:
     render = getattr(status_module, "_render", None)
     if render is not None:  # the store's writer: run by run
         (ours, _, _), render_s = clock(lambda: render(data, "now"))
-        same = ours.decode() == status_module.render_template("runs_status.yaml.j2", now="now", body=plain)
+        same = ours.decode() == status_module.render_template("state/runs_status.yaml.j2", now="now", body=plain)
         lines[-1] += f"; runs_status.yaml written run by run {render_s:.2f} s ({'same' if same else 'DIFFERENT'} text)"
     store = StatusStore(path)
     if len(raw) >= getattr(status_module, "CACHE_MIN_BYTES", len(raw) + 1):

@@ -31,7 +31,7 @@ from prefect.states import Failed
 
 from flows.sync_status import group_backend, publish_status
 from tasks.core.errors import SweepflowError
-from tasks.execution.backends.base import Backend
+from tasks.backends.base import Backend
 from tasks.execution.cancel import CancelReport
 from tasks.execution.cancel import cancel_runs as run_cancel
 from tasks.execution.sync import sync_status as run_sync

@@ -39,7 +39,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.sync_status import group_backend, publish_status
-from tasks.execution.backends.base import Backend
+from tasks.backends.base import Backend
 from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS
 from tasks.execution.submit import LaunchReport, retry_failed, retry_run, submit_pending

@@ -34,8 +34,8 @@ from prefect.states import Failed
 
 from flows.plan_runs import artifact_slug
 from tasks.core.errors import SweepflowError
-from tasks.execution.backends.base import Backend
-from tasks.execution.backends.select import select_backend
+from tasks.backends.base import Backend
+from tasks.backends.select import select_backend
 from tasks.execution.sync import SyncReport
 from tasks.execution.sync import sync_status as run_sync
 from tasks.model.cluster import ClusterSettings, cluster_settings

@@ -1,6 +1,6 @@
 """An in-memory job scheduler for unit tests of launch/sync/retry logic, and a real run group.
 
-`FakeScheduler` implements the `tasks.execution.backends.base.Backend` protocol with SLURM's states,
+`FakeScheduler` implements the `tasks.backends.base.Backend` protocol with SLURM's states,
 reading the job name from the submitted script's `#SBATCH --job-name=` line. Tests move jobs
 through states with `finish(...)`. Integration against a real SLURM lives elsewhere.
 `make_group` builds a real run group: fakesite resources -> build_plan -> deliver_plan ->
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakesite import DATE, design  # noqa: E402
 
-from tasks.execution.backends.base import JobInfo, JobStatus, SubmitError  # noqa: E402
+from tasks.backends.base import JobInfo, JobOverrides, JobStatus, SubmitError  # noqa: E402
 from tasks.execution.submit import submit_pending  # noqa: E402
 from tasks.model.cluster import ClusterSettings  # noqa: E402
 from tasks.model.design import parse_design  # noqa: E402
@@ -51,7 +51,7 @@ class FakeScheduler:
         self.cancelled: list[str] = []
         self.errors: list[SubmitError] = []
 
-    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, extra_args: list[str] | None = None) -> str:
+    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, overrides: JobOverrides | None = None) -> str:
         if self.errors:
             raise self.errors.pop(0)
         match = _NAME.search(Path(script).read_text())
@@ -61,7 +61,7 @@ class FakeScheduler:
         self.jobs[job_id] = JobInfo(job_id=job_id, name=name, status="pending", raw_state="PENDING",
                                     work_dir=str(cwd) if self.reports_work_dir else None)
         self.submits.append({"id": job_id, "name": name, "script": Path(script), "cwd": Path(cwd),
-                             "after_ok": list(after_ok or []), "extra_args": list(extra_args or [])})
+                             "after_ok": list(after_ok or []), "overrides": overrides})
         return job_id
 
     def query(self, job_ids: list[str]) -> dict[str, JobInfo]:

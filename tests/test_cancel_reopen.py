@@ -142,8 +142,8 @@ def test_a_stage_cancelled_while_its_job_is_submitted_gets_that_job_cancelled(tm
     group = make_group(tmp_path)
 
     class CancelledMeanwhile(FakeScheduler):
-        def submit(self, script, cwd, after_ok=None, extra_args=None):  # type: ignore[no-untyped-def]
-            job_id = super().submit(script, cwd, after_ok, extra_args)
+        def submit(self, script, cwd, after_ok=None, overrides=None):  # type: ignore[no-untyped-def]
+            job_id = super().submit(script, cwd, after_ok, overrides)
             if self.jobs[job_id].name == R1:
                 cancel_runs(group, self, runs=[R1], reason="changed my mind")
             return job_id

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fake_scheduler import FakeScheduler, cluster, make_group
 
-from tasks.execution.backends.base import SubmitError
+from tasks.backends.base import SubmitError
 from tasks.execution.submit import BACKOFF_S, submit_pending
 from tasks.model.status import StatusStore
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tasks.execution.backends.base import JobInfo, SubmitError
-from tasks.execution.backends.local import LocalBackend, parse_time_limit, script_options
-from tasks.execution.backends.outcomes import classify_failure, read_log_tail
-from tasks.execution.backends.select import select_backend
-from tasks.execution.backends.slurm import SlurmBackend
+from tasks.backends.base import JobInfo, JobOverrides, SubmitError
+from tasks.backends.local import LocalBackend, script_options
+from tasks.core.durations import parse_duration as parse_time_limit
+from tasks.backends import classify_failure
+from tasks.core.files import read_log_tail
+from tasks.backends.select import select_backend
+from tasks.backends.slurm import SlurmBackend
 from tasks.model.cluster import ClusterSettings
 
 DONE = {"completed", "failed", "cancelled"}
@@ -56,7 +58,7 @@ def work(tmp_path: Path) -> Path:
 def test_succeed_fail_and_afterok_chain(tmp_path: Path, work: Path) -> None:
     backend = LocalBackend(tmp_path / "state", max_parallel=2)
     ok = backend.submit(script(work, "lb_ok", 'echo "id=$SLURM_JOB_ID name=$SLURM_JOB_NAME"'), work)
-    bad = backend.submit(script(work, "lb_bad", "echo about to fail; exit 3"), work, extra_args=["--exclude=node7"])
+    bad = backend.submit(script(work, "lb_bad", "echo about to fail; exit 3"), work, overrides=JobOverrides(exclude_nodes=["node7"]))
     child = backend.submit(script(work, "lb_child", "echo never"), work, after_ok=[bad])
     grandchild = backend.submit(script(work, "lb_grandchild", "echo never"), work, after_ok=[child])
     after_ok = backend.submit(script(work, "lb_after_ok", "echo after"), work, after_ok=[ok])
@@ -79,7 +81,7 @@ def test_succeed_fail_and_afterok_chain(tmp_path: Path, work: Path) -> None:
 def test_timeout_and_launch_failure(tmp_path: Path, work: Path) -> None:
     backend = LocalBackend(tmp_path / "state")
     slow = backend.submit(script(work, "lb_slow", "echo started; sleep 30", "--time=0:30"), work,
-                          extra_args=["--time=0:01"])  # the command line wins, as with sbatch
+                          overrides=JobOverrides(time_limit="0:01"))  # the command line wins, as with sbatch
     lost = backend.submit(script(work, "lb_lost", "echo x", "--output=/nonexistent-sweepflow/%j.out"), work)
     found = wait(backend, [slow, lost])
     assert found[slow].model_dump(include={"status", "raw_state", "exit_code", "reason"}) == {

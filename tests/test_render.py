@@ -258,7 +258,7 @@ def test_render_template_is_strict() -> None:
     from jinja2 import UndefinedError
 
     with pytest.raises(UndefinedError):
-        render_template("runs_status.yaml.j2", now=NOW)  # `body` missing
+        render_template("state/runs_status.yaml.j2", now=NOW)  # `body` missing
 
 
 def test_no_placeholder_pattern_in_templates_output() -> None:

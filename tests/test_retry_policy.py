@@ -16,14 +16,13 @@ import pytest
 import yaml
 from fake_scheduler import FakeScheduler, cluster, launched_group
 
-from tasks.execution.backends.base import SubmitError
+from tasks.backends import JobOverrides, SubmitError
+from tasks.core.durations import parse_duration, scale_duration
 from tasks.execution.retry_policy import (
     RetryContext,
     apply_remedy,
     decide,
-    parse_time_limit,
     plan_retry,
-    scale_time_limit,
 )
 from tasks.execution.submit import retry_failed
 from tasks.execution.sync import sync_status
@@ -60,21 +59,21 @@ def test_oom_description_and_batch_one() -> None:
 def test_timeout_resumes_with_more_time() -> None:
     remedy = decide("timeout", 1, 3, ctx(resumable_epoch=1))
     assert remedy.kind == "resume_more_time" and remedy.resume_epoch == 1 and remedy.time_multiplier == 2.0
-    assert remedy.sbatch_args() == ["--time=08:00:00"] and remedy.batch_size == 16
+    assert remedy.overrides() == JobOverrides(time_limit="08:00:00") and remedy.batch_size == 16
     fresh = decide("timeout", 1, 3, ctx(time_limit="1-12:00:00"))
     assert fresh.resume_epoch is None and fresh.time_limit == "3-00:00:00" and "restart" in fresh.description
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90", 5400), ("1:30", 90), ("04:00:00", 14400), ("2-3", 183600), ("1-02:03", 93780), ("1-0:0:1", 86401)])
 def test_slurm_time_limits(text: str, seconds: int) -> None:
-    assert parse_time_limit(text) == seconds
-    assert parse_time_limit(scale_time_limit(text, 2)) == 2 * seconds
+    assert parse_duration(text) == seconds
+    assert parse_duration(scale_duration(text, 2)) == 2 * seconds
 
 
 def test_node_failure_excludes_the_node_and_keeps_earlier_ones() -> None:
     remedy = decide("node", 2, 3, ctx(node="gpu7", excluded_nodes=["gpu3"], time_limit="08:00:00"))
     assert remedy.kind == "resubmit_exclude_node" and remedy.batch_size == 16
-    assert remedy.sbatch_args() == ["--time=08:00:00", "--exclude=gpu3,gpu7"]  # as is: the longer limit stays
+    assert remedy.overrides() == JobOverrides(time_limit="08:00:00", exclude_nodes=["gpu3", "gpu7"])  # as is: the longer limit stays
 
 
 @pytest.mark.parametrize("cause", ["cancelled", "error", "launch", "dependency", None])
@@ -155,7 +154,7 @@ def test_timeout_retry_resumes_with_more_time(launched) -> None:
     [outcome] = retry_failed(group, fake, cluster(), sleep=lambda s: None)
     assert outcome.remedy.kind == "resume_more_time"
     new = fake.submits[-3]
-    assert new["name"] == RUN and new["extra_args"] == ["--time=08:00:00"]
+    assert new["name"] == RUN and new["overrides"] == JobOverrides(time_limit="08:00:00")
     config = yaml.safe_load((run_dir / "finetune.yaml").read_text())
     assert config["resume_from_checkpoint"] is True
     assert config["checkpointer"]["recipe_checkpoint"] == RECIPE_STATE
@@ -174,7 +173,7 @@ def test_node_failure_retry_excludes_the_node(launched) -> None:
     _fail_finetune(group, fake, "NODE_FAIL", node="gpu7")
     [outcome] = retry_failed(group, fake, cluster(), sleep=lambda s: None)
     assert outcome.remedy.kind == "resubmit_exclude_node"
-    assert fake.by_name(RUN)[-1]["extra_args"] == ["--exclude=gpu7"]
+    assert fake.by_name(RUN)[-1]["overrides"] == JobOverrides(exclude_nodes=["gpu7"])
     assert yaml.safe_load((group / RUN / "finetune.yaml").read_text())["batch_size"] == 4  # as is
     assert _store(group).read().stage(RUN).attempts[-1].exclude == "gpu7"
 

@@ -648,7 +648,7 @@ def test_render_failure_writes_nothing(group: Path, monkeypatch: pytest.MonkeyPa
     real = setup_files.render_template
 
     def exploding(name: str, **context: Any) -> str:
-        if name == "eval.slurm.j2" and context["job"].run == victim:
+        if name == "jobs/eval.slurm.j2" and context["job"].run == victim:
             raise RuntimeError("template exploded")
         return real(name, **context)
 

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks.execution.backends.base import JobInfo
-from tasks.execution.backends.outcomes import classify_failure, read_log_tail
-from tasks.execution.backends.slurm import (
+from tasks.backends.base import JobInfo
+from tasks.backends import classify_failure
+from tasks.core.files import read_log_tail
+from tasks.backends.slurm import is_transient_submit_error, map_state, parse_job_id
+from tasks.backends.slurm.parse import (
     SACCT_FIELDS,
     SQUEUE_NAMED_COLUMNS,
     SQUEUE_O_COLUMNS,
-    is_transient_submit_error,
-    map_state,
     parse_elapsed,
-    parse_job_id,
     parse_sacct,
     parse_scontrol,
     parse_squeue,
@@ -297,7 +296,7 @@ def test_read_log_tail(tmp_path: Path) -> None:
 
 
 def test_long_id_lists_are_split_for_the_command_line() -> None:
-    from tasks.execution.backends.slurm import _chunks, _missing
+    from tasks.backends.slurm.backend import _chunks, _missing
 
     ids = [str(1_000_000 + i) for i in range(30_000)]
     chunks = _chunks(ids)

@@ -201,7 +201,7 @@ def _plain_pyyaml_text(status: RunsStatus, now: str) -> str:
     """The file as the store always wrote it: the template around one yaml.dump of the whole status."""
     body = yaml.dump(status.model_dump(mode="json"), Dumper=yaml.CSafeDumper, sort_keys=False, allow_unicode=True,
                      default_flow_style=False, width=100)
-    return render_template("runs_status.yaml.j2", now=now, body=body)
+    return render_template("state/runs_status.yaml.j2", now=now, body=body)
 
 
 def _no_yaml_parsing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """The torchtune side of setup-experiment: recipe choice, finetune.yaml rendering, `tune validate`.
 
-Reads: the model registry, templates/finetune.yaml.j2, torchtune. Writes: only under tmp_path.
+Reads: the model registry, templates/torchtune/finetune.yaml.j2, torchtune. Writes: only under tmp_path.
 The slow test trains the tiny model (examples/make_tiny_model.py) for 2 short epochs on CPU.
 """
 

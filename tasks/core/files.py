@@ -297,3 +297,23 @@ def parse_yaml(data: bytes | str, source: str | Path) -> Any:
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file; `FileFormatError` naming the file when it is missing or not YAML."""
     return parse_yaml(read_bytes(path, "YAML file"), path)
+
+
+def read_log_tail(path: str | Path, n_bytes: int = 65536) -> str:
+    """The last `n_bytes` of a log as text ("" when it does not exist or cannot be read).
+
+    A cut in the middle of a line drops that partial first line; bad UTF-8 is replaced.
+    """
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            start = max(0, size - n_bytes)
+            handle.seek(start)
+            data = handle.read()
+    except OSError:
+        return ""
+    if start > 0:
+        newline = data.find(b"\n")
+        data = data[newline + 1 :] if newline >= 0 else data
+    return data.decode("utf-8", errors="replace")

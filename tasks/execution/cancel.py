@@ -19,12 +19,12 @@ from typing import Callable, Collection
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SweepflowError
-from tasks.execution.backends.base import Backend, JobInfo
+from tasks.backends.base import Backend, JobInfo
 from tasks.execution.submit import adoptable, needs_submit, stage_dirs
 from tasks.model.layout import STATUS_FILE
 from tasks.model.plan_file import load_plan
 from tasks.model.status import FINETUNE, RunsStatus, StatusStore, utc_now
-from tasks.setup.files import eval_job_name
+from tasks.model.layout import eval_job_name
 
 QUEUED = ("submitted", "running")  # stages whose job waits or runs
 QUEUED_JOB = ("pending", "running")  # the same, as the scheduler says it

@@ -6,7 +6,7 @@ run's `finetune.yaml` as it is on disk at submission, the dataset file (sha256 a
 size and mtime), `git rev-parse HEAD` / `git status --porcelain` of the sweepflow checkout, and the
 installed package versions (`importlib.metadata`).
 Writes: `{group}/{run}/provenance/attempt-<n>-job-<id>.yaml` (header from
-`templates/provenance.yaml.j2`, body dumped by PyYAML), atomically. n counts the run's fine-tune
+`templates/state/provenance.yaml.j2`, body dumped by PyYAML), atomically. n counts the run's fine-tune
 attempts from 1.
 
 `tasks/launch.py` calls `record_provenance` right after each fine-tune is submitted (or adopted,
@@ -141,7 +141,7 @@ def provenance_path(group_dir: Path, run: str, number: int, job_id: str) -> Path
 
 
 def _render(data: dict[str, Any]) -> str:
-    return render_template("provenance.yaml.j2", data=data, body=dump_yaml(data))
+    return render_template("state/provenance.yaml.j2", data=data, body=dump_yaml(data))
 
 
 def _attempt_record(plan: Plan, run: str, number: int, attempt: Attempt, entry: RunStatus) -> dict[str, Any]:

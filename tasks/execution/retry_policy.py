@@ -19,15 +19,15 @@ At most `max_attempts` submissions per fine-tune (the first one included).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SweepflowError
+from tasks.core.durations import scale_duration
 from tasks.core.files import read_yaml
-from tasks.execution.backends.base import FailureCause
+from tasks.backends import FailureCause, JobOverrides
 from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.layout import STATUS_FILE
 from tasks.model.plan import Plan
@@ -79,44 +79,9 @@ class Remedy(BaseModel):
     def retry(self) -> bool:
         return self.kind != "none"
 
-    def sbatch_args(self) -> list[str]:
-        """Command-line options (they override the script's #SBATCH lines)."""
-        args = [f"--time={self.time_limit}"] if self.time_limit else []
-        if self.exclude_nodes:
-            args.append("--exclude=" + ",".join(self.exclude_nodes))
-        return args
-
-
-# ---------------------------------------------------------------------------- SLURM time limits
-
-_TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
-
-
-def parse_time_limit(text: str) -> int:
-    """Seconds of a SLURM time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S."""
-    match = _TIME.match(text.strip())
-    if not match:
-        raise ValueError(f"{text!r} is not a SLURM time limit")
-    days, a, b, c = match.groups()
-    if days is None:
-        if b is None:
-            return int(a) * 60
-        if c is None:
-            return int(a) * 60 + int(b)
-        return int(a) * 3600 + int(b) * 60 + int(c)
-    return int(days) * 86400 + int(a) * 3600 + int(b or 0) * 60 + int(c or 0)
-
-
-def format_time_limit(seconds: int) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"
-    return f"{days}-{clock}" if days else clock
-
-
-def scale_time_limit(text: str, factor: float) -> str:
-    return format_time_limit(int(round(parse_time_limit(text) * factor)))
+    def overrides(self) -> JobOverrides:
+        """What the next submission changes (the backend renders it; it wins over the script's settings)."""
+        return JobOverrides(time_limit=self.time_limit, exclude_nodes=list(self.exclude_nodes))
 
 
 # ---------------------------------------------------------------------------- the policy
@@ -158,7 +123,7 @@ def decide(cause: FailureCause | str | None, attempts_so_far: int, max_attempts:
             description=f"OOM: batch {bs}→{new_bs}, grad accumulation {ga}→{new_ga} (effective batch {bs * ga} unchanged)",
         )
     if cause == "timeout":
-        new_time = scale_time_limit(ctx.time_limit, TIME_MULTIPLIER)
+        new_time = scale_duration(ctx.time_limit, TIME_MULTIPLIER)
         where = (f"resume after epoch_{ctx.resumable_epoch}" if ctx.resumable_epoch is not None
                  else "no finished epoch to resume from, restart")
         return Remedy(

@@ -27,7 +27,7 @@ from typing import Callable, Collection
 from pydantic import BaseModel, Field
 
 from tasks.core.errors import SweepflowError
-from tasks.execution.backends.base import Backend, JobInfo, SubmitError
+from tasks.backends import Backend, JobInfo, JobOverrides, SubmitError
 from tasks.execution.provenance import record_provenance
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, apply_remedy, plan_retry
 from tasks.model.cluster import ClusterSettings
@@ -35,7 +35,7 @@ from tasks.model.layout import STATUS_FILE
 from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.plan_file import load_plan
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, StatusStore, utc_now
-from tasks.setup.files import eval_job_name, eval_script_name
+from tasks.model.layout import eval_job_name, eval_script_name
 from tasks.training.overrides import apply_overrides, overrides_from_status
 
 Sleep = Callable[[float], None]
@@ -113,13 +113,13 @@ def adoptable(found: list[JobInfo], cwd: Path, known: Collection[str] = ()) -> J
 
 
 def submit_with_retry(
-    backend: Backend, script: Path, cwd: Path, after_ok: list[str] | None, extra_args: list[str] | None,
+    backend: Backend, script: Path, cwd: Path, after_ok: list[str] | None, overrides: JobOverrides | None,
     sleep: Sleep, report: LaunchReport | None = None,
 ) -> str:
     """`backend.submit`, retrying transient errors with exponential backoff; the last error is raised."""
     for attempt in range(SUBMIT_TRIES):
         try:
-            return backend.submit(script, cwd, after_ok=after_ok or None, extra_args=extra_args or None)
+            return backend.submit(script, cwd, after_ok=after_ok or None, overrides=overrides)
         except SubmitError as error:
             if not error.transient or attempt == SUBMIT_TRIES - 1:
                 raise
@@ -340,7 +340,7 @@ def resubmit_finetune(
     script, cwd = stage_dirs(plan, run, None)
     found = live(run_name, cwd)
     try:
-        job_id = found.job_id if found else submit_with_retry(backend, script, cwd, None, remedy.sbatch_args(), sleep)
+        job_id = found.job_id if found else submit_with_retry(backend, script, cwd, None, remedy.overrides(), sleep)
     except SubmitError as error:
         if not error.transient:
 

@@ -29,12 +29,14 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
-from tasks.execution.backends.base import Backend, JobInfo
-from tasks.execution.backends.outcomes import classify_failure, read_log_tail
-from tasks.model.layout import STATUS_FILE
-from tasks.model.plan import EvalJob, Plan
-from tasks.model.plan_file import load_plan
-from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, StatusStore, utc_now
+from tasks.backends.base import Backend, JobInfo
+from tasks.backends import classify_failure
+from tasks.core.files import read_log_tail
+from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
+from tasks.model.group import GroupRef, RunGroup
+from tasks.model.layout import epoch_dir_name
+from tasks.model.plan import EvalJob
+from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, utc_now
 
 LOST = "lost: scheduler has no record"
 EVAL_CLOCK_SLACK_S = 120.0  # a .eval log older than the attempt's submission (minus this) is not its own
@@ -100,7 +102,8 @@ def has_checkpoint(folder: Path) -> bool:
 
 
 def missing_checkpoints(run_dir: Path, epochs: int) -> list[int]:
-    return [n for n in range(epochs) if not has_checkpoint(run_dir / f"epoch_{n}")]
+    """The epochs among 0..epochs-1 with no checkpoint in `run_dir`."""
+    return [n for n in range(epochs) if not has_checkpoint(run_dir / epoch_dir_name(n))]
 
 
 def _timestamp(text: str | None) -> float | None:
@@ -114,30 +117,15 @@ class _EvalLogs:
     """Headers of the .eval logs in each evaluation folder, read once per sync."""
 
     def __init__(self) -> None:
-        self.headers: dict[Path, list[tuple[Path, float, str, dict[str, Any]]]] = {}
-
-    def _read(self, logs: Path) -> list[tuple[Path, float, str, dict[str, Any]]]:
-        if logs not in self.headers:
-            from inspect_ai.log import read_eval_log  # slow import: only when an evaluation ended
-
-            found = []
-            for path in sorted(logs.glob("*.eval")):
-                try:
-                    header = read_eval_log(str(path), header_only=True)
-                except Exception as error:  # a half-written or foreign file
-                    found.append((path, path.stat().st_mtime, f"unreadable ({type(error).__name__})", {}))
-                    continue
-                found.append((path, path.stat().st_mtime, str(header.status), dict(header.eval.metadata or {})))
-            self.headers[logs] = found
-        return self.headers[logs]
+        self.headers: dict[Path, list[EvalLogEntry]] = {}
 
     def find(self, logs: Path, job: EvalJob, since: float | None) -> tuple[Path, str] | None:
         """(path, status) of the newest log of this run and epoch written after `since`."""
-        epoch = "base" if job.epoch is None else str(job.epoch)
+        if logs not in self.headers:
+            self.headers[logs] = read_log_headers(logs)
         mine = [
-            (mtime, path, status) for path, mtime, status, meta in self._read(logs)
-            if str(meta.get("run")) == job.run and str(meta.get("epoch")) == epoch
-            and (since is None or mtime >= since - EVAL_CLOCK_SLACK_S)
+            (entry.mtime, entry.path, entry.status) for entry in self.headers[logs]
+            if entry.is_for(job.run, job.epoch) and (since is None or entry.mtime >= since - EVAL_CLOCK_SLACK_S)
         ]
         if not mine:
             return None
@@ -146,38 +134,32 @@ class _EvalLogs:
 
 
 class _Verifier:
-    """Checks finished jobs against their artifacts (loads the plan on first need)."""
+    """Checks finished jobs against their artifacts (the group's plan is read on first need)."""
 
-    def __init__(self, group_dir: Path):
-        self.group_dir = group_dir
-        self._plan: Plan | None = None
+    def __init__(self, group: RunGroup):
+        self.group = group
+        self.layout = group.layout
         self.logs = _EvalLogs()
 
-    @property
-    def plan(self) -> Plan:
-        if self._plan is None:
-            self._plan = load_plan(self.group_dir)
-        return self._plan
+    def _task(self, run: str, key: str) -> str | None:
+        return None if key == FINETUNE else self._eval(run, key).task
 
     def log_path(self, run: str, key: str, job_id: str) -> Path:
-        folder = self.group_dir / run
-        if key != FINETUNE:
-            folder = folder / "evaluations" / self._eval(run, key).task
-        return folder / f"slurm-{job_id}.out"
+        return self.layout.job_log(run, self._task(run, key), job_id)
 
     def _eval(self, run: str, key: str) -> EvalJob:
-        return next(j for j in self.plan.run(run).evaluations if j.key == key)
+        return next(j for j in self.group.plan.run(run).evaluations if j.key == key)
 
     def verify(self, run: str, key: str, stage: StageStatus) -> tuple[bool, str | None, str | None]:
         """(complete, reason when not, output path)."""
         if key == FINETUNE:
-            missing = missing_checkpoints(self.group_dir / run, self.plan.run(run).params.epochs)
+            missing = missing_checkpoints(self.layout.run_dir(run), self.group.plan.run(run).params.epochs)
             if missing:
-                return False, "COMPLETED but no " + ", ".join(f"epoch_{n}" for n in missing) + " checkpoint", None
+                return False, "COMPLETED but no " + ", ".join(epoch_dir_name(n) for n in missing) + " checkpoint", None
             return True, None, None
         job = self._eval(run, key)
         since = _timestamp(stage.attempts[-1].submitted) if stage.attempts else None
-        found = self.logs.find(self.group_dir / run / "evaluations" / job.task / "logs", job, since)
+        found = self.logs.find(self.layout.eval_logs_dir(run, job.task), job, since)
         if found is None:
             return False, "COMPLETED but no .eval log", None
         path, status = found
@@ -261,14 +243,14 @@ def _rows(status: RunsStatus) -> list[StageRow]:
 
 
 def sync_status(
-    group_dir: str | Path,
+    group: GroupRef,
     backend: Backend,
     now: Callable[[], str] = utc_now,
     classify: Callable[[JobInfo, str], str | None] = classify_failure,
 ) -> SyncReport:
     """Query every unfinished job at once, verify finished ones, write the status once."""
-    group = Path(group_dir)
-    store = StatusStore(group / STATUS_FILE)
+    group = RunGroup.of(group)
+    store = group.status
     status = store.read()
     open_stages = [(run, key, s) for run, key, s in status.stages() if s.job_id and not s.is_terminal]
     ids = list(dict.fromkeys(s.job_id for _, _, s in open_stages if s.job_id))

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.model.plan import EvalJob
+
 PLAN_FILE = "experiment.yaml"
 PLAN_MD = "runs_plan.md"
 STATUS_FILE = "runs_status.yaml"
@@ -29,6 +31,18 @@ PROVENANCE_DIR = "provenance"
 # A job's stdout + stderr in its stage folder. Every backend writes it under this name (SLURM's
 # default name, which the local backend keeps so that logs read the same everywhere).
 JOB_LOG = "slurm-{job_id}.out"
+
+
+def eval_script_name(job: EvalJob) -> str:
+    """`eval.slurm` (a base model's only evaluation) or `eval_epoch_<N>.slurm`."""
+    if job.epoch is None:
+        return "eval.slurm"
+    return f"eval_epoch_{job.epoch}.slurm"
+
+
+def eval_job_name(job: EvalJob) -> str:
+    """Job name of an evaluation: `{run}__{task}[_epoch_N]` (unique within the group)."""
+    return f"{job.run}__{job.key}"
 
 
 def epoch_dir_name(epoch: int | str) -> str:

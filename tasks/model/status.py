@@ -1,7 +1,7 @@
 """runs_status.yaml: the per-run, per-stage progress tracker, and safe concurrent updates to it.
 
 Reads/writes: `<group>/runs_status.yaml` (the seed's schema; header from
-`templates/runs_status.yaml.j2`, body dumped by PyYAML), its lock file
+`templates/state/runs_status.yaml.j2`, body dumped by PyYAML), its lock file
 `<group>/runs_status.yaml.lock`, and, for large files, a read cache
 `<group>/.sweepflow/runs_status.cache.json`.
 Every change goes through `StatusStore.update`: read-modify-write under a cross-process file
@@ -220,10 +220,10 @@ def _render(data: dict[str, Any], now: str, before: _Written | None = None) -> t
     dump; libyaml is also faster on small documents). A run whose JSON is the same as when
     `before` was written keeps its YAML from `before`'s bytes: no dump at all.
     """
-    head, mark, tail = render_template("runs_status.yaml.j2", now=now, body=_BODY_MARK).partition(_BODY_MARK)
+    head, mark, tail = render_template("state/runs_status.yaml.j2", now=now, body=_BODY_MARK).partition(_BODY_MARK)
     runs = data.get("runs")
     if not (mark and list(data) == ["run_group", "runs"] and isinstance(runs, dict) and runs and all(type(k) is str for k in runs)):
-        raw = render_template("runs_status.yaml.j2", now=now, body=dump_yaml(data)).encode("utf-8")
+        raw = render_template("state/runs_status.yaml.j2", now=now, body=dump_yaml(data)).encode("utf-8")
         return raw, _json(data), []
     parts = [head.encode("utf-8"), (dump_yaml({"run_group": data["run_group"]}) + "runs:\n").encode("utf-8")]
     offset = len(parts[0]) + len(parts[1])
@@ -239,7 +239,7 @@ def _render(data: dict[str, Any], now: str, before: _Written | None = None) -> t
         else:
             dumped = dump_yaml({"runs": {name: entry}})
             if not dumped.startswith("runs:\n") or not dumped.endswith("\n") or dumped.endswith("\n\n"):
-                raw = render_template("runs_status.yaml.j2", now=now, body=dump_yaml(data)).encode("utf-8")
+                raw = render_template("state/runs_status.yaml.j2", now=now, body=dump_yaml(data)).encode("utf-8")
                 return raw, _json(data), []
             piece = dumped[len("runs:\n"):].encode("utf-8")
         index.append([name, offset, offset + len(piece) - 1, fingerprint])  # end: the run's last newline

@@ -35,7 +35,7 @@ STAGING_MARK = ".staging-"
 
 def render_experiment_yaml(plan: Plan) -> str:
     """experiment.yaml: a header comment, then the Plan as YAML (PyYAML, never hand-formatted)."""
-    return render_template("experiment.yaml.j2", plan=plan, body=dump_yaml(plan.model_dump(mode="json")))
+    return render_template("state/experiment.yaml.j2", plan=plan, body=dump_yaml(plan.model_dump(mode="json")))
 
 
 def render_deliverables(plan: Plan, now: str) -> dict[str, str]:

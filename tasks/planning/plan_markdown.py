@@ -139,7 +139,7 @@ def _value_text(plan: Plan, getter, fmt=str) -> str:
 
 
 def plan_context(plan: Plan) -> dict[str, Any]:
-    """Everything runs_plan.md.j2 shows, computed from the Plan (no numbers are made up here)."""
+    """Everything reports/runs_plan.md.j2 shows, computed from the Plan (no numbers are made up here)."""
     design, est, res = plan.design, plan.estimates, plan.resources
     paths = design.paths if isinstance(design.paths, PathsSpec) else None
     extra = [f for f in design.factors if f not in ("lora_rank", "batch_size")]
@@ -224,4 +224,4 @@ def plan_context(plan: Plan) -> dict[str, Any]:
 
 def render_plan_markdown(plan: Plan) -> str:
     """runs_plan.md of a plan: the seed's template, every section, every figure with its source."""
-    return render_template("runs_plan.md.j2", **plan_context(plan))
+    return render_template("reports/runs_plan.md.j2", **plan_context(plan))

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
+from tasks.model.layout import GroupLayout
 from tasks.model.plan import EpochRef, EvalJob, Plan, Run, RunKind
 from tasks.model.status import FINETUNE, RunsStatus, StageStatus
 from tasks.training.prior_logs import PriorRun, parse_log
@@ -140,19 +142,6 @@ def _why(stage: StageStatus | None) -> str:
         stage.status, stage.status)
 
 
-def _read_headers(folder: Path) -> list[tuple[float, Path, Any]]:
-    """(mtime, path, EvalLog header) of every readable .eval log in a folder."""
-    from inspect_ai.log import read_eval_log  # slow import: only when there are logs
-
-    found = []
-    for path in sorted(folder.glob("*.eval")):
-        try:
-            found.append((path.stat().st_mtime, path, read_eval_log(str(path), header_only=True)))
-        except Exception:  # a half-written or foreign file is no result
-            continue
-    return found
-
-
 def _scores(header: Any) -> tuple[float | None, float | None, str | None, dict[str, float]]:
     """(accuracy, its stderr, "<scorer>/<metric>", all metrics) of a log's results."""
     metrics: dict[str, float] = {}
@@ -167,13 +156,10 @@ def _scores(header: Any) -> tuple[float | None, float | None, str | None, dict[s
     return accuracy, stderr, chosen, metrics
 
 
-def _epoch_text(epoch: EpochRef) -> str:
-    return "base" if epoch is None else str(epoch)
-
-
 def collect_evaluations(plan: Plan, status: RunsStatus) -> list[EvalResult]:
     """One EvalResult per evaluation job of the plan, with the base-model delta filled in."""
-    folders: dict[Path, list[tuple[float, Path, Any]]] = {}
+    layout = GroupLayout(plan.group_dir)
+    folders: dict[Path, list[EvalLogEntry]] = {}
     results: list[EvalResult] = []
     for run in plan.runs:
         for job in run.evaluations:
@@ -181,25 +167,24 @@ def collect_evaluations(plan: Plan, status: RunsStatus) -> list[EvalResult]:
             stage = entry.evaluations.get(job.key) if entry else None
             result = EvalResult(run=run.name, model=run.model, kind=run.kind, task=job.task, epoch=job.epoch,
                                 key=job.key, state=stage.status if stage else "unknown")
-            folder = plan.group_dir / run.name / "evaluations" / job.task / "logs"
+            folder = layout.eval_logs_dir(run.name, job.task)
             if folder not in folders:
-                folders[folder] = _read_headers(folder) if folder.is_dir() else []
+                folders[folder] = [entry for entry in read_log_headers(folder) if entry.header is not None]
             _fill(result, job, folders[folder], plan.design_hash, stage)
             results.append(result)
     _add_deltas(results)
     return results
 
 
-def _fill(result: EvalResult, job: EvalJob, headers: list[tuple[float, Path, Any]], design_hash: str,
+def _fill(result: EvalResult, job: EvalJob, logs: list[EvalLogEntry], design_hash: str,
           stage: StageStatus | None) -> None:
     mine = []
-    for mtime, path, header in headers:
-        meta = dict(header.eval.metadata or {})
-        if str(meta.get("run")) != job.run or str(meta.get("epoch")) != _epoch_text(job.epoch):
+    for entry in logs:
+        if not entry.is_for(job.run, job.epoch):
             continue
-        if meta.get("design_hash") not in (None, design_hash):
+        if entry.metadata.get("design_hash") not in (None, design_hash):
             continue  # written for another design of the same name
-        mine.append((header.status == "success", mtime, str(path), path, header))
+        mine.append((entry.status == "success", entry.mtime, str(entry.path), entry.path, entry.header))
     if not mine:
         result.reason = _why(stage) if stage is None or stage.status != "completed" else "completed but no .eval log found"
         return

@@ -4,7 +4,7 @@ Reads: `{group}/experiment.yaml`, `runs_status.yaml` (which fine-tunes completed
 attempt's job id, elapsed time and batch size) and, through `tasks.training.prior_logs.parse_log`, the
 final attempt's torchtune log `{run}/slurm-<job id>.out` with the `epoch_N/` folders and
 `logs/log_*.txt` beside it.
-Writes: `{group}/measured_runs.yaml` (header from `templates/measured_runs.yaml.j2`, body by
+Writes: `{group}/measured_runs.yaml` (header from `templates/state/measured_runs.yaml.j2`, body by
 PyYAML): per completed fine-tune its model, batch size, packing, samples, it/s, peak GPU memory,
 checkpoint GiB per epoch, training and SLURM elapsed time, and the log they come from.
 
@@ -79,7 +79,7 @@ def record_measurements(group_dir: str | Path) -> Path | None:
     if not records:
         return None
     group = Path(group_dir)
-    text = render_template(MEASURED_FILE + ".j2", group=group.name, written=utc_now(), count=len(records),
+    text = render_template("state/measured_runs.yaml.j2", group=group.name, written=utc_now(), count=len(records),
                            body=dump_yaml({"run_group": group.name, "runs": records}))
     return atomic_write_text(group / MEASURED_FILE, text)
 

@@ -2,7 +2,7 @@
 
 Reads: everything `tasks.results.collect` reads (experiment.yaml, runs_status.yaml, `.eval` logs,
 DiskLogger metric files, fine-tune SLURM logs). `summarize(group_dir)` writes nothing.
-Writes (`write_summary`): `{group}/summary.md` (from `templates/summary.md.j2`),
+Writes (`write_summary`): `{group}/summary.md` (from `templates/reports/summary.md.j2`),
 `{group}/plots/loss_curves.png` (training loss per step, one line per run) and
 `{group}/plots/accuracy_by_<factor>.png` (accuracy at the last evaluated epoch per level of each
 factor, `model` included), each atomically. Plots use matplotlib's Agg backend (no display).
@@ -320,7 +320,7 @@ def plot_files(summary: Summary) -> dict[str, Path]:
 
 
 def render_summary(summary: Summary) -> str:
-    return render_template("summary.md.j2", s=summary, plots=plot_files(summary), epoch_label=epoch_label,
+    return render_template("reports/summary.md.j2", s=summary, plots=plot_files(summary), epoch_label=epoch_label,
                            num=_num, samples=samples_text)
 
 

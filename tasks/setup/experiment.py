@@ -106,7 +106,7 @@ def _update_status(plan: Plan, current: RunsStatus | None) -> int:
 def _update_plan_markdown(plan: Plan, files: list[str], cluster: ClusterSettings) -> None:
     path = plan.group_dir / PLAN_MD
     section = render_template(
-        "runs_plan_setup.md.j2", plan=plan, tree=tree(plan.group_dir, files, max_runs=12), cluster=cluster,
+        "reports/runs_plan_setup.md.j2", plan=plan, tree=tree(plan.group_dir, files, max_runs=12), cluster=cluster,
         begin=SETUP_BEGIN, end=SETUP_END,
     )
     text = path.read_text(encoding="utf-8") if path.exists() else ""

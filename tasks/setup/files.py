@@ -6,18 +6,20 @@ Writes: nothing; returns {relative path: GeneratedFile}. `tasks/materialize.py` 
 
 from __future__ import annotations
 
-import ast
 import sys
 from pathlib import Path
 
 from pydantic import BaseModel
 
+from tasks.backends import JobSpec, job_directives
 from tasks.core.files import dump_yaml
 from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
 from tasks.model.cluster import ClusterSettings
 from tasks.model.design import design_type
+from tasks.evaluation.inspect_tasks import task_args, task_reference
 from tasks.model.factors import factor_levels
+from tasks.model.layout import GroupLayout, eval_job_name, eval_script_name
 from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.status import FinetuneOverrides
 from tasks.training.config import recipe_for
@@ -49,71 +51,44 @@ def _dump(data: object) -> str:
     return dump_yaml(data)  # libyaml's emitter when present (5x faster than PyYAML's; same text)
 
 
-def inspect_task_functions(script: Path) -> list[str]:
-    """Names of the `@task`-decorated functions in an inspect-ai task file (by reading it)."""
-    try:
-        tree = ast.parse(script.read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, UnicodeDecodeError):
-        return []
-    found = []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            for deco in node.decorator_list:
-                target = deco.func if isinstance(deco, ast.Call) else deco
-                name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
-                if name == "task":
-                    found.append(node.name)
-    return found
-
-
-def task_reference(script: Path, function: str | None) -> str:
-    """`script@function` for `inspect eval`: it only resolves an absolute path with the @ form."""
-    if function is None:
-        found = inspect_task_functions(script)
-        function = found[0] if len(found) == 1 else None
-    return f"{script}@{function}" if function else str(script)
-
-
-def eval_script_name(job: EvalJob) -> str:
-    if job.epoch is None:
-        return "eval.slurm"
-    return f"eval_epoch_{job.epoch}.slurm"
-
-
-def eval_job_name(job: EvalJob) -> str:
-    """SLURM job name of an evaluation: `{run}__{task}[_epoch_N]` (unique within the group)."""
-    return f"{job.run}__{job.key}"
+def job_spec(cluster: ClusterSettings, name: str, time_limit: str, mem: str, gpus: int) -> JobSpec:
+    """What a job asks the scheduler for: the cluster settings' site options, this job's size."""
+    return JobSpec(
+        name=name, time_limit=time_limit, mem=mem, cpus=cluster.cpus_per_task, gpus=gpus, account=cluster.account,
+        partition=cluster.partition, constraint=cluster.constraint, qos=cluster.qos, extra=list(cluster.extra_sbatch),
+    )
 
 
 def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
     files: dict[str, GeneratedFile] = {}
-    run_dir = plan.group_dir / run.name
+    layout = GroupLayout(plan.group_dir)
+    run_dir = layout.run_dir(run.name)
     tasks = {t.name: t for t in plan.design.evaluation.tasks}
     for task_name in sorted({job.task for job in run.evaluations}, key=list(tasks).index):
         task = tasks[task_name]
-        eval_dir = run_dir / "evaluations" / task.name
-        dataset = task.dataset or run.params.dataset.path
-        args = {"system_prompt": run.params.system_prompt, "dataset": str(dataset)}
+        eval_dir = layout.eval_dir(run.name, task.name)
+        args = task_args(run, task)
         files[f"{run.name}/evaluations/{task.name}/task_args.yaml"] = GeneratedFile(
-            content=render_template("task_args.yaml.j2", task=task, body=_dump(args))
+            content=render_template("inspect/task_args.yaml.j2", task=task, body=_dump(args))
         )
         task_ref = task_reference(task.script, task.task_function)
         for job in (j for j in run.evaluations if j.task == task.name):
             base = run.is_control
-            model_path = run.model_dir if base else run_dir / f"epoch_{job.epoch}"
+            model_path = run.model_dir if base else layout.epoch_dir(run.name, str(job.epoch))
             label = f"hf/{run.name}" if base else f"hf/{run.name}_epoch_{job.epoch}"
             name = eval_script_name(job)
             files[f"{run.name}/evaluations/{task.name}/{name}"] = GeneratedFile(
                 executable=True,
                 content=render_template(
-                    "eval.slurm.j2",
+                    "jobs/eval.slurm.j2",
                     plan=plan,
                     job=job,
                     task=task,
                     base=base,
                     cluster=cluster,
                     script_name=name,
-                    job_name=eval_job_name(job),
+                    directives=job_directives(job_spec(cluster, eval_job_name(job), cluster.eval_time_limit,
+                                                       cluster.eval_mem, 1 if cluster.device == "cuda" else 0)),
                     eval_dir=str(eval_dir),
                     run_dir=str(run_dir),
                     model_path=str(model_path),
@@ -135,7 +110,7 @@ def finetune_files(
     plan: Plan, run: Run, cluster: ClusterSettings, overrides: FinetuneOverrides | None = None
 ) -> dict[str, GeneratedFile]:
     """setup_finetune.yaml, finetune.yaml and finetune.slurm of one run, with a retry's overrides."""
-    run_dir = plan.group_dir / run.name
+    run_dir = GroupLayout(plan.group_dir).run_dir(run.name)
     run = apply_overrides(run, overrides)
     gpus = plan.design.gpu.count if cluster.device == "cuda" else 0
     setup = {
@@ -151,7 +126,7 @@ def finetune_files(
     }
     return {
         f"{run.name}/setup_finetune.yaml": GeneratedFile(
-            content=render_template("setup_finetune.yaml.j2", run=run, plan=plan, body=_dump(setup))
+            content=render_template("torchtune/setup_finetune.yaml.j2", run=run, plan=plan, body=_dump(setup))
         ),
         f"{run.name}/finetune.yaml": GeneratedFile(
             content=render_finetune_with_overrides(run, run_dir, cluster.device, plan, overrides)
@@ -159,14 +134,14 @@ def finetune_files(
         f"{run.name}/finetune.slurm": GeneratedFile(
             executable=True,
             content=render_template(
-                "finetune.slurm.j2",
+                "jobs/finetune.slurm.j2",
                 plan=plan,
                 run=run,
                 cluster=cluster,
+                directives=job_directives(job_spec(cluster, run.name, cluster.time_limit, cluster.mem, gpus)),
                 gpus=gpus,
                 distributed=gpus > 1,
                 recipe=recipe_for(plan.design.gpu.count, run.params.validation, device=cluster.device),
-                time_limit=cluster.time_limit,
                 run_dir=str(run_dir),
                 sweepflow_home=str(SWEEPFLOW_HOME),
                 python_bin=str(python_bin()),
@@ -190,10 +165,10 @@ def experiment_files(
     levels = {name: [label for label, _ in factor_levels(name, raw)] for name, raw in plan.design.factors.items()}
     files["README.md"] = GeneratedFile(
         content=render_template(
-            "experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design), factor_levels=levels
+            "reports/experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design), factor_levels=levels
         )
     )
     files["submit_all.sh"] = GeneratedFile(
-        executable=True, content=render_template("submit_all.sh.j2", plan=plan, runs=plan.finetune_runs)
+        executable=True, content=render_template("slurm/submit_all.sh.j2", plan=plan, runs=plan.finetune_runs)
     )
     return files

@@ -1,6 +1,6 @@
 """torchtune specifics of a fine-tune: which recipe, the `finetune.yaml` config, its validation.
 
-Reads: `templates/finetune.yaml.j2`, the model registry, a `Run` (and optionally its `Plan`);
+Reads: `templates/torchtune/finetune.yaml.j2`, the model registry, a `Run` (and optionally its `Plan`);
 `validate_config` reads a rendered config file (and imports the `_component_`s it names).
 Writes: nothing (callers write the rendered text).
 
@@ -29,7 +29,7 @@ from tasks.model.plan import Plan, Run
 from tasks.training.registry import ModelSpec, lookup
 
 RECIPES_PACKAGE = "sweepflow_recipes"
-TEMPLATE = "finetune.yaml.j2"
+TEMPLATE = "torchtune/finetune.yaml.j2"
 CONFIG_FILE = "finetune.yaml"
 LOG_DIR = "logs"
 TINY_MODEL_PARAMS_B = 0.01  # models below this size train on CPU unless a device is given

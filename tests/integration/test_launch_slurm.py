@@ -404,7 +404,7 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
 
 KILLED_SUBMIT = """
 import sys
-from tasks.execution.backends.slurm import SlurmBackend
+from tasks.backends.slurm import SlurmBackend
 from tasks.model.cluster import cluster_settings
 from tasks.model.plan_file import load_plan
 from tasks.execution.submit import submit_pending
@@ -418,7 +418,7 @@ print("finished without being killed", flush=True)
 @pytest.mark.parametrize("accounting", [True, False], ids=["sacct", "no-sacct"])
 def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool, request: pytest.FixtureRequest,
                                                                tmp_path: Path) -> None:
-    from tasks.execution.backends.slurm import SlurmBackend
+    from tasks.backends.slurm import SlurmBackend
     from tasks.execution.submit import submit_pending
     from tasks.model.cluster import cluster_settings
     from tasks.model.plan_file import load_plan
@@ -549,7 +549,7 @@ def test_cancel_runs_flow_then_rerun_on_the_real_cluster(slurm_cluster_nodb: Any
 
     from flows.cancel_runs import cancel_runs
     from flows.launch_runs import launch_runs
-    from tasks.execution.backends.slurm import SlurmBackend
+    from tasks.backends.slurm import SlurmBackend
     from tasks.execution.submit import submit_pending
     from tasks.model.cluster import cluster_settings
     from tasks.model.plan_file import load_plan

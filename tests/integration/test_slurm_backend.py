@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from tasks.execution.backends.base import JobInfo, SubmitError
-from tasks.execution.backends.outcomes import classify_failure, read_log_tail
-from tasks.execution.backends.slurm import SlurmBackend
+from tasks.backends.base import JobInfo, SubmitError
+from tasks.backends import classify_failure
+from tasks.core.files import read_log_tail
+from tasks.backends.slurm import SlurmBackend
 
 pytestmark = pytest.mark.slurm
 DONE = {"completed", "failed", "cancelled"}
@@ -50,7 +51,7 @@ def run_scenario(cluster: Any, job_dir: Path) -> tuple[SlurmBackend, dict[str, s
         "bad": backend.submit(script(job_dir, names["bad"], "echo about to fail; exit 3"), job_dir),
     }
     ids["child"] = backend.submit(script(job_dir, names["child"], "echo never"), job_dir, after_ok=[ids["bad"]])
-    ids["long"] = backend.submit(script(job_dir, names["long"], "sleep 300"), job_dir, extra_args=["--time=3"])
+    ids["long"] = backend.submit(script(job_dir, names["long"], "sleep 300"), job_dir, sbatch_args=["--time=3"])
     assert all(i.isdigit() for i in ids.values())
     cluster.wait_state(ids["long"], {"RUNNING"})
     backend.cancel([ids["long"]])
@@ -97,7 +98,7 @@ def test_query_with_accounting_is_one_sacct_call(slurm_cluster_db: Any, job_dir:
 
 def test_just_submitted_job_is_found_through_squeue(slurm_cluster_db: Any, job_dir: Path) -> None:
     backend = SlurmBackend(env=slurm_cluster_db.env)
-    held = backend.submit(script(job_dir, f"sb_held_{uuid.uuid4().hex[:6]}", "true"), job_dir, extra_args=["--hold"])
+    held = backend.submit(script(job_dir, f"sb_held_{uuid.uuid4().hex[:6]}", "true"), job_dir, sbatch_args=["--hold"])
     try:
         found = backend.query([held])  # sacct may not know it yet: squeue fills the gap
         assert found[held].status == "pending" and found[held].raw_state == "PENDING"
@@ -139,10 +140,10 @@ def test_submit_errors_are_classified(slurm_cluster_nodb: Any, job_dir: Path) ->
     backend = SlurmBackend(env=slurm_cluster_nodb.env)
     ok = script(job_dir, "sb_err", "true")
     with pytest.raises(SubmitError, match="Requested node configuration is not available") as impossible:
-        backend.submit(ok, job_dir, extra_args=["--gres=gpu:8"])
+        backend.submit(ok, job_dir, sbatch_args=["--gres=gpu:8"])
     assert impossible.value.transient is False
     with pytest.raises(SubmitError, match="Invalid partition name") as partition:
-        backend.submit(ok, job_dir, extra_args=["--partition=nope"])
+        backend.submit(ok, job_dir, sbatch_args=["--partition=nope"])
     assert partition.value.transient is False
     with pytest.raises(SubmitError, match="does not exist"):
         backend.submit(ok, job_dir / "missing")

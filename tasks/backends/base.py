@@ -1,7 +1,9 @@
-"""The interface every job backend implements, and the job facts it reports.
+"""The interface every job backend implements, the neutral job spec it renders, the facts it reports.
 
-Reads/writes: nothing. `tasks/backends/slurm.py` talks to SLURM; `tasks/backends/local.py`
-runs the same generated scripts as subprocesses on a machine without SLURM.
+Reads/writes: nothing. `tasks/backends/slurm/` talks to SLURM; `tasks/backends/local.py`
+runs the same generated scripts as subprocesses on a machine without SLURM. Nothing outside a
+backend speaks its scheduler's vocabulary: setup describes a job with a `JobSpec`, a retry
+with `JobOverrides`, and the backend turns them into its own directives and options.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 # sweepflow's view of a job; the raw SLURM state is kept beside it.
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 
-# Why a job ended badly; drives the retry policy (tasks/retry_policy.py).
+# Why a job ended badly; drives the retry policy (tasks/execution/retry_policy.py).
 FailureCause = Literal[
     "oom",  # OUT_OF_MEMORY, or CUDA/torch out-of-memory in the job log
     "timeout",  # TIMEOUT / DEADLINE
@@ -41,6 +43,28 @@ class JobInfo(BaseModel):
     work_dir: str | None = None  # the folder it was submitted from (tells our jobs from others')
 
 
+class JobSpec(BaseModel):
+    """What one job asks the scheduler for; each backend renders it in its own words."""
+
+    name: str
+    time_limit: str  # a duration (tasks.core.durations): 04:00:00, 1-00:00:00, 90 (minutes)
+    mem: str  # e.g. 32G
+    cpus: int
+    gpus: int = 0
+    account: str | None = None
+    partition: str | None = None
+    constraint: str | None = None
+    qos: str | None = None
+    extra: list[str] = Field(default_factory=list)  # the site's own options, passed as they are
+
+
+class JobOverrides(BaseModel):
+    """What a retry changes for its next submission (it wins over the script's own settings)."""
+
+    time_limit: str | None = None
+    exclude_nodes: list[str] = Field(default_factory=list)
+
+
 class SubmitError(Exception):
     """sbatch (or the local runner) refused the job; `transient` errors may be retried."""
 
@@ -50,6 +74,8 @@ class SubmitError(Exception):
 
 
 class Backend(Protocol):
+    """A scheduler: submit, query in one call, find jobs by name, cancel."""
+
     name: str
     calls: int  # status queries made so far (the benchmark counts them)
 
@@ -57,8 +83,8 @@ class Backend(Protocol):
         self,
         script: Path,
         cwd: Path,
-        after_ok: list[str] | None = None,  # --dependency=afterok:a:b --kill-on-invalid-dep=yes
-        extra_args: list[str] | None = None,  # e.g. ["--exclude=node7", "--time=08:00:00"]
+        after_ok: list[str] | None = None,  # start only after these jobs completed; never if one fails
+        overrides: JobOverrides | None = None,
     ) -> str:
         """Submit a generated script from `cwd`; return the job id."""
         ...
@@ -71,4 +97,6 @@ class Backend(Protocol):
         """Jobs (any state still known) whose job name is one of `names` (duplicate guard)."""
         ...
 
-    def cancel(self, job_ids: list[str]) -> None: ...
+    def cancel(self, job_ids: list[str]) -> None:
+        """Cancel these jobs in one call; ids that already ended are not an error."""
+        ...

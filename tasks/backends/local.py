@@ -11,7 +11,7 @@ Reads/writes, all under `state_dir`:
 and each job's log `cwd/slurm-<id>.out` (or the script's `#SBATCH --output`, `%j`/`%x` expanded).
 
 Design (no scheduler daemon, no PID file): every RUNNING job has one watcher process,
-`python -m tasks.execution.backends.local run-job STATE_DIR ID`, started with setsid. The watcher runs
+`python -m tasks.backends.local run-job STATE_DIR ID`, started with setsid. The watcher runs
 the script in its own process group, enforces the time limit (SIGTERM, then SIGKILL after
 `KILL_WAIT_S`: state TIMEOUT, reason TimeLimit, exit 0:15), records the end, and then runs the
 scheduling step `_advance`: start PENDING jobs whose afterok parents all COMPLETED (at most
@@ -20,7 +20,7 @@ DependencyNeverSatisfied, as SLURM with --kill-on-invalid-dep=yes), mark RUNNING
 watcher died as NODE_FAIL. `submit`, `query` and `cancel` run the same step, so the queue
 moves on whether or not anybody polls, and recovers after a crash on the next call.
 
-Time limits: `#SBATCH --time=` (overridden by `--time=` in extra_args) in every SLURM format;
+Time limits: `#SBATCH --time=` (overridden by a retry's `JobOverrides`) in every SLURM format;
 unlike SLURM, `M:SS` seconds are honoured exactly (tests use `--time=0:02`), and the
 environment variable SWEEPFLOW_LOCAL_TIME_SCALE (a float, default 1) multiplies every limit.
 Other sbatch options (--exclude, --gres, --mem, ...) are accepted and ignored.
@@ -44,32 +44,17 @@ from typing import Any
 
 from tasks.core.files import atomic_write_text
 from tasks.core.repo import REPO_ROOT
-from tasks.execution.backends.base import JobInfo, SubmitError
-from tasks.execution.backends.slurm import map_state
+from tasks.backends.base import JobInfo, JobOverrides, SubmitError
+from tasks.backends.slurm.backend import override_args
+from tasks.backends.slurm.script import LOG_PATTERN
+from tasks.backends.slurm.states import FINISHED, base_state, map_state
+from tasks.core.durations import parse_duration
 
 ROOT = REPO_ROOT
 TIME_SCALE_ENV = "SWEEPFLOW_LOCAL_TIME_SCALE"
 KILL_WAIT_S = 5.0
 NODE = "localhost"
-FINAL = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY"}
 _children: list[subprocess.Popen[bytes]] = []  # watchers this process started (reaped in _advance)
-
-
-def parse_time_limit(text: str | None) -> float | None:
-    """Seconds of a SLURM time limit: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; None = no limit."""
-    text = (text or "").strip()
-    if not text or text.upper() in {"UNLIMITED", "INFINITE"}:
-        return None
-    days, _, rest = text.rpartition("-") if "-" in text else ("", "", text)
-    parts = [float(p) for p in rest.split(":")] if rest else []
-    if days:
-        h, m, s = (parts + [0, 0, 0])[:3]
-        return int(days) * 86400 + h * 3600 + m * 60 + s
-    if len(parts) == 1:
-        return parts[0] * 60
-    if len(parts) == 2:
-        return parts[0] * 60 + parts[1]
-    return parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
 _OPTION = re.compile(r"^(--[a-z-]+|-[A-Za-z])(?:=(.*))?$")
@@ -113,7 +98,7 @@ def _alive(pid: int | None) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
     except OSError:
         return False
-    return bool(stat) and stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"tasks.execution.backends.local" in cmdline
+    return bool(stat) and stat.rsplit(")", 1)[-1].split()[0] != "Z" and b"tasks.backends.local" in cmdline
 
 
 def _killpg(pgid: int | None, sig: int) -> None:
@@ -168,10 +153,6 @@ class _Store:
             return 2
 
 
-def _base(state: str) -> str:
-    return state.split(" ", 1)[0]  # "CANCELLED by 0" -> "CANCELLED"
-
-
 def _end(record: dict[str, Any], state: str, reason: str | None, exit_code: str) -> None:
     record.update(state=state, reason=reason, exit_code=exit_code, end_time=time.time())
 
@@ -192,7 +173,7 @@ def _advance(store: _Store) -> None:
             if rec["state"] != "PENDING":
                 continue
             parents = [records.get(p) for p in rec.get("after_ok", [])]
-            if any(p is None or (_base(p["state"]) in FINAL and p["state"] != "COMPLETED") for p in parents):
+            if any(p is None or (base_state(p["state"]) in FINISHED and p["state"] != "COMPLETED") for p in parents):
                 _end(rec, "CANCELLED", "DependencyNeverSatisfied", "0:0")
                 store.write(rec)
                 changed = True
@@ -206,7 +187,7 @@ def _advance(store: _Store) -> None:
             log = open(store.dir / "watch.log", "ab")  # noqa: SIM115 - handed to the child
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
             watcher = subprocess.Popen(
-                [sys.executable, "-m", "tasks.execution.backends.local", "run-job", str(store.dir), rec["job_id"]],
+                [sys.executable, "-m", "tasks.backends.local", "run-job", str(store.dir), rec["job_id"]],
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
             log.close()
@@ -237,7 +218,9 @@ class LocalBackend:
         self.calls = 0
 
     def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None,
-               extra_args: list[str] | None = None) -> str:
+               overrides: JobOverrides | None = None, sbatch_args: list[str] | None = None) -> str:
+        """Queue `script` as sbatch would; `sbatch_args`: raw sbatch options (tests)."""
+        extra_args = [*override_args(overrides), *(sbatch_args or [])]
         cwd = Path(cwd).resolve()
         path = script if Path(script).is_absolute() else cwd / script
         if not cwd.is_dir():
@@ -247,10 +230,9 @@ class LocalBackend:
         except OSError as error:
             raise SubmitError(f"local submit: Unable to open file {path}: {error.strerror}") from None
         options = script_options(text, extra_args)
-        try:
-            limit = parse_time_limit(options.get("--time"))
-        except ValueError:
-            raise SubmitError(f"local submit {script}: invalid time limit {options.get('--time')!r}") from None
+        limit = parse_duration(options.get("--time"))
+        if limit is None and (options.get("--time") or "").strip().upper() not in ("", "UNLIMITED", "INFINITE"):
+            raise SubmitError(f"local submit {script}: invalid time limit {options.get('--time')!r}")
         if limit is not None:
             limit *= float(os.environ.get(TIME_SCALE_ENV) or 1.0)
         name = options.get("--job-name") or Path(path).name
@@ -260,7 +242,7 @@ class LocalBackend:
                     raise SubmitError(f"local submit {script}: Job dependency problem (no job {parent})")
             atomic_write_text(self.store.dir / "config.json", json.dumps({"max_parallel": self.max_parallel}))
             job_id = self.store.next_id()
-            output = options.get("--output") or "slurm-%j.out"
+            output = options.get("--output") or LOG_PATTERN
             output = output.replace("%%", "\0").replace("%j", job_id).replace("%x", name).replace("\0", "%")
             _write_private(self.store.jobs / f"{job_id}.env.json", json.dumps(dict(os.environ)))
             self.store.write({
@@ -390,7 +372,7 @@ def run_job(state_dir: Path, job_id: str) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[0] == "run-job":
         return run_job(Path(argv[1]), argv[2])
-    print("usage: python -m tasks.execution.backends.local run-job STATE_DIR JOB_ID", file=sys.stderr)
+    print("usage: python -m tasks.backends.local run-job STATE_DIR JOB_ID", file=sys.stderr)
     return 2
 
 

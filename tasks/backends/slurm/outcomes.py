@@ -1,6 +1,6 @@
 """Why a job ended badly (`classify_failure`), from its JobInfo and the tail of its log.
 
-Reads: the end of a job's log file (`read_log_tail`). Writes: nothing.
+Reads: nothing (callers pass the end of the job's log, `tasks.core.files.read_log_tail`). Writes: nothing.
 
 Rules, first match wins (the recorded SLURM outputs in tests/fixtures/slurm back each one):
   not failed/cancelled (and not stuck on a dependency)           -> None
@@ -23,37 +23,26 @@ Rules, first match wins (the recorded SLURM outputs in tests/fixtures/slurm back
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from tasks.execution.backends.base import FailureCause, JobInfo
+from tasks.backends.base import FailureCause, JobInfo
+from tasks.backends.slurm.states import NEVER_RUNS, state_of
 
 OOM_IN_LOG = re.compile(
     r"CUDA out of memory|torch\.OutOfMemoryError|torch\.cuda\.OutOfMemoryError|OutOfMemoryError"
     r"|oom-kill|exceeded memory limit|Exceeded job memory limit|out-of-memory handler",
     re.IGNORECASE,
 )
-_TIMEOUT = {"TIMEOUT", "DEADLINE"}
-_NODE = {"NODE_FAIL", "PREEMPTED", "BOOT_FAIL"}
-
-
-def _base(raw_state: str) -> str:
-    return raw_state.strip().split(" ", 1)[0].rstrip("+").upper()
-
 
 def classify_failure(info: JobInfo, log_tail: str = "") -> FailureCause | None:
     """The cause of a failed or cancelled job; None for a job that did not fail."""
-    if info.reason == "DependencyNeverSatisfied":
+    if info.reason == NEVER_RUNS:
         return "dependency"
     if info.status not in {"failed", "cancelled"}:
         return None
-    base = _base(info.raw_state)
-    if base == "OUT_OF_MEMORY":
-        return "oom"
-    if base in _TIMEOUT:
-        return "timeout"
-    if base in _NODE:
-        return "node"
-    if base in {"CANCELLED", "REVOKED"}:
+    state = state_of(info.raw_state)
+    if state.cause is not None:  # OUT_OF_MEMORY, TIMEOUT, NODE_FAIL, ... (the states table)
+        return state.cause
+    if state.status == "cancelled":
         never_ran = info.node is None and not info.elapsed_s
         if " by " not in info.raw_state and info.reason in (None, "Dependency") and never_ran:
             return "dependency"
@@ -64,23 +53,3 @@ def classify_failure(info: JobInfo, log_tail: str = "") -> FailureCause | None:
     if (info.reason == "JobLaunchFailure" or signal_53) and not (log_tail or "").strip():
         return "launch"
     return "error"
-
-
-def read_log_tail(path: str | Path, n_bytes: int = 65536) -> str:
-    """The last `n_bytes` of a log as text ("" when it does not exist or cannot be read).
-
-    A cut in the middle of a line drops that partial first line; bad UTF-8 is replaced.
-    """
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            start = max(0, size - n_bytes)
-            handle.seek(start)
-            data = handle.read()
-    except OSError:
-        return ""
-    if start > 0:
-        newline = data.find(b"\n")
-        data = data[newline + 1 :] if newline >= 0 else data
-    return data.decode("utf-8", errors="replace")

@@ -16,10 +16,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks.execution.backends.base import Backend
-from tasks.execution.backends.local import LocalBackend
-from tasks.execution.backends.slurm import SlurmBackend
+from tasks.backends.base import Backend
+from tasks.backends.local import LocalBackend
+from tasks.backends.slurm import SlurmBackend
 from tasks.model.cluster import ClusterSettings
+from tasks.model.group import RunGroup
 
 
 def select_backend(cluster: ClusterSettings, state_dir: Path, path: str | None = None) -> Backend:
@@ -44,3 +45,8 @@ def _controller_up(path: str | None) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0 and "UP" in done.stdout
+
+
+def backend_for(group: RunGroup) -> Backend:
+    """The backend a run group's cluster settings select (the local one keeps its jobs in the group)."""
+    return select_backend(group.cluster, group.layout.local_jobs)

@@ -1,0 +1,59 @@
+"""inspect-ai's `.eval` logs of one evaluation folder, read header only.
+
+Reads: `{run}/evaluations/{task}/logs/*.eval` (inspect's header: status, results, and the
+metadata `run`, `epoch`, `design_hash` that sweepflow's evaluation scripts pass). Writes nothing.
+The sync (did the job succeed?) and the results (what did it score?) both read logs here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.model.plan import EpochRef
+
+
+@dataclass(frozen=True)
+class EvalLogEntry:
+    """One `.eval` file: its status ("success", "error", ... or "unreadable (<why>)") and header."""
+
+    path: Path
+    mtime: float
+    status: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    header: Any = None  # inspect_ai.log.EvalLog (header only); None when the file is unreadable
+
+    def is_for(self, run: str, epoch: EpochRef) -> bool:
+        """Written by the evaluation of this run and epoch (the scripts' metadata says)."""
+        return str(self.metadata.get("run")) == run and str(self.metadata.get("epoch")) == epoch_label(epoch)
+
+
+def epoch_label(epoch: EpochRef) -> str:
+    """How evaluation metadata names an epoch: `0`, `1`, `best`, or `base` for a base model."""
+    return "base" if epoch is None else str(epoch)
+
+
+def read_log_headers(folder: Path) -> list[EvalLogEntry]:
+    """Every `.eval` log in `folder`, sorted by name; a half-written or foreign file is kept as unreadable."""
+    if not folder.is_dir():
+        return []
+    from inspect_ai.log import read_eval_log  # slow import: only when there are logs
+
+    found = []
+    for path in sorted(folder.glob("*.eval")):
+        try:
+            mtime = path.stat().st_mtime
+            header = read_eval_log(str(path), header_only=True)
+        except Exception as error:  # inspect raises many kinds on a file it cannot read
+            found.append(EvalLogEntry(path, _mtime(path), f"unreadable ({type(error).__name__})"))
+            continue
+        found.append(EvalLogEntry(path, mtime, str(header.status), dict(header.eval.metadata or {}), header))
+    return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
