@@ -9,7 +9,7 @@ times separately:
 - `setup_experiment`, first run (creates every file: finetune.yaml/.slurm, setup_finetune.yaml,
   eval scripts, task_args.yaml, README, submit_all.sh, the manifest, the runs_plan.md section),
 - `setup_experiment` again (nothing changes: every file compared, none rewritten),
-- `setup_experiment(preview=True)` (dry run into a temporary folder).
+- `set_up_group(preview=True)` (dry run into a temporary folder).
 
 `tune validate` is not part of setup and is not run here. No Prefect.
 
@@ -42,7 +42,7 @@ NOW = "2026-01-01T00:00:00+00:00"
 def run_once(root: Path) -> dict[str, float]:
     from tasks.planning.deliver import deliver_plan
     from tasks.planning.planner import build_plan
-    from tasks.setup.experiment import setup_experiment
+    from tasks.setup.experiment import set_up_group
 
     times: dict[str, float] = {}
     design = parse_design(design_1000(root), source="benchmark", base=root)
@@ -53,13 +53,13 @@ def run_once(root: Path) -> dict[str, float]:
     group = deliver_plan(plan, now=NOW)
     times["deliver_plan"] = time.perf_counter() - t
     t = time.perf_counter()
-    report = setup_experiment(group)
+    report = set_up_group(group)
     times["setup (first)"] = time.perf_counter() - t
     t = time.perf_counter()
-    again = setup_experiment(group)
+    again = set_up_group(group)
     times["setup (again)"] = time.perf_counter() - t
     t = time.perf_counter()
-    preview = setup_experiment(group, preview=True)
+    preview = set_up_group(group, preview=True)
     times["setup (dry run)"] = time.perf_counter() - t
     assert again.count("unchanged") == len(again.changes), again.summary()
     shutil.rmtree(preview.preview_dir, ignore_errors=True)

@@ -164,13 +164,13 @@ class StorePhases:
 
 
 def timed_sync(group: Path, backend: InMemoryScheduler, phases: StorePhases | None = None) -> dict[str, float]:
-    from tasks.execution.sync import sync_status
+    from tasks.execution.sync import sync_jobs
 
     calls = backend.calls
     if phases:
         phases.reset()
     t, cpu = time.perf_counter(), time.process_time()
-    report = sync_status(group, backend)
+    report = sync_jobs(group, backend)
     total, total_cpu = time.perf_counter() - t, time.process_time() - cpu
     result = {"sync_s": total, "sync_cpu_s": total_cpu, "persist_s": report.persist_s, "calls": backend.calls - calls,
               "queried": report.queried, "changed": report.changed, "done": report.done,

@@ -1,4 +1,7 @@
-"""Prefect flows: thin orchestration around the plain functions in `tasks/`.
+"""Prefect flows: thin, literate orchestration around the plain functions in `tasks/`.
 
-- `flows.plan_runs.plan_runs` (flow `plan-runs`): design -> verified, estimated, approved plan.
+One module per deployment (see prefect.yaml): plan_runs (`plan-runs`), setup_experiment,
+launch_runs, sync_status, cancel_runs, summarize_experiment, and run_experiment, the parent
+that runs the others in order. `_common` holds what they share (task options, the
+error-returning task wrapper, artifact names, opening a run group and its backend).
 """

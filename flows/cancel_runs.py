@@ -23,29 +23,20 @@ As Python: `from flows.cancel_runs import cancel_runs; cancel_runs(group_dir, ru
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
+from prefect import flow, get_run_logger
+from prefect.states import State
 
-from flows.sync_status import group_backend, publish_status
-from tasks.core.errors import SweepflowError
-from tasks.backends.base import Backend
-from tasks.execution.cancel import CancelReport
-from tasks.execution.cancel import cancel_runs as run_cancel
-from tasks.execution.sync import sync_status as run_sync
+from flows._common import domain_task, fail, open_group, publish_status
+from tasks.core import SweepflowError
+from tasks.execution import CancelReport, cancel_stages, sync_jobs
 
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-@task(name="cancel-jobs", **_TASK_OPTIONS)
-def cancel_jobs_task(group_dir: str, backend: Backend, runs: Optional[list[str]], reason: str) -> CancelReport:
-    return run_cancel(group_dir, backend, runs, reason)
+cancel_jobs_task = domain_task("cancel-jobs", cancel_stages)
 
 
 @flow(name="cancel-runs", persist_result=False, log_prints=True)
-def cancel_runs(group_dir: str, runs: Optional[list[str]] = None, reason: str = "") -> dict[str, Any]:
+def cancel_runs(group_dir: str, runs: Optional[list[str]] = None, reason: str = "") -> Union[dict[str, Any], State]:
     """Cancel the queued and running jobs of a run group, or of some of its runs.
 
     Args:
@@ -58,15 +49,16 @@ def cancel_runs(group_dir: str, runs: Optional[list[str]] = None, reason: str = 
     """
     logger = get_run_logger()
     try:
-        _, backend = group_backend(group_dir)
-        report = cancel_jobs_task(group_dir, backend, runs, reason)
+        group, backend = open_group(group_dir)
+        report: CancelReport | SweepflowError = cancel_jobs_task(group, backend, runs, reason)
     except (SweepflowError, RuntimeError) as error:  # RuntimeError: scancel refused; nothing was marked
-        logger.error(str(error))
-        return Failed(message=str(error))
+        return fail(str(error))
+    if isinstance(report, SweepflowError):
+        return fail(str(report), report)
     logger.info("%s: %s", group_dir, report.summary())
     for stage in report.stages:
         logger.info("cancelled %s", stage)
-    publish_status(group_dir, run_sync(group_dir, backend))
+    publish_status(group, sync_jobs(group, backend))
     return report.model_dump()
 
 

@@ -31,26 +31,25 @@ As Python: `from flows.launch_runs import launch_runs; launch_runs(group_dir)`.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.sync_status import group_backend, publish_status
-from tasks.backends.base import Backend
-from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
-from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS
-from tasks.execution.submit import LaunchReport, retry_failed, retry_run, submit_pending
-from tasks.execution.sync import SyncReport
-from tasks.execution.sync import sync_status as run_sync
-from tasks.model.cluster import ClusterSettings
-from tasks.model.layout import STATUS_FILE
-from tasks.model.plan_file import load_plan
-from tasks.model.status import StatusStore
-
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+from flows._common import TASK_OPTIONS, open_group, publish_status, sync_jobs_task
+from tasks.backends import Backend
+from tasks.execution import (
+    DEFAULT_MAX_ATTEMPTS,
+    LaunchReport,
+    SyncReport,
+    reopen_failed_evaluations,
+    reopen_failed_finetunes,
+    retry_failed,
+    retry_run,
+    submit_pending,
+    sync_jobs,
+)
+from tasks.model import ClusterSettings, RunGroup
 
 
 class FinetuneRetrying(Exception):
@@ -71,11 +70,10 @@ def _retryable(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def _wait_terminal(group_dir: str, run: str, poll_s: float, deadline: float) -> str:
+def _wait_terminal(group: RunGroup, run: str, poll_s: float, deadline: float) -> str:
     """Wait until the flow's sync loop marks this fine-tune finished; return its status."""
-    store = StatusStore(Path(group_dir) / STATUS_FILE)
     while True:
-        stage = store.read().stage(run)
+        stage = group.status.read().stage(run)
         if stage.is_terminal:
             return stage.status
         if time.monotonic() > deadline:
@@ -84,18 +82,19 @@ def _wait_terminal(group_dir: str, run: str, poll_s: float, deadline: float) -> 
 
 
 def make_finetune_task(max_attempts: int) -> Any:
-    @task(name="finetune", retries=max_attempts - 1, retry_delay_seconds=0, retry_condition_fn=_retryable, **_TASK_OPTIONS)
-    def finetune(group_dir: str, run: str, backend: Backend, cluster: ClusterSettings, poll_s: float, deadline: float) -> str:
-        logger = get_run_logger()
-        outcome = _wait_terminal(group_dir, run, poll_s, deadline)
+    """The `finetune-<run>` task: waits for its job, and on a failure retries it by cause."""
+
+    @task(name="finetune", retries=max_attempts - 1, retry_delay_seconds=0, retry_condition_fn=_retryable, **TASK_OPTIONS)
+    def finetune(group: RunGroup, run: str, backend: Backend, cluster: ClusterSettings, poll_s: float, deadline: float) -> str:
+        outcome = _wait_terminal(group, run, poll_s, deadline)
         if outcome == "completed":
-            logger.info("%s: fine-tune completed", run)
+            get_run_logger().info("%s: fine-tune completed", run)
             return outcome
-        stage = StatusStore(Path(group_dir) / STATUS_FILE).read().stage(run)
+        stage = group.status.read().stage(run)
         if outcome == "cancelled":  # by a user (or its job vanished): never retried
             raise FinetuneFailed(f"{run}: cancelled ({stage.reason or stage.slurm_state})")
         if stage.attempts and stage.attempts[-1].remedy is None:
-            decision = retry_run(group_dir, run, backend, cluster, max_attempts)
+            decision = retry_run(group, run, backend, cluster, max_attempts)
             if decision.job_id:
                 raise FinetuneRetrying(
                     f"{run}: {stage.reason or stage.slurm_state}; {decision.remedy.description}; resubmitted as job {decision.job_id}"
@@ -108,14 +107,7 @@ def make_finetune_task(max_attempts: int) -> Any:
     return finetune
 
 
-@task(name="submit-pending", **_TASK_OPTIONS)
-def submit_pending_task(group_dir: str, backend: Backend, cluster: ClusterSettings) -> LaunchReport:
-    return submit_pending(group_dir, backend, cluster)
-
-
-@task(name="sync-jobs", **_TASK_OPTIONS)
-def sync_task(group_dir: str, backend: Backend) -> SyncReport:
-    return run_sync(group_dir, backend)
+submit_pending_task = task(name="submit-pending", **TASK_OPTIONS)(submit_pending)
 
 
 def _log_launch(report: LaunchReport) -> None:
@@ -129,6 +121,38 @@ def _log_launch(report: LaunchReport) -> None:
     for job in report.withdrawn:
         logger.warning("%s/%s was cancelled while job %s was being submitted: that job was cancelled too",
                        job.run, job.stage, job.job_id)
+
+
+def _catch_up(group: RunGroup, backend: Backend, max_attempts: int, rerun_finetunes: bool, rerun_evaluations: bool) -> None:
+    """Before submitting: sync, decide the retries an earlier launch left open, reopen on request."""
+    logger = get_run_logger()
+    sync_jobs(group, backend)
+    for outcome in retry_failed(group, backend, group.cluster, max_attempts):
+        logger.info("%s: %s%s", outcome.run, outcome.remedy.description, f" -> job {outcome.job_id}" if outcome.job_id else "")
+    if rerun_finetunes:
+        logger.info("Fine-tunes to run again: %s", ", ".join(reopen_failed_finetunes(group)) or "none")
+    if rerun_evaluations:
+        logger.info("Evaluations to run again: %s", ", ".join(reopen_failed_evaluations(group)) or "none")
+
+
+def _watch(group: RunGroup, backend: Backend, launch: LaunchReport, futures: list[Any], poll_seconds: float,
+           deadline: float, max_wait_hours: float) -> SyncReport:
+    """Sync once per poll and submit what the queue cap held back, until nothing can move any more."""
+    while True:
+        report = sync_jobs_task(group, backend)
+        publish_status(group, report)
+        if not launch.complete:
+            launch = submit_pending_task(group, backend, group.cluster)
+            _log_launch(launch)
+        finetunes_done = all(f.state.is_final() for f in futures)
+        in_flight = report.counts.get("submitted", 0) + report.counts.get("running", 0)
+        # done, or nothing left that could still move (e.g. evaluations of a fine-tune sbatch refused)
+        if finetunes_done and (report.done >= report.total or (in_flight == 0 and launch.complete)):
+            return report
+        if time.monotonic() > deadline:
+            get_run_logger().warning("Stopped waiting after %.1f h; sync-status keeps runs_status.yaml true", max_wait_hours)
+            return report
+        time.sleep(poll_seconds)
 
 
 @flow(name="launch-runs", persist_result=False, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=64))
@@ -160,52 +184,26 @@ def launch_runs(
         How many stages are in each state at the end.
     """
     logger = get_run_logger()
-    plan = load_plan(group_dir)
-    cluster, backend = group_backend(group_dir)
+    group, backend = open_group(group_dir)
     logger.info("Backend: %s", backend.name)
-
-    run_sync(group_dir, backend)
-    for outcome in retry_failed(group_dir, backend, cluster, max_attempts):
-        logger.info("%s: %s%s", outcome.run, outcome.remedy.description, f" -> job {outcome.job_id}" if outcome.job_id else "")
-    if rerun_failed_finetunes:
-        reopened = reopen_failed_finetunes(group_dir)
-        logger.info("Fine-tunes to run again: %s", ", ".join(reopened) or "none")
-    if rerun_failed_evaluations:
-        reopened = reopen_failed_evaluations(group_dir)
-        logger.info("Evaluations to run again: %s", ", ".join(reopened) or "none")
-    launch = submit_pending_task(group_dir, backend, cluster)
+    _catch_up(group, backend, max_attempts, rerun_failed_finetunes, rerun_failed_evaluations)
+    launch = submit_pending_task(group, backend, group.cluster)
     _log_launch(launch)
     if not wait:
-        report = sync_task(group_dir, backend)
-        publish_status(group_dir, report)
+        report = sync_jobs_task(group, backend)
+        publish_status(group, report)
         return dict(report.counts)
 
     deadline = time.monotonic() + max_wait_hours * 3600
     finetune = make_finetune_task(max_attempts)
     futures = [
         finetune.with_options(task_run_name=f"finetune-{run.name}").submit(
-            group_dir, run.name, backend, cluster, min(poll_seconds, 5.0), deadline
+            group, run.name, backend, group.cluster, min(poll_seconds, 5.0), deadline
         )
-        for run in plan.finetune_runs
+        for run in group.plan.finetune_runs
     ]
-    while True:
-        report = sync_task(group_dir, backend)
-        publish_status(group_dir, report)
-        if not launch.complete:
-            launch = submit_pending_task(group_dir, backend, cluster)
-            _log_launch(launch)
-        finetunes_done = all(f.state.is_final() for f in futures)
-        in_flight = report.counts.get("submitted", 0) + report.counts.get("running", 0)
-        # done, or nothing left that could still move (e.g. evaluations of a fine-tune sbatch refused)
-        if finetunes_done and (report.done >= report.total or (in_flight == 0 and launch.complete)):
-            break
-        if time.monotonic() > deadline:
-            logger.warning("Stopped waiting after %.1f h; sync-status keeps runs_status.yaml true", max_wait_hours)
-            break
-        time.sleep(poll_seconds)
-
-    failed = [f for f in futures if f.state.is_failed()]
-    for future in failed:
+    report = _watch(group, backend, launch, futures, poll_seconds, deadline, max_wait_hours)
+    for future in (f for f in futures if f.state.is_failed()):
         logger.error(str(future.state.message or future.state.name))
     logger.info("Done: " + ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())))
     return dict(report.counts)

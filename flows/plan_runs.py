@@ -57,31 +57,27 @@ prints the run group folder (exit 0), or the design problems on stderr (exit 2).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import pydantic
-import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run as current_flow_run
-from prefect.states import Cancelled, Failed
+from prefect.states import Cancelled, State
 from pydantic import Field
 
 from blocks.resolve import resolve_site
-from tasks.core.errors import DesignError, Problem, SweepflowError
-from tasks.model.design import ExperimentDesign, load_design, parse_design
-from tasks.model.plan import Plan
-from tasks.planning.planner import build_plan
+from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
+from tasks.core import SweepflowError
+from tasks.model import Plan, read_design
+from tasks.planning import build_plan, deliver_plan, render_plan_markdown
 
 
 def approval_timeout_s() -> int:
@@ -94,11 +90,6 @@ def approval_poll_s() -> int:
     return max(1, int(os.environ.get("SWEEPFLOW_APPROVAL_POLL_S", "2")))
 
 
-# Planning tasks pass large in-memory objects (a Plan of 1,000 runs) between each other:
-# nothing is cached or persisted, so no input hashing and no result files.
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
 class PlanApproval(RunInput):
     """The form shown in the Prefect UI while a plan waits for approval."""
 
@@ -106,90 +97,23 @@ class PlanApproval(RunInput):
     comment: str = Field("", description="A note for the logs; say why when rejecting")
 
 
-class _DesignErrorsOnce(logging.Filter):
-    """Keep a design problem to one log message.
-
-    When a deployed flow run fails, Prefect's runner logs the flow's exception again with a
-    traceback ("Engine execution exited with unexpected exception"). For a SweepflowError
-    the flow has already logged the whole message, so that repeat is dropped.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        return not isinstance(error, SweepflowError)
-
-
-_FILTER = _DesignErrorsOnce()
-logging.getLogger("prefect.flow_runs").addFilter(_FILTER)
-
-
 # ---------------------------------------------------------------------------------------
-# Task wrappers. Each returns its value, or the SweepflowError it met: the flow logs that
-# as one message (a raised error would be logged by Prefect with a traceback).
+# Steps: each returns its value, or the SweepflowError it met (the flow logs that once).
 
 
-def read_design(design: Union[str, dict, Path]) -> ExperimentDesign:
-    """A file path, YAML text, or a mapping -> a validated design (relative paths resolved)."""
-    if isinstance(design, dict):
-        return parse_design(design, source="design parameter", base=Path.cwd())
-    text = str(design)
-    if "\n" in text:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise DesignError([Problem(field="design", message=f"is not valid YAML: {error}", path="design parameter")]) from None
-        return parse_design(data, source="design parameter", base=Path.cwd())
-    return load_design(text)
+def _deliver(plan: Plan) -> Path:
+    return deliver_plan(plan, now=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
-@task(name="load-design", **_TASK_OPTIONS)
-def load_design_task(design: Union[str, dict]) -> Union[ExperimentDesign, SweepflowError]:
-    try:
-        return read_design(design)
-    except SweepflowError as error:
-        return error
-
-
-@task(name="resolve-site", **_TASK_OPTIONS)
-def resolve_site_task(design: ExperimentDesign) -> Union[ExperimentDesign, SweepflowError]:
-    try:
-        return resolve_site(design)
-    except SweepflowError as error:
-        return error
-
-
-@task(name="build-plan", **_TASK_OPTIONS)
-def build_plan_task(design: ExperimentDesign, date: Optional[str]) -> Union[Plan, SweepflowError]:
-    try:
-        return build_plan(design, date=date)
-    except SweepflowError as error:
-        return error
-
-
-@task(name="render-plan", **_TASK_OPTIONS)
-def render_plan_task(plan: Plan) -> str:
-    from tasks.planning.plan_markdown import render_plan_markdown
-
-    return render_plan_markdown(plan)
-
-
-@task(name="deliver-plan", **_TASK_OPTIONS)
-def deliver_plan_task(plan: Plan) -> Union[Path, SweepflowError]:
-    from tasks.planning.deliver import deliver_plan
-
-    try:
-        return deliver_plan(plan, now=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    except SweepflowError as error:
-        return error
+load_design_task = domain_task("load-design", read_design)
+resolve_site_task = domain_task("resolve-site", resolve_site)
+build_plan_task = domain_task("build-plan", build_plan)
+render_plan_task = task(name="render-plan", **TASK_OPTIONS)(render_plan_markdown)
+deliver_plan_task = domain_task("deliver-plan", _deliver)
 
 
 # ---------------------------------------------------------------------------------------
 # Presentation
-
-
-def artifact_slug(run_group: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    return re.sub(r"[^a-z0-9]+", "-", run_group.lower()).strip("-") or "plan"
 
 
 def runs_table(plan: Plan) -> list[dict[str, Any]]:
@@ -217,6 +141,7 @@ def runs_table(plan: Plan) -> list[dict[str, Any]]:
 
 
 def plan_summary(plan: Plan) -> str:
+    """One line: runs, evaluation jobs, GPU-hours and disk of the plan."""
     finetunes, controls = len(plan.finetune_runs), len(plan.control_runs)
     return (
         f"{plan.run_group}: {len(plan.runs)} runs ({finetunes} fine-tuned, {controls} control), "
@@ -260,11 +185,6 @@ def _ui_link() -> str:
         return ""
 
 
-def _fail(message: str, error: Optional[BaseException] = None):
-    get_run_logger().error(message)
-    return Failed(message=message, data=error) if error is not None else Failed(message=message)
-
-
 # ---------------------------------------------------------------------------------------
 # The flow
 
@@ -275,7 +195,7 @@ def plan_runs(
     auto_approve: bool = False,
     date: Optional[str] = None,
     continue_to_setup: bool = False,
-) -> str:
+) -> Union[str, State]:
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
     Args:
@@ -293,13 +213,13 @@ def plan_runs(
 
     loaded = load_design_task(design)
     if isinstance(loaded, SweepflowError):
-        return _fail(str(loaded), loaded)
+        return fail(str(loaded), loaded)
     resolved = resolve_site_task(loaded)
     if isinstance(resolved, SweepflowError):
-        return _fail(str(resolved), resolved)
-    plan = build_plan_task(resolved, date)
+        return fail(str(resolved), resolved)
+    plan = build_plan_task(resolved, date=date)
     if isinstance(plan, SweepflowError):
-        return _fail(str(plan), plan)
+        return fail(str(plan), plan)
     markdown = render_plan_task(plan)
     logger.info("Planned %s", plan_summary(plan))
 
@@ -317,7 +237,7 @@ def plan_runs(
                 poll_interval=approval_poll_s(),
             )
         except FlowPauseTimeout:
-            return _fail(f"No approval within {approval_timeout_s()} s; nothing was written. Start the run again to re-plan.")
+            return fail(f"No approval within {approval_timeout_s()} s; nothing was written. Start the run again to re-plan.")
         comment = (answer.comment or "").strip()
         if not answer.approve:
             message = f"Plan rejected: {comment or 'no comment given'}. Nothing was written."
@@ -327,7 +247,7 @@ def plan_runs(
 
     delivered = deliver_plan_task(plan)
     if isinstance(delivered, SweepflowError):
-        return _fail(str(delivered), delivered)
+        return fail(str(delivered), delivered)
     group_dir = Path(delivered)
     logger.info("Wrote the plan to %s", group_dir)
 
@@ -336,24 +256,14 @@ def plan_runs(
     return str(group_dir)
 
 
-def _continue_to_setup(group_dir: Path):
-    """Run setup-experiment on the delivered group, as a subflow, when that flow exists."""
-    logger = get_run_logger()
-    try:
-        from flows.setup_experiment import setup_experiment
-    except ModuleNotFoundError as error:
-        if error.name != "flows.setup_experiment":
-            raise
-        logger.info(
-            "continue_to_setup: the setup-experiment flow is not available; "
-            "the plan in %s is complete and can be set up later",
-            group_dir,
-        )
-        return str(group_dir)
-    logger.info("Continuing with setup-experiment for %s", group_dir)
+def _continue_to_setup(group_dir: Path) -> Union[str, State]:
+    """Run setup-experiment on the delivered group, as a subflow."""
+    from flows.setup_experiment import setup_experiment  # the stage after this one; it imports nothing back
+
+    get_run_logger().info("Continuing with setup-experiment for %s", group_dir)
     state = setup_experiment(str(group_dir), return_state=True)
     if not state.is_completed():
-        return _fail(f"The plan was written to {group_dir}, but setup-experiment ended {state.name}: {state.message}")
+        return fail(f"The plan was written to {group_dir}, but setup-experiment ended {state.name}: {state.message}")
     return str(group_dir)
 
 
@@ -362,8 +272,6 @@ def _continue_to_setup(group_dir: Path):
 
 
 def _dry_run(design_arg: str, date: Optional[str]) -> int:
-    from tasks.planning.plan_markdown import render_plan_markdown
-
     plan = build_plan(resolve_site(read_design(design_arg)), date=date)
     print(render_plan_markdown(plan))
     print(f"\n(dry run) {plan_summary(plan)}; would write to {plan.group_dir}", file=sys.stderr)

@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from prefect import flow, get_run_logger
-from prefect.states import Failed
+from prefect.states import Failed, State
 
 from blocks.resolve import resolve_site
 from flows.launch_runs import launch_runs
-from flows.plan_runs import plan_runs, read_design
+from flows.plan_runs import plan_runs
 from flows.setup_experiment import setup_experiment
-from tasks.core.errors import SweepflowError
-from tasks.planning.planner import design_hash, existing_group_date
+from flows.summarize_experiment import summarize_experiment
+from tasks.core import SweepflowError
+from tasks.model import read_design
+from tasks.planning import design_hash, existing_group_date
 
 
 def _resume_date(design: Union[str, dict[str, Any]]) -> Optional[str]:
@@ -61,7 +63,7 @@ def run_experiment(
     max_attempts: int = 3,
     poll_seconds: float = 10.0,
     summarize: bool = True,
-) -> str:
+) -> Union[str, State]:
     """Plan, set up, launch, watch and summarize an experiment; safe to run again.
 
     Args:
@@ -97,13 +99,8 @@ def run_experiment(
         return counts
     logger.info("Stages: %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if summarize:
-        try:
-            from flows.summarize_experiment import summarize_experiment
-        except ImportError:
-            logger.warning("summarize-experiment is not available in this version")
-        else:
-            summary = _stage("summarize-experiment", summarize_experiment(group_dir, return_state=True))
-            if not isinstance(summary, str):
-                return summary
-            logger.info("Summary: %s", summary)
+        summary = _stage("summarize-experiment", summarize_experiment(group_dir, return_state=True))
+        if not isinstance(summary, str):
+            return summary
+        logger.info("Summary: %s", summary)
     return str(Path(group_dir))

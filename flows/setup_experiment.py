@@ -30,50 +30,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, Union
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
+from prefect.states import State
 
-from flows.plan_runs import artifact_slug
-from tasks.core.errors import SweepflowError
-from tasks.setup.experiment import (
-    RenderedSetup,
-    SetupReport,
-    render_setup,
-    tree,
-    validate_rendered_configs,
-    write_setup,
-)
+from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
+from tasks.core import SweepflowError
+from tasks.setup import SetupReport, render_setup, tree, validate_rendered_configs, write_setup
 
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-@task(name="render-files", **_TASK_OPTIONS)
-def render_files_task(group_dir: str) -> RenderedSetup | SweepflowError:
-    try:
-        return render_setup(group_dir)
-    except SweepflowError as error:
-        return error
-
-
-@task(name="validate-configs", **_TASK_OPTIONS)
-def validate_configs_task(rendered: RenderedSetup) -> list[str]:
-    """`tune validate` on every rendered finetune.yaml; returns the failures."""
-    return validate_rendered_configs(rendered)
-
-
-@task(name="write-files", **_TASK_OPTIONS)
-def write_files_task(rendered: RenderedSetup, overwrite_edits: bool, dry_run: bool) -> SetupReport | SweepflowError:
-    try:
-        return write_setup(rendered, overwrite_edits=overwrite_edits, preview=dry_run)
-    except SweepflowError as error:
-        return error
+render_files_task = domain_task("render-files", render_setup)
+validate_configs_task = task(name="validate-configs", **TASK_OPTIONS)(validate_rendered_configs)
+write_files_task = domain_task("write-files", write_setup)
 
 
 def report_markdown(report: SetupReport) -> str:
+    """The setup artifact: what was written, the edits kept, the tree."""
     lines = [f"# Setup of `{report.group_dir.name}`", "", report.summary(), ""]
     edits = [c for c in report.changes if c.action in ("kept-edit", "overwrite-edit")]
     if edits:
@@ -93,7 +66,7 @@ def setup_experiment(
     overwrite_edits: bool = False,
     dry_run: bool = False,
     validate: bool = True,
-) -> str:
+) -> Union[str, State]:
     """Create run folders, torchtune configs and SLURM scripts for a planned run group.
 
     Args:
@@ -108,19 +81,15 @@ def setup_experiment(
     logger = get_run_logger()
     rendered = render_files_task(group_dir)
     if isinstance(rendered, SweepflowError):
-        logger.error(str(rendered))
-        return Failed(message=str(rendered))
+        return fail(str(rendered), rendered)
     if validate:
         failures = validate_configs_task(rendered)
         if failures:
-            message = "Generated torchtune configs do not validate:\n  - " + "\n  - ".join(failures)
-            logger.error(message)
-            return Failed(message=message)
+            return fail("Generated torchtune configs do not validate:\n  - " + "\n  - ".join(failures))
         logger.info("Every generated finetune.yaml passes tune validate")
-    report = write_files_task(rendered, overwrite_edits, dry_run)
+    report = write_files_task(rendered, overwrite_edits=overwrite_edits, preview=dry_run)
     if isinstance(report, SweepflowError):
-        logger.error(str(report))
-        return Failed(message=str(report))
+        return fail(str(report), report)
     logger.info(report.summary())
     for change in report.changes:
         if change.action == "kept-edit":

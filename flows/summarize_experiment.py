@@ -33,37 +33,20 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, Union
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
+from prefect.states import State
 
-from flows.plan_runs import artifact_slug
-from tasks.core.errors import SweepflowError
-from tasks.results.measured import record_measurements
-from tasks.results.summarize import Summary, render_summary, summarize, write_summary
+from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
+from tasks.core import SweepflowError
+from tasks.model import RunGroup
+from tasks.results import Summary, record_measurements, render_summary, summarize, write_summary
 
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-@task(name="summarize", **_TASK_OPTIONS)
-def summarize_task(group_dir: str) -> Summary | SweepflowError:
-    try:
-        return summarize(group_dir)
-    except SweepflowError as error:
-        return error
-
-
-@task(name="record-measurements", **_TASK_OPTIONS)
-def record_measurements_task(group_dir: str) -> Optional[Path]:
-    return record_measurements(group_dir)
-
-
-@task(name="write-summary", **_TASK_OPTIONS)
-def write_summary_task(group_dir: str, summary: Summary) -> list[Path]:
-    return write_summary(group_dir, summary)
+summarize_task = domain_task("summarize", summarize)
+record_measurements_task = task(name="record-measurements", **TASK_OPTIONS)(record_measurements)
+write_summary_task = task(name="write-summary", **TASK_OPTIONS)(write_summary)
 
 
 def publish_summary(summary: Summary) -> None:
@@ -81,7 +64,7 @@ def publish_summary(summary: Summary) -> None:
 
 
 @flow(name="summarize-experiment", persist_result=False, log_prints=True)
-def summarize_experiment(group_dir: str) -> str:
+def summarize_experiment(group_dir: str) -> Union[str, State]:
     """Write summary.md, plots and measured_runs.yaml for a run group and publish them as artifacts.
 
     Args:
@@ -91,12 +74,12 @@ def summarize_experiment(group_dir: str) -> str:
         The path of summary.md.
     """
     logger = get_run_logger()
-    summary = summarize_task(group_dir)
+    group = RunGroup(Path(group_dir))
+    summary: Summary | SweepflowError = summarize_task(group)
     if isinstance(summary, SweepflowError):
-        logger.error(str(summary))
-        return Failed(message=str(summary))  # type: ignore[return-value]
-    measured = record_measurements_task(group_dir)
-    files = write_summary_task(group_dir, summary)
+        return fail(str(summary), summary)
+    measured = record_measurements_task(group)
+    files = write_summary_task(group, summary)
     publish_summary(summary)
     scored = sum(1 for r in summary.results if r.accuracy is not None)
     logger.info("%s: %d of %d evaluations scored; %.3f GPU-hours used (%.3f on failed attempts)",

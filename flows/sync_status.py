@@ -25,61 +25,26 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional, Union
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
+from prefect import flow, get_run_logger
+from prefect.states import State
 
-from flows.plan_runs import artifact_slug
-from tasks.core.errors import SweepflowError
-from tasks.backends.base import Backend
-from tasks.backends.select import select_backend
-from tasks.execution.sync import SyncReport
-from tasks.execution.sync import sync_status as run_sync
-from tasks.model.cluster import ClusterSettings, cluster_settings
-from tasks.model.layout import PLAN_FILE, STATUS_FILE
-from tasks.model.plan_file import load_plan
-from tasks.model.status import StatusStore
-
-_TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
-
-
-def group_backend(group_dir: str | Path) -> tuple[ClusterSettings, Backend]:
-    """The cluster settings recorded in the plan, and the backend they select."""
-    plan = load_plan(group_dir)
-    cluster = cluster_settings(plan.design)
-    return cluster, select_backend(cluster, Path(group_dir) / ".sweepflow" / "local-jobs")
-
-
-@task(name="sync-jobs", **_TASK_OPTIONS)
-def sync_jobs_task(group_dir: str, backend: Backend) -> SyncReport:
-    return run_sync(group_dir, backend)
-
-
-def publish_status(group_dir: str | Path, report: SyncReport) -> None:
-    """Keyed progress + runs table artifacts (the same keys every sync: the UI shows the latest)."""
-    slug = artifact_slug(Path(group_dir).name)
-    create_progress_artifact(
-        progress=round(report.progress, 1), key=f"progress-{slug}",
-        description=f"{report.done} of {report.total} stages finished in {Path(group_dir).name}",
-    )
-    create_table_artifact(
-        table=report.table(), key=f"status-{slug}",
-        description=f"Runs of {Path(group_dir).name}: " + ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())),
-    )
+from flows._common import fail, open_group, publish_status, sync_jobs_task
+from tasks.core import SweepflowError
+from tasks.execution import SyncReport
+from tasks.model import GroupLayout, StatusStore
 
 
 def open_groups(output_dir: str | Path) -> list[Path]:
     """Run groups under `output_dir` that still have unfinished stages."""
     groups = []
-    for status_file in sorted(Path(output_dir).glob(f"*/{STATUS_FILE}")):
-        group = status_file.parent
-        if not (group / PLAN_FILE).exists():
+    for group in sorted(p.parent for p in Path(output_dir).glob("*/" + GroupLayout(Path()).status_file.name)):
+        layout = GroupLayout(group)
+        if not layout.plan_file.exists():
             continue
         try:
-            status = StatusStore(status_file).read()
+            status = StatusStore(layout.status_file).read()
         except SweepflowError:
             continue
         if any(not stage.is_terminal for _, _, stage in status.stages()):
@@ -87,14 +52,14 @@ def open_groups(output_dir: str | Path) -> list[Path]:
     return groups
 
 
-def _sync_one(group_dir: str) -> SyncReport:
+def _sync_one(group_dir: Path) -> SyncReport:
     logger = get_run_logger()
-    _, backend = group_backend(group_dir)
-    report = sync_jobs_task.with_options(task_run_name=f"sync-{Path(group_dir).name}")(group_dir, backend)
-    publish_status(group_dir, report)
+    group, backend = open_group(group_dir)
+    report = sync_jobs_task.with_options(task_run_name=f"sync-{group.name}")(group, backend)
+    publish_status(group, report)
     logger.info(
         "%s: %d/%d stages finished (%s); %d changed; %d scheduler call(s)",
-        Path(group_dir).name, report.done, report.total,
+        group.name, report.done, report.total,
         ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())), report.changed, report.backend_calls,
     )
     for failed in report.newly_failed:
@@ -103,7 +68,7 @@ def _sync_one(group_dir: str) -> SyncReport:
 
 
 @flow(name="sync-status", persist_result=False, log_prints=True)
-def sync_status(group_dir: Optional[str] = None, output_dir: Optional[str] = None) -> dict[str, int]:
+def sync_status(group_dir: Optional[str] = None, output_dir: Optional[str] = None) -> Union[dict[str, int], State]:
     """Bring runs_status.yaml up to date with the scheduler and the files on disk.
 
     Args:
@@ -121,13 +86,11 @@ def sync_status(group_dir: Optional[str] = None, output_dir: Optional[str] = Non
     else:
         root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
         if not root:
-            message = "sync-status needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups"
-            logger.error(message)
-            return Failed(message=message)
+            return fail("sync-status needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups")
         groups = open_groups(root)
         logger.info("%d run group(s) with unfinished stages under %s", len(groups), root)
     totals: dict[str, int] = {}
     for group in groups:
-        for state, count in _sync_one(str(group)).counts.items():
+        for state, count in _sync_one(group).counts.items():
             totals[state] = totals.get(state, 0) + count
     return totals

@@ -1,4 +1,7 @@
-"""sweepflow domain logic: plain typed functions, testable without Prefect.
+"""sweepflow's domain logic as plain typed functions, one package per stage, layered one way.
 
-Flows in `flows/` call these through thin Prefect task wrappers.
+    core -> model -> backends -> training, evaluation -> planning, results -> setup -> execution
+
+A package imports only packages to its left (tests/test_layers.py checks it). Flows in
+`flows/` call each package's public surface (its `__init__`) through thin Prefect tasks.
 """

@@ -25,7 +25,7 @@ from tasks.model.design import parse_design  # noqa: E402
 from tasks.model.status import StatusStore  # noqa: E402
 from tasks.planning.deliver import deliver_plan  # noqa: E402
 from tasks.planning.planner import build_plan  # noqa: E402
-from tasks.setup.experiment import setup_experiment  # noqa: E402
+from tasks.setup.experiment import set_up_group  # noqa: E402
 
 NOW = "2026-01-02T00:00:00+00:00"
 _NAME = re.compile(r"^#SBATCH --job-name=(\S+)", re.MULTILINE)
@@ -103,7 +103,7 @@ def make_group(root: Path, **changes: Any) -> Path:
     data["evaluation"]["epochs"] = "all"
     plan = build_plan(parse_design(data), date=DATE)
     group = deliver_plan(plan, NOW)
-    setup_experiment(group)
+    set_up_group(group)
     return group
 
 

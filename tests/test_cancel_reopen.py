@@ -11,11 +11,12 @@ import pytest
 from fake_scheduler import FakeScheduler, cluster, launched_group, read_status
 
 from tasks.core.errors import SweepflowError
-from tasks.execution.cancel import cancel_runs
+from tasks.execution.cancel import cancel_stages
 from tasks.execution.reopen import reopen_failed_finetunes
-from tasks.execution.retry_policy import attempts_counted, plan_retry
+from tasks.execution.retries import plan_retry
+from tasks.execution.retry_policy import attempts_counted
 from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_status
+from tasks.execution.sync import sync_jobs
 from tasks.model.status import StatusStore
 
 R1, R2 = "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64"
@@ -36,7 +37,7 @@ def test_cancel_everything_one_scancel_and_every_unfinished_stage(launched) -> N
     done = read_status(group).stage(BASE, "cap").job_id
     fake.finish(done, "COMPLETED")
     StatusStore(group / "runs_status.yaml").update(lambda s: s.stage(BASE, "cap").mark("completed"))
-    report = cancel_runs(group, fake, reason="wrong learning rate")
+    report = cancel_stages(group, fake, reason="wrong learning rate")
     status = read_status(group)
     queued = sorted({s.job_id for _, _, s in status.stages() if s.job_id} - {done}, key=int)
     assert sorted(fake.cancelled, key=int) == queued == sorted(report.cancelled_jobs, key=int)
@@ -49,13 +50,13 @@ def test_cancel_everything_one_scancel_and_every_unfinished_stage(launched) -> N
     assert (last.remedy, last.cause, last.slurm_state) == ("not retried: cancelled by the researcher", "cancelled", "CANCELLED by 1000")
     assert last.finished == status.stage(R1).last_updated
     assert submit_pending(group, fake, cluster(), sleep=lambda s: None).submitted == []  # nothing comes back
-    sync_status(group, fake)  # the scheduler's CANCELLED changes nothing more
+    sync_jobs(group, fake)  # the scheduler's CANCELLED changes nothing more
     assert read_status(group).stage(R1).status == "cancelled"
 
 
 def test_cancel_some_runs_only(launched) -> None:
     group, fake = launched
-    report = cancel_runs(group, fake, runs=[R2])
+    report = cancel_stages(group, fake, runs=[R2])
     assert sorted(report.cancelled_jobs) == sorted(_ids(group, R2)) == sorted(fake.cancelled)
     assert {s.split("/")[0] for s in report.stages} == {R2}
     assert read_status(group).stage(R1).status == "submitted"
@@ -68,7 +69,7 @@ def test_cancel_marks_not_yet_submitted_stages_too(tmp_path: Path) -> None:
     group = make_group(tmp_path)
     fake = FakeScheduler()
     submit_pending(group, fake, cluster(max_queued_jobs=3), sleep=lambda s: None)  # the cap holds the rest back
-    report = cancel_runs(group, fake)
+    report = cancel_stages(group, fake)
     assert len(report.cancelled_jobs) == 3 and len(report.stages) == sum(
         1 for _, _, s in read_status(group).stages() if s.status == "cancelled")
     assert all(s.status in ("cancelled", "skipped") for _, _, s in read_status(group).stages())
@@ -79,14 +80,14 @@ def test_cancel_unknown_run_or_refused_scancel_changes_nothing(launched) -> None
     group, fake = launched
     before = (group / "runs_status.yaml").read_bytes()
     with pytest.raises(SweepflowError, match="no run named Llama-9B_rank4"):
-        cancel_runs(group, fake, runs=["Llama-9B_rank4", R1])
+        cancel_stages(group, fake, runs=["Llama-9B_rank4", R1])
 
     def refuse(job_ids: list[str]) -> None:
         raise RuntimeError("scancel 101 failed (exit 1): Access/permission denied")
 
     fake.cancel = refuse  # type: ignore[method-assign]
     with pytest.raises(RuntimeError, match="permission denied"):
-        cancel_runs(group, fake)
+        cancel_stages(group, fake)
     assert (group / "runs_status.yaml").read_bytes() == before
 
 
@@ -95,10 +96,10 @@ def test_reopened_fine_tunes_run_again_with_a_fresh_retry_budget(launched) -> No
     store = StatusStore(group / "runs_status.yaml")
     first = read_status(group).stage(R1).job_id
     fake.finish(first, "FAILED", exit_code="1:0")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     assert plan_retry(group, R1).kind == "none"  # a code error: never retried by cause
     store.update(lambda s: s.stage(R1).attempts[-1].__setattr__("remedy", "not retried: code error"))
-    cancel_runs(group, fake, runs=[R2])
+    cancel_stages(group, fake, runs=[R2])
 
     assert reopen_failed_finetunes(group) == [R1, R2]
     status = read_status(group)
@@ -145,7 +146,7 @@ def test_a_stage_cancelled_while_its_job_is_submitted_gets_that_job_cancelled(tm
         def submit(self, script, cwd, after_ok=None, overrides=None):  # type: ignore[no-untyped-def]
             job_id = super().submit(script, cwd, after_ok, overrides)
             if self.jobs[job_id].name == R1:
-                cancel_runs(group, self, runs=[R1], reason="changed my mind")
+                cancel_stages(group, self, runs=[R1], reason="changed my mind")
             return job_id
 
     fake = CancelledMeanwhile()
@@ -171,7 +172,7 @@ def test_a_job_launch_runs_could_not_record_is_cancelled_too(tmp_path: Path) -> 
     other_group.mkdir(parents=True)
     foreign = fake.submit(group / R1 / "finetune.slurm", other_group)  # same name, another run group
     assert read_status(group).stage(R1).status == "pending"
-    report = cancel_runs(group, fake, runs=[R1])
+    report = cancel_stages(group, fake, runs=[R1])
     assert report.cancelled_jobs == [lost] and fake.cancelled == [lost]
     assert fake.jobs[foreign].status == "pending"
     assert read_status(group).stage(R1).status == "cancelled"

@@ -202,7 +202,7 @@ def test_cli_plain_python_run(tmp_path):
 def test_read_design_accepts_path_text_and_mapping(tmp_path, monkeypatch):
     import yaml
 
-    from flows.plan_runs import read_design
+    from tasks.model import read_design
 
     data = design(tmp_path, name="forms")
     path = tmp_path / "design.yaml"
@@ -220,7 +220,7 @@ def test_read_design_accepts_path_text_and_mapping(tmp_path, monkeypatch):
 def test_artifact_keys_are_valid():
     import re
 
-    from flows.plan_runs import artifact_slug
+    from flows._common import artifact_slug
 
     for group in ("cap_8L_llama32_lora_comparison_2025-10-18", "A.b__C-1_2026-01-01", "___"):
         slug = artifact_slug(group)

@@ -79,9 +79,9 @@ def test_queue_cap_defers_whole_runs_and_a_later_call_finishes(group: Path) -> N
     assert again.submitted == [] and again.queued == 7  # nothing finished: still full
     for sub in fake.submits:
         fake.finish(sub["id"], "COMPLETED")
-    from tasks.execution.sync import sync_status  # noqa: PLC0415 - frees the queue like the flow does
+    from tasks.execution.sync import sync_jobs  # frees the queue like the flow does
 
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     rest = submit_pending(group, fake, cluster(max_queued_jobs=7), sleep=lambda s: None)
     assert rest.complete and len(rest.submitted) == 7
     assert len({s["name"] for s in fake.submits}) == 14 == len(fake.submits)

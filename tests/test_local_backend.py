@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tasks.backends import classify_failure
 from tasks.backends.base import JobInfo, JobOverrides, SubmitError
 from tasks.backends.local import LocalBackend, script_options
-from tasks.core.durations import parse_duration as parse_time_limit
-from tasks.backends import classify_failure
-from tasks.core.files import read_log_tail
 from tasks.backends.select import select_backend
 from tasks.backends.slurm import SlurmBackend
+from tasks.core.durations import parse_duration as parse_time_limit
+from tasks.core.files import read_log_tail
 from tasks.model.cluster import ClusterSettings
 
 DONE = {"completed", "failed", "cancelled"}

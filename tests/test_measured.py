@@ -16,12 +16,13 @@ from fake_scheduler import FakeScheduler, cluster, make_group
 from fakesite import DATE, design
 
 from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_status
+from tasks.execution.sync import sync_jobs
 from tasks.model.design import parse_design
+from tasks.model.layout import MEASURED_FILE
 from tasks.model.status import StatusStore
 from tasks.planning.plan_markdown import render_plan_markdown
 from tasks.planning.planner import build_plan, prior_run_folders
-from tasks.results.measured import MEASURED_FILE, record_measurements
+from tasks.results.measured import record_measurements
 
 PRIOR = Path(__file__).parent / "fixtures" / "prior_runs"
 DONE_LOG = PRIOR / "cap_5L_sweep_2025-09-30" / "Llama-3.2-1B-Instruct_5L_rank64" / "slurm-4812345.out"
@@ -44,7 +45,7 @@ def _finished_group(root: Path) -> tuple[Path, Path]:
     fake.finish(job, "COMPLETED", elapsed_s=700.0, exit_code="0:0")
     shutil.copy(UNFINISHED_LOG, group / OTHER / f"slurm-{status.stage(OTHER).job_id}.out")
     fake.finish(status.stage(OTHER).job_id, "TIMEOUT", elapsed_s=900.0, exit_code="0:15")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     return group, log
 
 

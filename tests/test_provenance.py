@@ -14,8 +14,8 @@ import yaml
 from fake_scheduler import FakeScheduler, cluster, launched_group, read_status
 
 import tasks.execution.provenance as provenance
-from tasks.execution.submit import retry_run
-from tasks.execution.sync import sync_status
+from tasks.execution import retry_run
+from tasks.execution.sync import sync_jobs
 from tasks.model.plan_file import load_plan
 
 RUN = "Llama-3.2-1B-Instruct_rank4"
@@ -67,7 +67,7 @@ def test_a_retry_gets_its_own_attempt_file(launched) -> None:
     group, fake = launched
     first = _status(group).stage(RUN).job_id
     fake.finish(first, "OUT_OF_MEMORY", elapsed_s=60.0, node="gpu1", exit_code="0:125")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     outcome = retry_run(group, RUN, fake, cluster(), sleep=lambda s: None)
     assert outcome.job_id
     status = _status(group)

@@ -18,16 +18,11 @@ from fake_scheduler import FakeScheduler, cluster, launched_group
 
 from tasks.backends import JobOverrides, SubmitError
 from tasks.core.durations import parse_duration, scale_duration
-from tasks.execution.retry_policy import (
-    RetryContext,
-    apply_remedy,
-    decide,
-    plan_retry,
-)
-from tasks.execution.submit import retry_failed
-from tasks.execution.sync import sync_status
+from tasks.execution import apply_remedy, plan_retry, retry_failed
+from tasks.execution.retry_policy import RetryContext, decide
+from tasks.execution.sync import sync_jobs
 from tasks.model.status import StatusStore
-from tasks.setup.experiment import setup_experiment
+from tasks.setup.experiment import set_up_group
 from tasks.setup.materialize import read_manifest
 from tasks.training.overrides import RECIPE_STATE, resumable_epoch
 
@@ -102,7 +97,7 @@ def _store(group: Path) -> StatusStore:
 def _fail_finetune(group: Path, fake: FakeScheduler, raw: str, **fields) -> str:
     job = _store(group).read().stage(RUN).job_id
     fake.finish(job, raw, **fields)
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     return job
 
 
@@ -131,7 +126,7 @@ def test_oom_retry_rewrites_config_and_status_and_rechains(launched) -> None:
     # setup-experiment again: the manifest knows the new file (no "edit"), and the override is kept
     manifest = read_manifest(group)
     assert f"{RUN}/finetune.yaml" in manifest
-    report = setup_experiment(group)
+    report = set_up_group(group)
     actions = {c.path: c.action for c in report.changes}
     assert actions[f"{RUN}/finetune.yaml"] == "unchanged" and report.runs_with_overrides == [RUN]
     assert retry_failed(group, fake, cluster()) == []  # decided once
@@ -150,7 +145,7 @@ def test_timeout_retry_resumes_with_more_time(launched) -> None:
     e0 = _store(group).read().stage(RUN, "cap_epoch_0").job_id
     _fail_finetune(group, fake, "TIMEOUT", node="gpu2", elapsed_s=14400.0)
     fake.finish(e0, "CANCELLED")  # killed with its failed dependency
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     [outcome] = retry_failed(group, fake, cluster(), sleep=lambda s: None)
     assert outcome.remedy.kind == "resume_more_time"
     new = fake.submits[-3]
@@ -185,7 +180,7 @@ def test_user_cancel_and_code_errors_are_not_retried(launched) -> None:
     job = _store(group).read().stage(other).job_id
     (group / other / f"slurm-{job}.out").write_text("Traceback ...\nKeyError: 'output'\n")
     fake.finish(job, "FAILED", exit_code="1:0", node="gpu2")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     before = len(fake.submits)
     outcomes = {o.run: o for o in retry_failed(group, fake, cluster())}
     assert len(fake.submits) == before and all(o.job_id is None for o in outcomes.values())

@@ -42,7 +42,7 @@ from tasks.model.plan_file import load_plan
 from tasks.model.status import StatusStore, load_status
 from tasks.planning.deliver import deliver_plan
 from tasks.planning.planner import build_plan
-from tasks.setup.experiment import SETUP_BEGIN, SETUP_END, SetupReport, setup_experiment
+from tasks.setup.experiment import SETUP_BEGIN, SETUP_END, SetupReport, set_up_group
 from tasks.setup.files import experiment_files
 from tasks.setup.materialize import MANIFEST
 from tasks.training.config import FinetuneContext, validate_config
@@ -134,7 +134,7 @@ def plan_of(group: Path) -> Plan:
 def seed_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("seed")
     group = planned(seed_design(root))
-    setup_experiment(group)
+    set_up_group(group)
     return group
 
 
@@ -172,7 +172,7 @@ def full_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # the scripts' PATH must reach the recording stubs, not sweepflow's real tune/inspect
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(setup_files, "python_bin", lambda: root / "no-such-venv" / "bin")
-        setup_experiment(group)
+        set_up_group(group)
     return group
 
 
@@ -195,7 +195,7 @@ def test_seed_2x2_golden_files(monkeypatch: pytest.MonkeyPatch) -> None:
         GOLDEN_SITE.mkdir(parents=True)
         try:
             group = planned(seed_design(GOLDEN_SITE))
-            report = setup_experiment(group)
+            report = set_up_group(group)
             actual = golden_files(group, report)
             modes = {c.path: (group / c.path).stat().st_mode & 0o777 for c in report.changes}
         finally:
@@ -215,7 +215,7 @@ def test_seed_2x2_golden_files(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_seed_2x2_files_follow_the_plan(seed_group: Path) -> None:
     plan = plan_of(seed_group)
-    files = {c.path for c in setup_experiment(seed_group).changes}
+    files = {c.path for c in set_up_group(seed_group).changes}
     finetuned = [r.name for r in plan.finetune_runs]
     assert finetuned == [
         "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64", "Llama-3.2-3B-Instruct_rank4", "Llama-3.2-3B-Instruct_rank64"
@@ -282,7 +282,7 @@ def test_scripts_pass_bash_n_and_shellcheck_full_cluster(full_group: Path) -> No
 
 
 def test_scripts_pass_bash_n_and_shellcheck_cpu(seed_group: Path) -> None:
-    report = setup_experiment(seed_group, preview=True, cluster_overrides={"device": "cpu", "env_setup": ["source ~/venv/bin/activate"]})
+    report = set_up_group(seed_group, preview=True, cluster_overrides={"device": "cpu", "env_setup": ["source ~/venv/bin/activate"]})
     try:
         paths = scripts(report.preview_dir)
         assert any("-M device=cpu" in p.read_text() for p in paths)
@@ -405,7 +405,7 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
     data = fakesite.design(root, name="hostile", training={"epochs": 2, "system_prompt": prompt})
     data["evaluation"]["tasks"][0]["task_function"] = "cap_task"
     group = planned(data, base=root)
-    report = setup_experiment(group)
+    report = set_up_group(group)
     assert report.count("create") == len(report.changes)
     plan = plan_of(group)
     assert str(plan.group_dir).startswith(str(root)) and "$(touch PWNED_SUB)" in str(plan.group_dir)
@@ -516,11 +516,11 @@ def group(tmp_path: Path) -> Path:
 
 
 def test_setup_twice_changes_nothing(group: Path) -> None:
-    first = setup_experiment(group)
+    first = set_up_group(group)
     assert first.count("create") == len(first.changes) == 26
     before = snapshot(group)
     assert MANIFEST.as_posix() in before and SETUP_BEGIN in (group / PLAN_MD).read_text()
-    second = setup_experiment(group)
+    second = set_up_group(group)
     assert second.count("unchanged") == len(second.changes) and second.status_entries_added == 0
     assert snapshot(group) == before  # same bytes, same mtimes and inodes: nothing rewritten
     assert not [p for p in group.rglob("*.tmp")]
@@ -530,8 +530,8 @@ def test_setup_is_deterministic_across_groups(tmp_path: Path) -> None:
     """Two groups planned from the same design in different folders differ only by the folder."""
     a = planned(fakesite.design(tmp_path / "a"), base=tmp_path / "a")
     b = planned(fakesite.design(tmp_path / "b"), base=tmp_path / "b")
-    setup_experiment(a)
-    setup_experiment(b)
+    set_up_group(a)
+    set_up_group(b)
 
     def normalized(group: Path, root: Path) -> dict[str, str]:
         digest = plan_of(group).design_hash  # of the resolved design: it holds the absolute paths
@@ -550,7 +550,7 @@ def test_setup_is_deterministic_across_groups(tmp_path: Path) -> None:
 
 
 def test_user_edit_is_kept_and_backed_up_when_overwritten(group: Path) -> None:
-    setup_experiment(group)
+    set_up_group(group)
     run = plan_of(group).finetune_runs[0].name
     config, script = f"{run}/finetune.yaml", f"{run}/evaluations/cap/eval_epoch_1.slurm"
     generated = {rel: (group / rel).read_text() for rel in (config, script)}
@@ -558,21 +558,21 @@ def test_user_edit_is_kept_and_backed_up_when_overwritten(group: Path) -> None:
     for rel, text in edited.items():
         (group / rel).write_text(text)
 
-    report = setup_experiment(group)
+    report = set_up_group(group)
     assert {c.path for c in report.changes if c.action == "kept-edit"} == {config, script}
     assert report.count("unchanged") == len(report.changes) - 2
     assert all((group / rel).read_text() == text for rel, text in edited.items())
 
     # a changed setting updates the files nobody edited, and still keeps the edited ones
     other = plan_of(group).finetune_runs[1].name
-    report = setup_experiment(group, cluster_overrides={"time_limit": "08:00:00"})
+    report = set_up_group(group, cluster_overrides={"time_limit": "08:00:00"})
     updated = {c.path for c in report.changes if c.action == "update"}
     assert f"{other}/finetune.slurm" in updated and f"{run}/finetune.slurm" in updated
     assert "#SBATCH --time=08:00:00" in (group / other / "finetune.slurm").read_text()
     assert {c.path for c in report.changes if c.action == "kept-edit"} == {config, script}
     assert all((group / rel).read_text() == text for rel, text in edited.items())
 
-    report = setup_experiment(group, overwrite_edits=True)
+    report = set_up_group(group, overwrite_edits=True)
     overwritten = {c.path: c.backup for c in report.changes if c.action == "overwrite-edit"}
     assert set(overwritten) == {config, script}
     for rel, backup in overwritten.items():
@@ -580,22 +580,22 @@ def test_user_edit_is_kept_and_backed_up_when_overwritten(group: Path) -> None:
         assert (group / backup).read_text() == edited[rel]
         assert (group / rel).read_text() == generated[rel]
     assert ((group / script).stat().st_mode & 0o777) == 0o755
-    again = setup_experiment(group)
+    again = set_up_group(group)
     assert again.count("unchanged") == len(again.changes)
 
     # a second overwrite within the same second never replaces the first backup
     (group / config).write_text("# edited again\n")
-    report = setup_experiment(group, overwrite_edits=True)
+    report = set_up_group(group, overwrite_edits=True)
     backups = sorted(p.name for p in (group / run).glob("finetune.yaml.bak-*"))
     assert len(backups) == 2
     assert {(group / run / b).read_text() for b in backups} == {edited[config], "# edited again\n"}
 
 
 def test_deleted_file_is_recreated(group: Path) -> None:
-    setup_experiment(group)
+    set_up_group(group)
     (group / "submit_all.sh").unlink()
     shutil.rmtree(group / plan_of(group).control_runs[0].name)
-    report = setup_experiment(group)
+    report = set_up_group(group)
     assert {c.path for c in report.changes if c.action == "create"} == {
         "submit_all.sh", f"{plan_of(group).control_runs[0].name}/evaluations/cap/eval.slurm",
         f"{plan_of(group).control_runs[0].name}/evaluations/cap/task_args.yaml",
@@ -605,7 +605,7 @@ def test_deleted_file_is_recreated(group: Path) -> None:
 
 def test_dry_run_writes_nothing_and_reports_changes(group: Path) -> None:
     before, dirs = snapshot(group), folders(group)
-    report = setup_experiment(group, preview=True)
+    report = set_up_group(group, preview=True)
     try:
         assert report.dry_run and report.preview_dir is not None and not report.preview_dir.is_relative_to(group)
         assert snapshot(group) == before and folders(group) == dirs  # not even .sweepflow/
@@ -621,11 +621,11 @@ def test_dry_run_writes_nothing_and_reports_changes(group: Path) -> None:
     finally:
         shutil.rmtree(report.preview_dir)
 
-    setup_experiment(group)
+    set_up_group(group)
     run = plan_of(group).finetune_runs[0].name
     (group / run / "finetune.yaml").write_text("# mine\n")
     before = snapshot(group)
-    report = setup_experiment(group, preview=True, cluster_overrides={"eval_time_limit": "02:00:00"})
+    report = set_up_group(group, preview=True, cluster_overrides={"eval_time_limit": "02:00:00"})
     try:
         actions = {c.path: c.action for c in report.changes}
         assert actions[f"{run}/finetune.yaml"] == "kept-edit"
@@ -634,7 +634,7 @@ def test_dry_run_writes_nothing_and_reports_changes(group: Path) -> None:
         assert snapshot(group) == before
     finally:
         shutil.rmtree(report.preview_dir)
-    report = setup_experiment(group, preview=True, overwrite_edits=True)
+    report = set_up_group(group, preview=True, overwrite_edits=True)
     shutil.rmtree(report.preview_dir)
     assert {c.path for c in report.changes if c.action == "overwrite-edit"} == {f"{run}/finetune.yaml"}
     assert snapshot(group) == before and not list(group.rglob("*.bak-*"))
@@ -656,15 +656,15 @@ def test_render_failure_writes_nothing(group: Path, monkeypatch: pytest.MonkeyPa
     with monkeypatch.context() as patch:
         patch.setattr(setup_files, "render_template", exploding)
         with pytest.raises(RuntimeError, match="template exploded"):
-            setup_experiment(group)
+            set_up_group(group)
     assert snapshot(group) == before and folders(group) == dirs
 
-    setup_experiment(group)
+    set_up_group(group)
     before = snapshot(group)
     with monkeypatch.context() as patch:
         patch.setattr(setup_files, "render_template", exploding)
         with pytest.raises(RuntimeError, match="template exploded"):
-            setup_experiment(group, cluster_overrides={"time_limit": "08:00:00"})
+            set_up_group(group, cluster_overrides={"time_limit": "08:00:00"})
     assert snapshot(group) == before
 
 
@@ -686,20 +686,20 @@ def test_write_failure_midway_changes_nothing(group: Path, monkeypatch: pytest.M
     with monkeypatch.context() as patch:
         _failing_mkstemp(patch, fail_at=8)
         with pytest.raises(OSError, match="No space left"):
-            setup_experiment(group)
+            set_up_group(group)
     assert snapshot(group) == before and folders(group) == dirs  # no files, no folders, no temporary files
 
-    setup_experiment(group)
+    set_up_group(group)
     before = snapshot(group)
     with monkeypatch.context() as patch:
         _failing_mkstemp(patch, fail_at=3)
         with pytest.raises(OSError, match="No space left"):
-            setup_experiment(group, cluster_overrides={"time_limit": "08:00:00"})
+            set_up_group(group, cluster_overrides={"time_limit": "08:00:00"})
     assert snapshot(group) == before
 
-    report = setup_experiment(group, cluster_overrides={"time_limit": "08:00:00"})
+    report = set_up_group(group, cluster_overrides={"time_limit": "08:00:00"})
     assert report.count("update") == 4 and not list(group.rglob("*.tmp"))
-    assert setup_experiment(group, cluster_overrides={"time_limit": "08:00:00"}).count("update") == 0
+    assert set_up_group(group, cluster_overrides={"time_limit": "08:00:00"}).count("update") == 0
 
     # overwriting an edit that then fails to be written: the edit stays, no backup is left
     edited = group / plan_of(group).finetune_runs[0].name / "finetune.yaml"
@@ -708,7 +708,7 @@ def test_write_failure_midway_changes_nothing(group: Path, monkeypatch: pytest.M
     with monkeypatch.context() as patch:
         _failing_mkstemp(patch, fail_at=1)
         with pytest.raises(OSError, match="No space left"):
-            setup_experiment(group, overwrite_edits=True, cluster_overrides={"time_limit": "08:00:00"})
+            set_up_group(group, overwrite_edits=True, cluster_overrides={"time_limit": "08:00:00"})
     assert snapshot(group) == before and not list(group.rglob("*.bak-*"))
 
 
@@ -716,7 +716,7 @@ def test_write_failure_midway_changes_nothing(group: Path, monkeypatch: pytest.M
 
 
 def test_status_progress_and_plan_notes_survive_setup(group: Path) -> None:
-    setup_experiment(group)
+    set_up_group(group)
     plan = plan_of(group)
     busy, other = plan.finetune_runs[0].name, plan.finetune_runs[1].name
     store = StatusStore(group / STATUS_FILE)
@@ -730,7 +730,7 @@ def test_status_progress_and_plan_notes_survive_setup(group: Path) -> None:
     with (group / PLAN_MD).open("a") as handle:
         handle.write("\n## My notes\n\nkeep me\n")
 
-    report = setup_experiment(group)
+    report = set_up_group(group)
     assert report.status_entries_added == 1
     status = load_status(group / STATUS_FILE)
     finetune = status.runs[busy].finetune
@@ -745,5 +745,5 @@ def test_status_progress_and_plan_notes_survive_setup(group: Path) -> None:
     assert text.count(SETUP_BEGIN) == text.count(SETUP_END) == 1 and text.endswith("## My notes\n\nkeep me\n")
 
     before = snapshot(group)
-    assert setup_experiment(group).status_entries_added == 0
+    assert set_up_group(group).status_entries_added == 0
     assert snapshot(group) == before

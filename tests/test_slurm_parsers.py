@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends.base import JobInfo
 from tasks.backends import classify_failure
-from tasks.core.files import read_log_tail
+from tasks.backends.base import JobInfo
 from tasks.backends.slurm import is_transient_submit_error, map_state, parse_job_id
 from tasks.backends.slurm.parse import (
     SACCT_FIELDS,
@@ -24,6 +23,7 @@ from tasks.backends.slurm.parse import (
     parse_squeue,
     scontrol_fields,
 )
+from tasks.core.files import read_log_tail
 
 FIX = Path(__file__).parent / "fixtures" / "slurm"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from fake_scheduler import FakeScheduler, cluster, make_group
 
-from tasks.execution.submit import retry_run, submit_pending
-from tasks.execution.sync import sync_status
+from tasks.execution import retry_run, submit_pending
+from tasks.execution.sync import sync_jobs
 from tasks.model.plan_file import load_plan
 from tasks.model.status import StatusStore
 from tasks.results.summarize import BASE_LEVEL, summarize, write_summary
@@ -91,7 +91,7 @@ def group(tmp_path_factory) -> Path:
 
     # A: OOM after 600 s, retried with a smaller batch (real retry path), then completes in 1800 s
     fake.finish(_id(group, A), "OUT_OF_MEMORY", elapsed_s=600.0, node="gpu1", exit_code="0:125")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     assert retry_run(group, A, fake, cluster(), sleep=nap).job_id
     _trained(group, A, _id(group, A), disk_logger=True)
     fake.finish(_id(group, A), "COMPLETED", elapsed_s=1800.0, exit_code="0:0")
@@ -103,7 +103,7 @@ def group(tmp_path_factory) -> Path:
     for epoch in (0, 1):  # kill-on-invalid-dep: its evaluations are cancelled at once
         fake.finish(_id(group, C, f"cap_epoch_{epoch}"), "CANCELLED")
     fake.finish(_id(group, D), "RUNNING", elapsed_s=300.0)
-    sync_status(group, fake)
+    sync_jobs(group, fake)
 
     old = _eval(group, A, 1, 1, digest)  # an older successful log of the same job: superseded
     os.utime(old, (1_000_000_000, 1_000_000_000))
@@ -113,7 +113,7 @@ def group(tmp_path_factory) -> Path:
     for run, epoch in scores:
         key = "cap" if epoch == "base" else f"cap_epoch_{epoch}"
         fake.finish(_id(group, run, key), "COMPLETED", elapsed_s=90.0, exit_code="0:0")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     newer_error = _error_log(group, A, 1)  # e.g. a crashed manual re-run: newest, but not successful
     os.utime(newer_error, (4_000_000_000, 4_000_000_000))
     return group

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fake_scheduler import FakeScheduler, launched_group, read_status
 
-from tasks.execution.sync import LOST, sync_status
+from tasks.execution.sync import LOST, sync_jobs
 from tasks.model.status import StatusStore
 
 RUN = "Llama-3.2-1B-Instruct_rank4"
@@ -53,7 +53,7 @@ def _eval_log(group: Path, run: str, epoch: int | str, status: str = "success", 
 def test_one_batched_query_and_pending_running_states(launched) -> None:
     group, fake = launched
     fake.finish(_job(group, RUN), "RUNNING", node="gpu3", elapsed_s=61.0)
-    report = sync_status(group, fake)
+    report = sync_jobs(group, fake)
     assert fake.calls == 1 and report.backend_calls == 1 and report.queried == 14
     status = _status(group)
     ft = status.stage(RUN)
@@ -65,7 +65,7 @@ def test_one_batched_query_and_pending_running_states(launched) -> None:
     row = next(r for r in report.table() if r["run"] == RUN and r["stage"] == "finetune")
     assert row == {"run": RUN, "stage": "finetune", "state": "running", "attempts": 1, "elapsed": "0:01:01",
                    "job": ft.job_id, "reason": ""}
-    again = sync_status(group, fake)
+    again = sync_jobs(group, fake)
     assert again.changed == 0 and fake.calls == 2
 
 
@@ -78,7 +78,7 @@ def test_completed_finetune_needs_every_epoch_checkpoint(launched) -> None:
     _checkpoints(group, adapter_only, name="adapter_model.safetensors")
     for run in (RUN, other, adapter_only):
         fake.finish(_job(group, run), "COMPLETED", exit_code="0:0")
-    report = sync_status(group, fake)
+    report = sync_jobs(group, fake)
     status = _status(group)
     assert status.stage(RUN).status == "completed" and status.stage(adapter_only).status == "completed"
     assert status.stage(other).status == "failed"
@@ -96,7 +96,7 @@ def test_completed_evaluation_needs_a_successful_eval_log(launched) -> None:
         fake.finish(_job(group, RUN, key), "COMPLETED")
     fake.finish(_job(group, "Llama-3.2-1B-Instruct_rank64", "cap_epoch_0"), "COMPLETED")  # epoch 1's log does not count
     fake.finish(_job(group, BASE, "cap"), "COMPLETED")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     status = _status(group)
     e0, e1 = status.stage(RUN, "cap_epoch_0"), status.stage(RUN, "cap_epoch_1")
     assert (e0.status, e0.output) == ("completed", str(good))
@@ -123,7 +123,7 @@ def test_failed_finetune_states(launched, raw, fields, log, status, cause, reaso
     job = _job(group, RUN)
     (group / RUN / f"slurm-{job}.out").write_text(f"training...\n{log}\n")
     fake.finish(job, raw, **fields)
-    report = sync_status(group, fake)
+    report = sync_jobs(group, fake)
     ft = _status(group).stage(RUN)
     assert ft.status == status and ft.reason.startswith(reason) and ft.slurm_state == raw
     attempt = ft.attempts[-1]
@@ -137,7 +137,7 @@ def test_evaluations_killed_with_their_failed_finetune_are_cancelled(launched) -
     fake.finish(_job(group, RUN, "cap_epoch_0"), "CANCELLED")  # kill-on-invalid-dep: no "by", never ran
     stuck = _job(group, RUN, "cap_epoch_1")  # without kill-on-invalid-dep it would wait forever
     fake.finish(stuck, "PENDING", status="cancelled", reason="DependencyNeverSatisfied")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     status = _status(group)
     for key in ("cap_epoch_0", "cap_epoch_1"):
         assert (status.stage(RUN, key).status, status.stage(RUN, key).reason) == ("cancelled", "fine-tune failed")
@@ -149,10 +149,10 @@ def test_lost_jobs_keep_their_state_unless_artifacts_prove_completion(launched) 
     other = "Llama-3.2-3B-Instruct_rank4"
     for run in (RUN, other):
         fake.finish(_job(group, run), "RUNNING")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     _checkpoints(group, other)
     del fake.jobs[_job(group, RUN)], fake.jobs[_job(group, other)]  # gone from squeue and sacct
-    report = sync_status(group, fake)
+    report = sync_jobs(group, fake)
     status = _status(group)
     assert (status.stage(RUN).status, status.stage(RUN).reason) == ("running", LOST)
     assert status.stage(other).status == "completed" and status.stage(other).reason.startswith(LOST)
@@ -163,12 +163,12 @@ def test_finished_stages_are_not_queried_nor_regressed(launched) -> None:
     group, fake = launched
     _checkpoints(group)
     fake.finish(_job(group, RUN), "COMPLETED")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     fake.finish(_job(group, RUN), "RUNNING")  # a confused scheduler
     seen: list[list[str]] = []
     original = fake.query
     fake.query = lambda ids: (seen.append(ids), original(ids))[1]  # type: ignore[method-assign]
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     assert _job(group, RUN) not in seen[0] and _status(group).stage(RUN).status == "completed"
 
 
@@ -185,7 +185,7 @@ def test_a_stage_resubmitted_during_the_sync_is_left_alone(launched) -> None:
         return answer
 
     fake.query = query_while_launch_writes  # type: ignore[method-assign]
-    report = sync_status(group, fake)
+    report = sync_jobs(group, fake)
     ft = store.read().stage(RUN)
     assert (ft.status, ft.job_id) == ("submitted", "999") and report.newly_failed == []
     assert store.read().stage(RUN, "cap_epoch_0").status == "submitted"  # other stages were still synced
@@ -196,6 +196,6 @@ def test_progress_counts(launched) -> None:
     _checkpoints(group)
     fake.finish(_job(group, RUN), "COMPLETED")
     fake.finish(_job(group, "Llama-3.2-3B-Instruct_rank64"), "FAILED", exit_code="2:0")
-    report = sync_status(group, fake)
+    report = sync_jobs(group, fake)
     assert (report.done, report.total) == (2, 14) and round(report.progress, 1) == 14.3
     assert report.counts == {"completed": 1, "failed": 1, "submitted": 12, "skipped": 2}

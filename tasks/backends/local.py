@@ -42,13 +42,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tasks.core.files import atomic_write_text
-from tasks.core.repo import REPO_ROOT
 from tasks.backends.base import JobInfo, JobOverrides, SubmitError
 from tasks.backends.slurm.backend import override_args
 from tasks.backends.slurm.script import LOG_PATTERN
 from tasks.backends.slurm.states import FINISHED, base_state, map_state
 from tasks.core.durations import parse_duration
+from tasks.core.files import atomic_write_text
+from tasks.core.repo import REPO_ROOT
 
 ROOT = REPO_ROOT
 TIME_SCALE_ENV = "SWEEPFLOW_LOCAL_TIME_SCALE"

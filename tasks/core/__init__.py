@@ -1,1 +1,40 @@
-"""TODO"""
+"""The neutral base every stage stands on: errors, safe file writes and YAML, templating, durations.
+
+Layer 0: imports nothing else of sweepflow's.
+"""
+
+from tasks.core.durations import format_duration, parse_duration, scale_duration
+from tasks.core.errors import DesignError, Problem, SweepflowError
+from tasks.core.files import (
+    FileFormatError,
+    atomic_write_bytes,
+    atomic_write_many,
+    atomic_write_text,
+    dump_yaml,
+    parse_yaml,
+    read_log_tail,
+    read_yaml,
+)
+from tasks.core.repo import REPO_ROOT, TEMPLATES_DIR
+from tasks.core.templating import render_template, shell_quote
+
+__all__ = [
+    "REPO_ROOT",
+    "TEMPLATES_DIR",
+    "DesignError",
+    "FileFormatError",
+    "Problem",
+    "SweepflowError",
+    "atomic_write_bytes",
+    "atomic_write_many",
+    "atomic_write_text",
+    "dump_yaml",
+    "format_duration",
+    "parse_duration",
+    "parse_yaml",
+    "read_log_tail",
+    "read_yaml",
+    "render_template",
+    "scale_duration",
+    "shell_quote",
+]

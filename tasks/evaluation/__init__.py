@@ -1,1 +1,10 @@
-"""TODO"""
+"""The inspect-ai seam: task references and arguments, `.eval` log headers, best epoch, adapter merge.
+
+Layer 2 (imports `core`, `model`). `best_epoch` and `merge_adapter` also run inside evaluation
+jobs (`python -m tasks.evaluation.best_epoch RUN_DIR`, `python -m tasks.evaluation.merge_adapter ...`).
+"""
+
+from tasks.evaluation.eval_logs import EvalLogEntry, epoch_label, read_log_headers
+from tasks.evaluation.inspect_tasks import inspect_task_functions, task_args, task_reference
+
+__all__ = ["EvalLogEntry", "epoch_label", "inspect_task_functions", "read_log_headers", "task_args", "task_reference"]

@@ -1,1 +1,30 @@
-"""TODO"""
+"""launch-runs', sync-status' and cancel-runs' domain: submit, sync, retry by cause, cancel, reopen.
+
+Layer 5, the top (imports every layer below; nothing imports it but flows).
+"""
+
+from tasks.execution.cancel import CancelReport, cancel_stages
+from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
+from tasks.execution.retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
+from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, decide
+from tasks.execution.submit import LaunchReport, submit_pending
+from tasks.execution.sync import SyncReport, sync_jobs
+
+__all__ = [
+    "DEFAULT_MAX_ATTEMPTS",
+    "CancelReport",
+    "LaunchReport",
+    "Remedy",
+    "RetryOutcome",
+    "SyncReport",
+    "apply_remedy",
+    "cancel_stages",
+    "decide",
+    "plan_retry",
+    "reopen_failed_evaluations",
+    "reopen_failed_finetunes",
+    "retry_failed",
+    "retry_run",
+    "submit_pending",
+    "sync_jobs",
+]

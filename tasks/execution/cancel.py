@@ -13,18 +13,16 @@ sends it back to the queue later.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Collection
 
 from pydantic import BaseModel, Field
 
+from tasks.backends import Backend, JobInfo
 from tasks.core.errors import SweepflowError
-from tasks.backends.base import Backend, JobInfo
-from tasks.execution.submit import adoptable, needs_submit, stage_dirs
-from tasks.model.layout import STATUS_FILE
-from tasks.model.plan_file import load_plan
-from tasks.model.status import FINETUNE, RunsStatus, StatusStore, utc_now
+from tasks.execution.submit import adoptable, needs_submit
+from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import eval_job_name
+from tasks.model.status import FINETUNE, RunsStatus, utc_now
 
 QUEUED = ("submitted", "running")  # stages whose job waits or runs
 QUEUED_JOB = ("pending", "running")  # the same, as the scheduler says it
@@ -38,11 +36,12 @@ class CancelReport(BaseModel):
         return f"cancelled {len(self.stages)} stage(s), {len(self.cancelled_jobs)} job(s) in the scheduler"
 
 
-def unrecorded_jobs(group_dir: str | Path, backend: Backend, status: RunsStatus, runs: Collection[str]) -> list[JobInfo]:
+def unrecorded_jobs(group: GroupRef, backend: Backend, status: RunsStatus, runs: Collection[str]) -> list[JobInfo]:
     """Waiting or running jobs of these runs' unsubmitted stages that the status does not
     record (launch-runs died between sbatch's answer and the status write): one `jobs_named`
     call, matched as launch-runs adopts them (job name + submit folder)."""
-    plan = load_plan(group_dir)
+    group = RunGroup.of(group)
+    plan = group.plan
     todo = [
         (run, job) for run in plan.runs if run.name in runs
         for job in ([] if run.is_control else [None]) + list(run.evaluations)
@@ -56,21 +55,22 @@ def unrecorded_jobs(group_dir: str | Path, backend: Backend, status: RunsStatus,
     found = []
     for (run, job), name in zip(todo, names):
         live = [j for j in named.get(name, []) if j.status in QUEUED_JOB]
-        info = adoptable(live, stage_dirs(plan, run, job)[1], known)
+        info = adoptable(live, group.layout.job_files(run.name, job)[1], known)
         if info is not None:
             found.append(info)
     return found
 
 
-def cancel_runs(
-    group_dir: str | Path,
+def cancel_stages(
+    group: GroupRef,
     backend: Backend,
     runs: Collection[str] | None = None,
     reason: str = "",
     now: Callable[[], str] = utc_now,
 ) -> CancelReport:
     """Cancel every unfinished stage of `runs` (default: every run of the group)."""
-    store = StatusStore(Path(group_dir) / STATUS_FILE)
+    group = RunGroup.of(group)
+    store = group.status
     status = store.read()
     wanted = set(status.runs) if runs is None else set(runs)
     unknown = sorted(wanted - set(status.runs))
@@ -78,7 +78,7 @@ def cancel_runs(
         raise SweepflowError(f"{store.path}: no run named {', '.join(unknown)} in this run group")
     report = CancelReport()
     recorded = {s.job_id for run, _, s in status.stages() if run in wanted and s.status in QUEUED and s.job_id}
-    unrecorded = {j.job_id for j in unrecorded_jobs(group_dir, backend, status, wanted)}
+    unrecorded = {j.job_id for j in unrecorded_jobs(group, backend, status, wanted)}
     report.cancelled_jobs = sorted(recorded | unrecorded, key=lambda j: (len(j), j))
     backend.cancel(report.cancelled_jobs)  # before the status says so: a failed scancel changes nothing
     # the jobs' time so far, for GPU-hours (sync-status never revisits a cancelled stage)

@@ -34,10 +34,9 @@ import yaml
 from tasks.core.files import atomic_write_text, dump_yaml, read_yaml
 from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
-from tasks.model.layout import PLAN_FILE, STATUS_FILE
+from tasks.model.group import GroupRef, RunGroup
 from tasks.model.plan import Plan
-from tasks.model.plan_file import load_plan
-from tasks.model.status import Attempt, RunsStatus, RunStatus, load_status, utc_now
+from tasks.model.status import Attempt, RunsStatus, RunStatus, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -179,22 +178,7 @@ def _attempt_record(plan: Plan, run: str, number: int, attempt: Attempt, entry: 
     }
 
 
-_plans: dict[Path, tuple[tuple[int, int], Plan]] = {}
-
-
-def _load_plan(group_dir: Path) -> Plan:
-    """The plan, parsed once per process while experiment.yaml is unchanged (2 s for 1,000 runs)."""
-    path = group_dir / PLAN_FILE
-    stat = path.stat()
-    key = (stat.st_mtime_ns, stat.st_size)
-    cached = _plans.get(path)
-    if cached is None or cached[0] != key:
-        cached = (key, load_plan(group_dir))
-        _plans[path] = cached
-    return cached[1]
-
-
-def write_provenance(group_dir: str | Path, run: str, attempt_job_id: str, status: RunsStatus | None = None) -> Path | None:
+def write_provenance(group: GroupRef, run: str, attempt_job_id: str, status: RunsStatus | None = None) -> Path | None:
     """Write (or refresh) the provenance file of the fine-tune attempt `attempt_job_id` of `run`.
 
     Given an evaluation's job id instead, the run's latest fine-tune attempt's file gets that
@@ -202,8 +186,9 @@ def write_provenance(group_dir: str | Path, run: str, attempt_job_id: str, statu
     for a base-model run (no fine-tune) or a job id the status does not know. `status`: the
     current runs_status.yaml content when the caller has it (else it is read).
     """
-    plan = _load_plan(Path(group_dir))
-    status = status or load_status(Path(group_dir) / STATUS_FILE)
+    group = RunGroup.of(group)
+    plan = group.plan
+    status = status or group.status.read()
     entry = status.runs.get(run)
     if entry is None or plan.run(run).is_control or not entry.finetune.attempts:
         return None
@@ -235,10 +220,10 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def record_provenance(group_dir: str | Path, run: str, job_id: str, status: RunsStatus | None = None) -> Path | None:
-    """`write_provenance` for tasks/launch.py: a failure is logged, never raised (a job is queued)."""
+def record_provenance(group: GroupRef, run: str, job_id: str, status: RunsStatus | None = None) -> Path | None:
+    """`write_provenance` for submissions: a failure is logged, never raised (a job is queued)."""
     try:
-        return write_provenance(group_dir, run, job_id, status)
+        return write_provenance(group, run, job_id, status)
     except Exception as error:  # provenance must never stop a launch
         log.warning("provenance of %s job %s not written: %s", run, job_id, error)
         return None

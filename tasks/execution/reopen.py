@@ -13,12 +13,11 @@ Reads/writes: `{group}/runs_status.yaml` (one locked update). The next `submit_p
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable, Collection
 
 from tasks.core.errors import SweepflowError
-from tasks.model.layout import STATUS_FILE
-from tasks.model.status import RunsStatus, StageStatus, StatusStore, utc_now
+from tasks.model.group import GroupRef, RunGroup
+from tasks.model.status import RunsStatus, StageStatus, utc_now
 
 REOPENABLE = ("failed", "cancelled")
 
@@ -27,9 +26,9 @@ def _reopen(stage: StageStatus, now: str) -> None:
     stage.mark("pending", now=now, job_id=None, output=None, reason=f"reopened after: {stage.reason or stage.status}")
 
 
-def reopen_failed_evaluations(group_dir: str | Path, now: Callable[[], str] = utc_now) -> list[str]:
+def reopen_failed_evaluations(group: GroupRef, now: Callable[[], str] = utc_now) -> list[str]:
     """Failed or cancelled evaluations of an existing model back to pending; the `run/key`s reopened."""
-    store = StatusStore(Path(group_dir) / STATUS_FILE)
+    store = RunGroup.of(group).status
     reopened: set[str] = set()  # a set: update() may apply the change more than once
 
     def reopen(current: RunsStatus) -> None:
@@ -46,11 +45,11 @@ def reopen_failed_evaluations(group_dir: str | Path, now: Callable[[], str] = ut
 
 
 def reopen_failed_finetunes(
-    group_dir: str | Path, runs: Collection[str] | None = None, now: Callable[[], str] = utc_now
+    group: GroupRef, runs: Collection[str] | None = None, now: Callable[[], str] = utc_now
 ) -> list[str]:
     """Failed or cancelled fine-tunes (all, or those named in `runs`) back to pending with their
     unfinished evaluations; returns the runs reopened. Unknown names: `SweepflowError`."""
-    store = StatusStore(Path(group_dir) / STATUS_FILE)
+    store = RunGroup.of(group).status
     wanted = set(runs) if runs is not None else None
     if wanted is not None:
         unknown = sorted(wanted - set(store.read().runs))

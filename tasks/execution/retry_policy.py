@@ -1,11 +1,7 @@
-"""What to do about a failed fine-tune, decided by why it failed, and applying that decision.
+"""What to do about a failed fine-tune, decided by why it failed: a pure decision table.
 
-Reads: the plan (`experiment.yaml`), `runs_status.yaml` (attempts, overrides) and the run
-folder (`epoch_N/`, `recipe_state/`, to know what a resume can start from).
-Writes (`apply_remedy`): the run's `finetune.yaml` and `setup_finetune.yaml` (atomically, with
-`.sweepflow/manifest.yaml` updated so setup-experiment does not take them for user edits; a
-user-edited file is backed up first) and the run's `finetune.overrides` in runs_status.yaml,
-so a later setup-experiment renders the same values.
+Reads and writes nothing: `tasks.execution.retries` gathers the `RetryContext` from the run
+group, calls `decide`, and applies the `Remedy`.
 
 Policy (`decide`), by FailureCause:
 - oom: divide the batch size by its smallest prime factor (halve it when even) and multiply
@@ -19,23 +15,13 @@ At most `max_attempts` submissions per fine-tune (the first one included).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.core.errors import SweepflowError
-from tasks.core.durations import scale_duration
-from tasks.core.files import read_yaml
 from tasks.backends import FailureCause, JobOverrides
-from tasks.model.cluster import ClusterSettings, cluster_settings
-from tasks.model.layout import STATUS_FILE
-from tasks.model.plan import Plan
-from tasks.model.plan_file import load_plan
-from tasks.model.status import FinetuneOverrides, RunsStatus, StageStatus, StatusStore
-from tasks.setup.files import finetune_files
-from tasks.setup.materialize import FileChange, materialize
-from tasks.training.overrides import resumable_epoch
+from tasks.core.durations import scale_duration
+from tasks.model.status import StageStatus
 
 RemedyKind = Literal["resubmit_smaller_batch", "resume_more_time", "resubmit_exclude_node", "none"]
 DEFAULT_MAX_ATTEMPTS = 3
@@ -143,105 +129,7 @@ def decide(cause: FailureCause | str | None, attempts_so_far: int, max_attempts:
     )
 
 
-# ---------------------------------------------------------------------------- context and application
-
-
-def _cluster_for(plan: Plan, run_name: str, cluster: ClusterSettings | None) -> ClusterSettings:
-    """The given settings, or the design's, or (a block name) the device recorded in setup_finetune.yaml."""
-    if cluster is not None:
-        return cluster
-    if not isinstance(plan.design.cluster, str):
-        return cluster_settings(plan.design)
-    setup = read_yaml(plan.group_dir / run_name / "setup_finetune.yaml")
-    return ClusterSettings(device=setup.get("device", "cuda") if isinstance(setup, dict) else "cuda")
-
-
-def retry_context(
-    plan: Plan, status: RunsStatus, run_name: str, cluster: ClusterSettings
-) -> RetryContext:
-    """The settings the last attempt ran with (else the plan's with the run's overrides).
-
-    Read from the attempt, not from the current overrides, so deciding again after a retry that
-    was applied but not submitted (sbatch unreachable) gives the same remedy.
-    """
-    run = plan.run(run_name)
-    stage = status.stage(run_name)
-    overrides = stage.overrides or FinetuneOverrides()
-    last = stage.attempts[-1] if stage.attempts else None
-    if last is not None and last.batch_size is not None:
-        overrides = FinetuneOverrides(
-            batch_size=last.batch_size, gradient_accumulation_steps=last.gradient_accumulation_steps, resume_epoch=last.resume_epoch
-        )
-    excluded: list[str] = []
-    for attempt in stage.attempts:
-        for node in (attempt.exclude or "").split(","):
-            if node and node not in excluded:
-                excluded.append(node)
-    return RetryContext(
-        batch_size=overrides.batch_size or run.params.batch_size or 1,
-        gradient_accumulation_steps=overrides.gradient_accumulation_steps or run.params.gradient_accumulation_steps,
-        time_limit=(last.time_limit if last and last.time_limit else cluster.time_limit),
-        default_time_limit=cluster.time_limit,
-        node=last.node if last else None,
-        excluded_nodes=excluded,
-        resume_epoch=overrides.resume_epoch,
-        resumable_epoch=resumable_epoch(plan.group_dir / run_name),
-        epochs=run.params.epochs,
-    )
-
-
-def plan_retry(
-    group_dir: str | Path, run_name: str, cluster: ClusterSettings | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS
-) -> Remedy:
-    """`decide` for a failed fine-tune, from its last attempt's cause (set by sync-status)."""
-    plan = load_plan(group_dir)
-    status = StatusStore(plan.group_dir / STATUS_FILE).read()
-    stage = status.stage(run_name)
-    if stage.status != "failed":
-        return Remedy(kind="none", description=f"fine-tune is {stage.status}, not failed: nothing to retry")
-    cause = stage.attempts[-1].cause if stage.attempts else None
-    ctx = retry_context(plan, status, run_name, _cluster_for(plan, run_name, cluster))
-    return decide(cause, max(attempts_counted(stage), 1), max_attempts, ctx)
-
-
 def attempts_counted(stage: StageStatus) -> int:
     """Attempts that count against `max_attempts`: those since the researcher last reopened the stage."""
     last_reopen = max((i for i, a in enumerate(stage.attempts) if a.reopened), default=-1)
     return len(stage.attempts) - last_reopen - 1
-
-
-def remedy_overrides(plan: Plan, run_name: str, remedy: Remedy) -> FinetuneOverrides | None:
-    """The overrides a remedy leaves the run with (None when it runs exactly as planned)."""
-    params = plan.run(run_name).params
-    overrides = FinetuneOverrides(
-        batch_size=remedy.batch_size if remedy.batch_size not in (None, params.batch_size) else None,
-        gradient_accumulation_steps=(
-            remedy.gradient_accumulation_steps
-            if remedy.gradient_accumulation_steps not in (None, params.gradient_accumulation_steps) else None
-        ),
-        resume_epoch=remedy.resume_epoch,
-    )
-    return overrides if overrides.model_dump() else None
-
-
-def apply_remedy(
-    group_dir: str | Path, run_name: str, remedy: Remedy, cluster: ClusterSettings | None = None
-) -> list[FileChange]:
-    """Re-render the run's finetune.yaml / setup_finetune.yaml for the remedy; record the overrides.
-
-    Returns what happened to each file (`overwrite-edit` with a backup when a user had edited it).
-    """
-    if not remedy.retry:
-        raise SweepflowError(f"{run_name}: remedy {remedy.kind!r} changes nothing ({remedy.description})")
-    plan = load_plan(group_dir)
-    run = plan.run(run_name)
-    overrides = remedy_overrides(plan, run_name, remedy)
-    rendered = finetune_files(plan, run, _cluster_for(plan, run_name, cluster), overrides)
-    wanted = {f"{run_name}/finetune.yaml", f"{run_name}/setup_finetune.yaml"}
-    changes = materialize(plan.group_dir, {k: v for k, v in rendered.items() if k in wanted}, overwrite_edits=True)
-
-    def record(status: RunsStatus) -> None:
-        status.stage(run_name).overrides = overrides
-
-    StatusStore(plan.group_dir / STATUS_FILE).update(record)
-    return changes

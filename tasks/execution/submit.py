@@ -4,7 +4,7 @@ Reads: `{group}/experiment.yaml` (the plan), `{group}/runs_status.yaml`, the sch
 a `Backend`: one `jobs_named` call per launch for the duplicate guard).
 Writes: `runs_status.yaml`, once per submission, right after the scheduler returned the job
 id (crash safety over speed); retries also rewrite the run's torchtune config
-(`tasks/retry_policy.apply_remedy`).
+(`tasks.execution.retry_policy.apply_remedy`, through `tasks.execution.retries`).
 
 Each evaluation of a fine-tuned run depends on its own fine-tune only (`afterok` +
 kill-on-invalid-dep: it starts when that checkpoint exists, never after a failed fine-tune);
@@ -26,16 +26,14 @@ from typing import Callable, Collection
 
 from pydantic import BaseModel, Field
 
-from tasks.core.errors import SweepflowError
 from tasks.backends import Backend, JobInfo, JobOverrides, SubmitError
+from tasks.core.errors import SweepflowError
 from tasks.execution.provenance import record_provenance
-from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, apply_remedy, plan_retry
 from tasks.model.cluster import ClusterSettings
-from tasks.model.layout import STATUS_FILE
-from tasks.model.plan import EvalJob, Plan, Run
-from tasks.model.plan_file import load_plan
+from tasks.model.group import GroupRef, RunGroup
+from tasks.model.layout import eval_job_name, job_log
+from tasks.model.plan import EvalJob, Run
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, StatusStore, utc_now
-from tasks.model.layout import eval_job_name, eval_script_name
 from tasks.training.overrides import apply_overrides, overrides_from_status
 
 Sleep = Callable[[float], None]
@@ -75,15 +73,6 @@ class LaunchReport(BaseModel):
         return not self.deferred
 
 
-def stage_dirs(plan: Plan, run: Run, job: EvalJob | None) -> tuple[Path, Path]:
-    """(script, cwd) of a fine-tune (job None) or an evaluation."""
-    run_dir = plan.group_dir / run.name
-    if job is None:
-        return run_dir / "finetune.slurm", run_dir
-    eval_dir = run_dir / "evaluations" / job.task
-    return eval_dir / eval_script_name(job), eval_dir
-
-
 def needs_submit(stage: StageStatus) -> bool:
     return stage.status == "pending" or (stage.status == "submitted" and not stage.job_id)
 
@@ -101,7 +90,7 @@ def _submitted_from(job: JobInfo, cwd: Path) -> bool:
         return False
     if job.status == "pending" or (job.status == "running" and job.work_dir):
         return True
-    return (cwd / f"slurm-{job.job_id}.out").exists()
+    return job_log(cwd, job.job_id).exists()
 
 
 def adoptable(found: list[JobInfo], cwd: Path, known: Collection[str] = ()) -> JobInfo | None:
@@ -129,7 +118,8 @@ def submit_with_retry(
     raise AssertionError("unreachable")
 
 
-def _record(store: StatusStore, run: str, key: str, info: Attempt, status: str, force: bool = False, **fields: object) -> bool:
+def record_submission(group: RunGroup, run: str, key: str, info: Attempt, status: str, force: bool = False,
+                      **fields: object) -> bool:
     """One status write: the stage's new job id and state, and its new attempt. False, and
     nothing written, when the stage finished meanwhile (cancel-runs while sbatch ran)."""
     accepted = True
@@ -142,22 +132,22 @@ def _record(store: StatusStore, run: str, key: str, info: Attempt, status: str, 
             stage.mark(status, now=info.submitted, job_id=info.job_id, **fields)  # type: ignore[arg-type]
             stage.attempts.append(info)
 
-    written = store.update(change, force=force, now=info.submitted)
+    written = group.status.update(change, force=force, now=info.submitted)
     if accepted:
-        record_provenance(store.path.parent, run, info.job_id, written)
+        record_provenance(group, run, info.job_id, written)
     return accepted
 
 
-def _fail(store: StatusStore, run: str, key: str, reason: str, now: str, force: bool = False) -> None:
+def record_refusal(store: StatusStore, run: str, key: str, reason: str, now: str, force: bool = False) -> None:
     store.update(lambda s: s.stage(run, key).mark("failed", now=now, reason=reason), force=force, now=now)
 
 
 class _Launcher:
     """One submit_pending call: queue accounting, stagger, duplicate guard, per-job status writes."""
 
-    def __init__(self, plan: Plan, store: StatusStore, backend: Backend, cluster: ClusterSettings,
+    def __init__(self, group: RunGroup, backend: Backend, cluster: ClusterSettings,
                  now: Callable[[], str], sleep: Sleep, named: dict[str, list[JobInfo]], queued: int):
-        self.plan, self.store, self.backend, self.cluster = plan, store, backend, cluster
+        self.group, self.layout, self.store, self.backend, self.cluster = group, group.layout, group.status, backend, cluster
         self.now, self.sleep, self.named = now, sleep, named
         self.report = LaunchReport(queued=queued, max_queued_jobs=cluster.max_queued_jobs)
         self.started = False  # a job that can start at once was submitted in this call
@@ -172,11 +162,11 @@ class _Launcher:
         """Adopt or submit one stage; its job id, or None (deferred or failed)."""
         key = FINETUNE if job is None else job.key
         name = run.name if job is None else eval_job_name(job)
-        script, cwd = stage_dirs(self.plan, run, job)
+        script, cwd = self.layout.job_files(run.name, job)
         found = adoptable(self.named.get(name, []), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
-            if not _record(self.store, run.name, key, Attempt(job_id=found.job_id, submitted=self.now(),
+            if not record_submission(self.group, run.name, key, Attempt(job_id=found.job_id, submitted=self.now(),
                                                               reason="adopted: found in the scheduler by job name"), state):
                 self._withdraw(run, key, found.job_id)
                 return None
@@ -197,12 +187,12 @@ class _Launcher:
                 self.report.deferred.append(f"{run.name}/{key}")
             else:
                 reason = f"sbatch refused the job: {error}"
-                _fail(self.store, run.name, key, reason, self.now())
+                record_refusal(self.store, run.name, key, reason, self.now())
                 self.report.failed.append(StageProblem(run=run.name, stage=key, reason=reason))
             return None
         self.started = self.started or not after_ok
         params = apply_overrides(run, self.overrides.get(run.name)).params if job is None else None
-        if not _record(self.store, run.name, key, Attempt(
+        if not record_submission(self.group, run.name, key, Attempt(
             job_id=job_id, submitted=self.now(),
             batch_size=params.batch_size if params else None,
             gradient_accumulation_steps=params.gradient_accumulation_steps if params else None,
@@ -225,15 +215,16 @@ def _queued(status: RunsStatus) -> int:
 
 
 def submit_pending(
-    group_dir: str | Path,
+    group: GroupRef,
     backend: Backend,
-    cluster: ClusterSettings,
+    cluster: ClusterSettings | None = None,
     now: Callable[[], str] = utc_now,
     sleep: Sleep = time.sleep,
 ) -> LaunchReport:
     """Submit every pending fine-tune with its chained evaluations, then control evaluations."""
-    plan = load_plan(group_dir)
-    store = StatusStore(plan.group_dir / STATUS_FILE)
+    group = RunGroup.of(group)
+    plan, store = group.plan, group.status
+    cluster = cluster or group.cluster
     status = store.read()
     todo: list[tuple[Run, EvalJob | None]] = []
     for run in plan.finetune_runs + plan.control_runs:
@@ -243,7 +234,7 @@ def submit_pending(
             todo.append((run, None))
         todo += [(run, job) for job in run.evaluations if needs_submit(status.stage(run.name, job.key))]
     names = [run.name if job is None else eval_job_name(job) for run, job in todo]
-    launcher = _Launcher(plan, store, backend, cluster, now, sleep, backend.jobs_named(names) if names else {}, _queued(status))
+    launcher = _Launcher(group, backend, cluster, now, sleep, backend.jobs_named(names) if names else {}, _queued(status))
     launcher.overrides = overrides_from_status(status)
     launcher.known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
     launcher.report.already_submitted = sum(1 for _, _, s in status.stages() if s.job_id and not needs_submit(s))
@@ -272,163 +263,3 @@ def submit_pending(
             elif ft.status == "completed":
                 launcher.one(run, job, [])
     return launcher.report
-
-
-# ---------------------------------------------------------------------------- retries
-
-
-class RetryOutcome(BaseModel):
-    run: str
-    remedy: Remedy
-    job_id: str | None = None  # the new fine-tune job (None: not retried, or sbatch refused)
-    error: str | None = None
-
-
-def _rechained(run: Run, status: RunsStatus, remedy: Remedy) -> list[tuple[EvalJob, list[str] | None]]:
-    """Evaluations to submit again, each with `None` (chain to the new fine-tune) or [] (no dependency).
-
-    A restart from scratch rewrites every checkpoint, so every evaluation is run again (but not
-    one running now). A resume keeps the saved epochs: finished evaluations stay, and those of
-    epochs already saved start at once.
-    """
-    chosen: list[tuple[EvalJob, list[str] | None]] = []
-    for job in run.evaluations:
-        stage = status.stage(run.name, job.key)
-        if stage.status == "running" or (remedy.resume_epoch is not None and stage.status == "completed"):
-            continue
-        saved = remedy.resume_epoch is not None and isinstance(job.epoch, int) and job.epoch <= remedy.resume_epoch
-        chosen.append((job, [] if saved else None))
-    return chosen
-
-
-def resubmit_finetune(
-    group_dir: str | Path,
-    run_name: str,
-    backend: Backend,
-    cluster: ClusterSettings,
-    remedy: Remedy,
-    now: Callable[[], str] = utc_now,
-    sleep: Sleep = time.sleep,
-) -> str:
-    """Apply the remedy, submit the fine-tune again and re-chain its evaluations to the new job.
-
-    Waiting evaluation jobs of the failed attempt are cancelled first. The remedy is written on
-    the failed attempt and a new attempt (batch size, accumulation, time limit, excluded nodes,
-    resume epoch) is added in the same status write as the new job id. A job of the same name
-    that the scheduler holds or runs and that no attempt knows (a crash after sbatch) is adopted.
-    Raises `SubmitError` when sbatch refuses the fine-tune; a refusal for good is recorded (the
-    run stops), a transient one is not (a later call decides and tries again, identically).
-    """
-    plan = load_plan(group_dir)
-    run = plan.run(run_name)
-    store = StatusStore(plan.group_dir / STATUS_FILE)
-    status = store.read()
-    entry = status.runs[run_name]
-    if entry.finetune.status != "failed" or not remedy.retry:
-        raise SweepflowError(f"{run_name}: fine-tune is {entry.finetune.status}; remedy {remedy.kind}: nothing to resubmit")
-    waiting = [s.job_id for s in entry.evaluations.values() if s.status == "submitted" and s.job_id]
-    if waiting:
-        backend.cancel(waiting)  # afterok on the failed job can never be satisfied
-    apply_remedy(plan.group_dir, run_name, remedy, cluster)
-    chosen = _rechained(run, status, remedy)
-    known = {a.job_id for s in [entry.finetune, *entry.evaluations.values()] for a in s.attempts}
-    named = backend.jobs_named([run_name] + [eval_job_name(j) for j, _ in chosen])
-
-    def live(name: str, cwd: Path) -> JobInfo | None:
-        return adoptable([j for j in named.get(name, []) if j.status in ("pending", "running")], cwd, known)
-
-    script, cwd = stage_dirs(plan, run, None)
-    found = live(run_name, cwd)
-    try:
-        job_id = found.job_id if found else submit_with_retry(backend, script, cwd, None, remedy.overrides(), sleep)
-    except SubmitError as error:
-        if not error.transient:
-
-            def refused(current: RunsStatus) -> None:
-                stage = current.stage(run_name)
-                stage.reason = f"{stage.reason or 'failed'}; retry refused by sbatch: {error}"
-                if stage.attempts:
-                    stage.attempts[-1].remedy = f"{remedy.description} (refused by sbatch)"
-
-            store.update(refused)
-        raise
-    stamp = now()
-    attempt = Attempt(
-        job_id=job_id, submitted=stamp, batch_size=remedy.batch_size, gradient_accumulation_steps=remedy.gradient_accumulation_steps,
-        time_limit=remedy.time_limit, exclude=",".join(remedy.exclude_nodes) or None, resume_epoch=remedy.resume_epoch,
-        reason="adopted: found in the scheduler by job name" if found else None,
-    )
-
-    def restart(current: RunsStatus) -> None:
-        stage = current.stage(run_name)
-        if stage.attempts:
-            stage.attempts[-1].remedy = remedy.description
-        stage.mark("submitted", now=stamp, job_id=job_id, reason=None, slurm_state=None, exit_code=None, output=None)
-        stage.attempts.append(attempt)
-
-    record_provenance(plan.group_dir, run_name, job_id, store.update(restart, force=True, now=stamp))
-    for job, after in chosen:
-        e_script, e_cwd = stage_dirs(plan, run, job)
-        e_found = live(eval_job_name(job), e_cwd)
-        try:
-            e_id = e_found.job_id if e_found else submit_with_retry(
-                backend, e_script, e_cwd, [job_id] if after is None else [], None, sleep)
-        except SubmitError as error:
-            _fail(store, run_name, job.key, f"sbatch refused the re-chained evaluation: {error}", now(), force=True)
-            continue
-        _record(store, run_name, job.key, Attempt(job_id=e_id, submitted=now()), "submitted", force=True,
-                reason=None, slurm_state=None, exit_code=None, output=None)
-    return job_id
-
-
-def failed_awaiting_decision(status: RunsStatus) -> list[str]:
-    """Failed fine-tunes whose last attempt has no remedy recorded yet (retry not decided)."""
-    return [
-        run for run, key, s in status.stages()
-        if key == FINETUNE and s.status == "failed" and s.attempts and s.attempts[-1].remedy is None
-    ]
-
-
-def retry_run(
-    group_dir: str | Path,
-    run: str,
-    backend: Backend,
-    cluster: ClusterSettings,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    now: Callable[[], str] = utc_now,
-    sleep: Sleep = time.sleep,
-) -> RetryOutcome:
-    """Decide by cause for one failed fine-tune and act: resubmit with the remedy, or record why not."""
-    store = StatusStore(Path(group_dir) / STATUS_FILE)
-    remedy = plan_retry(group_dir, run, cluster, max_attempts)
-    if not remedy.retry:
-
-        def no_retry(current: RunsStatus) -> None:
-            stage = current.stage(run)
-            stage.attempts[-1].remedy = "not retried: " + remedy.description
-            if remedy.description not in (stage.reason or ""):
-                stage.reason = f"{stage.reason}; {remedy.description}" if stage.reason else remedy.description
-
-        store.update(no_retry)
-        return RetryOutcome(run=run, remedy=remedy)
-    try:
-        job_id = resubmit_finetune(group_dir, run, backend, cluster, remedy, now, sleep)
-    except SubmitError as error:
-        return RetryOutcome(run=run, remedy=remedy, error=str(error))
-    return RetryOutcome(run=run, remedy=remedy, job_id=job_id)
-
-
-def retry_failed(
-    group_dir: str | Path,
-    backend: Backend,
-    cluster: ClusterSettings,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    now: Callable[[], str] = utc_now,
-    sleep: Sleep = time.sleep,
-) -> list[RetryOutcome]:
-    """Decide and act for every failed fine-tune not yet decided; each decision is recorded once."""
-    store = StatusStore(Path(group_dir) / STATUS_FILE)
-    return [
-        retry_run(group_dir, run, backend, cluster, max_attempts, now, sleep)
-        for run in failed_awaiting_decision(store.read())
-    ]

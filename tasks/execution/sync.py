@@ -29,8 +29,8 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
-from tasks.backends.base import Backend, JobInfo
 from tasks.backends import classify_failure
+from tasks.backends.base import Backend, JobInfo
 from tasks.core.files import read_log_tail
 from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
 from tasks.model.group import GroupRef, RunGroup
@@ -242,7 +242,7 @@ def _rows(status: RunsStatus) -> list[StageRow]:
     return rows
 
 
-def sync_status(
+def sync_jobs(
     group: GroupRef,
     backend: Backend,
     now: Callable[[], str] = utc_now,

@@ -1,1 +1,40 @@
-"""TODO"""
+"""The on-disk contract of a run group: design, factors, plan, status, cluster settings, layout.
+
+Layer 1 (imports `core` only). A flow opens a `RunGroup` once (plan, status store, cluster
+settings, `GroupLayout` of every path inside the folder) and hands it to each step.
+"""
+
+from tasks.model.cluster import ClusterSettings, cluster_settings
+from tasks.model.design import ExperimentDesign, PathsSpec, design_type, load_design, parse_design, read_design
+from tasks.model.factors import FACTORS, Factor, factor_levels
+from tasks.model.group import GroupRef, RunGroup
+from tasks.model.layout import GroupLayout
+from tasks.model.plan import EvalJob, Plan, Run
+from tasks.model.plan_file import load_plan
+from tasks.model.status import FINETUNE, RunsStatus, StageStatus, StatusStore, utc_now
+
+__all__ = [
+    "FACTORS",
+    "FINETUNE",
+    "ClusterSettings",
+    "EvalJob",
+    "ExperimentDesign",
+    "Factor",
+    "GroupLayout",
+    "GroupRef",
+    "PathsSpec",
+    "Plan",
+    "Run",
+    "RunGroup",
+    "RunsStatus",
+    "StageStatus",
+    "StatusStore",
+    "cluster_settings",
+    "design_type",
+    "factor_levels",
+    "load_design",
+    "load_plan",
+    "parse_design",
+    "read_design",
+    "utc_now",
+]

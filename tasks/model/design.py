@@ -391,3 +391,17 @@ def load_design(path: str | Path) -> ExperimentDesign:
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
         raise DesignError([Problem(field="design", message=f"is not valid YAML{at}: {getattr(error, 'problem', error)}", path=source)]) from None
     return parse_design(data, source=source, base=path.resolve().parent)
+
+
+def read_design(design: str | Path | dict[str, Any]) -> ExperimentDesign:
+    """A file path, YAML text, or a mapping -> a validated design (relative paths resolved)."""
+    if isinstance(design, dict):
+        return parse_design(design, source="design parameter", base=Path.cwd())
+    text = str(design)
+    if "\n" in text:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise DesignError([Problem(field="design", message=f"is not valid YAML: {error}", path="design parameter")]) from None
+        return parse_design(data, source="design parameter", base=Path.cwd())
+    return load_design(text)

@@ -28,6 +28,9 @@ STATE_DIR = ".sweepflow"  # sweepflow's own state; nothing in it is a source of 
 EVALUATIONS_DIR = "evaluations"
 LOGS_DIR = "logs"  # torchtune's metric logs (fine-tune), inspect's .eval logs (evaluation)
 PROVENANCE_DIR = "provenance"
+FINETUNE_SCRIPT = "finetune.slurm"
+FINETUNE_CONFIG = "finetune.yaml"  # torchtune's config, as `tune run` reads it
+SETUP_RECORD = "setup_finetune.yaml"  # what the run was set up with (model, factors, parameters)
 # A job's stdout + stderr in its stage folder. Every backend writes it under this name (SLURM's
 # default name, which the local backend keeps so that logs read the same everywhere).
 JOB_LOG = "slurm-{job_id}.out"
@@ -127,3 +130,10 @@ class GroupLayout:
 
     def job_log(self, run: str, task: str | None, job_id: str) -> Path:
         return job_log(self.stage_dir(run, task), job_id)
+
+    def job_files(self, run: str, job: EvalJob | None) -> tuple[Path, Path]:
+        """(script, submit folder) of a fine-tune (`job` None) or an evaluation."""
+        if job is None:
+            return self.run_dir(run) / FINETUNE_SCRIPT, self.run_dir(run)
+        folder = self.eval_dir(run, job.task)
+        return folder / eval_script_name(job), folder

@@ -1,1 +1,9 @@
-"""TODO"""
+"""What a run group produced: scores, losses, time, GPU-hours; summary.md, plots, measured_runs.yaml.
+
+Layer 3 (imports `core`, `model`, `training`, `evaluation`).
+"""
+
+from tasks.results.measured import measurements, record_measurements
+from tasks.results.summarize import Summary, render_summary, summarize, write_summary
+
+__all__ = ["Summary", "measurements", "record_measurements", "render_summary", "summarize", "write_summary"]

@@ -22,29 +22,27 @@ from typing import Any
 
 from tasks.core.files import atomic_write_text, dump_yaml
 from tasks.core.templating import render_template
-from tasks.model.layout import STATUS_FILE
-from tasks.model.plan_file import load_plan
-from tasks.model.status import load_status, utc_now
+from tasks.model.group import GroupRef, RunGroup
+from tasks.model.status import utc_now
 from tasks.training.prior_logs import parse_log
-
-MEASURED_FILE = "measured_runs.yaml"
 
 
 def _round(value: float | None) -> float | None:
     return None if value is None else float(f"{value:.6g}")
 
 
-def measurements(group_dir: str | Path) -> list[dict[str, Any]]:
+def measurements(group: GroupRef) -> list[dict[str, Any]]:
     """One record per completed fine-tune whose final log could be read (others are left out)."""
-    plan = load_plan(group_dir)
-    status = load_status(Path(group_dir) / STATUS_FILE)
+    group = RunGroup.of(group)
+    plan = group.plan
+    status = group.status.read()
     records: list[dict[str, Any]] = []
     for run in plan.finetune_runs:
         entry = status.runs.get(run.name)
         if entry is None or entry.finetune.status != "completed" or not entry.finetune.attempts:
             continue
         last = entry.finetune.attempts[-1]
-        log = plan.group_dir / run.name / f"slurm-{last.job_id}.out"
+        log = group.layout.job_log(run.name, None, last.job_id)
         if not log.is_file():
             continue
         prior = parse_log(log)
@@ -73,15 +71,15 @@ def measurements(group_dir: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def record_measurements(group_dir: str | Path) -> Path | None:
+def record_measurements(group: GroupRef) -> Path | None:
     """Write measured_runs.yaml; None (and nothing written) when no fine-tune has completed."""
-    records = measurements(group_dir)
+    group = RunGroup.of(group)
+    records = measurements(group)
     if not records:
         return None
-    group = Path(group_dir)
     text = render_template("state/measured_runs.yaml.j2", group=group.name, written=utc_now(), count=len(records),
                            body=dump_yaml({"run_group": group.name, "runs": records}))
-    return atomic_write_text(group / MEASURED_FILE, text)
+    return atomic_write_text(group.layout.measured_file, text)
 
 
-__all__ = ["MEASURED_FILE", "measurements", "record_measurements"]
+__all__ = ["measurements", "record_measurements"]

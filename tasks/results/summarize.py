@@ -23,10 +23,10 @@ from pydantic import BaseModel, Field
 
 from tasks.core.files import atomic_write_text
 from tasks.core.templating import render_template
-from tasks.model.layout import STATUS_FILE
+from tasks.model.group import GroupRef, RunGroup
+from tasks.model.layout import PLOTS_DIR
 from tasks.model.plan import EpochRef, Plan
-from tasks.model.plan_file import load_plan
-from tasks.model.status import RunsStatus, load_status
+from tasks.model.status import RunsStatus
 from tasks.results.collect import (
     EvalResult,
     LossCurve,
@@ -38,8 +38,6 @@ from tasks.results.collect import (
     run_resources,
 )
 
-SUMMARY_FILE = "summary.md"
-PLOTS_DIR = "plots"
 LOSS_PLOT = "loss_curves.png"
 BASE_LEVEL = "base (not fine-tuned)"
 MAX_LEGEND = 16  # more runs than this: no legend in the loss plot
@@ -214,14 +212,15 @@ def _gpu_hours(levels: dict[str, list[str]], run_levels: dict[str, dict[str, str
     return rows
 
 
-def summarize(group_dir: str | Path) -> Summary:
+def summarize(group: GroupRef) -> Summary:
     """Everything summary.md shows, computed from the files of the run group (writes nothing)."""
-    plan = load_plan(group_dir)
-    status = load_status(Path(group_dir) / STATUS_FILE)
+    group = RunGroup.of(group)
+    plan = group.plan
+    status = group.status.read()
     results = collect_evaluations(plan, status)
     uses = attempt_uses(plan, status)
     resources = run_resources(plan, status, uses)
-    curves = {r.name: c for r in plan.finetune_runs if (c := loss_curve(plan.group_dir / r.name)) is not None}
+    curves = {r.name: c for r in plan.finetune_runs if (c := loss_curve(group.layout.run_dir(r.name))) is not None}
     levels = _levels(plan)
     run_levels = _run_levels(plan, list(levels))
     counts: dict[str, int] = {}
@@ -324,16 +323,16 @@ def render_summary(summary: Summary) -> str:
                            num=_num, samples=samples_text)
 
 
-def write_summary(group_dir: str | Path, summary: Summary | None = None) -> list[Path]:
+def write_summary(group: GroupRef, summary: Summary | None = None) -> list[Path]:
     """Write summary.md and the plots into the run group; return their paths (summary.md first)."""
-    summary = summary or summarize(group_dir)
-    group = Path(group_dir)
-    written = [atomic_write_text(group / SUMMARY_FILE, render_summary(summary))]
+    group = RunGroup.of(group)
+    summary = summary or summarize(group)
+    written = [atomic_write_text(group.layout.summary_file, render_summary(summary))]
     for name, rel in plot_files(summary).items():
         if name == "loss":
-            written.append(plot_losses(summary, group / rel))
+            written.append(plot_losses(summary, group.root / rel))
         else:
-            written.append(plot_accuracy(summary, name.removeprefix("accuracy_by_"), group / rel))
+            written.append(plot_accuracy(summary, name.removeprefix("accuracy_by_"), group.root / rel))
     return written
 
 

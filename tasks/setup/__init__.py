@@ -1,1 +1,32 @@
-"""TODO"""
+"""setup-experiment's domain: every generated file of a run group, written idempotently.
+
+Layer 4 (imports everything below it, never `execution`). `files` says which files a group
+has, `materialize` writes them keeping the researcher's edits, `experiment` does both.
+"""
+
+from tasks.setup.experiment import (
+    RenderedSetup,
+    SetupReport,
+    render_setup,
+    set_up_group,
+    tree,
+    validate_rendered_configs,
+    write_setup,
+)
+from tasks.setup.files import GeneratedFile, experiment_files, finetune_files
+from tasks.setup.materialize import FileChange, materialize
+
+__all__ = [
+    "FileChange",
+    "GeneratedFile",
+    "RenderedSetup",
+    "SetupReport",
+    "experiment_files",
+    "finetune_files",
+    "materialize",
+    "render_setup",
+    "set_up_group",
+    "tree",
+    "validate_rendered_configs",
+    "write_setup",
+]

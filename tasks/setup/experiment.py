@@ -18,10 +18,10 @@ from pydantic import BaseModel
 from tasks.core.files import atomic_write_text
 from tasks.core.templating import render_template
 from tasks.model.cluster import ClusterSettings, cluster_settings
-from tasks.model.layout import PLAN_MD, STATUS_FILE
+from tasks.model.group import GroupRef, RunGroup
+from tasks.model.layout import FINETUNE_CONFIG, PLAN_FILE, PLAN_MD, STATUS_FILE
 from tasks.model.plan import Plan
-from tasks.model.plan_file import load_plan
-from tasks.model.status import FinetuneOverrides, RunsStatus, StatusStore, initial_status
+from tasks.model.status import FinetuneOverrides, RunsStatus, initial_status
 from tasks.setup.files import GeneratedFile, experiment_files
 from tasks.setup.materialize import FileChange, dry_run, materialize
 from tasks.training.config import validate_config
@@ -51,7 +51,7 @@ class SetupReport(BaseModel):
 
 def tree(group_dir: Path, files: list[str], max_runs: int | None = None) -> str:
     """A `tree`-like listing of the generated files (and the status/plan files)."""
-    paths = sorted(set(files) | {PLAN_MD, STATUS_FILE, "experiment.yaml"})
+    paths = sorted(set(files) | {PLAN_MD, STATUS_FILE, PLAN_FILE})
     nested: dict[str, Any] = {}
     for rel in paths:
         node = nested
@@ -89,9 +89,9 @@ def _count_entries(status: RunsStatus) -> int:
     return sum(1 for _ in status.stages())
 
 
-def _update_status(plan: Plan, current: RunsStatus | None) -> int:
+def _update_status(group: RunGroup, current: RunsStatus | None) -> int:
     """Create runs_status.yaml, or add the entries it lacks; `current` is its content (read once)."""
-    store = StatusStore(plan.group_dir / STATUS_FILE)
+    plan, store = group.plan, group.status
     if current is None:
         fresh = initial_status(plan)
         store.write(fresh)
@@ -103,8 +103,8 @@ def _update_status(plan: Plan, current: RunsStatus | None) -> int:
     return added
 
 
-def _update_plan_markdown(plan: Plan, files: list[str], cluster: ClusterSettings) -> None:
-    path = plan.group_dir / PLAN_MD
+def _update_plan_markdown(group: RunGroup, files: list[str], cluster: ClusterSettings) -> None:
+    plan, path = group.plan, group.layout.plan_md
     section = render_template(
         "reports/runs_plan_setup.md.j2", plan=plan, tree=tree(plan.group_dir, files, max_runs=12), cluster=cluster,
         begin=SETUP_BEGIN, end=SETUP_END,
@@ -124,6 +124,7 @@ def _update_plan_markdown(plan: Plan, files: list[str], cluster: ClusterSettings
 class RenderedSetup:
     """Everything setup-experiment will write, rendered in memory (nothing written yet)."""
 
+    group: RunGroup
     plan: Plan
     cluster: ClusterSettings
     current: RunsStatus | None  # runs_status.yaml as read before rendering (None: no file yet)
@@ -131,14 +132,14 @@ class RenderedSetup:
     files: dict[str, GeneratedFile]
 
 
-def render_setup(group_dir: str | Path, cluster_overrides: dict[str, Any] | None = None) -> RenderedSetup:
+def render_setup(group: GroupRef, cluster_overrides: dict[str, Any] | None = None) -> RenderedSetup:
     """Read the plan and the status, and render every file of the run group."""
-    plan = load_plan(group_dir)
+    group = RunGroup.of(group)
+    plan = group.plan
     cluster = cluster_settings(plan.design, cluster_overrides)
-    status_path = plan.group_dir / STATUS_FILE
-    current = StatusStore(status_path).read() if status_path.exists() else None
+    current = group.status.read() if group.layout.status_file.exists() else None
     overrides = overrides_from_status(current) if current is not None else {}
-    return RenderedSetup(plan, cluster, current, overrides, experiment_files(plan, cluster, overrides))
+    return RenderedSetup(group, plan, cluster, current, overrides, experiment_files(plan, cluster, overrides))
 
 
 def validate_rendered_configs(rendered: RenderedSetup) -> list[str]:
@@ -147,7 +148,7 @@ def validate_rendered_configs(rendered: RenderedSetup) -> list[str]:
     failures = []
     with tempfile.TemporaryDirectory(prefix="sweepflow-validate-") as tmp:
         for rel, generated in sorted(rendered.files.items()):
-            if not rel.endswith("/finetune.yaml"):
+            if not rel.endswith(f"/{FINETUNE_CONFIG}"):
                 continue
             path = Path(tmp) / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,27 +169,27 @@ def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview:
             group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes, runs_with_overrides=sorted(overrides)
         )
     current = rendered.current
-    status_path = plan.group_dir / STATUS_FILE
-    if current is not None and status_path.exists():
+    group = rendered.group
+    if current is not None and group.layout.status_file.exists():
         # a retry may have changed a fine-tune's batch size or resume point since the render
-        latest = StatusStore(status_path).read()
+        latest = group.status.read()
         if overrides_from_status(latest) != overrides:
             overrides = overrides_from_status(latest)
             files = experiment_files(plan, cluster, overrides)
         current = latest
     changes = materialize(plan.group_dir, files, overwrite_edits)
-    added = _update_status(plan, current)
-    _update_plan_markdown(plan, list(files), cluster)
+    added = _update_status(group, current)
+    _update_plan_markdown(group, list(files), cluster)
     return SetupReport(
         group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added, runs_with_overrides=sorted(overrides)
     )
 
 
-def setup_experiment(
-    group_dir: str | Path,
+def set_up_group(
+    group: GroupRef,
     overwrite_edits: bool = False,
     preview: bool = False,
     cluster_overrides: dict[str, Any] | None = None,
 ) -> SetupReport:
     """Create or refresh the run group's files. Everything is rendered before anything is written."""
-    return write_setup(render_setup(group_dir, cluster_overrides), overwrite_edits, preview)
+    return write_setup(render_setup(group, cluster_overrides), overwrite_edits, preview)

@@ -15,12 +15,12 @@ from tasks.backends import JobSpec, job_directives
 from tasks.core.files import dump_yaml
 from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
+from tasks.evaluation.inspect_tasks import task_args, task_reference
 from tasks.model.cluster import ClusterSettings
 from tasks.model.design import design_type
-from tasks.evaluation.inspect_tasks import task_args, task_reference
 from tasks.model.factors import factor_levels
 from tasks.model.layout import GroupLayout, eval_job_name, eval_script_name
-from tasks.model.plan import EvalJob, Plan, Run
+from tasks.model.plan import Plan, Run
 from tasks.model.status import FinetuneOverrides
 from tasks.training.config import recipe_for
 from tasks.training.overrides import apply_overrides, render_finetune_with_overrides

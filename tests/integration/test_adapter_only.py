@@ -33,7 +33,7 @@ def _group(tmp_path: Path) -> Path:
     from tasks.model.design import parse_design
     from tasks.planning.deliver import deliver_plan
     from tasks.planning.planner import build_plan
-    from tasks.setup.experiment import setup_experiment
+    from tasks.setup.experiment import set_up_group
 
     models = tmp_path / "models"
     make_tiny_model(models)
@@ -50,7 +50,7 @@ def _group(tmp_path: Path) -> Path:
     data["paths"] = {"models_dir": str(models), "output_dir": str(tmp_path / "experiments")}
     data["cluster"] = {**data["cluster"], "backend": "local"}
     group = deliver_plan(build_plan(parse_design(data, base=tmp_path), date="2026-01-02"), now="2026-01-02T00:00:00+00:00")
-    setup_experiment(group)
+    set_up_group(group)
     return group
 
 

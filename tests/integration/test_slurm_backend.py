@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from tasks.backends.base import JobInfo, SubmitError
 from tasks.backends import classify_failure
-from tasks.core.files import read_log_tail
+from tasks.backends.base import JobInfo, SubmitError
 from tasks.backends.slurm import SlurmBackend
+from tasks.core.files import read_log_tail
 
 pytestmark = pytest.mark.slurm
 DONE = {"completed", "failed", "cancelled"}

@@ -5,7 +5,7 @@
    `mockllm/model` provider (the helpers of tests/test_summarize.py), synced to completed.
 2. A real `prefect server start` on a free 127.0.0.1 port with its own PREFECT_HOME (its own
    SQLite database), stopped by its process group at the end.
-3. `flows.sync_status.sync_status(group)` and `flows.summarize_experiment.summarize_experiment(group)`
+3. `flows.sync_status.sync_jobs(group)` and `flows.summarize_experiment.summarize_experiment(group)`
    against it: the keyed artifacts status-/progress-/results-/summary-<group slug>.
 4. Debian's chromium, headless: screenshots of /artifacts, of the results table artifact's page
    and of the runs (status) table artifact's page (valid PNGs, not blank), plus `--dump-dom` of
@@ -51,7 +51,7 @@ def finished_group(root: Path) -> Path:
     from test_summarize import _eval, _id, _trained  # real inspect-ai logs (mockllm)
 
     from tasks.execution.submit import submit_pending
-    from tasks.execution.sync import sync_status
+    from tasks.execution.sync import sync_jobs
     from tasks.model.plan_file import load_plan
 
     group = make_group(root, name=GROUP_NAME, models=["Llama-3.2-1B-Instruct"], cluster={"backend": "local"})
@@ -67,7 +67,7 @@ def finished_group(root: Path) -> Path:
         _eval(group, run, epoch, correct, digest)
         key = "cap" if epoch == "base" else f"cap_epoch_{epoch}"
         fake.finish(_id(group, run, key), "COMPLETED", elapsed_s=60.0, exit_code="0:0", node="gpu1")
-    sync_status(group, fake)
+    sync_jobs(group, fake)
     return group
 
 
@@ -118,9 +118,9 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.plan_runs import artifact_slug
+    from flows._common import artifact_slug
     from flows.summarize_experiment import summarize_experiment
-    from flows.sync_status import sync_status
+    from flows.sync_status import sync_jobs
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -139,7 +139,7 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
 
         t = time.monotonic()
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            synced = sync_status(str(group), return_state=True)
+            synced = sync_jobs(str(group), return_state=True)
             assert synced.is_completed(), synced.message
             assert synced.result() == {"completed": 7, "skipped": 1}, synced.result()
             summarized = summarize_experiment(str(group), return_state=True)

@@ -1,0 +1,94 @@
+"""What every flow shares: task options, the one error-returning task wrapper, artifacts, run groups.
+
+Flows are thin: each step is a Prefect task around a plain function of `tasks/`. A domain
+error (`SweepflowError`: a bad design, a missing file, a refused job) is returned by the task
+rather than raised, so the flow logs it as one readable message and ends Failed with it;
+Prefect would otherwise log it again with a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed, State
+
+from tasks.backends import Backend, backend_for
+from tasks.core import SweepflowError
+from tasks.execution import SyncReport, sync_jobs
+from tasks.model import RunGroup
+
+T = TypeVar("T")
+
+# Steps pass large in-memory objects (a Plan of 1,000 runs, a backend): nothing is cached or
+# persisted, so no input hashing and no result files.
+TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def domain_task(name: str, fn: Callable[..., T]) -> Any:
+    """A Prefect task named `name` that runs `fn` and returns, not raises, the SweepflowError it meets."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> T | SweepflowError:
+        try:
+            return fn(*args, **kwargs)
+        except SweepflowError as error:
+            return error
+
+    return task(name=name, **TASK_OPTIONS)(run)
+
+
+def fail(message: str, error: BaseException | None = None) -> State:
+    """Log `message` as the flow's one error line and return the Failed state that ends the flow."""
+    get_run_logger().error(message)
+    return Failed(message=message, data=error) if error is not None else Failed(message=message)
+
+
+def artifact_slug(run_group: str) -> str:
+    """Artifact keys allow lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9]+", "-", run_group.lower()).strip("-") or "plan"
+
+
+def open_group(group_dir: str | Path) -> tuple[RunGroup, Backend]:
+    """The run group (plan read once) and the job backend its cluster settings select."""
+    group = RunGroup(Path(group_dir))
+    return group, backend_for(group)
+
+
+sync_jobs_task = task(name="sync-jobs", **TASK_OPTIONS)(sync_jobs)
+
+
+def publish_status(group: RunGroup, report: SyncReport) -> None:
+    """Keyed progress + runs table artifacts (the same keys every sync: the UI shows the latest)."""
+    slug = artifact_slug(group.name)
+    create_progress_artifact(
+        progress=round(report.progress, 1), key=f"progress-{slug}",
+        description=f"{report.done} of {report.total} stages finished in {group.name}",
+    )
+    create_table_artifact(
+        table=report.table(), key=f"status-{slug}",
+        description=f"Runs of {group.name}: " + ", ".join(f"{n} {s}" for s, n in sorted(report.counts.items())),
+    )
+
+
+class _DomainErrorsOnce(logging.Filter):
+    """Keep a domain error to one log message.
+
+    When a deployed flow run fails, Prefect's runner logs the flow's exception again with a
+    traceback ("Engine execution exited with unexpected exception"). For a SweepflowError
+    the flow has already logged the whole message, so that repeat is dropped.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, SweepflowError)
+
+
+_FILTER = _DomainErrorsOnce()
+logging.getLogger("prefect.flow_runs").addFilter(_FILTER)
