@@ -11,4 +11,4 @@ Register both types with a server: `python -m blocks.register`.
 from blocks.cluster import SlurmCluster
 from blocks.paths import ExperimentPaths
 
-__all__ = ["SlurmCluster", "ExperimentPaths"]
+__all__ = ["ExperimentPaths", "SlurmCluster"]

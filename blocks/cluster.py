@@ -15,7 +15,7 @@ Reads/writes: nothing itself; the Prefect API stores saved blocks.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
@@ -33,10 +33,10 @@ class SlurmCluster(Block):
         "module loads / environment activation, and the queue cap."
     )
 
-    account: Optional[str] = Field(None, description="sbatch --account (leave empty if your site has none)")
-    partition: Optional[str] = Field(None, description="sbatch --partition")
-    constraint: Optional[str] = Field(None, description="sbatch --constraint, e.g. gpu80")
-    qos: Optional[str] = Field(None, description="sbatch --qos")
+    account: str | None = Field(None, description="sbatch --account (leave empty if your site has none)")
+    partition: str | None = Field(None, description="sbatch --partition")
+    constraint: str | None = Field(None, description="sbatch --constraint, e.g. gpu80")
+    qos: str | None = Field(None, description="sbatch --qos")
     time_limit: str = Field("04:00:00", description="Fine-tune time limit: HH:MM:SS, D-HH:MM:SS or minutes")
     eval_time_limit: str = Field("00:30:00", description="Evaluation job time limit")
     mem: str = Field("32G", description="Memory per fine-tune job, e.g. 64G")
@@ -59,7 +59,7 @@ class SlurmCluster(Block):
     device: Literal["cuda", "cpu"] = Field("cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)")
 
     @model_validator(mode="after")
-    def _same_rules_as_settings(self) -> "SlurmCluster":
+    def _same_rules_as_settings(self) -> SlurmCluster:
         try:
             ClusterSettings.model_validate(self.profile())
         except ValidationError as error:

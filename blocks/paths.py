@@ -14,10 +14,10 @@ Reads/writes: nothing itself.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import ClassVar
 
 from prefect.blocks.core import Block
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 
 def _absolute(value: object, field: str) -> Path:
@@ -40,12 +40,12 @@ class ExperimentPaths(Block):
     models_dir: Path = Field(description="Folder holding one sub-folder per base model, named as on HuggingFace")
     output_dir: Path = Field(description="Where run group folders are created")
     prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune SLURM logs")
-    scratch_dir: Optional[Path] = Field(None, description="Scratch space (HF caches, temporary files)")
+    scratch_dir: Path | None = Field(None, description="Scratch space (HF caches, temporary files)")
 
     @field_validator("models_dir", "output_dir", "scratch_dir", mode="before")
     @classmethod
-    def _abs(cls, value: object, info) -> object:
-        return None if value is None else _absolute(value, info.field_name)
+    def _abs(cls, value: object, info: ValidationInfo) -> object:
+        return None if value is None else _absolute(value, info.field_name or "path")
 
     @field_validator("prior_runs", mode="before")
     @classmethod

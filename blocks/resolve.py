@@ -11,8 +11,10 @@ to Prefect. A block that does not exist, or an inline cluster with a bad field, 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from prefect.blocks.core import Block
 from pydantic import ValidationError
 
 from blocks.cluster import SlurmCluster, profile_fields
@@ -34,7 +36,7 @@ def _problems(error: ValidationError, prefix: str, source: str | None) -> list[P
     return problems
 
 
-def _load_block(cls: type, name: str, field: str) -> Any:
+def _load_block(cls: type[Block], name: str, field: str) -> Any:
     slug = cls.get_block_type_slug()
     try:
         return cls.load(name)

@@ -23,7 +23,7 @@ As Python: `from flows.cancel_runs import cancel_runs; cancel_runs(group_dir, ru
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import State
@@ -36,7 +36,7 @@ cancel_jobs_task = domain_task("cancel-jobs", cancel_stages)
 
 
 @flow(name="cancel-runs", persist_result=False, log_prints=True)
-def cancel_runs(group_dir: str, runs: Optional[list[str]] = None, reason: str = "") -> Union[dict[str, Any], State]:
+def cancel_runs(group_dir: str, runs: list[str] | None = None, reason: str = "") -> dict[str, Any] | State:
     """Cancel the queued and running jobs of a run group, or of some of its runs.
 
     Args:

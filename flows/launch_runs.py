@@ -155,7 +155,8 @@ def _watch(group: RunGroup, backend: Backend, launch: LaunchReport, futures: lis
         time.sleep(poll_seconds)
 
 
-@flow(name="launch-runs", persist_result=False, log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=64))
+@flow(name="launch-runs", persist_result=False, log_prints=True,
+      task_runner=ThreadPoolTaskRunner(max_workers=64))  # type: ignore[arg-type]  # Prefect 3.8 annotates it too narrowly
 def launch_runs(
     group_dir: str,
     wait: bool = True,

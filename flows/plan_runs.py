@@ -59,9 +59,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 import pydantic
 from prefect import flow, get_run_logger, task
@@ -102,7 +102,7 @@ class PlanApproval(RunInput):
 
 
 def _deliver(plan: Plan) -> Path:
-    return deliver_plan(plan, now=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 load_design_task = domain_task("load-design", read_design)
@@ -191,11 +191,11 @@ def _ui_link() -> str:
 
 @flow(name="plan-runs", persist_result=False, log_prints=True)
 def plan_runs(
-    design: Union[str, dict[str, Any]],
+    design: str | dict[str, Any],
     auto_approve: bool = False,
-    date: Optional[str] = None,
+    date: str | None = None,
     continue_to_setup: bool = False,
-) -> Union[str, State]:
+) -> str | State:
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
     Args:
@@ -256,7 +256,7 @@ def plan_runs(
     return str(group_dir)
 
 
-def _continue_to_setup(group_dir: Path) -> Union[str, State]:
+def _continue_to_setup(group_dir: Path) -> str | State:
     """Run setup-experiment on the delivered group, as a subflow."""
     from flows.setup_experiment import setup_experiment  # the stage after this one; it imports nothing back
 
@@ -271,21 +271,21 @@ def _continue_to_setup(group_dir: Path) -> Union[str, State]:
 # Command line
 
 
-def _dry_run(design_arg: str, date: Optional[str]) -> int:
+def _dry_run(design_arg: str, date: str | None) -> int:
     plan = build_plan(resolve_site(read_design(design_arg)), date=date)
     print(render_plan_markdown(plan))
     print(f"\n(dry run) {plan_summary(plan)}; would write to {plan.group_dir}", file=sys.stderr)
     return 0
 
 
-def _confirm_in_terminal(design_arg: str, date: Optional[str]) -> bool:
+def _confirm_in_terminal(design_arg: str, date: str | None) -> bool:
     plan = build_plan(resolve_site(read_design(design_arg)), date=date)
     print(f"Plan {plan_summary(plan)}.")
     print(f"It would be written to {plan.group_dir} (see the full plan with --dry-run).")
     return input("Approve and write it? [y/N] ").strip().lower() in {"y", "yes"}
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m flows.plan_runs",
         description="Plan a LoRA sweep from a design file and write experiment.yaml, runs_plan.md and runs_status.yaml.",
@@ -324,14 +324,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
 
     if state.is_completed():
-        group_dir = Path(state.result())
+        group_dir = Path(str(state.result()))
         print(group_dir)
         for name in sorted(p.name for p in group_dir.iterdir()):
             print(f"  {name}")
         return 0
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, SweepflowError):
-        print(str(error), file=sys.stderr)
+    outcome = state.result(raise_on_failure=False)
+    if isinstance(outcome, SweepflowError):
+        print(str(outcome), file=sys.stderr)
         return 2
     print(f"plan-runs ended {state.name}: {state.message}", file=sys.stderr)
     return 1

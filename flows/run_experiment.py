@@ -24,7 +24,7 @@ As Python: `from flows.run_experiment import run_experiment; run_experiment(desi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Failed, State
@@ -39,7 +39,7 @@ from tasks.model import read_design
 from tasks.planning import design_hash, existing_group_date
 
 
-def _resume_date(design: Union[str, dict[str, Any]]) -> Optional[str]:
+def _resume_date(design: str | dict[str, Any]) -> str | None:
     """The date of an earlier run group of this very design, if there is one."""
     try:
         resolved = resolve_site(read_design(design))
@@ -57,13 +57,13 @@ def _stage(name: str, state: Any) -> Any:
 
 @flow(name="run-experiment", persist_result=False, log_prints=True)
 def run_experiment(
-    design: Union[str, dict[str, Any]],
+    design: str | dict[str, Any],
     auto_approve: bool = False,
-    date: Optional[str] = None,
+    date: str | None = None,
     max_attempts: int = 3,
     poll_seconds: float = 10.0,
     summarize: bool = True,
-) -> Union[str, State]:
+) -> str | State:
     """Plan, set up, launch, watch and summarize an experiment; safe to run again.
 
     Args:

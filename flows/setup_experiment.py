@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Union
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -66,7 +65,7 @@ def setup_experiment(
     overwrite_edits: bool = False,
     dry_run: bool = False,
     validate: bool = True,
-) -> Union[str, State]:
+) -> str | State:
     """Create run folders, torchtune configs and SLURM scripts for a planned run group.
 
     Args:
@@ -102,7 +101,7 @@ def setup_experiment(
     return str(report.preview_dir if report.dry_run else report.group_dir)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.setup_experiment", description=__doc__.splitlines()[0])
     parser.add_argument("group_dir", help="run group folder written by plan-runs")
     parser.add_argument("--dry-run", action="store_true", help="render into a temporary folder; write nothing")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Union
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -64,7 +63,7 @@ def publish_summary(summary: Summary) -> None:
 
 
 @flow(name="summarize-experiment", persist_result=False, log_prints=True)
-def summarize_experiment(group_dir: str) -> Union[str, State]:
+def summarize_experiment(group_dir: str) -> str | State:
     """Write summary.md, plots and measured_runs.yaml for a run group and publish them as artifacts.
 
     Args:
@@ -91,7 +90,7 @@ def summarize_experiment(group_dir: str) -> Union[str, State]:
     return str(files[0])
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m flows.summarize_experiment", description=__doc__.splitlines()[0])
     parser.add_argument("group_dir", help="run group folder written by plan-runs")
     args = parser.parse_args(argv)

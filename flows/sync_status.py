@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 from prefect import flow, get_run_logger
 from prefect.states import State
@@ -68,7 +67,7 @@ def _sync_one(group_dir: Path) -> SyncReport:
 
 
 @flow(name="sync-status", persist_result=False, log_prints=True)
-def sync_status(group_dir: Optional[str] = None, output_dir: Optional[str] = None) -> Union[dict[str, int], State]:
+def sync_status(group_dir: str | None = None, output_dir: str | None = None) -> dict[str, int] | State:
     """Bring runs_status.yaml up to date with the scheduler and the files on disk.
 
     Args:

@@ -24,9 +24,10 @@ import gc
 import io
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
@@ -188,7 +189,7 @@ class _NotPlain(Exception):
     """The data is not plain JSON-like data (or shares a container): use yaml.dump itself."""
 
 
-class _Children(list):  # type: ignore[type-arg]
+class _Children(list[Any]):
     """A mapping or sequence node's children, hashable by identity (see `_FastDumper`)."""
 
     __hash__ = object.__hash__  # type: ignore[assignment]
@@ -208,7 +209,7 @@ class _FastDumper(_Dumper):  # type: ignore[misc, valid-type]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.yaml_path_resolvers:
-            self.resolve = functools.lru_cache(maxsize=None)(self.resolve)
+            self.resolve = functools.lru_cache(maxsize=None)(self.resolve)  # type: ignore[has-type]
             self.descend_resolver = slice  # (parent, index) -> ignored
             self.ascend_resolver = type(None)  # () -> None
 
@@ -287,7 +288,7 @@ def parse_yaml(data: bytes | str, source: str | Path) -> Any:
             raise FileFormatError(source, f"is not UTF-8 text: byte {error.start} cannot be decoded") from None
     try:
         with gc_paused():
-            return yaml.load(data, Loader=_Loader)  # noqa: S506 - a safe loader
+            return yaml.load(data, Loader=_Loader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

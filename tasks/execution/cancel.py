@@ -13,7 +13,7 @@ sends it back to the queue later.
 
 from __future__ import annotations
 
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
 
 from pydantic import BaseModel, Field
 
@@ -39,7 +39,8 @@ class CancelReport(BaseModel):
 def unrecorded_jobs(group: GroupRef, backend: Backend, status: RunsStatus, runs: Collection[str]) -> list[JobInfo]:
     """Waiting or running jobs of these runs' unsubmitted stages that the status does not
     record (launch-runs died between sbatch's answer and the status write): one `jobs_named`
-    call, matched as launch-runs adopts them (job name + submit folder)."""
+    call, matched as launch-runs adopts them (job name + submit folder).
+    """
     group = RunGroup.of(group)
     plan = group.plan
     todo = [

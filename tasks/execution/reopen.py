@@ -13,7 +13,7 @@ Reads/writes: `{group}/runs_status.yaml` (one locked update). The next `submit_p
 
 from __future__ import annotations
 
-from typing import Callable, Collection
+from collections.abc import Callable, Collection
 
 from tasks.core.errors import SweepflowError
 from tasks.model.group import GroupRef, RunGroup
@@ -48,7 +48,8 @@ def reopen_failed_finetunes(
     group: GroupRef, runs: Collection[str] | None = None, now: Callable[[], str] = utc_now
 ) -> list[str]:
     """Failed or cancelled fine-tunes (all, or those named in `runs`) back to pending with their
-    unfinished evaluations; returns the runs reopened. Unknown names: `SweepflowError`."""
+    unfinished evaluations; returns the runs reopened. Unknown names: `SweepflowError`.
+    """
     store = RunGroup.of(group).status
     wanted = set(runs) if runs is not None else None
     if wanted is not None:

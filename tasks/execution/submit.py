@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Callable, Collection
 
 from pydantic import BaseModel, Field
 
@@ -85,7 +85,8 @@ def _submitted_from(job: JobInfo, cwd: Path) -> bool:
     """Whether `job` is this stage's. Run names repeat across run groups, so a job submitted
     from another folder never is. A job that ended must also have left its log in `cwd`: the
     folder may have been deleted and made again (a new clone, a re-planned group) since an old
-    job with the same name ran there. A job still waiting or running is this folder's."""
+    job with the same name ran there. A job still waiting or running is this folder's.
+    """
     if job.work_dir and os.path.realpath(job.work_dir) != os.path.realpath(cwd):
         return False
     if job.status == "pending" or (job.status == "running" and job.work_dir):
@@ -121,7 +122,8 @@ def submit_with_retry(
 def record_submission(group: RunGroup, run: str, key: str, info: Attempt, status: str, force: bool = False,
                       **fields: object) -> bool:
     """One status write: the stage's new job id and state, and its new attempt. False, and
-    nothing written, when the stage finished meanwhile (cancel-runs while sbatch ran)."""
+    nothing written, when the stage finished meanwhile (cancel-runs while sbatch ran).
+    """
     accepted = True
 
     def change(current: RunsStatus) -> None:

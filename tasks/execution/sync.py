@@ -23,9 +23,10 @@ State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -97,7 +98,7 @@ def _clock(seconds: float | None) -> str:
 
 
 def has_checkpoint(folder: Path) -> bool:
-    """torchtune wrote a model here: merged `*.safetensors` or an `adapter_model.*`."""
+    """Torchtune wrote a model here: merged `*.safetensors` or an `adapter_model.*`."""
     return folder.is_dir() and (any(folder.glob("*.safetensors")) or any(folder.glob("adapter_model.*")))
 
 
@@ -207,8 +208,9 @@ def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check:
         done, why, output = check.verify(run, key, stage)
         return {**fields, "status": "completed" if done else "failed", "reason": why,
                 "output": output or str(log), "cause": None if done else "error"}
+    assert log is not None  # the job started: it has a log path
     cause = classify(info, read_log_tail(log) if info.status == "failed" else "")
-    status, reason = _describe(cause, info, key, log)  # type: ignore[arg-type]
+    status, reason = _describe(cause, info, key, log)
     return {**fields, "status": status, "reason": reason, "cause": cause}
 
 

@@ -71,7 +71,7 @@ class TrainingSpec(_Strict):
     """Training settings shared by every run unless a factor varies them."""
 
     epochs: PositiveInt = 1
-    batch_size: Union[Literal["auto"], PositiveInt, dict[str, PositiveInt]] = Field(
+    batch_size: Literal["auto"] | PositiveInt | dict[str, PositiveInt] = Field(
         "auto", description="'auto' (estimated from prior runs and GPU memory), an int, or {model name: int}"
     )
     gradient_accumulation_steps: PositiveInt = 1
@@ -173,8 +173,8 @@ class ExperimentDesign(_Strict):
     dataset: DatasetSpec
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec
-    paths: Union[PathsSpec, str] = Field(description="Paths, or the name of a saved sweepflow-paths block")
-    cluster: Union[str, dict[str, Any], None] = Field(
+    paths: PathsSpec | str = Field(description="Paths, or the name of a saved sweepflow-paths block")
+    cluster: str | dict[str, Any] | None = Field(
         None, description="Name of a saved slurm-cluster block, or its fields inline"
     )
     gpu: GpuSpec = GpuSpec()
@@ -206,7 +206,7 @@ class ExperimentDesign(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _consistency(self) -> "ExperimentDesign":
+    def _consistency(self) -> ExperimentDesign:
         found = cross_field_problems(self.model_dump(mode="json"))
         if found:
             # one "field: message" per line; problems_from_validation splits them again
@@ -232,8 +232,8 @@ def cross_field_problems(data: Any) -> list[tuple[str, str]]:
     if not isinstance(data, dict):
         return []
     found: list[tuple[str, str]] = []
-    evaluation = data.get("evaluation") if isinstance(data.get("evaluation"), dict) else {}
-    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    evaluation: dict[str, Any] = data["evaluation"] if isinstance(data.get("evaluation"), dict) else {}
+    training: dict[str, Any] = data["training"] if isinstance(data.get("training"), dict) else {}
     if evaluation.get("epochs") == "best" and training.get("validation") is not True:
         found.append(("evaluation.epochs", "'best' picks the epoch by validation loss, so training.validation must be true"))
     batch = training.get("batch_size")

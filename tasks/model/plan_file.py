@@ -28,7 +28,8 @@ def load_plan(group_dir: str | Path) -> Plan:
     Every flow reads the plan, the scheduled sync every few minutes; parsing the YAML of a
     1,000-run plan takes about 0.5 s, so a JSON copy of the validated plan is kept in
     `.sweepflow/experiment.cache.json`, used only for exactly the bytes it was made from
-    (their sha256) and the same Plan model; experiment.yaml stays the only truth."""
+    (their sha256) and the same Plan model; experiment.yaml stays the only truth.
+    """
     layout = GroupLayout(Path(group_dir))
     path = layout.plan_file
     raw = read_bytes(path, "YAML file")

@@ -23,9 +23,10 @@ import hashlib
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
@@ -62,7 +63,7 @@ class StatusError(SweepflowError):
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _str_or_none(value: Any) -> Any:
@@ -147,7 +148,7 @@ class StageStatus(_Model):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
 
-    def mark(self, status: Status, now: str | None = None, **fields: Any) -> "StageStatus":
+    def mark(self, status: Status, now: str | None = None, **fields: Any) -> StageStatus:
         """Set the status (and any other fields), stamping last_updated. Returns self."""
         self.status = status
         for name, value in fields.items():
@@ -440,9 +441,9 @@ class StatusStore:
         result = fn(draft)
         chosen = result if isinstance(result, RunsStatus) else draft  # fn may mutate and return anything
         try:  # a well-typed tree (the usual case): its dump is also the dump of its validated copy
-            data: dict[str, Any] | None = chosen.model_dump(mode="json", warnings="error")
-            new = parse_status(data, self.path)
-            data = data if _dump_is_final(data) else None
+            dumped: dict[str, Any] = chosen.model_dump(mode="json", warnings="error")
+            new = parse_status(dumped, self.path)
+            data: dict[str, Any] | None = dumped if _dump_is_final(dumped) else None
         except PydanticSerializationError:  # e.g. a raw dict appended to a list of models
             data = None
             new = parse_status(chosen.model_dump(mode="json"), self.path)

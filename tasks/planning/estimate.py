@@ -14,8 +14,9 @@ by `OVERHEAD` for validation, checkpointing and start-up.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from tasks.model.design import ExperimentDesign
 from tasks.model.plan import DiskEstimate, Estimates, Figure, ModelEstimate, Run, RunEstimate, Scenario

@@ -56,17 +56,21 @@ def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, 
 
 def _eval_epochs(design: ExperimentDesign, epochs: int, run: str) -> tuple[list[EpochRef], list[Problem]]:
     spec = design.evaluation.epochs
+    chosen: list[EpochRef]
     if spec == "last":
-        return [epochs - 1], []
+        chosen = [epochs - 1]
+        return chosen, []
     if spec == "all":
-        return list(range(epochs)), []
+        chosen = list(range(epochs))
+        return chosen, []
     if spec == "best":
         return ["best"], []
     bad = [e for e in spec if e >= epochs]
     if bad:
         # no run name in the message: the same problem for every run is then reported once
         return [], [Problem(field="evaluation.epochs", message=f"there is no epoch {', '.join(map(str, bad))}: runs of {epochs} epoch(s) save epoch_0..epoch_{epochs - 1}")]
-    return sorted(set(spec)), []
+    chosen = list(sorted(set(spec)))
+    return chosen, []
 
 
 def _params(design: ExperimentDesign, model: str, overrides: dict[str, Any]) -> RunParams:

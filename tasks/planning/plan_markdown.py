@@ -6,9 +6,11 @@ Reads: a `Plan`. Writes: nothing (deliver writes the text).
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tasks.core.templating import fmt_minutes, fmt_num, format_number, plural, render_template
 from tasks.model.design import PathsSpec, design_type
@@ -25,7 +27,7 @@ def _distinct(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(values))
 
 
-def _span(values: Iterable[float], fmt=fmt_minutes) -> str:
+def _span(values: Iterable[float], fmt: Callable[[float], str] = fmt_minutes) -> str:
     """One value, or 'low to high' when runs differ."""
     texts = _distinct(fmt(v) for v in sorted(values))
     return texts[0] if len(texts) == 1 else f"{texts[0]} to {texts[-1]}"
@@ -131,7 +133,8 @@ def _batches(plan: Plan, model: str) -> dict[str, Any]:
     }
 
 
-def _value_text(plan: Plan, getter, fmt=str) -> str:
+def _value_text(plan: Plan, getter: Callable[[Run], Any], fmt: Callable[[Any], str] = str) -> str:
+    """The one value all fine-tunes share, or each value when a factor varies it."""
     values = _distinct(getter(r) for r in plan.finetune_runs)
     if len(values) == 1:
         return fmt(values[0])
@@ -215,7 +218,7 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         "grad_accum": _value_text(plan, lambda r: r.params.gradient_accumulation_steps),
         "alphas": _value_text(plan, lambda r: f"{r.params.lora_alpha} (rank {r.params.lora_rank})"),
         # per-run values (a factor may vary any of them)
-        "p": {name: _value_text(plan, lambda r, name=name: getattr(r.params, name), format_number) for name in _CONFIG_FIELDS},
+        "p": {name: _value_text(plan, operator.attrgetter(f"params.{name}"), format_number) for name in _CONFIG_FIELDS},
         "system_prompts": _distinct(r.params.system_prompt for r in plan.finetune_runs),
         "batch_by_model": [_batches(plan, m) for m in design.models if m in est.per_model],
         "scratch": (paths.scratch_dir or paths.output_dir) if paths else plan.group_dir.parent,

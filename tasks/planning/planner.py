@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime
 from datetime import date as date_cls
-from datetime import datetime, timezone
 from pathlib import Path
 
 from tasks.core.errors import DesignError, Problem, SweepflowError
@@ -70,7 +70,8 @@ def _count_records(path: Path, split: str) -> int:
 
 def prior_run_folders(paths: PathsSpec) -> tuple[list[Path], bool]:
     """(folders searched for prior logs, whether they are the default): `paths.prior_runs`, or,
-    when it names none, `paths.output_dir` (the earlier run groups: sweepflow learns from them)."""
+    when it names none, `paths.output_dir` (the earlier run groups: sweepflow learns from them).
+    """
     if paths.prior_runs:
         return list(paths.prior_runs), False
     return ([paths.output_dir] if Path(paths.output_dir).is_dir() else []), True
@@ -100,7 +101,7 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
     disk_problems = check_disk(resources, estimates.disk.total_gib, paths.output_dir)
     if disk_problems:
         raise DesignError(disk_problems, heading="Not enough disk for this plan")
-    created = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    created = (now or datetime.now(UTC)).isoformat(timespec="seconds")
     return Plan(
         run_group=group,
         created=created,

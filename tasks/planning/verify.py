@@ -210,9 +210,9 @@ def verify_resources(design: ExperimentDesign, runs: list[Run]) -> VerifiedResou
         specs[Path(design.dataset.path)] = design.dataset
     datasets: list[DatasetInfo] = []
     for path, spec in specs.items():
-        info = _check_dataset(spec, fields.get(path, "dataset.path"), needs_validation, problems)
-        if info is not None:
-            datasets.append(info)
+        dataset = _check_dataset(spec, fields.get(path, "dataset.path"), needs_validation, problems)
+        if dataset is not None:
+            datasets.append(dataset)
 
     eval_scripts: dict[str, Path] = {}
     eval_datasets: dict[str, Path] = {}

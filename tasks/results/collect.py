@@ -230,7 +230,8 @@ def _add_deltas(results: list[EvalResult]) -> None:
 
 def _merge(curves: list[dict[int, float]]) -> dict[int, float]:
     """Curves of successive attempts: a later one replaces every step from its first step on
-    (a restart from step 1 replaces all; a resume keeps the earlier epochs)."""
+    (a restart from step 1 replaces all; a resume keeps the earlier epochs).
+    """
     merged: dict[int, float] = {}
     for curve in curves:
         if not curve:
@@ -250,7 +251,7 @@ def _number(text: str) -> float | None:
 
 
 def disk_logger_losses(text: str) -> dict[int, float]:
-    """step -> loss from a DiskLogger file (`Step N | loss:x lr:y ...`)."""
+    """Step -> loss from a DiskLogger file (`Step N | loss:x lr:y ...`)."""
     curve: dict[int, float] = {}
     for step, payload in _STEP_LINE.findall(text):
         match = _LOSS.search(payload)
@@ -261,7 +262,7 @@ def disk_logger_losses(text: str) -> dict[int, float]:
 
 
 def bar_losses(text: str) -> dict[int, float]:
-    """global step -> loss from torchtune's training bars (`epoch|step|Loss: x: ...`)."""
+    """Global step -> loss from torchtune's training bars (`epoch|step|Loss: x: ...`)."""
     curve: dict[int, float] = {}
     for _, step, loss in _BAR.findall(text):
         value = _number(loss)
@@ -296,7 +297,8 @@ def loss_curve(run_dir: Path) -> LossCurve | None:
 
 def attempt_uses(plan: Plan, status: RunsStatus) -> list[AttemptUse]:
     """Every attempt of every stage: the last one of a completed stage succeeded, that of an unfinished
-    stage is active, every other one failed (an earlier attempt was always replaced after failing)."""
+    stage is active, every other one failed (an earlier attempt was always replaced after failing).
+    """
     uses: list[AttemptUse] = []
     for run in plan.runs:
         entry = status.runs.get(run.name)
@@ -319,7 +321,8 @@ def _minutes(seconds: float | None) -> float | None:
 
 def _estimated_memory(plan: Plan, run: Run, batch: int | None) -> float | None:
     """Peak GPU memory expected at the run's batch size (only when the plan's memory and speed
-    figures come from one prior log, whose batch size is known)."""
+    figures come from one prior log, whose batch size is known).
+    """
     model = plan.estimates.per_model.get(run.model)
     if model is None or model.peak_memory_gib is None:
         return None

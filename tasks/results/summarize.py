@@ -16,8 +16,9 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -145,7 +146,7 @@ def _levels(plan: Plan) -> dict[str, list[str]]:
 
 
 def _run_levels(plan: Plan, factors: list[str]) -> dict[str, dict[str, str]]:
-    """run -> factor -> the run's level (base-model runs: BASE_LEVEL for every factor but model)."""
+    """Run -> factor -> the run's level (base-model runs: BASE_LEVEL for every factor but model)."""
     return {run.name: {f: run.model if f == "model" else run.factors.get(f, BASE_LEVEL) for f in factors}
             for run in plan.runs}
 
@@ -235,7 +236,7 @@ def summarize(group: GroupRef) -> Summary:
         notes.append("No evaluation has a score yet.")
     return Summary(
         run_group=plan.run_group, question=plan.design.question, group_dir=plan.group_dir, design_hash=plan.design_hash,
-        written=datetime.now(timezone.utc).isoformat(timespec="seconds"), factors=levels,
+        written=datetime.now(UTC).isoformat(timespec="seconds"), factors=levels,
         run_levels=run_levels, state_counts=counts,
         results=results, deltas=_deltas(plan, results), losses=_loss_rows(plan, status, curves), resources=resources,
         gpu_hours=_gpu_hours(levels, run_levels, resources), gpu_hours_total=sum(u.gpu_hours for u in uses),
@@ -256,7 +257,7 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> Path:  # noqa: ANN001 (a matplotlib Figure)
+def _save(fig: Any, path: Path) -> Path:  # fig: a matplotlib Figure
     """Save a figure atomically (temporary file + rename), then close it (saved or not)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -144,7 +144,8 @@ def render_setup(group: GroupRef, cluster_overrides: dict[str, Any] | None = Non
 
 def validate_rendered_configs(rendered: RenderedSetup) -> list[str]:
     """`tune validate` on every rendered finetune.yaml (each written alone into a temporary
-    folder); the failures as `{run}/finetune.yaml: <last line of the error>`."""
+    folder); the failures as `{run}/finetune.yaml: <last line of the error>`.
+    """
     failures = []
     with tempfile.TemporaryDirectory(prefix="sweepflow-validate-") as tmp:
         for rel, generated in sorted(rendered.files.items()):

@@ -17,7 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -105,7 +105,8 @@ def _make_folders(root: Path, rels: list[str]) -> list[Path]:
 
 def _write_all(root: Path, files: dict[str, GeneratedFile], rels: list[str]) -> None:
     """Write files[rel] under root for every rel: each atomically; on a write error nothing is
-    replaced and the folders made for the new files are removed again."""
+    replaced and the folders made for the new files are removed again.
+    """
     created = _make_folders(root, rels)
     try:
         atomic_write_many(
@@ -139,7 +140,7 @@ def materialize(group_dir: Path, files: dict[str, GeneratedFile], overwrite_edit
     manifest = read_manifest(group_dir)
     old_manifest = dict(manifest)
     changes = plan_changes(group_dir, files, overwrite_edits, manifest)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     for change in changes:
         if change.action == "overwrite-edit":
             target = group_dir / change.path

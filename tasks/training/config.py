@@ -20,7 +20,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
@@ -69,7 +69,7 @@ class FinetuneContext:
     repo_root: Path = REPO_ROOT
 
     @classmethod
-    def from_plan(cls, plan: Plan, **overrides: Any) -> "FinetuneContext":
+    def from_plan(cls, plan: Plan, **overrides: Any) -> FinetuneContext:
         values: dict[str, Any] = {
             "run_group": plan.run_group,
             "design_hash": plan.design_hash,
@@ -152,7 +152,7 @@ def _spec(run: Run) -> ModelSpec:
 
 
 def default_device(run: Run) -> str:
-    """cpu for the tiny demo model, cuda for everything else."""
+    """Cpu for the tiny demo model, cuda for everything else."""
     spec = lookup(run.model)
     return "cpu" if spec is not None and spec.params_b < TINY_MODEL_PARAMS_B else "cuda"
 
@@ -161,7 +161,7 @@ def render_finetune_config(
     run: Run,
     run_dir: Path,
     device: str | None = None,
-    plan_context: Union[Plan, FinetuneContext, None] = None,
+    plan_context: Plan | FinetuneContext | None = None,
     resume: dict[str, Any] | None = None,
 ) -> str:
     """The complete torchtune `finetune.yaml` of a fine-tuned run.

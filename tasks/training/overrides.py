@@ -86,7 +86,7 @@ def render_finetune_with_overrides(
 
 
 def overrides_from_status(status: RunsStatus) -> dict[str, FinetuneOverrides]:
-    """run -> overrides, for every fine-tune a retry changed."""
+    """Run -> overrides, for every fine-tune a retry changed."""
     found: dict[str, FinetuneOverrides] = {}
     for run, key, stage in status.stages():
         if key == FINETUNE and stage.overrides is not None:

@@ -17,7 +17,7 @@ HuggingFace folder (config.json, model.safetensors, tokenizer files) from these 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 # --- architecture (shared with examples/make_tiny_model.py; change both together) ---
 NUM_BYTES = 256
@@ -114,8 +114,8 @@ def lora_tiny_llama3(
 
 def tiny_tokenizer(
     path: str,
-    special_tokens_path: Optional[str] = None,
-    max_seq_len: Optional[int] = None,
+    special_tokens_path: str | None = None,
+    max_seq_len: int | None = None,
     prompt_template: Any = None,
 ) -> Any:
     """A torchtune `Llama3Tokenizer` over the tiny byte-level vocabulary.

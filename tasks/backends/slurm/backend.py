@@ -51,7 +51,7 @@ _JOB_ID = re.compile(r"^\d+(_\d+)?$")
 
 
 def override_args(overrides: JobOverrides | None) -> list[str]:
-    """sbatch options for a retry's overrides (command-line options win over `#SBATCH` lines)."""
+    """Sbatch options for a retry's overrides (command-line options win over `#SBATCH` lines)."""
     if overrides is None:
         return []
     args = [f"--time={overrides.time_limit}"] if overrides.time_limit else []
@@ -112,7 +112,7 @@ class SlurmBackend:
         return time.monotonic() >= self._no_accounting_until
 
     def _sacct(self, selector: list[str], with_work_dir: bool = False) -> dict[str, JobInfo] | None:
-        """sacct output parsed, or None when accounting is unavailable (remembered for a while)."""
+        """Sacct output parsed, or None when accounting is unavailable (remembered for a while)."""
         if not self.accounting_available:
             return None
         fields = (*self.sacct_fields, "WorkDir") if with_work_dir else self.sacct_fields
@@ -131,7 +131,7 @@ class SlurmBackend:
 
     def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None,
                overrides: JobOverrides | None = None, sbatch_args: list[str] | None = None) -> str:
-        """sbatch `script` from `cwd`; `sbatch_args`: raw options for callers that speak SLURM (tests)."""
+        """Sbatch `script` from `cwd`; `sbatch_args`: raw options for callers that speak SLURM (tests)."""
         argv = ["sbatch", "--parsable"]
         if after_ok:
             argv += ["--dependency=afterok:" + ":".join(after_ok), "--kill-on-invalid-dep=yes"]
@@ -151,7 +151,8 @@ class SlurmBackend:
     def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
         """ONE sacct call (+ one squeue for ids sacct does not know yet, e.g. just submitted);
         without accounting: one squeue + one scontrol per id squeue no longer lists.
-        (More than ~12,000 ids are split into several calls: Linux caps one argument at 128 KiB.)"""
+        (More than ~12,000 ids are split into several calls: Linux caps one argument at 128 KiB.)
+        """
         ids = list(dict.fromkeys(str(i) for i in job_ids))
         if not ids:
             return {}
@@ -176,7 +177,8 @@ class SlurmBackend:
 
     def jobs_named(self, names: list[str]) -> dict[str, list[JobInfo]]:
         """Jobs of this user with these names: squeue (queued + recently ended) and, when
-        accounting works, sacct over the last 7 days (it wins for jobs both know)."""
+        accounting works, sacct over the last 7 days (it wins for jobs both know).
+        """
         wanted = [n for n in dict.fromkeys(names) if n]
         if not wanted:
             return {}

@@ -98,7 +98,7 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> dict[str, Jo
 
 
 def _exit_status(raw: str | None) -> str | None:
-    """squeue's `exit_code` is the raw wait status (768 = exit 3): -> scontrol's `rc:sig`."""
+    """Squeue's `exit_code` is the raw wait status (768 = exit 3): -> scontrol's `rc:sig`."""
     raw = (raw or "").strip()
     if not raw.isdigit():
         return None

@@ -67,7 +67,7 @@ def state_of(raw: str) -> State:
 
 
 def map_state(raw: str, reason: str | None = None) -> JobStatus:
-    """sweepflow's status for a SLURM state (`CANCELLED by 0` and `CANCELLED+` included)."""
+    """Sweepflow's status for a SLURM state (`CANCELLED by 0` and `CANCELLED+` included)."""
     if base_state(raw) == "PENDING" and reason == NEVER_RUNS:
         return "cancelled"
     return state_of(raw).status
