@@ -4,6 +4,7 @@
 #   make demo     the whole pipeline on the tiny example through Prefect + local SLURM (minutes)
 #   make demo-plan only plan + set up the example, as plain Python (seconds)
 #   make test     every test (tests/integration starts its own Prefect server)
+#   make lint     ruff (style, imports, docstrings) and mypy on tasks/, flows/, blocks/
 #   make bench    plan time of a 1,000-run design
 #   make server   Prefect server on 127.0.0.1:$(PORT), SQLite under .state/
 #   make deploy   work pool `sweepflow` + the deployments in prefect.yaml
@@ -43,10 +44,10 @@ export SWEEPFLOW_HOME := $(ROOT)
 # The scheduled sync-status deployment scans this folder for run groups (the demo writes here).
 export SWEEPFLOW_OUTPUT_DIR ?= $(ROOT)/demo/experiments
 
-.PHONY: help venv demo demo-plan test test-fast bench schema server deploy worker stop clean
+.PHONY: help venv demo demo-plan test test-fast lint bench schema server deploy worker stop clean
 
 help:
-	@sed -n '3,12p' Makefile
+	@sed -n '3,13p' Makefile
 
 venv: $(STAMP)
 
@@ -87,6 +88,11 @@ test: venv | $(PREFECT_HOME) $(HF_HOME)
 
 test-fast: venv | $(PREFECT_HOME) $(HF_HOME)
 	$(BIN)/pytest -m "not slow"
+
+# The configuration is in pyproject.toml ([tool.ruff], [tool.mypy]); .ci/run runs this first.
+lint: venv
+	$(BIN)/ruff check tasks flows blocks
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/python benchmarks/plan_1000.py

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tasks.model.layout import STATUS_FILE
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 
 
 def job_times(ids: list[str]) -> dict[str, tuple[str, str]]:

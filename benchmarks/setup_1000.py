@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from plan_1000 import _ignore_disk_verdict, best_of, design_1000  # noqa: E402
 
-from tasks.model.design import parse_design  # noqa: E402
+from tasks.model.design_file import parse_design  # noqa: E402
 
 TARGET_S = 3.0
 NOW = "2026-01-01T00:00:00+00:00"

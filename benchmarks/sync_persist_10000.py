@@ -56,7 +56,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from plan_1000 import _ignore_disk_verdict, design_1000  # noqa: E402
 
 from tasks.backends.base import JobInfo, JobStatus  # noqa: E402
-from tasks.model.status import Attempt, RunsStatus, StatusStore  # noqa: E402
+from tasks.model.status import Attempt, RunsStatus  # noqa: E402
+from tasks.model.status_file import StatusStore
 
 TASKS = ["cap", "cap_b", "cap_c"]
 
@@ -89,7 +90,7 @@ def _info(job_id: str, raw: str, status: JobStatus, **fields: object) -> JobInfo
 
 
 def build_group(root: Path) -> tuple[Path, dict[tuple[str, str], str]]:
-    from tasks.model.design import parse_design
+    from tasks.model.design_file import parse_design
     from tasks.planning.deliver import deliver_plan
     from tasks.planning.planner import build_plan
 
@@ -185,7 +186,7 @@ def yaml_alone(path: Path) -> list[str]:
     """Lines timing YAML load/dump of `path` alone, plain PyYAML and as sweepflow does it."""
     import yaml
 
-    import tasks.model.status as status_module
+    import tasks.model.status_file as status_module
     from tasks.core.files import dump_yaml, read_yaml
 
     def clock(fn):  # type: ignore[no-untyped-def]

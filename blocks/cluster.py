@@ -49,14 +49,18 @@ class SlurmCluster(Block):
     max_queued_jobs: PositiveInt = Field(
         20, description="Never more than this many jobs queued or running (your QoS MaxSubmitJobs)"
     )
-    submit_stagger_seconds: NonNegativeFloat = Field(5.0, description="Pause between submissions (avoids HF cache races)")
+    submit_stagger_seconds: NonNegativeFloat = Field(
+        5.0, description="Pause between submissions (avoids HF cache races)"
+    )
     backend: Literal["auto", "slurm", "local"] = Field(
         "auto", description="slurm: sbatch; local: run jobs as local processes; auto: slurm when sbatch is on PATH"
     )
     extra_sbatch: list[str] = Field(
         default_factory=list, description="Further sbatch options, one per item, e.g. --mail-type=END"
     )
-    device: Literal["cuda", "cpu"] = Field("cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)")
+    device: Literal["cuda", "cpu"] = Field(
+        "cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)"
+    )
 
     @model_validator(mode="after")
     def _same_rules_as_settings(self) -> SlurmCluster:
@@ -76,6 +80,7 @@ class SlurmCluster(Block):
         return self.model_dump(mode="json", include=set(profile_fields()))
 
     def settings(self) -> ClusterSettings:
+        """The block's fields as the `ClusterSettings` a plan records."""
         return ClusterSettings.model_validate(self.profile())
 
 

@@ -23,7 +23,9 @@ from pydantic import Field, ValidationInfo, field_validator
 def _absolute(value: object, field: str) -> Path:
     path = Path(str(value)).expanduser()
     if not path.is_absolute():
-        raise ValueError(f"{field} {str(value)!r} must be an absolute path (a block is used from any working directory)")
+        raise ValueError(
+            f"{field} {str(value)!r} must be an absolute path (a block is used from any working directory)"
+        )
     return path
 
 

@@ -13,6 +13,7 @@ from blocks.paths import ExperimentPaths
 
 
 def main() -> None:
+    """Register sweepflow's block types (slurm-cluster, sweepflow-paths) with the Prefect server."""
     for block in (SlurmCluster, ExperimentPaths):
         block.register_type_and_schema()
         print(f"registered block type {block.get_block_type_slug()}")

@@ -1,4 +1,4 @@
-"""cancel-runs: stop a run group's jobs (all of them, or some runs') and say so in its status.
+r"""cancel-runs: stop a run group's jobs (all of them, or some runs') and say so in its status.
 
 What it does
 ------------
@@ -13,9 +13,9 @@ To run the cancelled work later (after a fix): `launch-runs` with `rerun_failed_
 
 How to run it
 -------------
-    prefect deployment run cancel-runs/cancel-runs --param group_dir=/abs/path/<run group> \\
+    prefect deployment run cancel-runs/cancel-runs --param group_dir=/abs/path/<run group> \
         --param reason="wrong learning rate"            # every run of the group
-    prefect deployment run cancel-runs/cancel-runs --param group_dir=/abs/path/<run group> \\
+    prefect deployment run cancel-runs/cancel-runs --param group_dir=/abs/path/<run group> \
         --params '{"runs": ["Llama-3.2-1B-Instruct_rank64"]}'   # only these runs
 
 As Python: `from flows.cancel_runs import cancel_runs; cancel_runs(group_dir, runs=[...])`.

@@ -84,8 +84,10 @@ def _wait_terminal(group: RunGroup, run: str, poll_s: float, deadline: float) ->
 def make_finetune_task(max_attempts: int) -> Any:
     """The `finetune-<run>` task: waits for its job, and on a failure retries it by cause."""
 
-    @task(name="finetune", retries=max_attempts - 1, retry_delay_seconds=0, retry_condition_fn=_retryable, **TASK_OPTIONS)
-    def finetune(group: RunGroup, run: str, backend: Backend, cluster: ClusterSettings, poll_s: float, deadline: float) -> str:
+    @task(name="finetune", retries=max_attempts - 1, retry_delay_seconds=0, retry_condition_fn=_retryable,
+          **TASK_OPTIONS)
+    def finetune(group: RunGroup, run: str, backend: Backend, cluster: ClusterSettings, poll_s: float,
+                 deadline: float) -> str:
         outcome = _wait_terminal(group, run, poll_s, deadline)
         if outcome == "completed":
             get_run_logger().info("%s: fine-tune completed", run)
@@ -97,7 +99,8 @@ def make_finetune_task(max_attempts: int) -> Any:
             decision = retry_run(group, run, backend, cluster, max_attempts)
             if decision.job_id:
                 raise FinetuneRetrying(
-                    f"{run}: {stage.reason or stage.slurm_state}; {decision.remedy.description}; resubmitted as job {decision.job_id}"
+                    f"{run}: {stage.reason or stage.slurm_state}; {decision.remedy.description}; "
+                    f"resubmitted as job {decision.job_id}"
                 )
             if decision.error:
                 raise FinetuneFailed(f"{run}: retry could not be submitted: {decision.error}")
@@ -113,7 +116,8 @@ submit_pending_task = task(name="submit-pending", **TASK_OPTIONS)(submit_pending
 def _log_launch(report: LaunchReport) -> None:
     logger = get_run_logger()
     if report.submitted or report.adopted:
-        logger.info("Submitted %d job(s), adopted %d already known to the scheduler", len(report.submitted), len(report.adopted))
+        logger.info("Submitted %d job(s), adopted %d already known to the scheduler",
+                    len(report.submitted), len(report.adopted))
     if report.deferred:
         logger.info("%d job(s) wait for queue space (cap %d)", len(report.deferred), report.max_queued_jobs)
     for problem in report.failed:
@@ -123,12 +127,14 @@ def _log_launch(report: LaunchReport) -> None:
                        job.run, job.stage, job.job_id)
 
 
-def _catch_up(group: RunGroup, backend: Backend, max_attempts: int, rerun_finetunes: bool, rerun_evaluations: bool) -> None:
+def _catch_up(group: RunGroup, backend: Backend, max_attempts: int, rerun_finetunes: bool,
+              rerun_evaluations: bool) -> None:
     """Before submitting: sync, decide the retries an earlier launch left open, reopen on request."""
     logger = get_run_logger()
     sync_jobs(group, backend)
     for outcome in retry_failed(group, backend, group.cluster, max_attempts):
-        logger.info("%s: %s%s", outcome.run, outcome.remedy.description, f" -> job {outcome.job_id}" if outcome.job_id else "")
+        logger.info("%s: %s%s", outcome.run, outcome.remedy.description,
+                    f" -> job {outcome.job_id}" if outcome.job_id else "")
     if rerun_finetunes:
         logger.info("Fine-tunes to run again: %s", ", ".join(reopen_failed_finetunes(group)) or "none")
     if rerun_evaluations:
@@ -150,7 +156,8 @@ def _watch(group: RunGroup, backend: Backend, launch: LaunchReport, futures: lis
         if finetunes_done and (report.done >= report.total or (in_flight == 0 and launch.complete)):
             return report
         if time.monotonic() > deadline:
-            get_run_logger().warning("Stopped waiting after %.1f h; sync-status keeps runs_status.yaml true", max_wait_hours)
+            get_run_logger().warning("Stopped waiting after %.1f h; sync-status keeps runs_status.yaml true",
+                                     max_wait_hours)
             return report
         time.sleep(poll_seconds)
 

@@ -1,4 +1,4 @@
-"""plan-runs: turn an experiment design into an approved, written run plan.
+r"""plan-runs: turn an experiment design into an approved, written run plan.
 
 What it does
 ------------
@@ -32,7 +32,7 @@ The example's inputs (a tiny model and dataset under demo/) come from `make demo
 
     make server && make deploy && make worker
     export PREFECT_API_URL=http://127.0.0.1:4200/api
-    prefect deployment run plan-runs/plan-runs \\
+    prefect deployment run plan-runs/plan-runs \
         --param design=$PWD/examples/tiny_demo/design.yaml --param auto_approve=true --watch
 
 Without `auto_approve` the run pauses; approve it in the UI (http://127.0.0.1:4200: open
@@ -237,7 +237,9 @@ def plan_runs(
                 poll_interval=approval_poll_s(),
             )
         except FlowPauseTimeout:
-            return fail(f"No approval within {approval_timeout_s()} s; nothing was written. Start the run again to re-plan.")
+            return fail(
+                f"No approval within {approval_timeout_s()} s; nothing was written. Start the run again to re-plan."
+            )
         comment = (answer.comment or "").strip()
         if not answer.approve:
             message = f"Plan rejected: {comment or 'no comment given'}. Nothing was written."
@@ -286,15 +288,18 @@ def _confirm_in_terminal(design_arg: str, date: str | None) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Plan from a shell (`python -m flows.plan_runs DESIGN`); exit 0 written, 1 not approved or failed, 2 bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m flows.plan_runs",
-        description="Plan a LoRA sweep from a design file and write experiment.yaml, runs_plan.md and runs_status.yaml.",
+        description="Plan a LoRA sweep from a design file and write experiment.yaml, runs_plan.md "
+        "and runs_status.yaml.",
     )
     parser.add_argument("design", help="design YAML file")
     parser.add_argument("--auto-approve", action="store_true", help="write the plan without asking")
     parser.add_argument("--date", help="run group date YYYY-MM-DD (default: today)")
     parser.add_argument("--dry-run", action="store_true", help="print runs_plan.md; write nothing, no Prefect run")
-    parser.add_argument("--continue-to-setup", action="store_true", help="then run setup-experiment on the written plan")
+    parser.add_argument("--continue-to-setup", action="store_true",
+                        help="then run setup-experiment on the written plan")
     args = parser.parse_args(argv)
     design_arg = str(Path(args.design).expanduser().resolve())
 

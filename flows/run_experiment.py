@@ -1,4 +1,4 @@
-"""run-experiment: the whole mission as one parent flow, stage by stage, resumable.
+r"""run-experiment: the whole mission as one parent flow, stage by stage, resumable.
 
 What it does
 ------------
@@ -14,7 +14,7 @@ left alone, jobs already submitted are not submitted again, and finished stages 
 
 How to run it
 -------------
-    prefect deployment run run-experiment/run-experiment \\
+    prefect deployment run run-experiment/run-experiment \
         --param design=$PWD/examples/tiny_demo/design.yaml --param auto_approve=true --watch
 
 (`make demo` does exactly this on a local Prefect server, worker and SLURM cluster.)

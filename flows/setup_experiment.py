@@ -1,4 +1,4 @@
-"""setup-experiment: create the run folders of a planned run group.
+r"""setup-experiment: create the run folders of a planned run group.
 
 What it does
 ------------
@@ -17,7 +17,7 @@ What it does
 
 How to run it
 -------------
-    prefect deployment run setup-experiment/setup-experiment \\
+    prefect deployment run setup-experiment/setup-experiment \
         --param group_dir=/abs/path/to/<run group> --watch
 
 As Python: `from flows.setup_experiment import setup_experiment; setup_experiment(group_dir)`,
@@ -50,7 +50,11 @@ def report_markdown(report: SetupReport) -> str:
     edits = [c for c in report.changes if c.action in ("kept-edit", "overwrite-edit")]
     if edits:
         lines += ["## Files you edited", ""]
-        lines += [f"- `{c.path}`: {'kept (not overwritten)' if c.action == 'kept-edit' else f'overwritten; your version is in `{c.backup}`'}" for c in edits]
+        lines += [
+            f"- `{c.path}`: kept (not overwritten)" if c.action == "kept-edit"
+            else f"- `{c.path}`: overwritten; your version is in `{c.backup}`"
+            for c in edits
+        ]
         lines.append("")
     changed = [c for c in report.changes if c.action in ("create", "update")]
     if report.dry_run and changed:
@@ -102,6 +106,7 @@ def setup_experiment(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Set up from a shell (`python -m flows.setup_experiment GROUP_DIR`); exit 0 done, 1 failed, 2 bad input."""
     parser = argparse.ArgumentParser(prog="python -m flows.setup_experiment", description=__doc__.splitlines()[0])
     parser.add_argument("group_dir", help="run group folder written by plan-runs")
     parser.add_argument("--dry-run", action="store_true", help="render into a temporary folder; write nothing")

@@ -1,4 +1,4 @@
-"""summarize-experiment: what a run group found, and what it cost.
+r"""summarize-experiment: what a run group found, and what it cost.
 
 What it does
 ------------
@@ -21,7 +21,7 @@ runs_status.yaml. It can run at any time, also while jobs still run; each run re
 
 How to run it
 -------------
-    prefect deployment run summarize-experiment/summarize-experiment \\
+    prefect deployment run summarize-experiment/summarize-experiment \
         --param group_dir=/abs/path/to/<run group> --watch
 
 As Python: `from flows.summarize_experiment import summarize_experiment; summarize_experiment(group_dir)`,
@@ -91,6 +91,7 @@ def summarize_experiment(group_dir: str) -> str | State:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Summarize from a shell (`python -m flows.summarize_experiment GROUP_DIR`); exit 0 done, 1 failed."""
     parser = argparse.ArgumentParser(prog="python -m flows.summarize_experiment", description=__doc__.splitlines()[0])
     parser.add_argument("group_dir", help="run group folder written by plan-runs")
     args = parser.parse_args(argv)

@@ -21,8 +21,8 @@ from fakesite import DATE, design  # noqa: E402
 from tasks.backends.base import JobInfo, JobOverrides, JobStatus, SubmitError  # noqa: E402
 from tasks.execution.submit import submit_pending  # noqa: E402
 from tasks.model.cluster import ClusterSettings  # noqa: E402
-from tasks.model.design import parse_design  # noqa: E402
-from tasks.model.status import StatusStore  # noqa: E402
+from tasks.model.design_file import parse_design  # noqa: E402
+from tasks.model.status_file import StatusStore  # noqa: E402
 from tasks.planning.deliver import deliver_plan  # noqa: E402
 from tasks.planning.planner import build_plan  # noqa: E402
 from tasks.setup.experiment import set_up_group  # noqa: E402

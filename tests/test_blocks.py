@@ -9,7 +9,8 @@ from blocks.cluster import profile_fields
 from blocks.resolve import cluster_profile, resolve_site
 from tasks.core.errors import DesignError
 from tasks.model.cluster import ClusterSettings
-from tasks.model.design import PathsSpec, parse_design
+from tasks.model.design import PathsSpec
+from tasks.model.design_file import parse_design
 
 
 def _design(tmp_path, **changes):

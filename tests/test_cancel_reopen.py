@@ -17,7 +17,7 @@ from tasks.execution.retries import plan_retry
 from tasks.execution.retry_policy import attempts_counted
 from tasks.execution.submit import submit_pending
 from tasks.execution.sync import sync_jobs
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 
 R1, R2 = "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64"
 BASE = "Llama-3.2-1B-Instruct_base"

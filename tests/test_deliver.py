@@ -16,7 +16,8 @@ from tasks.core.files import FileFormatError
 from tasks.model.layout import STATE_DIR as CACHE_DIR
 from tasks.model.layout import GroupLayout
 from tasks.model.plan_file import load_plan
-from tasks.model.status import StatusStore, dump_status, initial_status
+from tasks.model.status import initial_status
+from tasks.model.status_file import StatusStore, dump_status
 from tasks.planning.deliver import deliver_plan
 from tasks.planning.plan_markdown import render_plan_markdown
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tasks.core.errors import DesignError
-from tasks.model.design import load_design, parse_design
+from tasks.model.design_file import load_design, parse_design
 from tasks.planning.expand import expand_design
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "seed_2x2" / "design.yaml"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasks.model.design import parse_design
+from tasks.model.design_file import parse_design
 from tasks.planning.estimate import (
     CHECKPOINT_GIB,
     DEFAULT,

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tasks.core.templating import format_number
-from tasks.model.design import ExperimentDesign, design_type, load_design, parse_design
+from tasks.model.design import ExperimentDesign, design_type
+from tasks.model.design_file import load_design, parse_design
 from tasks.model.plan import Run
 from tasks.planning.expand import count_runs, expand_design
 

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakesite import DATE, design  # noqa: E402
 
-from tasks.model.design import parse_design  # noqa: E402
+from tasks.model.design_file import parse_design  # noqa: E402
 from tasks.planning.deliver import deliver_plan  # noqa: E402
 from tasks.planning.planner import build_plan  # noqa: E402
 

@@ -13,7 +13,7 @@ from fake_scheduler import FakeScheduler, cluster, make_group
 
 from tasks.backends.base import SubmitError
 from tasks.execution.submit import BACKOFF_S, submit_pending
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 
 FT_RUNS = ["Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64", "Llama-3.2-3B-Instruct_rank4", "Llama-3.2-3B-Instruct_rank64"]
 CONTROLS = ["Llama-3.2-1B-Instruct_base", "Llama-3.2-3B-Instruct_base"]

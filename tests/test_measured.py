@@ -17,9 +17,9 @@ from fakesite import DATE, design
 
 from tasks.execution.submit import submit_pending
 from tasks.execution.sync import sync_jobs
-from tasks.model.design import parse_design
+from tasks.model.design_file import parse_design
 from tasks.model.layout import MEASURED_FILE
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 from tasks.planning.plan_markdown import render_plan_markdown
 from tasks.planning.planner import build_plan, prior_run_folders
 from tasks.results.measured import record_measurements

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tasks.core.templating import fmt_gib, fmt_minutes, fmt_num, fmt_size, render_template
-from tasks.model.design import parse_design
+from tasks.model.design_file import parse_design
 from tasks.model.plan import (
     DatasetInfo,
     DiskEstimate,
@@ -32,7 +32,8 @@ from tasks.model.plan import (
     SplitCounts,
     VerifiedResources,
 )
-from tasks.model.status import dump_status, initial_status
+from tasks.model.status import initial_status
+from tasks.model.status_file import dump_status
 from tasks.planning.expand import expand_design
 from tasks.planning.plan_markdown import render_plan_markdown
 

@@ -21,7 +21,7 @@ from tasks.core.durations import parse_duration, scale_duration
 from tasks.execution import apply_remedy, plan_retry, retry_failed
 from tasks.execution.retry_policy import RetryContext, decide
 from tasks.execution.sync import sync_jobs
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 from tasks.setup.experiment import set_up_group
 from tasks.setup.materialize import read_manifest
 from tasks.training.overrides import RECIPE_STATE, resumable_epoch

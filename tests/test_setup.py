@@ -35,11 +35,12 @@ import tasks.setup.files as setup_files
 from tasks.core.errors import DesignError
 from tasks.core.templating import shell_quote
 from tasks.model.cluster import cluster_settings
-from tasks.model.design import ExperimentDesign, parse_design
+from tasks.model.design import ExperimentDesign
+from tasks.model.design_file import parse_design
 from tasks.model.layout import PLAN_MD, STATUS_FILE
 from tasks.model.plan import Plan
 from tasks.model.plan_file import load_plan
-from tasks.model.status import StatusStore, load_status
+from tasks.model.status_file import StatusStore, load_status
 from tasks.planning.deliver import deliver_plan
 from tasks.planning.planner import build_plan
 from tasks.setup.experiment import SETUP_BEGIN, SETUP_END, SetupReport, set_up_group

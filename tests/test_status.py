@@ -13,21 +13,11 @@ import yaml
 from pydantic import ValidationError
 from test_render import NOW, build_plan
 
-import tasks.model.status as status_module
+import tasks.model.status_file as status_module
 from tasks.core.files import FileFormatError, dump_yaml
 from tasks.core.templating import render_template
-from tasks.model.status import (
-    BASE_NOTE,
-    Attempt,
-    RunsStatus,
-    RunStatus,
-    StageStatus,
-    StatusError,
-    StatusStore,
-    dump_status,
-    initial_status,
-    load_status,
-)
+from tasks.model.status import BASE_NOTE, Attempt, RunsStatus, RunStatus, StageStatus, StatusError, initial_status
+from tasks.model.status_file import StatusStore, dump_status, load_status
 
 SEED_KEYS = ["status", "job_id", "output", "last_updated"]
 

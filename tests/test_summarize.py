@@ -20,7 +20,7 @@ from fake_scheduler import FakeScheduler, cluster, make_group
 from tasks.execution import retry_run, submit_pending
 from tasks.execution.sync import sync_jobs
 from tasks.model.plan_file import load_plan
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 from tasks.results.summarize import BASE_LEVEL, summarize, write_summary
 
 FIXTURE_LOG = (Path(__file__).parent / "fixtures" / "prior_runs" / "cap_5L_sweep_2025-09-30"

@@ -13,7 +13,7 @@ import pytest
 from fake_scheduler import FakeScheduler, launched_group, read_status
 
 from tasks.execution.sync import LOST, sync_jobs
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 
 RUN = "Llama-3.2-1B-Instruct_rank4"
 BASE = "Llama-3.2-1B-Instruct_base"

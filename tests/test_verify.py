@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tasks.core.errors import DesignError
-from tasks.model.design import ExperimentDesign, load_design
+from tasks.model.design import ExperimentDesign
+from tasks.model.design_file import load_design
 from tasks.model.plan import VerifiedResources
 from tasks.planning.expand import expand_design
 from tasks.planning.verify import check_disk, verify_resources

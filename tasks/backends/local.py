@@ -1,5 +1,6 @@
-"""The local backend: runs the generated `.slurm` scripts as `bash SCRIPT` on this machine,
-with SLURM's vocabulary (ids, states, exit codes `rc:sig`, reasons) and semantics.
+"""The local backend: runs the generated `.slurm` scripts as `bash SCRIPT` on this machine.
+
+It speaks SLURM's vocabulary (ids, states, exit codes `rc:sig`, reasons) and follows its semantics.
 
 Reads/writes, all under `state_dir`:
   jobs/<id>.json      one record per job (written atomically; any process may `query` them)
@@ -256,6 +257,7 @@ class LocalBackend:
         return job_id
 
     def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+        """The state of these jobs from their records, after one scheduling step; unknown ids are left out."""
         self.calls += 1
         with self.store.lock():
             _advance(self.store)
@@ -263,6 +265,7 @@ class LocalBackend:
         return {r["job_id"]: _info(r) for r in records if r}
 
     def jobs_named(self, names: list[str]) -> dict[str, list[JobInfo]]:
+        """Every job record (any state) whose job name is one of `names`, by name."""
         self.calls += 1
         wanted = set(names)
         found: dict[str, list[JobInfo]] = {}
@@ -272,6 +275,7 @@ class LocalBackend:
         return found
 
     def cancel(self, job_ids: list[str]) -> None:
+        """Cancel the waiting and running ones of these jobs (a running job's watcher stops it)."""
         with self.store.lock():
             for job_id in job_ids:
                 rec = self.store.read(str(job_id))
@@ -370,6 +374,7 @@ def run_job(state_dir: Path, job_id: str) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """`python -m tasks.backends.local run-job STATE_DIR JOB_ID`: be that job's watcher until it ends."""
     if len(argv) == 3 and argv[0] == "run-job":
         return run_job(Path(argv[1]), argv[2])
     print("usage: python -m tasks.backends.local run-job STATE_DIR JOB_ID", file=sys.stderr)

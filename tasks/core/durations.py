@@ -34,7 +34,7 @@ def parse_duration(text: str | None) -> float | None:
 
 def format_duration(seconds: float) -> str:
     """`HH:MM:SS`, with `D-` in front from one day on (whole seconds)."""
-    days, rest = divmod(int(round(seconds)), 86400)
+    days, rest = divmod(round(seconds), 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     clock = f"{hours:02d}:{minutes:02d}:{secs:02d}"

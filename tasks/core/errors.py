@@ -30,6 +30,7 @@ class DesignError(SweepflowError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        """The heading with the problem count, then one indented line per problem."""
         lines = [f"{self.heading} ({len(self.problems)}):"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)

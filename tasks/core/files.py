@@ -124,7 +124,9 @@ def _parallel(fn: Any, items: list[Any]) -> None:
         list(pool.map(fn, items))
 
 
-def atomic_write_many(files: Mapping[Path, str], modes: Mapping[Path, int] | None = None, encoding: str = "utf-8") -> None:
+def atomic_write_many(
+    files: Mapping[Path, str], modes: Mapping[Path, int] | None = None, encoding: str = "utf-8"
+) -> None:
     """Write many files, each atomically, all temporary files first: no target changes on failure.
 
     Each file is written to a temporary sibling and fsync'ed (in threads, so the waits for the

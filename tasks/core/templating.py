@@ -66,6 +66,7 @@ def fmt_hours(hours: float) -> str:
 
 
 def fmt_gib(gib: float) -> str:
+    """GiB with 2 decimals below 10, 1 above: '2.30 GiB', '14.7 GiB'."""
     return f"{gib:.2f} GiB" if gib < 10 else f"{gib:.1f} GiB"
 
 
@@ -85,6 +86,7 @@ def fmt_source(figure: Any) -> str:
 
 
 def plural(count: int, word: str, suffix: str = "s") -> str:
+    """'1 run', '3 runs': the count and the word, with `suffix` unless the count is 1."""
     return f"{count} {word}" if count == 1 else f"{count} {word}{suffix}"
 
 

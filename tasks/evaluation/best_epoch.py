@@ -16,7 +16,7 @@ VALIDATION_FILE = "validation_loss.jsonl"
 
 
 class NoBestEpoch(Exception):
-    pass
+    """No best epoch: no validation file, a malformed record, or no loss for a saved epoch."""
 
 
 def best_epoch(run_dir: Path) -> int:
@@ -41,6 +41,7 @@ def best_epoch(run_dir: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m tasks.evaluation.best_epoch RUN_DIR`: print the best epoch's checkpoint folder."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m tasks.evaluation.best_epoch RUN_DIR", file=sys.stderr)

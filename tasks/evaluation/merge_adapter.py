@@ -103,6 +103,7 @@ def merge_adapter(epoch_dir: Path, base_dir: Path, out_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m tasks.evaluation.merge_adapter EPOCH_DIR BASE_MODEL_DIR OUT_DIR`: write the merged model."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 3:
         print("usage: python -m tasks.evaluation.merge_adapter EPOCH_DIR BASE_MODEL_DIR OUT_DIR", file=sys.stderr)

@@ -29,17 +29,21 @@ QUEUED_JOB = ("pending", "running")  # the same, as the scheduler says it
 
 
 class CancelReport(BaseModel):
+    """What one cancel did: the job ids handed to the scheduler and the stages marked cancelled."""
+
     cancelled_jobs: list[str] = Field(default_factory=list)  # job ids handed to the scheduler
     stages: list[str] = Field(default_factory=list)  # `run/stage` entries marked cancelled
 
     def summary(self) -> str:
+        """One line: how many stages and scheduler jobs were cancelled."""
         return f"cancelled {len(self.stages)} stage(s), {len(self.cancelled_jobs)} job(s) in the scheduler"
 
 
 def unrecorded_jobs(group: GroupRef, backend: Backend, status: RunsStatus, runs: Collection[str]) -> list[JobInfo]:
-    """Waiting or running jobs of these runs' unsubmitted stages that the status does not
-    record (launch-runs died between sbatch's answer and the status write): one `jobs_named`
-    call, matched as launch-runs adopts them (job name + submit folder).
+    """Waiting or running jobs of these runs' unsubmitted stages that the status does not record.
+
+    Such jobs exist when launch-runs died between sbatch's answer and the status write. One
+    `jobs_named` call, matched as launch-runs adopts them (job name + submit folder).
     """
     group = RunGroup.of(group)
     plan = group.plan
@@ -54,7 +58,7 @@ def unrecorded_jobs(group: GroupRef, backend: Backend, status: RunsStatus, runs:
     named = backend.jobs_named(names)
     known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
     found = []
-    for (run, job), name in zip(todo, names):
+    for (run, job), name in zip(todo, names, strict=True):
         live = [j for j in named.get(name, []) if j.status in QUEUED_JOB]
         info = adoptable(live, group.layout.job_files(run.name, job)[1], known)
         if info is not None:

@@ -76,6 +76,7 @@ def git_state() -> dict[str, Any]:
 
 @lru_cache(maxsize=1)
 def package_versions() -> dict[str, str]:
+    """Python's version and each of `PACKAGES`' installed versions ("not installed" when absent)."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
@@ -95,6 +96,7 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
 
 
 def file_sha256(path: Path) -> str | None:
+    """The file's sha256 (cached by size and mtime), or None when it cannot be read."""
     try:
         stat = path.stat()
         return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
@@ -136,6 +138,7 @@ def _evaluation_ids(entry: RunStatus, since: str | None) -> dict[str, str]:
 
 
 def provenance_path(group_dir: Path, run: str, number: int, job_id: str) -> Path:
+    """The provenance file of a run's fine-tune attempt `number` (from 1), job `job_id`."""
     return Path(group_dir) / run / PROVENANCE_DIR / f"attempt-{number}-job-{job_id}.yaml"
 
 

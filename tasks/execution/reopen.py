@@ -47,8 +47,9 @@ def reopen_failed_evaluations(group: GroupRef, now: Callable[[], str] = utc_now)
 def reopen_failed_finetunes(
     group: GroupRef, runs: Collection[str] | None = None, now: Callable[[], str] = utc_now
 ) -> list[str]:
-    """Failed or cancelled fine-tunes (all, or those named in `runs`) back to pending with their
-    unfinished evaluations; returns the runs reopened. Unknown names: `SweepflowError`.
+    """Set failed or cancelled fine-tunes back to pending with their unfinished evaluations.
+
+    All of them, or those named in `runs`; returns the runs reopened. Unknown names: `SweepflowError`.
     """
     store = RunGroup.of(group).status
     wanted = set(runs) if runs is not None else None

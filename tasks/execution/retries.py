@@ -59,7 +59,8 @@ def retry_context(
     last = stage.attempts[-1] if stage.attempts else None
     if last is not None and last.batch_size is not None:
         overrides = FinetuneOverrides(
-            batch_size=last.batch_size, gradient_accumulation_steps=last.gradient_accumulation_steps, resume_epoch=last.resume_epoch
+            batch_size=last.batch_size, gradient_accumulation_steps=last.gradient_accumulation_steps,
+            resume_epoch=last.resume_epoch,
         )
     excluded: list[str] = []
     for attempt in stage.attempts:
@@ -136,6 +137,8 @@ def apply_remedy(
 
 
 class RetryOutcome(BaseModel):
+    """One failed fine-tune's retry decision: the remedy, the new job (if any), and sbatch's error."""
+
     run: str
     remedy: Remedy
     job_id: str | None = None  # the new fine-tune job (None: not retried, or sbatch refused)
@@ -183,7 +186,9 @@ def resubmit_finetune(
     status = store.read()
     entry = status.runs[run_name]
     if entry.finetune.status != "failed" or not remedy.retry:
-        raise SweepflowError(f"{run_name}: fine-tune is {entry.finetune.status}; remedy {remedy.kind}: nothing to resubmit")
+        raise SweepflowError(
+            f"{run_name}: fine-tune is {entry.finetune.status}; remedy {remedy.kind}: nothing to resubmit"
+        )
     waiting = [s.job_id for s in entry.evaluations.values() if s.status == "submitted" and s.job_id]
     if waiting:
         backend.cancel(waiting)  # afterok on the failed job can never be satisfied
@@ -201,10 +206,11 @@ def resubmit_finetune(
         job_id = found.job_id if found else submit_with_retry(backend, script, cwd, None, remedy.overrides(), sleep)
     except SubmitError as error:
         if not error.transient:
+            message = str(error)
 
             def refused(current: RunsStatus) -> None:
                 stage = current.stage(run_name)
-                stage.reason = f"{stage.reason or 'failed'}; retry refused by sbatch: {error}"
+                stage.reason = f"{stage.reason or 'failed'}; retry refused by sbatch: {message}"
                 if stage.attempts:
                     stage.attempts[-1].remedy = f"{remedy.description} (refused by sbatch)"
 
@@ -212,8 +218,9 @@ def resubmit_finetune(
         raise
     stamp = now()
     attempt = Attempt(
-        job_id=job_id, submitted=stamp, batch_size=remedy.batch_size, gradient_accumulation_steps=remedy.gradient_accumulation_steps,
-        time_limit=remedy.time_limit, exclude=",".join(remedy.exclude_nodes) or None, resume_epoch=remedy.resume_epoch,
+        job_id=job_id, submitted=stamp, batch_size=remedy.batch_size,
+        gradient_accumulation_steps=remedy.gradient_accumulation_steps, time_limit=remedy.time_limit,
+        exclude=",".join(remedy.exclude_nodes) or None, resume_epoch=remedy.resume_epoch,
         reason="adopted: found in the scheduler by job name" if found else None,
     )
 
@@ -232,7 +239,8 @@ def resubmit_finetune(
             e_id = e_found.job_id if e_found else submit_with_retry(
                 backend, e_script, e_cwd, [job_id] if after is None else [], None, sleep)
         except SubmitError as error:
-            record_refusal(store, run_name, job.key, f"sbatch refused the re-chained evaluation: {error}", now(), force=True)
+            record_refusal(store, run_name, job.key, f"sbatch refused the re-chained evaluation: {error}", now(),
+                           force=True)
             continue
         record_submission(group, run_name, job.key, Attempt(job_id=e_id, submitted=now()), "submitted", force=True,
                 reason=None, slurm_state=None, exit_code=None, output=None)

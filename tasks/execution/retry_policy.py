@@ -63,6 +63,7 @@ class Remedy(BaseModel):
 
     @property
     def retry(self) -> bool:
+        """Whether the fine-tune is submitted again (any remedy but "none")."""
         return self.kind != "none"
 
     def overrides(self) -> JobOverrides:
@@ -94,19 +95,24 @@ def decide(cause: FailureCause | str | None, attempts_so_far: int, max_attempts:
     if cause not in ("oom", "timeout", "node"):
         return Remedy(kind="none", cause=cause, description=f"unknown failure cause {cause!r}: not retried")
     if attempts_so_far >= max_attempts:
-        return Remedy(kind="none", cause=cause, description=f"{cause}: not retried, {attempts_so_far} of {max_attempts} attempts made")
+        return Remedy(
+            kind="none", cause=cause,
+            description=f"{cause}: not retried, {attempts_so_far} of {max_attempts} attempts made",
+        )
     if cause == "oom":
         if bs <= 1:
             return Remedy(
                 kind="none", cause=cause,
-                description="OOM at batch size 1: cannot be reduced further (lower max_seq_len or use a larger GPU); not retried",
+                description="OOM at batch size 1: cannot be reduced further "
+                "(lower max_seq_len or use a larger GPU); not retried",
             )
         factor = _smallest_prime_factor(bs)
         new_bs, new_ga = bs // factor, ga * factor
         return Remedy(
             kind="resubmit_smaller_batch", cause=cause, batch_size=new_bs, gradient_accumulation_steps=new_ga,
             time_limit=carry_time, exclude_nodes=list(ctx.excluded_nodes),
-            description=f"OOM: batch {bs}→{new_bs}, grad accumulation {ga}→{new_ga} (effective batch {bs * ga} unchanged)",
+            description=f"OOM: batch {bs}→{new_bs}, grad accumulation {ga}→{new_ga} "
+            f"(effective batch {bs * ga} unchanged)",
         )
     if cause == "timeout":
         new_time = scale_duration(ctx.time_limit, TIME_MULTIPLIER)

@@ -33,7 +33,8 @@ from tasks.model.cluster import ClusterSettings
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import eval_job_name, job_log
 from tasks.model.plan import EvalJob, Run
-from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, StatusStore, utc_now
+from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, utc_now
+from tasks.model.status_file import StatusStore
 from tasks.training.overrides import apply_overrides, overrides_from_status
 
 Sleep = Callable[[float], None]
@@ -43,6 +44,8 @@ BACKOFF_S = 2.0
 
 
 class SubmittedJob(BaseModel):
+    """One submitted job: run, stage, job id, the jobs it waits for, and whether it was adopted."""
+
     run: str
     stage: str  # "finetune" or the evaluation key
     job_id: str
@@ -51,12 +54,16 @@ class SubmittedJob(BaseModel):
 
 
 class StageProblem(BaseModel):
+    """A stage that sbatch refused for good, and the reason recorded for it."""
+
     run: str
     stage: str
     reason: str
 
 
 class LaunchReport(BaseModel):
+    """What one submit_pending call did: jobs submitted, adopted, deferred, failed, withdrawn; queue counts."""
+
     submitted: list[SubmittedJob] = Field(default_factory=list)
     adopted: list[SubmittedJob] = Field(default_factory=list)
     already_submitted: int = 0
@@ -74,6 +81,7 @@ class LaunchReport(BaseModel):
 
 
 def needs_submit(stage: StageStatus) -> bool:
+    """Whether the stage still needs a job: pending, or marked submitted without a job id."""
     return stage.status == "pending" or (stage.status == "submitted" and not stage.job_id)
 
 
@@ -82,10 +90,12 @@ def _id_key(job_id: str) -> tuple[int, ...]:
 
 
 def _submitted_from(job: JobInfo, cwd: Path) -> bool:
-    """Whether `job` is this stage's. Run names repeat across run groups, so a job submitted
-    from another folder never is. A job that ended must also have left its log in `cwd`: the
-    folder may have been deleted and made again (a new clone, a re-planned group) since an old
-    job with the same name ran there. A job still waiting or running is this folder's.
+    """Whether `job` is this stage's.
+
+    Run names repeat across run groups, so a job submitted from another folder never is. A job
+    that ended must also have left its log in `cwd`: the folder may have been deleted and made
+    again (a new clone, a re-planned group) since an old job with the same name ran there. A job
+    still waiting or running is this folder's.
     """
     if job.work_dir and os.path.realpath(job.work_dir) != os.path.realpath(cwd):
         return False
@@ -121,8 +131,9 @@ def submit_with_retry(
 
 def record_submission(group: RunGroup, run: str, key: str, info: Attempt, status: str, force: bool = False,
                       **fields: object) -> bool:
-    """One status write: the stage's new job id and state, and its new attempt. False, and
-    nothing written, when the stage finished meanwhile (cancel-runs while sbatch ran).
+    """One status write: the stage's new job id and state, and its new attempt.
+
+    False, and nothing written, when the stage finished meanwhile (cancel-runs while sbatch ran).
     """
     accepted = True
 
@@ -141,6 +152,7 @@ def record_submission(group: RunGroup, run: str, key: str, info: Attempt, status
 
 
 def record_refusal(store: StatusStore, run: str, key: str, reason: str, now: str, force: bool = False) -> None:
+    """One status write: the stage failed, with sbatch's refusal as its reason."""
     store.update(lambda s: s.stage(run, key).mark("failed", now=now, reason=reason), force=force, now=now)
 
 
@@ -149,7 +161,9 @@ class _Launcher:
 
     def __init__(self, group: RunGroup, backend: Backend, cluster: ClusterSettings,
                  now: Callable[[], str], sleep: Sleep, named: dict[str, list[JobInfo]], queued: int):
-        self.group, self.layout, self.store, self.backend, self.cluster = group, group.layout, group.status, backend, cluster
+        self.group, self.layout, self.store, self.backend, self.cluster = (
+            group, group.layout, group.status, backend, cluster
+        )
         self.now, self.sleep, self.named = now, sleep, named
         self.report = LaunchReport(queued=queued, max_queued_jobs=cluster.max_queued_jobs)
         self.started = False  # a job that can start at once was submitted in this call
@@ -168,8 +182,12 @@ class _Launcher:
         found = adoptable(self.named.get(name, []), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
-            if not record_submission(self.group, run.name, key, Attempt(job_id=found.job_id, submitted=self.now(),
-                                                              reason="adopted: found in the scheduler by job name"), state):
+            if not record_submission(
+                self.group, run.name, key,
+                Attempt(job_id=found.job_id, submitted=self.now(),
+                        reason="adopted: found in the scheduler by job name"),
+                state,
+            ):
                 self._withdraw(run, key, found.job_id)
                 return None
             self.report.adopted.append(SubmittedJob(run=run.name, stage=key, job_id=found.job_id, adopted=True))
@@ -236,7 +254,9 @@ def submit_pending(
             todo.append((run, None))
         todo += [(run, job) for job in run.evaluations if needs_submit(status.stage(run.name, job.key))]
     names = [run.name if job is None else eval_job_name(job) for run, job in todo]
-    launcher = _Launcher(group, backend, cluster, now, sleep, backend.jobs_named(names) if names else {}, _queued(status))
+    launcher = _Launcher(
+        group, backend, cluster, now, sleep, backend.jobs_named(names) if names else {}, _queued(status)
+    )
     launcher.overrides = overrides_from_status(status)
     launcher.known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
     launcher.report.already_submitted = sum(1 for _, _, s in status.stages() if s.job_id and not needs_submit(s))
@@ -245,7 +265,7 @@ def submit_pending(
         if job is None:
             evals = [f"{run.name}/{j.key}" for r, j in todo if r is run and j is not None]
             if launcher.free() < 1 + len(evals) and launcher.report.queued > 0:
-                launcher.report.deferred += [f"{run.name}/{FINETUNE}"] + evals  # the run waits as a whole
+                launcher.report.deferred += [f"{run.name}/{FINETUNE}", *evals]  # the run waits as a whole
                 chain[run.name] = None
                 continue
             job_id = launcher.one(run, None, [])

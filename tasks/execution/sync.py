@@ -56,6 +56,8 @@ class StageRow(BaseModel):
 
 
 class FailedFinetune(BaseModel):
+    """A fine-tune this sync found failed: run, job id, failure cause and reason (the flow decides retries)."""
+
     run: str
     job_id: str
     cause: str | None
@@ -63,6 +65,8 @@ class FailedFinetune(BaseModel):
 
 
 class SyncReport(BaseModel):
+    """What one sync found and changed: progress counts, table rows, new failures, lost jobs, timings."""
+
     total: int = 0  # stages to do (skipped base-model fine-tunes not counted)
     done: int = 0  # completed, failed or cancelled
     counts: dict[str, int] = Field(default_factory=dict)
@@ -76,6 +80,7 @@ class SyncReport(BaseModel):
 
     @property
     def progress(self) -> float:
+        """Percent of the stages to do that are done (100 when there are none)."""
         return 100.0 * self.done / self.total if self.total else 100.0
 
     def table(self) -> list[dict[str, Any]]:
@@ -259,7 +264,10 @@ def sync_jobs(
     calls_before = backend.calls
     infos = backend.query(ids) if ids else {}
     check = _Verifier(group)
-    changes = {(run, key): (s.job_id, _decide(run, key, s, infos.get(s.job_id or ""), check, classify)) for run, key, s in open_stages}
+    changes = {
+        (run, key): (s.job_id, _decide(run, key, s, infos.get(s.job_id or ""), check, classify))
+        for run, key, s in open_stages
+    }
     stuck = [i.job_id for i in infos.values() if i.status == "cancelled" and i.raw_state.split(" ")[0] == "PENDING"]
     if stuck:
         backend.cancel(stuck)  # waiting forever on a failed dependency (no kill-on-invalid-dep)
@@ -281,7 +289,9 @@ def sync_jobs(
             if change.get("reason", "") and str(change.get("reason")).startswith(LOST):
                 report.lost.append(f"{run}/{key}")
             if key == FINETUNE and stage.status == "failed" and was != "failed":
-                report.newly_failed.append(FailedFinetune(run=run, job_id=job_id or "", cause=change.get("cause"), reason=stage.reason or ""))
+                report.newly_failed.append(FailedFinetune(
+                    run=run, job_id=job_id or "", cause=change.get("cause"), reason=stage.reason or ""
+                ))
 
     started = time.perf_counter()
     final = store.update(update, now=stamp) if changes else status

@@ -5,13 +5,15 @@ settings, `GroupLayout` of every path inside the folder) and hands it to each st
 """
 
 from tasks.model.cluster import ClusterSettings, cluster_settings
-from tasks.model.design import ExperimentDesign, PathsSpec, design_type, load_design, parse_design, read_design
+from tasks.model.design import ExperimentDesign, PathsSpec, design_type
+from tasks.model.design_file import load_design, parse_design, read_design
 from tasks.model.factors import FACTORS, Factor, factor_levels
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import GroupLayout
 from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.plan_file import load_plan
-from tasks.model.status import FINETUNE, RunsStatus, StageStatus, StatusStore, utc_now
+from tasks.model.status import FINETUNE, RunsStatus, StageStatus, utc_now
+from tasks.model.status_file import StatusStore
 
 __all__ = [
     "FACTORS",

@@ -20,6 +20,8 @@ TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$|^\d+$")
 
 
 class ClusterSettings(BaseModel):
+    """Where and how the jobs run: SLURM account, limits, resources, queue cap, backend and device."""
+
     model_config = ConfigDict(extra="forbid")
 
     account: str | None = None
@@ -31,12 +33,17 @@ class ClusterSettings(BaseModel):
     mem: str = Field("32G", description="Memory per fine-tune job, e.g. 64G")
     eval_mem: str = "16G"
     cpus_per_task: PositiveInt = 4
-    env_setup: list[str] = Field(default_factory=list, description="Shell lines run before each job (module load ..., source .venv/bin/activate)")
+    env_setup: list[str] = Field(
+        default_factory=list,
+        description="Shell lines run before each job (module load ..., source .venv/bin/activate)",
+    )
     max_queued_jobs: PositiveInt = 20
     submit_stagger_seconds: float = Field(5.0, ge=0)
     backend: Literal["auto", "slurm", "local"] = "auto"
     extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH' options, e.g. --mail-type=END")
-    device: Literal["cuda", "cpu"] = Field("cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)")
+    device: Literal["cuda", "cpu"] = Field(
+        "cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)"
+    )
 
     @field_validator("account", "partition", "constraint", "qos", "mem", "eval_mem")
     @classmethod
@@ -62,14 +69,20 @@ class ClusterSettings(BaseModel):
 
 
 def cluster_settings(design: ExperimentDesign, overrides: dict[str, Any] | None = None) -> ClusterSettings:
+    """The design's inline cluster fields, then `overrides`, over the defaults; `DesignError` names bad fields."""
     raw = design.cluster
     if isinstance(raw, str):
-        raise DesignError([Problem(field="cluster", message=f"names the block {raw!r}, which must be loaded first (the flows do this)")])
+        raise DesignError([Problem(
+            field="cluster", message=f"names the block {raw!r}, which must be loaded first (the flows do this)"
+        )])
     try:
         return ClusterSettings.model_validate({**(raw or {}), **(overrides or {})})
     except ValidationError as error:
         problems = [
-            Problem(field="cluster." + ".".join(str(p) for p in e["loc"]), message=str(e["msg"]).removeprefix("Value error, "))
+            Problem(
+                field="cluster." + ".".join(str(p) for p in e["loc"]),
+                message=str(e["msg"]).removeprefix("Value error, "),
+            )
             for e in error.errors()
         ]
         raise DesignError(problems, heading="The cluster settings have problems") from None

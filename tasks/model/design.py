@@ -1,18 +1,15 @@
 """The experiment design: the YAML file a researcher writes, as a typed pydantic model.
 
-Reads: a design YAML file (or an already-parsed mapping).
-Writes: nothing. `load_design` returns an `ExperimentDesign` whose relative paths are
-resolved against the design file's folder, or raises `DesignError` listing every problem
-with the field it concerns.
+Reads and writes nothing: `tasks.model.design_file` reads a design file into this model.
+The JSON schema of the design (`schema/`, `make schema`) is generated from it.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -21,12 +18,10 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from tasks.core.errors import DesignError, Problem
 from tasks.model.factors import FACTORS
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -44,7 +39,9 @@ def _safe_name(value: str, what: str) -> str:
 
 def _model_name(value: str) -> str:
     if "/" in value:
-        raise ValueError(f"model {value!r}: give the HuggingFace name without the organization ('{value.split('/')[-1]}')")
+        raise ValueError(
+            f"model {value!r}: give the HuggingFace name without the organization ('{value.split('/')[-1]}')"
+        )
     return _safe_name(value, "model")
 
 
@@ -92,7 +89,9 @@ class TrainingSpec(_Strict):
     seed: int = 42
     dtype: Literal["bf16", "fp32"] = "bf16"
     save_adapter_weights_only: bool = Field(
-        False, description="Save only LoRA adapters per epoch (about 100x less disk); each evaluation job merges its epoch into the base model first"
+        False,
+        description="Save only LoRA adapters per epoch (about 100x less disk); "
+        "each evaluation job merges its epoch into the base model first",
     )
 
     @field_validator("learning_rate", "weight_decay", "lora_dropout", mode="before")
@@ -108,6 +107,8 @@ class TrainingSpec(_Strict):
 
 
 class EvalTask(_Strict):
+    """One evaluation task: its inspect-ai script, optional dataset and `@task` function."""
+
     name: str = Field(description="Task identifier; used in directory and status names")
     script: Path = Field(description="inspect-ai task file")
     dataset: Path | None = Field(None, description="Evaluation data when it is not the training file's test split")
@@ -120,10 +121,12 @@ class EvalTask(_Strict):
         return _safe_name(value, "task name")
 
 
-EvalEpochs = Union[Literal["last", "all", "best"], Annotated[list[NonNegativeInt], Field(min_length=1)]]
+EvalEpochs = Literal["last", "all", "best"] | Annotated[list[NonNegativeInt], Field(min_length=1)]
 
 
 class EvaluationSpec(_Strict):
+    """What to evaluate: which epochs, which tasks (per run via `matrix`), and generation limits."""
+
     epochs: EvalEpochs = Field("last", description="last | all | best (needs validation) | a list of epoch indices")
     tasks: list[EvalTask] = Field(min_length=1)
     matrix: dict[str, list[str]] | None = Field(
@@ -143,6 +146,8 @@ class EvaluationSpec(_Strict):
 
 
 class PathsSpec(_Strict):
+    """Where base models live, where run groups are created, and where prior logs are searched."""
+
     models_dir: Path = Field(description="Folder holding one sub-folder per base model, named as on HuggingFace")
     output_dir: Path = Field(description="Where run group folders are created")
     prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune SLURM logs")
@@ -150,13 +155,16 @@ class PathsSpec(_Strict):
 
 
 class GpuSpec(_Strict):
+    """The GPUs of one fine-tuning job and how many are available at once (for estimates)."""
+
     count: PositiveInt = Field(1, description="GPUs per fine-tuning job (1 -> single-device recipe)")
     memory_gb: PositiveFloat = Field(80, description="Memory of one GPU, for batch-size estimates")
     type: str | None = Field(None, description="e.g. A100, H100 (documentation only)")
     available: PositiveInt = Field(4, description="GPUs you can get at once (the 'mixed' wall-clock scenario)")
 
 
-FactorLevels = Union[Annotated[list[Any], Field(min_length=1)], Annotated[dict[str, Any], Field(min_length=1)]]
+FactorLevels = Annotated[list[Any], Field(min_length=1)] | Annotated[dict[str, Any], Field(min_length=1)]
+
 
 class ExperimentDesign(_Strict):
     """What a researcher wants to run. See examples/ and README.md for a complete file."""
@@ -235,7 +243,9 @@ def cross_field_problems(data: Any) -> list[tuple[str, str]]:
     evaluation: dict[str, Any] = data["evaluation"] if isinstance(data.get("evaluation"), dict) else {}
     training: dict[str, Any] = data["training"] if isinstance(data.get("training"), dict) else {}
     if evaluation.get("epochs") == "best" and training.get("validation") is not True:
-        found.append(("evaluation.epochs", "'best' picks the epoch by validation loss, so training.validation must be true"))
+        found.append(
+            ("evaluation.epochs", "'best' picks the epoch by validation loss, so training.validation must be true")
+        )
     batch = training.get("batch_size")
     models = data.get("models")
     if isinstance(batch, dict) and isinstance(models, list):
@@ -251,157 +261,3 @@ def cross_field_problems(data: Any) -> list[tuple[str, str]]:
 
 # pydantic names union branches in error locations ('list[any]', 'constrained-int', 'PathsSpec', ...);
 # they mean nothing to a researcher.
-_BRANCH_TAG = re.compile(
-    r"^(?:(?:list|dict|set|tuple|frozenset|literal|function-\w+|is-instance|nullable)\[.*\]"
-    r"|constrained-\w+|str|int|float|bool|bytes|none|any|[A-Z]\w*Spec)$"
-)
-# what a union field accepts, said once instead of one complaint per branch
-_UNION_HINTS = {
-    "factors.": "must be a list of levels, or a mapping {label: value}",
-    "evaluation.epochs": "must be last, all, best, or a list of epoch indices such as [0, 1]",
-    "training.batch_size": "must be 'auto', a positive integer, or {model name: positive integer}",
-    "paths": "must be a mapping (models_dir:, output_dir:, ...) or the name of a saved sweepflow-paths block",
-    "cluster": "must be the name of a saved slurm-cluster block, or a mapping of its fields",
-}
-_TYPE_MISMATCH = {"list_type", "dict_type", "literal_error", "model_type", "model_attributes_type",
-                  "string_type", "int_type", "int_parsing", "float_type", "float_parsing", "bool_type",
-                  "bool_parsing", "none_required", "is_instance_of"}
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif _BRANCH_TAG.match(str(item)):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(item))
-    return "".join(parts) or "design"
-
-
-def _message(err: Any) -> str:
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return "unknown field (check its spelling)"
-    if kind == "missing":
-        return "required field is missing"
-    if kind == "too_short" and err.get("ctx", {}).get("min_length") == 1:
-        return "is empty; give at least one entry"
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def problems_from_validation(error: ValidationError, source: str) -> list[Problem]:
-    """Turn pydantic's errors into one researcher-readable problem per field."""
-    entries: list[tuple[str, str, bool]] = []  # field, message, is a union branch's type mismatch
-    for err in error.errors():
-        loc = tuple(err["loc"])
-        if not loc:
-            # model-level checks write "field: message" lines (see cross_field_problems)
-            for line in _message(err).splitlines():
-                field, sep, message = line.partition(": ")
-                entries.append((field, message, False) if sep else ("design", line, False))
-            continue
-        branch_level = bool(_BRANCH_TAG.match(str(loc[-1])))
-        entries.append((_loc(loc), _message(err), branch_level and err["type"] in _TYPE_MISMATCH))
-    seen: dict[str, Problem] = {}
-    fields = [f for f, _, _ in entries]
-    for field, message, mismatch in entries:
-        if mismatch:
-            # a union reports one error per branch: prefer a branch that matched the type but
-            # failed a constraint (or a deeper field), else say what the field accepts
-            if any(f != field and f.startswith((field + ".", field + "[")) for f in fields):
-                continue
-            if any(f == field and not m for f, _, m in entries):
-                continue
-            hint = next((h for k, h in _UNION_HINTS.items() if field == k or (k.endswith(".") and field.startswith(k))), None)
-            message = hint or message
-        seen.setdefault(field, Problem(field=field, message=message, path=source))
-    return list(seen.values())
-
-
-def _resolve(path: Path, base: Path) -> Path:
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
-
-
-def resolve_paths(design: ExperimentDesign, base: Path) -> ExperimentDesign:
-    """Relative paths in the design resolve against the design file's folder."""
-    dataset = design.dataset.model_copy(update={"path": _resolve(design.dataset.path, base)})
-    tasks = [
-        t.model_copy(update={"script": _resolve(t.script, base), "dataset": _resolve(t.dataset, base) if t.dataset else None})
-        for t in design.evaluation.tasks
-    ]
-    evaluation = design.evaluation.model_copy(update={"tasks": tasks})
-    factors = dict(design.factors)
-    if "dataset" in factors:
-        levels = factors["dataset"]
-        if isinstance(levels, dict):
-            factors["dataset"] = {k: str(_resolve(Path(str(v)), base)) for k, v in levels.items()}
-        else:
-            factors["dataset"] = [str(_resolve(Path(str(v)), base)) for v in levels]
-    paths = design.paths
-    if isinstance(paths, PathsSpec):
-        paths = paths.model_copy(
-            update={
-                "models_dir": _resolve(paths.models_dir, base),
-                "output_dir": _resolve(paths.output_dir, base),
-                "prior_runs": [_resolve(p, base) for p in paths.prior_runs],
-                "scratch_dir": _resolve(paths.scratch_dir, base) if paths.scratch_dir else None,
-            }
-        )
-    return design.model_copy(update={"dataset": dataset, "evaluation": evaluation, "factors": factors, "paths": paths})
-
-
-def parse_design(data: Any, source: str = "design", base: Path | None = None) -> ExperimentDesign:
-    """Validate a parsed design mapping; raise DesignError naming every bad field."""
-    if data is None:
-        raise DesignError([Problem(field="design", message="is empty; expected a YAML mapping of fields (name:, models:, ...)", path=source)])
-    if not isinstance(data, dict):
-        raise DesignError([Problem(field="design", message="must be a YAML mapping of fields (name:, models:, ...)", path=source)])
-    try:
-        design = ExperimentDesign.model_validate(data)
-    except ValidationError as error:
-        problems = problems_from_validation(error, source)
-        # field errors stop pydantic before the cross-field checks; run them on the raw data
-        known = {(p.field, p.message) for p in problems}
-        problems += [Problem(field=f, message=m, path=source) for f, m in cross_field_problems(data) if (f, m) not in known]
-        raise DesignError(problems) from None
-    return resolve_paths(design, base or Path.cwd())
-
-
-def load_design(path: str | Path) -> ExperimentDesign:
-    """Read and validate a design YAML file."""
-    path = Path(path).expanduser()
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DesignError([Problem(field="design", message="file not found", path=source)]) from None
-    except IsADirectoryError:
-        raise DesignError([Problem(field="design", message="is a folder, not a YAML file", path=source)]) from None
-    except UnicodeDecodeError as error:
-        raise DesignError([Problem(field="design", message=f"is not UTF-8 text (a binary file?): byte {error.start} cannot be decoded", path=source)]) from None
-    except OSError as error:
-        raise DesignError([Problem(field="design", message=f"cannot be read: {error.strerror or error}", path=source)]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
-        raise DesignError([Problem(field="design", message=f"is not valid YAML{at}: {getattr(error, 'problem', error)}", path=source)]) from None
-    return parse_design(data, source=source, base=path.resolve().parent)
-
-
-def read_design(design: str | Path | dict[str, Any]) -> ExperimentDesign:
-    """A file path, YAML text, or a mapping -> a validated design (relative paths resolved)."""
-    if isinstance(design, dict):
-        return parse_design(design, source="design parameter", base=Path.cwd())
-    text = str(design)
-    if "\n" in text:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise DesignError([Problem(field="design", message=f"is not valid YAML: {error}", path="design parameter")]) from None
-        return parse_design(data, source="design parameter", base=Path.cwd())
-    return load_design(text)

@@ -77,7 +77,7 @@ def factor_levels(name: str, levels: list[Any] | dict[str, Any]) -> list[tuple[s
         return [(str(label), value) for label, value in levels.items()]
     factor = FACTORS.get(name, Factor(name, name, name))
     if factor.labels == "dataset":
-        return list(zip(_dataset_labels([str(v) for v in levels]), levels))
+        return list(zip(_dataset_labels([str(v) for v in levels]), levels, strict=True))
     if factor.labels == "boolean":
         return [(name if v else f"un{name}", v) for v in levels]
     if factor.labels == "mapping":

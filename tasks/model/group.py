@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Union
 
 from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.layout import GroupLayout
 from tasks.model.plan import Plan
 from tasks.model.plan_file import load_plan
-from tasks.model.status import StatusStore
+from tasks.model.status_file import StatusStore
 
 
 class RunGroup:
@@ -36,10 +35,12 @@ class RunGroup:
 
     @property
     def root(self) -> Path:
+        """The run group folder."""
         return self.layout.root
 
     @property
     def name(self) -> str:
+        """The run group's name: its folder's name."""
         return self.layout.root.name
 
     @cached_property
@@ -56,4 +57,4 @@ class RunGroup:
         return f"RunGroup({str(self.root)!r})"
 
 
-GroupRef = Union[RunGroup, str, Path]
+GroupRef = RunGroup | str | Path

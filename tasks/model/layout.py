@@ -66,34 +66,42 @@ class GroupLayout:
 
     @property
     def plan_file(self) -> Path:
+        """`experiment.yaml`: the resolved plan every flow reads."""
         return self.root / PLAN_FILE
 
     @property
     def plan_md(self) -> Path:
+        """`runs_plan.md`: the plan as the researcher reads and approves it."""
         return self.root / PLAN_MD
 
     @property
     def status_file(self) -> Path:
+        """`runs_status.yaml`: the state of every stage."""
         return self.root / STATUS_FILE
 
     @property
     def measured_file(self) -> Path:
+        """`measured_runs.yaml`: what the completed fine-tunes measured."""
         return self.root / MEASURED_FILE
 
     @property
     def summary_file(self) -> Path:
+        """`summary.md`: what the run group found, and what it cost."""
         return self.root / SUMMARY_FILE
 
     @property
     def plots_dir(self) -> Path:
+        """`plots/`: the summary's figures."""
         return self.root / PLOTS_DIR
 
     @property
     def state_dir(self) -> Path:
+        """`.sweepflow/`: sweepflow's own state (caches, manifest, local jobs)."""
         return self.root / STATE_DIR
 
     @property
     def plan_cache(self) -> Path:
+        """The JSON copy of the validated plan, valid only for experiment.yaml's exact bytes."""
         return self.state_dir / "experiment.cache.json"
 
     @property
@@ -107,21 +115,27 @@ class GroupLayout:
         return self.state_dir / "local-jobs"
 
     def run_dir(self, run: str) -> Path:
+        """A run's folder, where its fine-tune is submitted from."""
         return self.root / run
 
     def epoch_dir(self, run: str, epoch: int | str) -> Path:
+        """The folder of one epoch's checkpoint of a run."""
         return self.run_dir(run) / epoch_dir_name(epoch)
 
     def train_logs_dir(self, run: str) -> Path:
+        """The folder of a run's torchtune metric logs (`logs/`)."""
         return self.run_dir(run) / LOGS_DIR
 
     def provenance_dir(self, run: str) -> Path:
+        """The folder of a run's provenance records, one file per fine-tune attempt."""
         return self.run_dir(run) / PROVENANCE_DIR
 
     def eval_dir(self, run: str, task: str) -> Path:
+        """The folder of a run's evaluations on one task, where their jobs are submitted from."""
         return self.run_dir(run) / EVALUATIONS_DIR / task
 
     def eval_logs_dir(self, run: str, task: str) -> Path:
+        """The folder of the inspect `.eval` logs of a run's evaluations on one task."""
         return self.eval_dir(run, task) / LOGS_DIR
 
     def stage_dir(self, run: str, task: str | None = None) -> Path:
@@ -129,6 +143,7 @@ class GroupLayout:
         return self.run_dir(run) if task is None else self.eval_dir(run, task)
 
     def job_log(self, run: str, task: str | None, job_id: str) -> Path:
+        """The log of job `job_id` of a stage: the fine-tune (`task` None) or an evaluation task."""
         return job_log(self.stage_dir(run, task), job_id)
 
     def job_files(self, run: str, job: EvalJob | None) -> tuple[Path, Path]:

@@ -7,14 +7,14 @@ later flow reads (never `runs_plan.md`). Reads/writes: nothing itself; see `task
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Union
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.model.design import DatasetSpec, ExperimentDesign
 
 RunKind = Literal["finetune", "control"]
-EpochRef = Union[int, Literal["best"], None]
+EpochRef = int | Literal["best"] | None
 
 PLAN_FILE = "experiment.yaml"
 PLAN_MD = "runs_plan.md"
@@ -64,6 +64,8 @@ class EvalJob(_Model):
 
 
 class Run(_Model):
+    """One run: a fine-tune (or an evaluation-only base-model control), its parameters and evaluations."""
+
     name: str
     kind: RunKind
     model: str
@@ -74,16 +76,21 @@ class Run(_Model):
 
     @property
     def is_control(self) -> bool:
+        """Whether this is a base-model control run (evaluated only, never fine-tuned)."""
         return self.kind == "control"
 
 
 class SplitCounts(_Model):
+    """Record counts of a dataset's train, validation and test splits."""
+
     train: int
     validation: int
     test: int
 
 
 class DatasetInfo(_Model):
+    """One verified dataset file: its path, size, sha256 and split counts."""
+
     path: Path
     size_bytes: int
     sha256: str
@@ -91,6 +98,8 @@ class DatasetInfo(_Model):
 
 
 class ModelInfo(_Model):
+    """One verified base-model folder and its size on disk."""
+
     name: str
     path: Path
     size_bytes: int
@@ -128,6 +137,8 @@ class ModelEstimate(_Model):
 
 
 class RunEstimate(_Model):
+    """One run's estimates: batch size, steps and minutes per epoch, evaluation time, GPU-hours, disk."""
+
     run: str
     model: str
     batch_size: int
@@ -141,6 +152,8 @@ class RunEstimate(_Model):
 
 
 class Scenario(_Model):
+    """One wall-clock scenario (parallel, sequential or mixed): GPUs held and minutes of each phase."""
+
     name: Literal["parallel", "sequential", "mixed"]
     gpus: int
     training_minutes: float
@@ -149,10 +162,13 @@ class Scenario(_Model):
 
     @property
     def total_minutes(self) -> float:
+        """Training plus evaluation minutes."""
         return self.training_minutes + self.eval_minutes
 
 
 class DiskEstimate(_Model):
+    """Disk the plan needs, in GiB: checkpoints, evaluation logs and a safety margin."""
+
     checkpoints_gib: float
     eval_logs_gib: float
     margin_gib: float  # 15 % of the two above
@@ -161,6 +177,8 @@ class DiskEstimate(_Model):
 
 
 class Estimates(_Model):
+    """A plan's estimates: per model, per run, GPU-hours, sequential minutes, disk, scenarios and notes."""
+
     per_model: dict[str, ModelEstimate]
     runs: dict[str, RunEstimate]
     training_gpu_hours: float
@@ -173,6 +191,7 @@ class Estimates(_Model):
 
     @property
     def total_gpu_hours(self) -> float:
+        """Training plus evaluation GPU-hours."""
         return self.training_gpu_hours + self.eval_gpu_hours
 
 
@@ -191,6 +210,7 @@ class Plan(_Model):
     estimates: Estimates
 
     def run(self, name: str) -> Run:
+        """The run called `name`; `KeyError` when the plan has none."""
         for run in self.runs:
             if run.name == name:
                 return run
@@ -198,12 +218,15 @@ class Plan(_Model):
 
     @property
     def finetune_runs(self) -> list[Run]:
+        """The fine-tuned runs, in plan order."""
         return [r for r in self.runs if r.kind == "finetune"]
 
     @property
     def control_runs(self) -> list[Run]:
+        """The base-model control runs, in plan order."""
         return [r for r in self.runs if r.kind == "control"]
 
     @property
     def eval_jobs(self) -> list[EvalJob]:
+        """Every run's evaluation jobs, in plan order."""
         return [e for r in self.runs for e in r.evaluations]

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from tasks.core.files import FileFormatError, atomic_write_bytes, parse_yaml, read_bytes
-from tasks.model.design import problems_from_validation
+from tasks.model.design_file import problems_from_validation
 from tasks.model.layout import GroupLayout
 from tasks.model.plan import Plan
 

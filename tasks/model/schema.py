@@ -18,15 +18,18 @@ SCHEMA_PATH = REPO_ROOT / "schema" / "experiment_design.schema.json"
 
 
 def design_schema() -> dict[str, Any]:
+    """The JSON schema (draft 2020-12) of `ExperimentDesign`."""
     schema = ExperimentDesign.model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "experiment_design.schema.json", **schema}
 
 
 def schema_text() -> str:
+    """The schema file's text: indented JSON with a final newline."""
     return json.dumps(design_schema(), indent=2, sort_keys=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Write the schema file, or with `--check` exit 1 when the committed one is stale."""
     argv = sys.argv[1:] if argv is None else argv
     text = schema_text()
     if "--check" in argv:

@@ -1,50 +1,20 @@
-"""runs_status.yaml: the per-run, per-stage progress tracker, and safe concurrent updates to it.
+"""runs_status.yaml's content: every run's stages, their status, job ids and attempts (the seed's schema).
 
-Reads/writes: `<group>/runs_status.yaml` (the seed's schema; header from
-`templates/state/runs_status.yaml.j2`, body dumped by PyYAML), its lock file
-`<group>/runs_status.yaml.lock`, and, for large files, a read cache
-`<group>/.sweepflow/runs_status.cache.json`.
-Every change goes through `StatusStore.update`: read-modify-write under a cross-process file
-lock, then an atomic replace, so concurrent writers (flows, SLURM sync) never lose an update
-and a reader never sees half a file. A terminal stage (completed/failed/cancelled/skipped) is
-never moved back to a non-terminal one unless the caller says `force=True`.
-
-The read cache: parsing a 10,000-job runs_status.yaml (~3 MB) with libyaml takes seconds, so
-every write of a file of `CACHE_MIN_BYTES` or more also writes the same status as JSON, with
-the sha256 of the YAML bytes it was written with. A read hashes the YAML (milliseconds) and
-takes the JSON (validated by pydantic, fast) only when the hash matches; otherwise (a hand
-edit, no cache, a corrupt or stale cache) it parses the YAML as always, and refreshes the
-cache. runs_status.yaml stays the only truth: the cache is never used for any other bytes.
+Reads and writes nothing: `tasks.model.status_file` reads and writes the file (`StatusStore`).
+A terminal stage (completed/failed/cancelled/skipped) is final: the store never moves one back
+unless its caller says `force=True`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
-from filelock import FileLock, Timeout
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer
-from pydantic_core import PydanticSerializationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from tasks.core.errors import SweepflowError
-from tasks.core.files import (
-    FileFormatError,
-    atomic_write_bytes,
-    dump_yaml,
-    gc_paused,
-    parse_yaml,
-    read_bytes,
-    read_yaml,
-)
-from tasks.core.templating import render_template
-from tasks.model.design import problems_from_validation
-from tasks.model.layout import STATE_DIR
 from tasks.model.plan import Plan
 
 log = logging.getLogger(__name__)
@@ -53,9 +23,6 @@ Status = Literal["pending", "submitted", "running", "completed", "failed", "skip
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "skipped"})
 BASE_NOTE = "Base model - no fine-tuning required"
 FINETUNE = "finetune"
-POLL_SECONDS = 0.01  # how often a waiting writer retries the lock
-CACHE_FORMAT = 1  # the cache's first line: {format, yaml_file, yaml_sha256, runs: [[run, start, end, fingerprint]]}
-CACHE_MIN_BYTES = 64 * 1024  # smaller files parse in milliseconds: no cache file for them
 
 
 class StatusError(SweepflowError):
@@ -63,6 +30,7 @@ class StatusError(SweepflowError):
 
 
 def utc_now() -> str:
+    """The current UTC time as an ISO 8601 timestamp, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -146,6 +114,7 @@ class StageStatus(_Model):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether the stage has finished: completed, failed, cancelled or skipped."""
         return self.status in TERMINAL
 
     def mark(self, status: Status, now: str | None = None, **fields: Any) -> StageStatus:
@@ -158,11 +127,15 @@ class StageStatus(_Model):
 
 
 class RunStatus(_Model):
+    """One run's stages: its fine-tune, and its evaluations by key."""
+
     finetune: StageStatus
     evaluations: dict[str, StageStatus] = Field(default_factory=dict)
 
 
 class RunsStatus(_Model):
+    """The content of runs_status.yaml: the run group's name and every run's stages."""
+
     run_group: str
     runs: dict[str, RunStatus] = Field(default_factory=dict)
 
@@ -186,274 +159,3 @@ def initial_status(plan: Plan) -> RunsStatus:
         finetune = StageStatus(status="skipped", note=BASE_NOTE) if run.is_control else StageStatus()
         runs[run.name] = RunStatus(finetune=finetune, evaluations={job.key: StageStatus() for job in run.evaluations})
     return RunsStatus(run_group=plan.run_group, runs=runs)
-
-
-_BODY_MARK = "\x00runs_status body\x00"
-
-
-class _Written(NamedTuple):
-    """runs_status.yaml as read, with where each run's YAML lies in it (from a matching cache)."""
-
-    raw: bytes
-    runs: dict[str, tuple[int, int, str]]  # run -> (start, end, fingerprint): its YAML is raw[start:end + 1]
-
-
-def _run_index(value: Any, raw: bytes) -> dict[str, tuple[int, int, str]]:
-    """The cache's run index, checked against the bytes it describes (anything odd: no index)."""
-    index: dict[str, tuple[int, int, str]] = {}
-    if not isinstance(value, list):
-        return index
-    for item in value:
-        if not (isinstance(item, list) and len(item) == 4 and isinstance(item[0], str) and isinstance(item[3], str)
-                and all(type(n) is int for n in item[1:3]) and 0 < item[1] <= item[2] < len(raw)
-                and raw[item[1] - 1] == raw[item[2]] == 0x0A):  # a run's lines: after a newline, before one
-            return {}
-        index[item[0]] = (item[1], item[2], item[3])
-    return index
-
-
-def _render(data: dict[str, Any], now: str, before: _Written | None = None) -> tuple[bytes, bytes, list[list[Any]]]:
-    """(runs_status.yaml's bytes, the cache's JSON, the cache's run index) for `data`.
-
-    The text is exactly the template around `dump_yaml(data)`; the body is assembled run by run
-    (PyYAML writes `runs:` entries one after the other, each at the same indentation, so the
-    dump of {"runs": {run: entry}} without its first line is that run's part of the whole
-    dump; libyaml is also faster on small documents). A run whose JSON is the same as when
-    `before` was written keeps its YAML from `before`'s bytes: no dump at all.
-    """
-    head, mark, tail = render_template("state/runs_status.yaml.j2", now=now, body=_BODY_MARK).partition(_BODY_MARK)
-    runs = data.get("runs")
-    if not (mark and list(data) == ["run_group", "runs"] and isinstance(runs, dict) and runs and all(type(k) is str for k in runs)):
-        raw = render_template("state/runs_status.yaml.j2", now=now, body=dump_yaml(data)).encode("utf-8")
-        return raw, _json(data), []
-    parts = [head.encode("utf-8"), (dump_yaml({"run_group": data["run_group"]}) + "runs:\n").encode("utf-8")]
-    offset = len(parts[0]) + len(parts[1])
-    index: list[list[Any]] = []
-    entries: list[str] = []
-    for name, entry in runs.items():
-        text = f"{json.dumps(name)}: {json.dumps(entry)}"
-        entries.append(text)
-        fingerprint = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-        known = before.runs.get(name) if before else None
-        if known is not None and known[2] == fingerprint:
-            piece = before.raw[known[0]:known[1] + 1]  # type: ignore[union-attr]
-        else:
-            dumped = dump_yaml({"runs": {name: entry}})
-            if not dumped.startswith("runs:\n") or not dumped.endswith("\n") or dumped.endswith("\n\n"):
-                raw = render_template("state/runs_status.yaml.j2", now=now, body=dump_yaml(data)).encode("utf-8")
-                return raw, _json(data), []
-            piece = dumped[len("runs:\n"):].encode("utf-8")
-        index.append([name, offset, offset + len(piece) - 1, fingerprint])  # end: the run's last newline
-        parts.append(piece)
-        offset += len(piece)
-    parts[-1] = parts[-1][:-1]  # the template writes the body without its final newline
-    parts.append(tail.encode("utf-8"))
-    body = f'{{"run_group": {json.dumps(data["run_group"])}, "runs": {{{", ".join(entries)}}}}}'
-    return b"".join(parts), body.encode("utf-8"), index
-
-
-def dump_status(status: RunsStatus, now: str) -> str:
-    """The file's text: the seed's header comments, then the YAML body from PyYAML."""
-    return _render(status.model_dump(mode="json"), now)[0].decode("utf-8")
-
-
-def parse_status(data: Any, source: str | Path) -> RunsStatus:
-    if not isinstance(data, dict):
-        raise FileFormatError(source, "is not a runs_status.yaml mapping (expected run_group: and runs:)")
-    try:
-        return RunsStatus.model_validate(data)
-    except ValidationError as error:
-        problems = "; ".join(f"{p.field}: {p.message}" for p in problems_from_validation(error, str(source)))
-        raise FileFormatError(source, f"does not match the runs_status.yaml schema: {problems}") from None
-
-
-def load_status(path: str | Path) -> RunsStatus:
-    """Read runs_status.yaml; `FileFormatError` naming the file when it is missing or invalid."""
-    return parse_status(read_yaml(path), path)
-
-
-def protect_terminal(old: RunsStatus, new: RunsStatus) -> list[str]:
-    """Undo, in `new`, every move of a terminal stage back to a non-terminal one; say which."""
-    refused: list[str] = []
-    for run, key, before in old.stages():
-        entry = new.runs.get(run)
-        if entry is None:
-            continue
-        after = entry.finetune if key == FINETUNE else entry.evaluations.get(key)
-        if after is not None and before.is_terminal and not after.is_terminal:
-            refused.append(f"{run}/{key}: {before.status} -> {after.status}")
-            restored = before.model_copy(deep=True)
-            if key == FINETUNE:
-                entry.finetune = restored
-            else:
-                entry.evaluations[key] = restored
-    return refused
-
-
-Updater = Callable[[RunsStatus], Any]  # mutate the status in place, or return a new RunsStatus
-
-
-def _dump_is_final(data: dict[str, Any]) -> bool:
-    """Whether validating `data` (a RunsStatus's JSON dump) and dumping the result gives `data` again.
-
-    It does, but for one thing: a non-finite float (an attempt's elapsed_s) is dumped as null,
-    which the validated copy then omits. No other attempt or overrides value is ever null.
-    """
-    try:
-        for entry in data["runs"].values():
-            for stage in (entry["finetune"], *entry["evaluations"].values()):
-                if any(None in attempt.values() for attempt in stage.get("attempts", ())):
-                    return False
-                if None in (stage.get("overrides") or {}).values():
-                    return False
-    except (AttributeError, KeyError, TypeError):
-        return False
-    return True
-
-
-def _same_file(seen: os.stat_result, path: Path) -> bool:
-    """`path` is still the file `seen` was taken of (a writer replaces it: a new inode)."""
-    try:
-        now = path.stat()
-    except OSError:
-        return False
-    return (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) == (seen.st_ino, seen.st_dev, seen.st_size, seen.st_mtime_ns)
-
-
-def _json(data: dict[str, Any]) -> bytes:
-    # json, not pydantic's model_dump_json: that one writes an infinite float as null
-    return json.dumps(data).encode()
-
-
-class StatusStore:
-    """runs_status.yaml of one run group, safe for many concurrent writers (processes too)."""
-
-    def __init__(self, path: str | Path, lock_timeout: float = 120.0, cache_min_bytes: int | None = None):
-        self.path = Path(path)
-        self.lock_path = Path(f"{self.path}.lock")
-        self.cache_path = self.path.parent / STATE_DIR / f"{self.path.stem}.cache.json"
-        self.lock_timeout = lock_timeout
-        self.cache_min_bytes = CACHE_MIN_BYTES if cache_min_bytes is None else cache_min_bytes
-
-    def _lock(self) -> FileLock:
-        return FileLock(str(self.lock_path), timeout=self.lock_timeout)
-
-    # ------------------------------------------------------------------ read cache
-
-    def _cached(self, raw: bytes) -> tuple[bytes, _Written] | None:
-        """(the status JSON, the run index) from the cache, if it was written for exactly `raw`."""
-        digest = hashlib.sha256(raw).hexdigest()
-        try:
-            with self.cache_path.open("rb") as handle:
-                header = json.loads(handle.readline())
-                if header.get("format") != CACHE_FORMAT or header.get("yaml_sha256") != digest:
-                    return None
-                return handle.read(), _Written(raw, _run_index(header.get("runs"), raw))
-        except (OSError, ValueError, AttributeError):  # no cache, unreadable, not our JSON
-            return None
-
-    def _write_cache(self, raw: bytes, body: bytes, index: list[list[Any]]) -> None:
-        """Best effort: a cache that cannot be written is only a slower next read."""
-        header = {"format": CACHE_FORMAT, "yaml_file": self.path.name, "yaml_sha256": hashlib.sha256(raw).hexdigest(), "runs": index}
-        try:
-            self.cache_path.parent.mkdir(exist_ok=True)
-            atomic_write_bytes(self.cache_path, json.dumps(header).encode() + b"\n" + body, durable=False)  # checked before use
-        except OSError as error:
-            log.debug("runs_status: cache %s not written: %s", self.cache_path, error)
-
-    def _drop_cache(self) -> None:
-        try:
-            self.cache_path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            log.debug("runs_status: stale cache %s not removed: %s", self.cache_path, error)
-
-    def _load(self, refresh: bool = True) -> tuple[RunsStatus, Callable[[], RunsStatus], _Written | None]:
-        """(the status, a function making an independent copy of it, the file as written) from one read.
-
-        From the cache when it matches the YAML's bytes, else from the YAML (then, with `refresh`,
-        cached for the next read, unless the file was replaced meanwhile).
-        """
-        try:
-            seen = self.path.stat()
-        except OSError:
-            seen = None  # read_bytes says what is wrong
-        raw = read_bytes(self.path, "YAML file")
-        if len(raw) < self.cache_min_bytes:
-            data = parse_yaml(raw, self.path)
-            return parse_status(data, self.path), lambda: parse_status(data, self.path), None
-        cached = self._cached(raw)
-        if cached is not None:
-            body, written = cached
-            try:
-                status = RunsStatus.model_validate_json(body)
-                return status, lambda: RunsStatus.model_validate_json(body), written
-            except ValidationError:
-                log.warning("runs_status: ignoring the unreadable cache %s", self.cache_path)
-        data = parse_yaml(raw, self.path)
-        status = parse_status(data, self.path)
-        if refresh and seen is not None and _same_file(seen, self.path):
-            self._write_cache(raw, _json(status.model_dump(mode="json")), [])
-        return status, lambda: parse_status(data, self.path), None
-
-    def _persist(self, data: dict[str, Any], now: str, before: _Written | None = None) -> None:
-        """Write the YAML (atomically, durably), then its cache (when the file is large)."""
-        raw, body, index = _render(data, now, before)
-        atomic_write_bytes(self.path, raw)
-        if len(raw) >= self.cache_min_bytes:
-            self._write_cache(raw, body, index)
-        elif self.cache_path.exists():
-            self._drop_cache()
-
-    # ------------------------------------------------------------------ public API
-
-    def read(self) -> RunsStatus:
-        """The current content (no lock needed: the file is only ever replaced atomically)."""
-        with gc_paused():
-            return self._load()[0]
-
-    def write(self, status: RunsStatus, now: str | None = None) -> None:
-        """Replace the whole file (creating it), under the lock. No terminal-state protection."""
-        try:
-            with self._lock().acquire(poll_interval=POLL_SECONDS), gc_paused():
-                self._persist(status.model_dump(mode="json"), now or utc_now())
-        except Timeout:
-            raise StatusError(f"{self.path}: could not lock {self.lock_path} within {self.lock_timeout:g} s") from None
-
-    def update(self, fn: Updater, *, force: bool = False, strict: bool = False, now: str | None = None) -> RunsStatus:
-        """Read, apply `fn` (mutate the status, or return a new RunsStatus), write back atomically.
-
-        Without `force`, terminal stages keep their state: such changes are dropped with a
-        warning, or, with `strict`, raise `StatusError` and nothing is written.
-        """
-        try:
-            with self._lock().acquire(poll_interval=POLL_SECONDS), gc_paused():
-                # in a function of its own: its intermediate objects are freed before the collector resumes
-                return self._update_locked(fn, force, strict, now)
-        except Timeout:
-            raise StatusError(f"{self.path}: could not lock {self.lock_path} within {self.lock_timeout:g} s") from None
-
-    def _update_locked(self, fn: Updater, force: bool, strict: bool, now: str | None) -> RunsStatus:
-        """`update`'s work, under the lock: parse once, apply, validate, protect, write once."""
-        draft, copy, before = self._load(refresh=False)  # (the write below caches the new content)
-        finished = set() if force else {(run, key) for run, key, stage in draft.stages() if stage.is_terminal}
-        result = fn(draft)
-        chosen = result if isinstance(result, RunsStatus) else draft  # fn may mutate and return anything
-        try:  # a well-typed tree (the usual case): its dump is also the dump of its validated copy
-            dumped: dict[str, Any] = chosen.model_dump(mode="json", warnings="error")
-            new = parse_status(dumped, self.path)
-            data: dict[str, Any] | None = dumped if _dump_is_final(dumped) else None
-        except PydanticSerializationError:  # e.g. a raw dict appended to a list of models
-            data = None
-            new = parse_status(chosen.model_dump(mode="json"), self.path)
-        if finished and any((run, key) in finished for run, key, stage in new.stages() if not stage.is_terminal):
-            # a finished stage would be reopened: compare with an untouched copy of the file's status
-            refused = protect_terminal(copy(), new)
-            if refused and strict:
-                raise StatusError(f"{self.path}: refused to reopen finished stages (use force=True): " + "; ".join(refused))
-            for item in refused:
-                log.warning("runs_status: kept terminal state of %s (use force=True to override)", item)
-            data = None if refused else data
-        self._persist(new.model_dump(mode="json") if data is None else data, now or utc_now(), before)
-        return new

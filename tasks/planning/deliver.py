@@ -27,7 +27,8 @@ from tasks.core.templating import render_template
 from tasks.model.layout import PLAN_FILE, PLAN_MD, STATUS_FILE
 from tasks.model.plan import Plan
 from tasks.model.plan_file import load_plan, write_plan_cache
-from tasks.model.status import dump_status, initial_status
+from tasks.model.status import initial_status
+from tasks.model.status_file import dump_status
 from tasks.planning.plan_markdown import render_plan_markdown
 
 STAGING_MARK = ".staging-"

@@ -13,6 +13,7 @@ by `OVERHEAD` for validation, checkpointing and start-up.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -49,7 +50,8 @@ DEFAULT_BATCH = {
     (False, 80): (16, 8, 4), (False, 40): (8, 4, 2), (False, 32): (2, 1, 1),
 }
 DEFAULT_EPOCH_MINUTES = (45.0, 90.0, 240.0)  # seed: 1B "30-60 min", 3B "1-2 hours", 7B+ "3-5 hours" per epoch
-DEFAULT_EVAL_MINUTES = ((2.0, 2.5), (5.0, 4.5), (20.0, 9.0), (math.inf, 25.0))  # seed: 1B 2-3, 3B 4-5, 7B 8-10, 70B 20-30
+# seed: 1B 2-3, 3B 4-5, 7B 8-10, 70B 20-30
+DEFAULT_EVAL_MINUTES = ((2.0, 2.5), (5.0, 4.5), (20.0, 9.0), (math.inf, 25.0))
 
 
 class _Calc(NamedTuple):
@@ -70,7 +72,7 @@ def _interp(anchors: tuple[tuple[float, float], ...], params_b: float) -> float:
         return v0 * params_b / p0
     if params_b >= pn:
         return vn * params_b / pn
-    for (pa, va), (pb, vb) in zip(anchors, anchors[1:]):
+    for (pa, va), (pb, vb) in itertools.pairwise(anchors):
         if pa <= params_b <= pb:
             return va + (vb - va) * (params_b - pa) / (pb - pa)
     return vn
@@ -88,12 +90,15 @@ def scale(anchors: tuple[tuple[float, float], ...], to_model: str, from_model: s
 
 
 def power_of_two_floor(value: float, cap: int = MAX_BATCH) -> int:
+    """The largest power of two not above `value`: at least 1, at most `cap`."""
     if value < 1:
         return 1
-    return min(cap, 2 ** int(math.floor(math.log2(value) + 1e-9)))
+    return min(cap, 2 ** math.floor(math.log2(value) + 1e-9))
 
 
-def batch_from_memory(gpu_gib: float, peak_gib: float, prior_batch: int, density_divisor: float = 1.0) -> tuple[int, float]:
+def batch_from_memory(
+    gpu_gib: float, peak_gib: float, prior_batch: int, density_divisor: float = 1.0
+) -> tuple[int, float]:
     """Seed: headroom = GPU ÷ memory per sample; × 0.7; ÷ packing density; floor to a power of two."""
     per_sample = peak_gib / max(prior_batch, 1)
     raw = gpu_gib / per_sample * MEMORY_SAFETY / density_divisor
@@ -111,6 +116,7 @@ def _size_class(params_b: float) -> int:
 
 
 def default_batch(params_b: float, packed: bool, gpu_gb: float) -> int:
+    """The seed's conservative batch size for this model size, packing and GPU memory class."""
     gpu_class = 80 if gpu_gb >= 80 else (40 if gpu_gb >= 40 else 32)
     return DEFAULT_BATCH[(packed, gpu_class)][_size_class(params_b)]
 
@@ -124,6 +130,7 @@ def default_epoch_minutes(params_b: float) -> float:
 
 
 def default_eval_minutes(params_b: float) -> float:
+    """Seed defaults per evaluation job by model size; tiny models scale down by params."""
     if params_b < 1.0:
         return max(EVAL_OVERHEAD_MIN, DEFAULT_EVAL_MINUTES[0][1] * params_b / 1.24)
     return next(minutes for limit, minutes in DEFAULT_EVAL_MINUTES if params_b < limit)
@@ -206,7 +213,8 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
             minutes = Figure(value=MIN_EPOCH_MINUTES, source=source)
         eval_it_s = Figure(value=samples_per_s / bs, source=source)
         if not sp.completed:
-            notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; treat it as preliminary.")
+            notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; "
+                         "treat it as preliminary.")
     else:
         minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
         speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)
@@ -220,7 +228,8 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         else:
             job_minutes.append(default_eval_minutes(params_b))
             if eval_it_s is not None:
-                notes.append(f"{run.name}: no test sample count for task {job.task}; its evaluation time is the seed's default.")
+                notes.append(f"{run.name}: no test sample count for task {job.task}; "
+                             "its evaluation time is the seed's default.")
     return _Calc(batch, density, steps, minutes, eval_it_s, job_minutes, peak, speed, sp)
 
 
@@ -246,7 +255,9 @@ def disk_estimate(checkpoints_by_model: dict[str, float], eval_jobs: int) -> Dis
                         total_gib=checkpoints + logs + margin, per_model_gib=dict(checkpoints_by_model))
 
 
-def scenarios(train_minutes: list[float], eval_job_minutes_: list[float], gpus_per_job: int, available: int) -> list[Scenario]:
+def scenarios(
+    train_minutes: list[float], eval_job_minutes_: list[float], gpus_per_job: int, available: int
+) -> list[Scenario]:
     """Parallel (everything at once), sequential (one job at a time), mixed (`available` GPUs, in batches)."""
     longest_t = max(train_minutes, default=0.0)
     longest_e = max(eval_job_minutes_, default=0.0)
@@ -259,17 +270,28 @@ def scenarios(train_minutes: list[float], eval_job_minutes_: list[float], gpus_p
         return f"{n} batch" if n == 1 else f"{n} batches"
 
     return [
-        Scenario(name="parallel", gpus=max(n_t * gpus_per_job, n_e, 1), training_minutes=longest_t, eval_minutes=longest_e,
-                 detail=f"{n_t} fine-tunes at once (longest {longest_t:.1f} min), then {n_e} evaluations at once (longest {longest_e:.1f} min)"),
-        Scenario(name="sequential", gpus=gpus_per_job, training_minutes=sum(train_minutes), eval_minutes=sum(eval_job_minutes_),
-                 detail="one job at a time"),
-        Scenario(name="mixed", gpus=available, training_minutes=t_batches * longest_t, eval_minutes=e_batches * longest_e,
-                 detail=f"training: {batches(t_batches)} × {longest_t:.1f} min; evaluations: {batches(e_batches)} × {longest_e:.1f} min{short}"),
+        Scenario(
+            name="parallel", gpus=max(n_t * gpus_per_job, n_e, 1),
+            training_minutes=longest_t, eval_minutes=longest_e,
+            detail=f"{n_t} fine-tunes at once (longest {longest_t:.1f} min), "
+                   f"then {n_e} evaluations at once (longest {longest_e:.1f} min)",
+        ),
+        Scenario(
+            name="sequential", gpus=gpus_per_job,
+            training_minutes=sum(train_minutes), eval_minutes=sum(eval_job_minutes_),
+            detail="one job at a time",
+        ),
+        Scenario(
+            name="mixed", gpus=available,
+            training_minutes=t_batches * longest_t, eval_minutes=e_batches * longest_e,
+            detail=f"training: {batches(t_batches)} × {longest_t:.1f} min; "
+                   f"evaluations: {batches(e_batches)} × {longest_e:.1f} min{short}",
+        ),
     ]
 
 
-def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict[Path, int], test_samples: dict[str, int],
-                  priors: PriorScan | list[PriorRun]) -> tuple[list[Run], Estimates]:
+def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict[Path, int],
+                  test_samples: dict[str, int], priors: PriorScan | list[PriorRun]) -> tuple[list[Run], Estimates]:
     """Fill "auto" batch sizes and estimate time, GPU-hours and disk for every run (controls: evaluation only).
 
     `train_samples`: dataset path -> train split size; `test_samples`: task -> test samples;
@@ -281,7 +303,8 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         priors = priors.runs
     for prior in priors:
         if prior.model is None or not (prior.speed_it_s or prior.peak_memory_gib or prior.checkpoint_gib_per_epoch):
-            notes.append(f"Prior log {prior.log_path} was not usable: {'; '.join(prior.problems) or 'nothing recognised'}.")
+            notes.append(f"Prior log {prior.log_path} was not usable: "
+                         f"{'; '.join(prior.problems) or 'nothing recognised'}.")
     calcs: dict[str, _Calc] = {}
     for run in runs:
         path = Path(run.params.dataset.path)
@@ -289,11 +312,15 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
             raise ValueError(f"no train split count for {path} (run {run.name})")
         calcs[run.name] = _calc_run(run, design, train_samples[path], test_samples, priors, notes)
 
-    out_runs = [r if r.params.batch_size is not None else
-                r.model_copy(update={"params": r.params.model_copy(update={"batch_size": int(calcs[r.name].batch.value)})})
-                for r in runs]
-    checkpoint = {m: _checkpoint_figure(m, any(r.params.save_adapter_weights_only for r in runs if r.model == m), priors)
-                  for m in dict.fromkeys(r.model for r in runs)}
+    out_runs = [
+        r if r.params.batch_size is not None
+        else r.model_copy(update={"params": r.params.model_copy(update={"batch_size": int(calcs[r.name].batch.value)})})
+        for r in runs
+    ]
+    checkpoint = {
+        m: _checkpoint_figure(m, any(r.params.save_adapter_weights_only for r in runs if r.model == m), priors)
+        for m in dict.fromkeys(r.model for r in runs)
+    }
 
     run_estimates: dict[str, RunEstimate] = {}
     per_model_disk: dict[str, float] = {m: 0.0 for m in checkpoint}
@@ -331,9 +358,13 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         notes += _model_notes(per_model[model], design)
 
     disk = disk_estimate(per_model_disk, len(eval_list))
-    if not any(f.source != DEFAULT for m in per_model.values() for f in (m.batch_size, m.speed_it_s, m.checkpoint_gib_per_epoch)):
-        notes.insert(0, "No usable prior run log was found: every time, memory and disk figure is the seed's default and preliminary; "
-                        "run one epoch of one job first and re-plan with its log.")
+    if not any(
+        f.source != DEFAULT
+        for m in per_model.values()
+        for f in (m.batch_size, m.speed_it_s, m.checkpoint_gib_per_epoch)
+    ):
+        notes.insert(0, "No usable prior run log was found: every time, memory and disk figure is the seed's default "
+                        "and preliminary; run one epoch of one job first and re-plan with its log.")
     notes.append(f"Training time keeps the prior run's samples per second and adds ×{OVERHEAD} for validation, "
                  f"checkpointing and start-up; evaluation assumes inference {INFERENCE_SPEEDUP}× training speed "
                  f"plus {EVAL_OVERHEAD_MIN:.0f} min per job; disk adds a {DISK_MARGIN:.0%} margin.")
@@ -351,12 +382,16 @@ def _model_notes(m: ModelEstimate, design: ExperimentDesign) -> list[str]:
     figures = {"batch size": m.batch_size, "packing density": m.packing_density, "training speed": m.speed_it_s,
                "checkpoint size": m.checkpoint_gib_per_epoch, "evaluation time": m.eval_minutes}
     defaults = [name for name, f in figures.items() if f.source == DEFAULT]
-    scaled = sorted({f.source.removeprefix("scaled from ") for f in figures.values() if f.source.startswith("scaled from ")})
+    scaled = sorted({
+        f.source.removeprefix("scaled from ") for f in figures.values() if f.source.startswith("scaled from ")
+    })
     if defaults:
-        notes.append(f"{m.model}: {', '.join(defaults)} use the seed's defaults (no usable prior log) and are preliminary.")
+        notes.append(f"{m.model}: {', '.join(defaults)} use the seed's defaults (no usable prior log) "
+                     "and are preliminary.")
     if m.batch_size.source == DEFAULT:
         notes.append(f"{m.model}: batch size {int(m.batch_size.value)} is the seed's conservative value for a "
                      f"{design.gpu.memory_gb:g} GB GPU; watch the first job's memory and scale up if it allows.")
     for source in scaled:
-        notes.append(f"{m.model}: figures scaled by model size from {source}; preliminary until a {m.model} run is logged.")
+        notes.append(f"{m.model}: figures scaled by model size from {source}; "
+                     f"preliminary until a {m.model} run is logged.")
     return notes

@@ -37,7 +37,10 @@ def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, 
                 label = label if label.startswith("rank") else f"rank{label}"
                 pairs[i] = (label, value)
             if not SAFE_LABEL.match(pairs[i][0]):
-                problems.append(Problem(field=f"{field}[{i}]", message=f"level label {pairs[i][0]!r} may contain only letters, digits, '.' and '-'"))
+                problems.append(Problem(
+                    field=f"{field}[{i}]",
+                    message=f"level label {pairs[i][0]!r} may contain only letters, digits, '.' and '-'",
+                ))
             if name in FACTOR_FIELDS:
                 try:
                     TrainingSpec.model_validate({**design.training.model_dump(), name: value})
@@ -68,13 +71,19 @@ def _eval_epochs(design: ExperimentDesign, epochs: int, run: str) -> tuple[list[
     bad = [e for e in spec if e >= epochs]
     if bad:
         # no run name in the message: the same problem for every run is then reported once
-        return [], [Problem(field="evaluation.epochs", message=f"there is no epoch {', '.join(map(str, bad))}: runs of {epochs} epoch(s) save epoch_0..epoch_{epochs - 1}")]
+        return [], [Problem(
+            field="evaluation.epochs",
+            message=f"there is no epoch {', '.join(map(str, bad))}: "
+            f"runs of {epochs} epoch(s) save epoch_0..epoch_{epochs - 1}",
+        )]
     chosen = list(sorted(set(spec)))
     return chosen, []
 
 
 def _params(design: ExperimentDesign, model: str, overrides: dict[str, Any]) -> RunParams:
-    training = TrainingSpec.model_validate({**design.training.model_dump(), **{k: v for k, v in overrides.items() if k != "dataset"}})
+    training = TrainingSpec.model_validate(
+        {**design.training.model_dump(), **{k: v for k, v in overrides.items() if k != "dataset"}}
+    )
     dataset = design.dataset
     if "dataset" in overrides:
         dataset = DatasetSpec.model_validate({**design.dataset.model_dump(), "path": Path(str(overrides["dataset"]))})
@@ -98,7 +107,9 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
     problems: list[Problem] = []
     for i, model in enumerate(design.models):
         if lookup(model) is None:
-            problems.append(Problem(field=f"models[{i}]", message=f"unknown model {model!r}; supported: {', '.join(known_models())}"))
+            problems.append(Problem(
+                field=f"models[{i}]", message=f"unknown model {model!r}; supported: {', '.join(known_models())}"
+            ))
     levels, factor_problems = _check_factors(design)
     problems += factor_problems
     if problems:
@@ -109,22 +120,30 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
     combos = list(itertools.product(*[levels[f] for f in levels])) if levels else [()]
     for model in design.models:
         for combo in combos:
-            labels = {factor: label for factor, (label, _) in zip(levels, combo)}
-            values = {factor: value for factor, (_, value) in zip(levels, combo)}
+            labels = {factor: label for factor, (label, _) in zip(levels, combo, strict=True)}
+            values = {factor: value for factor, (_, value) in zip(levels, combo, strict=True)}
             params = _params(design, model, values)
             name = run_name(model, labels, params.lora_rank)
-            runs.append(Run(name=name, kind="finetune", model=model, model_dir=models_dir / model, factors=labels, params=params))
+            runs.append(Run(
+                name=name, kind="finetune", model=model, model_dir=models_dir / model, factors=labels, params=params
+            ))
     if design.controls:
         for model in design.models:
             params = _params(design, model, {})
-            runs.append(Run(name=f"{model}_base", kind="control", model=model, model_dir=models_dir / model, params=params))
+            runs.append(Run(
+                name=f"{model}_base", kind="control", model=model, model_dir=models_dir / model, params=params
+            ))
 
     names = [r.name for r in runs]
     for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(Problem(field="factors", message=f"two runs would both be named {name!r}; give the levels distinct labels"))
+        problems.append(Problem(
+            field="factors", message=f"two runs would both be named {name!r}; give the levels distinct labels"
+        ))
     for name in names:
         if not SAFE_NAME.match(name):
-            problems.append(Problem(field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"))
+            problems.append(Problem(
+                field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"
+            ))
     if problems:
         raise DesignError(problems)
     return _attach_evaluations(design, runs)
@@ -137,12 +156,20 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
     known = {r.name for r in runs}
     for run_key, run_tasks in matrix.items():
         if run_key not in known:
-            problems.append(Problem(field=f"evaluation.matrix.{run_key}", message=f"no run is named {run_key!r}; runs are: {', '.join(sorted(known))}"))
+            problems.append(Problem(
+                field=f"evaluation.matrix.{run_key}",
+                message=f"no run is named {run_key!r}; runs are: {', '.join(sorted(known))}",
+            ))
         for task in run_tasks:
             if task not in tasks:
-                problems.append(Problem(field=f"evaluation.matrix.{run_key}", message=f"unknown task {task!r}; tasks are: {', '.join(tasks)}"))
+                problems.append(Problem(
+                    field=f"evaluation.matrix.{run_key}",
+                    message=f"unknown task {task!r}; tasks are: {', '.join(tasks)}",
+                ))
         if not run_tasks:
-            problems.append(Problem(field=f"evaluation.matrix.{run_key}", message="every run needs at least one evaluation task"))
+            problems.append(Problem(
+                field=f"evaluation.matrix.{run_key}", message="every run needs at least one evaluation task"
+            ))
     result: list[Run] = []
     for run in runs:
         run_tasks = [t for t in tasks if t in matrix.get(run.name, tasks)]
@@ -161,4 +188,8 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
 
 
 def count_runs(design: ExperimentDesign) -> int:
-    return len(design.models) * math.prod(len(v) for v in design.factors.values()) + (len(design.models) if design.controls else 0)
+    """How many runs the design expands to: models x factor levels, plus one control per model."""
+    return (
+        len(design.models) * math.prod(len(v) for v in design.factors.values())
+        + (len(design.models) if design.controls else 0)
+    )

@@ -79,7 +79,9 @@ def _steps_text(samples: int | None, density: float, packed: bool, batch: int, a
     """The seed's 'samples/bs = steps', shown only when it reproduces the estimate's number."""
     per_step = f"batch_size {batch}" if accum == 1 else f"(batch_size {batch} × {accum} accumulation steps)"
     if samples:
-        if packed and density > 1 and steps in (math.ceil(samples / density / (batch * accum)), round(samples / density / (batch * accum))):
+        if packed and density > 1 and steps in (
+            math.ceil(samples / density / (batch * accum)), round(samples / density / (batch * accum))
+        ):
             return f"{samples} samples ÷ {fmt_num(density)} per packed sequence ÷ {per_step} = {steps} steps"
         if steps in (math.ceil(samples / (batch * accum)), samples // (batch * accum)):
             return f"{samples}/{batch} = {steps} steps" if accum == 1 else f"{samples} ÷ {per_step} = {steps} steps"
@@ -89,13 +91,13 @@ def _steps_text(samples: int | None, density: float, packed: bool, batch: int, a
 def _model_block(plan: Plan, model: str, train_samples: dict[str, int]) -> dict[str, Any]:
     est = plan.estimates
     me = est.per_model[model]
-    runs = [r for r in plan.finetune_runs if r.model == model]
-    run_est = [est.runs[r.name] for r in runs if r.name in est.runs]
+    runs = [r for r in plan.finetune_runs if r.model == model and r.name in est.runs]  # each with its estimate
+    run_est = [est.runs[r.name] for r in runs]
     gpus = plan.design.gpu.count
     steps = _distinct(
-        _steps_text(train_samples.get(str(r.params.dataset.path)), me.packing_density.value, r.params.packed, e.batch_size,
-                    r.params.gradient_accumulation_steps, e.steps_per_epoch)
-        for r, e in zip(runs, run_est)
+        _steps_text(train_samples.get(str(r.params.dataset.path)), me.packing_density.value, r.params.packed,
+                    e.batch_size, r.params.gradient_accumulation_steps, e.steps_per_epoch)
+        for r, e in zip(runs, run_est, strict=True)
     )
     all_runs = [r for r in plan.runs if r.model == model]
     tasks = Counter(j.task for r in all_runs for j in r.evaluations)
@@ -168,9 +170,16 @@ def plan_context(plan: Plan) -> dict[str, Any]:
     for run in plan.runs:
         tasks = {j.task for j in run.evaluations}
         keys = _distinct(j.key.removeprefix(j.task + "_") for j in run.evaluations if j.epoch is not None)
-        which = "All evals" if len(tasks) == len(task_names) else "Only " + ", ".join(t for t in task_names if t in tasks)
+        which = (
+            "All evals" if len(tasks) == len(task_names)
+            else "Only " + ", ".join(t for t in task_names if t in tasks)
+        )
         when = "base model, once per task" if run.is_control else ", ".join(keys)
-        matrix.append({"name": run.name, "marks": ["✓" if t in tasks else "-" for t in task_names], "notes": f"{which} ({when})"})
+        matrix.append({
+            "name": run.name,
+            "marks": ["✓" if t in tasks else "-" for t in task_names],
+            "notes": f"{which} ({when})",
+        })
     train_samples = {str(d.path): d.splits.train for d in res.datasets}
     models_dir = paths.models_dir if paths else (res.models[0].path.parent if res.models else Path("."))
     # sources: `prior log <path>`, `scaled from <model> prior log <path>`, `design`, `default, preliminary`
@@ -203,11 +212,17 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         "eval_mb_each": est.disk.eval_logs_gib * 1024 / n_evals if n_evals else 0.0,
         "models": [_model_block(plan, m, train_samples) for m in design.models if m in est.per_model],
         "all_prior": no_default and any("prior log" in s for s in sources),
-        "train_prior_all": not any(s.startswith("default") for s in train_sources) and any("prior log" in s for s in train_sources),
+        "train_prior_all": (
+            not any(s.startswith("default") for s in train_sources)
+            and any("prior log" in s for s in train_sources)
+        ),
         "train_prior_any": any("prior log" in s for s in train_sources),
         "parallel_gpus": parallel.gpus if parallel else len(plan.finetune_runs) * design.gpu.count,
         "train_parallel_gpus": len(plan.finetune_runs) * design.gpu.count,
-        "parallel_train": parallel.training_minutes if parallel else max((e.train_minutes for e in est.runs.values()), default=0.0),
+        "parallel_train": (
+            parallel.training_minutes if parallel
+            else max((e.train_minutes for e in est.runs.values()), default=0.0)
+        ),
         "parallel_eval": parallel.eval_minutes if parallel else 0.0,
         "scenarios": scenarios,
         "epochs": _value_text(plan, lambda r: r.params.epochs),

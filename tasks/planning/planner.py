@@ -30,12 +30,17 @@ def design_hash(design: ExperimentDesign) -> str:
 
 
 def site_paths(design: ExperimentDesign) -> PathsSpec:
+    """The design's paths; `DesignError` while they are still a block name (load the block first)."""
     if isinstance(design.paths, str):
-        raise DesignError([Problem(field="paths", message=f"names the block {design.paths!r}, which must be loaded first (the plan-runs flow does this)")])
+        raise DesignError([Problem(
+            field="paths",
+            message=f"names the block {design.paths!r}, which must be loaded first (the plan-runs flow does this)",
+        )])
     return design.paths
 
 
 def run_group_name(design: ExperimentDesign, day: str | None = None) -> str:
+    """`{design name}_{day}` (default: today); `DesignError` when `day` is not a date."""
     day = day or date_cls.today().isoformat()
     try:
         date_cls.fromisoformat(day)
@@ -69,8 +74,10 @@ def _count_records(path: Path, split: str) -> int:
 
 
 def prior_run_folders(paths: PathsSpec) -> tuple[list[Path], bool]:
-    """(folders searched for prior logs, whether they are the default): `paths.prior_runs`, or,
-    when it names none, `paths.output_dir` (the earlier run groups: sweepflow learns from them).
+    """(folders searched for prior logs, whether they are the default).
+
+    The folders are `paths.prior_runs`, or, when it names none, `paths.output_dir` (the earlier
+    run groups: sweepflow learns from them).
     """
     if paths.prior_runs:
         return list(paths.prior_runs), False
@@ -78,6 +85,7 @@ def prior_run_folders(paths: PathsSpec) -> tuple[list[Path], bool]:
 
 
 def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> tuple[list[Run], Estimates]:
+    """Fill "auto" batch sizes and estimate every run from the prior logs `prior_run_folders` names."""
     folders, default = prior_run_folders(site_paths(design))
     priors = scan_prior_runs(folders)
     if default:  # earlier run groups: only fine-tunes that completed teach anything

@@ -30,7 +30,11 @@ GIB = 1024**3
 def _paths(design: ExperimentDesign) -> PathsSpec:
     if isinstance(design.paths, str):
         raise DesignError(
-            [Problem(field="paths", message=f"names the paths block {design.paths!r}, which must be loaded (resolved to its fields) before resources are verified")],
+            [Problem(
+                field="paths",
+                message=f"names the paths block {design.paths!r}, which must be loaded (resolved to its fields) "
+                "before resources are verified",
+            )],
             heading=HEADING,
         )
     return design.paths
@@ -49,12 +53,17 @@ def _folder_size(folder: Path) -> int:
 
 def _check_model(model: str, field: str, folder: Path, problems: list[Problem]) -> ModelInfo | None:
     if not folder.is_dir():
-        what = "is not a folder" if folder.exists() else "model folder not found (download it, e.g. with `huggingface-cli download`)"
+        what = (
+            "is not a folder" if folder.exists()
+            else "model folder not found (download it, e.g. with `huggingface-cli download`)"
+        )
         problems.append(Problem(field=field, message=f"{model}: {what}", path=str(folder)))
         return None
     ok = True
     if not (folder / "config.json").is_file():
-        problems.append(Problem(field=field, message=f"{model}: config.json is missing", path=str(folder / "config.json")))
+        problems.append(Problem(
+            field=field, message=f"{model}: config.json is missing", path=str(folder / "config.json")
+        ))
         ok = False
     spec = lookup(model)
     present = sorted(p.name for pattern in WEIGHT_PATTERNS for p in folder.glob(pattern) if p.is_file())
@@ -69,7 +78,9 @@ def _check_model(model: str, field: str, folder: Path, problems: list[Problem]) 
             ))
             ok = False
     elif not present:
-        problems.append(Problem(field=field, message=f"{model}: no weights ({', '.join(WEIGHT_PATTERNS)})", path=str(folder)))
+        problems.append(Problem(
+            field=field, message=f"{model}: no weights ({', '.join(WEIGHT_PATTERNS)})", path=str(folder)
+        ))
         ok = False
     return ModelInfo(name=model, path=folder, size_bytes=_folder_size(folder)) if ok else None
 
@@ -90,7 +101,11 @@ def _dataset_fields(design: ExperimentDesign) -> dict[Path, str]:
 
 def _check_split(records: Any, split: str, spec: DatasetSpec, field: str, path: str, problems: list[Problem]) -> int:
     if not isinstance(records, list):
-        problems.append(Problem(field=field, message=f"split {split!r} must be a JSON array of records, not {type(records).__name__}", path=path))
+        problems.append(Problem(
+            field=field,
+            message=f"split {split!r} must be a JSON array of records, not {type(records).__name__}",
+            path=path,
+        ))
         return 0
     if not records:
         problems.append(Problem(field=field, message=f"split {split!r} is empty", path=path))
@@ -100,7 +115,10 @@ def _check_split(records: Any, split: str, spec: DatasetSpec, field: str, path: 
     if bad:
         first = records[bad[0]]
         lacks = [k for k in wanted if k not in first] if isinstance(first, dict) else []
-        what = f"has no {' or '.join(repr(k) for k in lacks)} field" if lacks else f"is a {type(first).__name__}, not an object"
+        what = (
+            f"has no {' or '.join(repr(k) for k in lacks)} field" if lacks
+            else f"is a {type(first).__name__}, not an object"
+        )
         problems.append(Problem(
             field=field,
             message=f"split {split!r} record {bad[0]} {what} ({len(bad)} of {len(records)} records are incomplete; "
@@ -110,7 +128,9 @@ def _check_split(records: Any, split: str, spec: DatasetSpec, field: str, path: 
     return len(records)
 
 
-def _check_dataset(spec: DatasetSpec, field: str, needs_validation: str | None, problems: list[Problem]) -> DatasetInfo | None:
+def _check_dataset(
+    spec: DatasetSpec, field: str, needs_validation: str | None, problems: list[Problem]
+) -> DatasetInfo | None:
     path = Path(spec.path)
     where = str(path)
     if not path.is_file():
@@ -125,15 +145,22 @@ def _check_dataset(spec: DatasetSpec, field: str, needs_validation: str | None, 
     try:
         data = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
-        problems.append(Problem(field=field, message=f"is not UTF-8 text: byte {error.start} cannot be decoded", path=where))
+        problems.append(Problem(
+            field=field, message=f"is not UTF-8 text: byte {error.start} cannot be decoded", path=where
+        ))
         return None
     except json.JSONDecodeError as error:
-        problems.append(Problem(field=field, message=f"is not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}", path=where))
+        problems.append(Problem(
+            field=field,
+            message=f"is not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}",
+            path=where,
+        ))
         return None
     if not isinstance(data, dict):
         problems.append(Problem(
             field=field,
-            message=f"must be one JSON object with {spec.train_split!r}, {spec.validation_split!r} and {spec.test_split!r} arrays, not a {type(data).__name__}",
+            message=f"must be one JSON object with {spec.train_split!r}, {spec.validation_split!r} and "
+            f"{spec.test_split!r} arrays, not a {type(data).__name__}",
             path=where,
         ))
         return None
@@ -147,7 +174,11 @@ def _check_dataset(spec: DatasetSpec, field: str, needs_validation: str | None, 
         if split not in data:
             if why:
                 present = ", ".join(repr(k) for k in data) or "none"
-                problems.append(Problem(field=field, message=f"has no {split!r} split, needed because {why} (splits present: {present})", path=where))
+                problems.append(Problem(
+                    field=field,
+                    message=f"has no {split!r} split, needed because {why} (splits present: {present})",
+                    path=where,
+                ))
             counts[role] = 0
             continue
         if not why:
@@ -157,7 +188,9 @@ def _check_dataset(spec: DatasetSpec, field: str, needs_validation: str | None, 
         counts[role] = _check_split(data[split], split, spec, field, where, problems)
     if len(problems) > before:
         return None
-    return DatasetInfo(path=path, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest(), splits=SplitCounts(**counts))
+    return DatasetInfo(
+        path=path, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest(), splits=SplitCounts(**counts)
+    )
 
 
 def _writable_anchor(output_dir: Path) -> Path:
@@ -171,11 +204,15 @@ def _writable_anchor(output_dir: Path) -> Path:
 def _check_output_dir(output_dir: Path, problems: list[Problem]) -> float | None:
     anchor = _writable_anchor(output_dir)
     if not anchor.is_dir():
-        problems.append(Problem(field="paths.output_dir", message=f"{anchor} is a file, not a folder", path=str(output_dir)))
+        problems.append(Problem(
+            field="paths.output_dir", message=f"{anchor} is a file, not a folder", path=str(output_dir)
+        ))
         return None
     if not os.access(anchor, os.W_OK | os.X_OK):
         note = "" if anchor == output_dir else f" (it does not exist yet; its nearest existing parent is {anchor})"
-        problems.append(Problem(field="paths.output_dir", message=f"{anchor} is not writable{note}", path=str(output_dir)))
+        problems.append(Problem(
+            field="paths.output_dir", message=f"{anchor} is not writable{note}", path=str(output_dir)
+        ))
     try:
         return round(shutil.disk_usage(anchor).free / GIB, 2)
     except OSError:
@@ -222,19 +259,25 @@ def verify_resources(design: ExperimentDesign, runs: list[Run]) -> VerifiedResou
             eval_scripts[task.name] = script
         else:
             what = "is a folder, not an inspect-ai task file" if script.is_dir() else "evaluation script not found"
-            problems.append(Problem(field=f"evaluation.tasks[{i}].script", message=f"{task.name}: {what}", path=str(script)))
+            problems.append(Problem(
+                field=f"evaluation.tasks[{i}].script", message=f"{task.name}: {what}", path=str(script)
+            ))
         if task.dataset is not None:
             data = Path(task.dataset)
             if data.is_file():
                 eval_datasets[task.name] = data
             else:
                 what = "is a folder, not a data file" if data.is_dir() else "evaluation dataset not found"
-                problems.append(Problem(field=f"evaluation.tasks[{i}].dataset", message=f"{task.name}: {what}", path=str(data)))
+                problems.append(Problem(
+                    field=f"evaluation.tasks[{i}].dataset", message=f"{task.name}: {what}", path=str(data)
+                ))
 
     free = _check_output_dir(Path(paths.output_dir), problems)
     if problems:
         raise DesignError(problems, heading=HEADING)
-    return VerifiedResources(models=models, datasets=datasets, eval_scripts=eval_scripts, eval_datasets=eval_datasets, free_disk_gib=free)
+    return VerifiedResources(
+        models=models, datasets=datasets, eval_scripts=eval_scripts, eval_datasets=eval_datasets, free_disk_gib=free
+    )
 
 
 def check_disk(resources: VerifiedResources, needed_gib: float, output_dir: Path | str | None = None) -> list[Problem]:

@@ -19,7 +19,6 @@ a `reason` taken from runs_status.yaml, never an exception.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -31,10 +30,8 @@ from tasks.model.layout import GroupLayout
 from tasks.model.plan import EpochRef, EvalJob, Plan, Run, RunKind
 from tasks.model.status import FINETUNE, RunsStatus, StageStatus
 from tasks.training.prior_logs import PriorRun, parse_log
+from tasks.training.torchtune_logs import bar_losses, disk_logger_losses
 
-_STEP_LINE = re.compile(r"^Step (\d+) \| (.*)$", re.M)
-_LOSS = re.compile(r"(?:^|\s)loss:(\S+)")
-_BAR = re.compile(r"(\d+)\|(\d+)\|Loss: ([-+\w.]+):")
 FINAL_POINTS = 10  # "final loss" = mean of the last this-many logged values
 
 
@@ -60,6 +57,8 @@ class EvalResult(BaseModel):
 
 
 class LossCurve(BaseModel):
+    """One run's training loss per step, and the log files it was read from."""
+
     run: str
     source: str  # DiskLogger file(s) or SLURM log(s) read
     steps: list[int] = Field(default_factory=list)
@@ -67,15 +66,18 @@ class LossCurve(BaseModel):
 
     @property
     def first(self) -> float | None:
+        """The first logged loss."""
         return self.losses[0] if self.losses else None
 
     @property
     def final(self) -> float | None:
+        """The "final loss": the mean of the last `FINAL_POINTS` logged losses."""
         tail = self.losses[-FINAL_POINTS:]
         return sum(tail) / len(tail) if tail else None
 
     @property
     def minimum(self) -> float | None:
+        """The lowest logged loss."""
         return min(self.losses) if self.losses else None
 
 
@@ -91,14 +93,17 @@ class AttemptUse(BaseModel):
 
     @property
     def succeeded(self) -> bool:
+        """Whether this is the attempt that completed its stage."""
         return self.outcome == "succeeded"
 
     @property
     def failed(self) -> bool:
+        """Whether this attempt ended without success (cancelled ones included)."""
         return self.outcome == "failed"
 
     @property
     def gpu_hours(self) -> float:
+        """GPU-hours used: elapsed time x GPUs (0 while the elapsed time is unknown)."""
         return (self.elapsed_s or 0.0) * self.gpus / 3600.0
 
 
@@ -186,7 +191,9 @@ def _fill(result: EvalResult, job: EvalJob, logs: list[EvalLogEntry], design_has
             continue  # written for another design of the same name
         mine.append((entry.status == "success", entry.mtime, str(entry.path), entry.path, entry.header))
     if not mine:
-        result.reason = _why(stage) if stage is None or stage.status != "completed" else "completed but no .eval log found"
+        result.reason = (
+            _why(stage) if stage is None or stage.status != "completed" else "completed but no .eval log found"
+        )
         return
     ok, _, _, path, header = max(mine)
     result.log = path
@@ -229,8 +236,10 @@ def _add_deltas(results: list[EvalResult]) -> None:
 
 
 def _merge(curves: list[dict[int, float]]) -> dict[int, float]:
-    """Curves of successive attempts: a later one replaces every step from its first step on
-    (a restart from step 1 replaces all; a resume keeps the earlier epochs).
+    """One curve from the curves of successive attempts.
+
+    A later attempt replaces every step from its first step on (a restart from step 1 replaces
+    all; a resume keeps the earlier epochs).
     """
     merged: dict[int, float] = {}
     for curve in curves:
@@ -240,35 +249,6 @@ def _merge(curves: list[dict[int, float]]) -> dict[int, float]:
         merged = {step: loss for step, loss in merged.items() if step < first}
         merged.update(curve)
     return dict(sorted(merged.items()))
-
-
-def _number(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def disk_logger_losses(text: str) -> dict[int, float]:
-    """Step -> loss from a DiskLogger file (`Step N | loss:x lr:y ...`)."""
-    curve: dict[int, float] = {}
-    for step, payload in _STEP_LINE.findall(text):
-        match = _LOSS.search(payload)
-        value = _number(match.group(1)) if match else None
-        if value is not None:
-            curve[int(step)] = value
-    return curve
-
-
-def bar_losses(text: str) -> dict[int, float]:
-    """Global step -> loss from torchtune's training bars (`epoch|step|Loss: x: ...`)."""
-    curve: dict[int, float] = {}
-    for _, step, loss in _BAR.findall(text):
-        value = _number(loss)
-        if value is not None:
-            curve[int(step)] = value
-    return curve
 
 
 def _job_order(path: Path) -> tuple[int, str]:
@@ -288,7 +268,7 @@ def loss_curve(run_dir: Path) -> LossCurve | None:
     merged = _merge(curves)
     if not merged:
         return None
-    used = [str(p) for p, c in zip(sources, curves) if c]
+    used = [str(p) for p, c in zip(sources, curves, strict=True) if c]
     return LossCurve(run=run_dir.name, source=", ".join(used), steps=list(merged), losses=list(merged.values()))
 
 
@@ -296,20 +276,26 @@ def loss_curve(run_dir: Path) -> LossCurve | None:
 
 
 def attempt_uses(plan: Plan, status: RunsStatus) -> list[AttemptUse]:
-    """Every attempt of every stage: the last one of a completed stage succeeded, that of an unfinished
-    stage is active, every other one failed (an earlier attempt was always replaced after failing).
+    """Every attempt of every stage, with how it was used.
+
+    The last one of a completed stage succeeded, that of an unfinished stage is active, every
+    other one failed (an earlier attempt was always replaced after failing).
     """
     uses: list[AttemptUse] = []
     for run in plan.runs:
         entry = status.runs.get(run.name)
         if entry is None:
             continue
-        stages = [(FINETUNE, entry.finetune, plan.design.gpu.count)] + [(k, s, 1) for k, s in entry.evaluations.items()]
+        stages = [(FINETUNE, entry.finetune, plan.design.gpu.count)] + [
+            (k, s, 1) for k, s in entry.evaluations.items()
+        ]
         for key, stage, gpus in stages:
             for i, attempt in enumerate(stage.attempts):
                 last = i == len(stage.attempts) - 1
-                outcome = ("succeeded" if stage.status == "completed" else "failed" if stage.is_terminal else "active") \
+                outcome = (
+                    ("succeeded" if stage.status == "completed" else "failed" if stage.is_terminal else "active")
                     if last else "failed"
+                )
                 uses.append(AttemptUse(run=run.name, stage=key, job_id=attempt.job_id, gpus=gpus,
                                        elapsed_s=attempt.elapsed_s, outcome=outcome))
     return uses
@@ -320,8 +306,9 @@ def _minutes(seconds: float | None) -> float | None:
 
 
 def _estimated_memory(plan: Plan, run: Run, batch: int | None) -> float | None:
-    """Peak GPU memory expected at the run's batch size (only when the plan's memory and speed
-    figures come from one prior log, whose batch size is known).
+    """Peak GPU memory expected at the run's batch size.
+
+    Only when the plan's memory and speed figures come from one prior log, whose batch size is known.
     """
     model = plan.estimates.per_model.get(run.model)
     if model is None or model.peak_memory_gib is None:
@@ -332,6 +319,7 @@ def _estimated_memory(plan: Plan, run: Run, batch: int | None) -> float | None:
 
 
 def run_resources(plan: Plan, status: RunsStatus, uses: list[AttemptUse]) -> list[RunResources]:
+    """One row per run of the plan: estimated against actual time, memory and GPU-hours."""
     rows: list[RunResources] = []
     by_run: dict[str, list[AttemptUse]] = {}
     for use in uses:
@@ -365,7 +353,7 @@ def run_resources(plan: Plan, status: RunsStatus, uses: list[AttemptUse]) -> lis
         if entry and entry.finetune.attempts and not run.is_control:
             last = entry.finetune.attempts[-1]
             row.batch_size_used = last.batch_size
-            _from_log(row, plan.group_dir / run.name / f"slurm-{last.job_id}.out",
+            _from_log(row, GroupLayout(plan.group_dir).job_log(run.name, None, last.job_id),
                       last.elapsed_s if entry.finetune.status == "completed" else None)
         rows.append(row)
     return rows
@@ -386,6 +374,6 @@ def _from_log(row: RunResources, path: Path, elapsed_s: float | None) -> None:
 
 
 __all__ = [
-    "AttemptUse", "EvalResult", "LossCurve", "RunResources", "attempt_uses", "bar_losses", "collect_evaluations",
-    "disk_logger_losses", "final_results", "loss_curve", "run_resources",
+    "AttemptUse", "EvalResult", "LossCurve", "RunResources", "attempt_uses", "collect_evaluations",
+    "final_results", "loss_curve", "run_resources",
 ]

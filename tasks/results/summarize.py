@@ -60,6 +60,8 @@ class TaskDelta(BaseModel):
 
 
 class LossRow(BaseModel):
+    """One run's training loss: steps logged, first, final and lowest loss, and its source (or why none)."""
+
     run: str
     steps: int = 0
     first: float | None = None
@@ -70,6 +72,8 @@ class LossRow(BaseModel):
 
 
 class GpuHoursRow(BaseModel):
+    """GPU-hours of one factor level's runs: attempts, failed ones, actual against estimated."""
+
     factor: str
     level: str
     runs: int
@@ -81,6 +85,8 @@ class GpuHoursRow(BaseModel):
 
 
 class Summary(BaseModel):
+    """Everything summary.md and the result artifacts show about one run group."""
+
     run_group: str
     question: str
     group_dir: Path
@@ -129,7 +135,10 @@ def _num(value: float | None, signed: bool = False, digits: int = 3) -> str:
 def samples_text(result: EvalResult) -> str:
     if result.completed_samples is None:
         return "-"
-    return f"{result.completed_samples}/{result.total_samples}" if result.total_samples else str(result.completed_samples)
+    return (
+        f"{result.completed_samples}/{result.total_samples}" if result.total_samples
+        else str(result.completed_samples)
+    )
 
 
 def _levels(plan: Plan) -> dict[str, list[str]]:
@@ -156,7 +165,9 @@ def _deltas(plan: Plan, results: list[EvalResult]) -> list[TaskDelta]:
     rows: list[TaskDelta] = []
     for task in dict.fromkeys(r.task for r in results):
         for model in dict.fromkeys(r.model for r in plan.runs):
-            base = next((r for (_, t), r in final.items() if t == task and r.model == model and r.kind == "control"), None)
+            base = next(
+                (r for (_, t), r in final.items() if t == task and r.model == model and r.kind == "control"), None
+            )
             tuned = [r for (_, t), r in final.items() if t == task and r.model == model and r.kind == "finetune"]
             if not tuned:
                 continue
@@ -299,7 +310,10 @@ def plot_accuracy(summary: Summary, factor: str, path: Path) -> Path:
     for i, task in enumerate(dict.fromkeys(r.task for r in summary.results)):
         means = []
         for x, label in enumerate(plan_levels):
-            values = [r.accuracy for r in final.values() if r.task == task and level_of[r.run] == label and r.accuracy is not None]
+            values = [
+                r.accuracy for r in final.values()
+                if r.task == task and level_of[r.run] == label and r.accuracy is not None
+            ]
             ax.scatter([x + 0.05 * i] * len(values), values, s=18, alpha=0.6, color=f"C{i}")
             means.append(statistics.fmean(values) if values else float("nan"))
         ax.plot(range(len(plan_levels)), means, marker="o", color=f"C{i}", label=task)
@@ -320,6 +334,7 @@ def plot_files(summary: Summary) -> dict[str, Path]:
 
 
 def render_summary(summary: Summary) -> str:
+    """summary.md's text for `summary`."""
     return render_template("reports/summary.md.j2", s=summary, plots=plot_files(summary), epoch_label=epoch_label,
                            num=_num, samples=samples_text)
 

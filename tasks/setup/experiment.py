@@ -32,6 +32,8 @@ SETUP_END = "<!-- sweepflow:setup:end -->"
 
 
 class SetupReport(BaseModel):
+    """What one setup did (or would do): every file's change, status entries added, runs with overrides."""
+
     group_dir: Path
     dry_run: bool
     preview_dir: Path | None = None
@@ -40,9 +42,11 @@ class SetupReport(BaseModel):
     runs_with_overrides: list[str] = []  # fine-tunes re-rendered with a retry's batch size / resume
 
     def count(self, action: str) -> int:
+        """How many files had this action (create, update, unchanged, kept-edit, overwrite-edit)."""
         return sum(1 for c in self.changes if c.action == action)
 
     def summary(self) -> str:
+        """One line: the group folder and how many files each action touched."""
         actions = ("create", "update", "unchanged", "kept-edit", "overwrite-edit")
         counts = ", ".join(f"{self.count(a)} {a}" for a in actions if self.count(a))
         head = "would change" if self.dry_run else "set up"
@@ -143,8 +147,10 @@ def render_setup(group: GroupRef, cluster_overrides: dict[str, Any] | None = Non
 
 
 def validate_rendered_configs(rendered: RenderedSetup) -> list[str]:
-    """`tune validate` on every rendered finetune.yaml (each written alone into a temporary
-    folder); the failures as `{run}/finetune.yaml: <last line of the error>`.
+    """`tune validate` on every rendered finetune.yaml; the failures.
+
+    Each config is written alone into a temporary folder; a failure reads
+    `{run}/finetune.yaml: <last line of the error>`.
     """
     failures = []
     with tempfile.TemporaryDirectory(prefix="sweepflow-validate-") as tmp:
@@ -167,7 +173,8 @@ def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview:
     if preview:
         preview_dir, changes = dry_run(plan.group_dir, files, overwrite_edits)
         return SetupReport(
-            group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes, runs_with_overrides=sorted(overrides)
+            group_dir=plan.group_dir, dry_run=True, preview_dir=preview_dir, changes=changes,
+            runs_with_overrides=sorted(overrides),
         )
     current = rendered.current
     group = rendered.group
@@ -182,7 +189,8 @@ def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview:
     added = _update_status(group, current)
     _update_plan_markdown(group, list(files), cluster)
     return SetupReport(
-        group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added, runs_with_overrides=sorted(overrides)
+        group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added,
+        runs_with_overrides=sorted(overrides),
     )
 
 

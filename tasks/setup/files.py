@@ -43,6 +43,8 @@ def python_bin() -> Path:
 
 
 class GeneratedFile(BaseModel):
+    """One file setup-experiment writes: its text, and whether it is executable."""
+
     content: str
     executable: bool = False
 
@@ -165,7 +167,8 @@ def experiment_files(
     levels = {name: [label for label, _ in factor_levels(name, raw)] for name, raw in plan.design.factors.items()}
     files["README.md"] = GeneratedFile(
         content=render_template(
-            "reports/experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design), factor_levels=levels
+            "reports/experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design),
+            factor_levels=levels,
         )
     )
     files["submit_all.sh"] = GeneratedFile(

@@ -32,6 +32,8 @@ Action = Literal["create", "update", "unchanged", "kept-edit", "overwrite-edit"]
 
 
 class FileChange(BaseModel):
+    """What writing one file does (create, update, unchanged, kept-edit, overwrite-edit), and its backup."""
+
     path: str
     action: Action
     backup: str | None = None
@@ -45,6 +47,7 @@ MANIFEST_HEADER = "# sha256 of each file as sweepflow last wrote it (detects you
 
 
 def read_manifest(group_dir: Path) -> dict[str, str]:
+    """Path -> sha256 of each file as sweepflow last wrote it ({} before the first setup)."""
     path = group_dir / MANIFEST
     if not path.exists():
         return {}
@@ -67,7 +70,8 @@ def _read_current(target: Path) -> str | None:
 
 
 def plan_changes(
-    group_dir: Path, files: dict[str, GeneratedFile], overwrite_edits: bool = False, manifest: dict[str, str] | None = None
+    group_dir: Path, files: dict[str, GeneratedFile], overwrite_edits: bool = False,
+    manifest: dict[str, str] | None = None,
 ) -> list[FileChange]:
     """What writing `files` would do, file by file (writes nothing)."""
     manifest = read_manifest(group_dir) if manifest is None else manifest
@@ -104,8 +108,9 @@ def _make_folders(root: Path, rels: list[str]) -> list[Path]:
 
 
 def _write_all(root: Path, files: dict[str, GeneratedFile], rels: list[str]) -> None:
-    """Write files[rel] under root for every rel: each atomically; on a write error nothing is
-    replaced and the folders made for the new files are removed again.
+    """Write files[rel] under root for every rel, each atomically.
+
+    On a write error nothing is replaced and the folders made for the new files are removed again.
     """
     created = _make_folders(root, rels)
     try:
@@ -166,7 +171,9 @@ def materialize(group_dir: Path, files: dict[str, GeneratedFile], overwrite_edit
     return changes
 
 
-def dry_run(group_dir: Path, files: dict[str, GeneratedFile], overwrite_edits: bool = False) -> tuple[Path, list[FileChange]]:
+def dry_run(
+    group_dir: Path, files: dict[str, GeneratedFile], overwrite_edits: bool = False
+) -> tuple[Path, list[FileChange]]:
     """Render everything into a temporary folder and report what a real run would change."""
     changes = plan_changes(group_dir, files, overwrite_edits)
     preview = Path(tempfile.mkdtemp(prefix="sweepflow-dry-run-"))

@@ -70,6 +70,7 @@ class FinetuneContext:
 
     @classmethod
     def from_plan(cls, plan: Plan, **overrides: Any) -> FinetuneContext:
+        """The context of a plan's configs; `overrides` replace any of its fields."""
         values: dict[str, Any] = {
             "run_group": plan.run_group,
             "design_hash": plan.design_hash,

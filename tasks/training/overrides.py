@@ -60,7 +60,11 @@ def apply_overrides(run: Run, overrides: FinetuneOverrides | None) -> Run:
     if overrides is None:
         return run
     changes = {
-        k: v for k, v in (("batch_size", overrides.batch_size), ("gradient_accumulation_steps", overrides.gradient_accumulation_steps))
+        k: v
+        for k, v in (
+            ("batch_size", overrides.batch_size),
+            ("gradient_accumulation_steps", overrides.gradient_accumulation_steps),
+        )
         if v is not None
     }
     if not changes:
@@ -81,8 +85,14 @@ def render_finetune_with_overrides(
     overrides: FinetuneOverrides | None,
 ) -> str:
     """`render_finetune_config` of the run with its overrides (batch, accumulation, resume)."""
-    resume = resume_settings(overrides.resume_epoch) if overrides is not None and overrides.resume_epoch is not None else None
-    return render_finetune_config(apply_overrides(run, overrides), run_dir, device=device, plan_context=plan_context, resume=resume)
+    resume = (
+        resume_settings(overrides.resume_epoch)
+        if overrides is not None and overrides.resume_epoch is not None
+        else None
+    )
+    return render_finetune_config(
+        apply_overrides(run, overrides), run_dir, device=device, plan_context=plan_context, resume=resume
+    )
 
 
 def overrides_from_status(status: RunsStatus) -> dict[str, FinetuneOverrides]:

@@ -1,4 +1,4 @@
-"""Read what prior torchtune fine-tunes recorded: speed, memory, packing, checkpoint size.
+r"""Read what prior torchtune fine-tunes recorded: speed, memory, packing, checkpoint size.
 
 Reads: the `prior_runs` folders of a design, recursively: SLURM logs (`slurm-*.out`, and any
 `*.out` / `*.log` holding torchtune output), and beside each log its `epoch_*/` checkpoint
@@ -11,7 +11,7 @@ The formats are those of torchtune 0.6.1's `lora_finetune_single_device` recipe:
   `log_peak_memory_stats` is on, metric lines `Step 10 | ... peak_memory_alloc:14.7 ...`;
 - `Packing dataset: 100%|...| 8000/8000 [...]` (examples in, before packing);
 - training bars `1|49|Loss: 1.23:  45%|████▌     | 49/109 [00:11<00:13,  4.34it/s]`, one tqdm
-  refresh per `\\r` (tqdm prints `s/it` below 1 it/s);
+  refresh per `\r` (tqdm prints `s/it` below 1 it/s);
 - `Model checkpoint of size 2.30 GiB saved to .../epoch_0/...`.
 A log that cannot be parsed gives a `PriorRun` holding what was found and `problems` saying
 what was not; nothing here raises on bad input.
@@ -29,6 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.training.registry import REGISTRY
+from tasks.training.torchtune_logs import TRAIN_BAR
 
 MAX_LOG_BYTES = 256 * 1024**2  # a SLURM log larger than this is read only up to here
 WARMUP_UPDATES = 3  # first bar updates of each epoch skipped: CUDA init, dataloader start, tqdm's EMA warm-up
@@ -38,10 +39,6 @@ SIDECAR_FIELDS = ("batch_size", "epochs", "packed", "lora_rank", "gradient_accum
 
 _PREFIX = re.compile(r"^(?:INFO|DEBUG|WARNING|ERROR|CRITICAL):[\w.]+:")
 _CONFIG_HEAD = re.compile(r"Running (\w+) with resolved config:")
-_TRAIN_BAR = re.compile(
-    r"(?P<epoch>\d+)\|(?P<step>\d+)\|Loss: [^:]*:\s+\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)"
-    r" \[(?P<elapsed>[\d:]+)<[^,\]]*,\s*(?P<rate>[\d.]+|\?)(?P<unit>it/s|s/it)"
-)
 _PACK_BAR = re.compile(r"Packing dataset:\s+\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)")
 _MEM_INIT = re.compile(r"peak memory allocation: ([\d.]+) GiB")
 _MEM_STEP = re.compile(r"peak_memory_alloc:([\d.]+)")
@@ -250,14 +247,20 @@ def _parse_config(run: PriorRun, lines: list[str]) -> None:
 
     run.batch_size = pick(_int(config.get("batch_size")), "batch_size", int)
     run.epochs = pick(_int(config.get("epochs")), "epochs", int)
-    run.gradient_accumulation_steps = pick(_int(config.get("gradient_accumulation_steps")), "gradient_accumulation_steps", int)
+    run.gradient_accumulation_steps = pick(
+        _int(config.get("gradient_accumulation_steps")), "gradient_accumulation_steps", int
+    )
     run.lora_rank = pick(_int(_dig(config, "model", "lora_rank")), "lora_rank", int)
     run.max_seq_len = pick(_int(_dig(config, "tokenizer", "max_seq_len")), "max_seq_len", int)
     packed = _dig(config, "dataset", "packed")
     run.packed = pick(packed if isinstance(packed, bool) else None, "packed", lambda s: s == "true")
     adapter_only = config.get("save_adapter_weights_only")
     run.save_adapter_weights_only = adapter_only if isinstance(adapter_only, bool) else None
-    dataset = _dig(config, "dataset", "data_files") or _dig(config, "dataset", "source") or _dig(config, "dataset", "_component_")
+    dataset = (
+        _dig(config, "dataset", "data_files")
+        or _dig(config, "dataset", "source")
+        or _dig(config, "dataset", "_component_")
+    )
     run.dataset = str(dataset) if dataset else None
     checkpoint_dir = _dig(config, "checkpointer", "checkpoint_dir") or flat["checkpoint_dir"]
     component = _dig(config, "model", "_component_") or flat["model_component"]
@@ -276,7 +279,7 @@ def _parse_bars(run: PriorRun, lines: list[str]) -> None:
     all_rates: list[float] = []
     final: dict[int, tuple[int, int, float]] = {}  # epoch -> (n, total, elapsed s) of its last refresh
     for line in lines:
-        match = _TRAIN_BAR.search(line)
+        match = TRAIN_BAR.search(line)
         if not match:
             continue
         epoch, n, total = int(match["epoch"]), int(match["n"]), int(match["total"])
@@ -312,7 +315,9 @@ def _parse_packing(run: PriorRun, lines: list[str]) -> None:
             examples = int(match["total"])
         if match := _PACKED_INTO.search(line):
             examples = int(match[1])
-            run.packing_density, run.packing_density_source = round(int(match[1]) / max(int(match[2]), 1), 2), "log (packed line)"
+            run.packing_density, run.packing_density_source = (
+                round(int(match[1]) / max(int(match[2]), 1), 2), "log (packed line)"
+            )
             run.samples, run.samples_source = examples, "packed line"
         elif match := _DENSITY.search(line):
             run.packing_density, run.packing_density_source = float(match[1]), "log (explicit)"

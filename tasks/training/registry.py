@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict
 
 
 class ModelSpec(BaseModel):
+    """One supported base model: its size, torchtune builders, tokenizer and checkpoint files."""
+
     model_config = ConfigDict(frozen=True)
 
     name: str
@@ -94,8 +96,10 @@ REGISTRY: dict[str, ModelSpec] = {m.name: m for m in _MODELS}
 
 
 def lookup(name: str) -> ModelSpec | None:
+    """The registry entry of a model name, or None when sweepflow does not support it."""
     return REGISTRY.get(name)
 
 
 def known_models() -> list[str]:
+    """The supported model names, sorted."""
     return sorted(REGISTRY)

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow]
 def _group(tmp_path: Path) -> Path:
     sys.path.insert(0, str(ROOT))
     from examples.make_tiny_model import make_tiny_model
-    from tasks.model.design import parse_design
+    from tasks.model.design_file import parse_design
     from tasks.planning.deliver import deliver_plan
     from tasks.planning.planner import build_plan
     from tasks.setup.experiment import set_up_group

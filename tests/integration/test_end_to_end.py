@@ -76,7 +76,7 @@ def test_run_experiment_on_real_slurm(slurm_cluster, tmp_path, monkeypatch):
 
     from examples.tiny_demo.make_example import make_example
     from flows.run_experiment import run_experiment
-    from tasks.model.status import StatusStore
+    from tasks.model.status_file import StatusStore
 
     # sbatch / squeue / sacct called by the flows read the cluster's config from the environment
     monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))

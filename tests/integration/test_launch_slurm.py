@@ -155,7 +155,7 @@ def _stage_eval_logs(folder: Path, runs: list[str]) -> dict[tuple[str, int], Pat
 
 
 def _status(group: Path):
-    from tasks.model.status import StatusStore
+    from tasks.model.status_file import StatusStore
 
     return StatusStore(group / "runs_status.yaml").read()
 

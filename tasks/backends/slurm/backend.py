@@ -109,6 +109,7 @@ class SlurmBackend:
 
     @property
     def accounting_available(self) -> bool:
+        """Whether sacct is tried: not until `accounting_retry_s` after it last failed."""
         return time.monotonic() >= self._no_accounting_until
 
     def _sacct(self, selector: list[str], with_work_dir: bool = False) -> dict[str, JobInfo] | None:
@@ -149,7 +150,9 @@ class SlurmBackend:
         return job_id
 
     def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
-        """ONE sacct call (+ one squeue for ids sacct does not know yet, e.g. just submitted);
+        """The jobs' current states, from as few SLURM calls as possible.
+
+        ONE sacct call (+ one squeue for ids sacct does not know yet, e.g. just submitted);
         without accounting: one squeue + one scontrol per id squeue no longer lists.
         (More than ~12,000 ids are split into several calls: Linux caps one argument at 128 KiB.)
         """
@@ -176,8 +179,10 @@ class SlurmBackend:
         return found
 
     def jobs_named(self, names: list[str]) -> dict[str, list[JobInfo]]:
-        """Jobs of this user with these names: squeue (queued + recently ended) and, when
-        accounting works, sacct over the last 7 days (it wins for jobs both know).
+        """Jobs of this user with these names, by name.
+
+        From squeue (queued + recently ended) and, when accounting works, sacct over the last
+        7 days (it wins for jobs both know).
         """
         wanted = [n for n in dict.fromkeys(names) if n]
         if not wanted:

@@ -1,0 +1,195 @@
+"""Read a design: a YAML file, YAML text or a mapping -> a validated `ExperimentDesign`.
+
+Reads: the design file. Writes: nothing. Every problem is reported at once, each naming its
+field (`training.lora_rank`, `evaluation.tasks[1].script`) and the file, in words a researcher
+reads without pydantic's vocabulary; relative paths resolve against the design file's folder.
+`problems_from_validation` does the same for the other files sweepflow validates.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from tasks.core.errors import DesignError, Problem
+from tasks.model.design import ExperimentDesign, PathsSpec, cross_field_problems
+
+_BRANCH_TAG = re.compile(
+    r"^(?:(?:list|dict|set|tuple|frozenset|literal|function-\w+|is-instance|nullable)\[.*\]"
+    r"|constrained-\w+|str|int|float|bool|bytes|none|any|[A-Z]\w*Spec)$"
+)
+# what a union field accepts, said once instead of one complaint per branch
+_UNION_HINTS = {
+    "factors.": "must be a list of levels, or a mapping {label: value}",
+    "evaluation.epochs": "must be last, all, best, or a list of epoch indices such as [0, 1]",
+    "training.batch_size": "must be 'auto', a positive integer, or {model name: positive integer}",
+    "paths": "must be a mapping (models_dir:, output_dir:, ...) or the name of a saved sweepflow-paths block",
+    "cluster": "must be the name of a saved slurm-cluster block, or a mapping of its fields",
+}
+_TYPE_MISMATCH = {"list_type", "dict_type", "literal_error", "model_type", "model_attributes_type",
+                  "string_type", "int_type", "int_parsing", "float_type", "float_parsing", "bool_type",
+                  "bool_parsing", "none_required", "is_instance_of"}
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif _BRANCH_TAG.match(str(item)):
+            continue
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "design"
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (check its spelling)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "too_short" and err.get("ctx", {}).get("min_length") == 1:
+        return "is empty; give at least one entry"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def problems_from_validation(error: ValidationError, source: str) -> list[Problem]:
+    """Turn pydantic's errors into one researcher-readable problem per field."""
+    entries: list[tuple[str, str, bool]] = []  # field, message, is a union branch's type mismatch
+    for err in error.errors():
+        loc = tuple(err["loc"])
+        if not loc:
+            # model-level checks write "field: message" lines (see cross_field_problems)
+            for line in _message(err).splitlines():
+                field, sep, message = line.partition(": ")
+                entries.append((field, message, False) if sep else ("design", line, False))
+            continue
+        branch_level = bool(_BRANCH_TAG.match(str(loc[-1])))
+        entries.append((_loc(loc), _message(err), branch_level and err["type"] in _TYPE_MISMATCH))
+    seen: dict[str, Problem] = {}
+    fields = [f for f, _, _ in entries]
+    for field, message, mismatch in entries:
+        if mismatch:
+            # a union reports one error per branch: prefer a branch that matched the type but
+            # failed a constraint (or a deeper field), else say what the field accepts
+            if any(f != field and f.startswith((field + ".", field + "[")) for f in fields):
+                continue
+            if any(f == field and not m for f, _, m in entries):
+                continue
+            hint = next(
+                (h for k, h in _UNION_HINTS.items() if field == k or (k.endswith(".") and field.startswith(k))),
+                None,
+            )
+            message = hint or message
+        seen.setdefault(field, Problem(field=field, message=message, path=source))
+    return list(seen.values())
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def resolve_paths(design: ExperimentDesign, base: Path) -> ExperimentDesign:
+    """Relative paths in the design resolve against the design file's folder."""
+    dataset = design.dataset.model_copy(update={"path": _resolve(design.dataset.path, base)})
+    tasks = [
+        t.model_copy(
+            update={"script": _resolve(t.script, base), "dataset": _resolve(t.dataset, base) if t.dataset else None}
+        )
+        for t in design.evaluation.tasks
+    ]
+    evaluation = design.evaluation.model_copy(update={"tasks": tasks})
+    factors = dict(design.factors)
+    if "dataset" in factors:
+        levels = factors["dataset"]
+        if isinstance(levels, dict):
+            factors["dataset"] = {k: str(_resolve(Path(str(v)), base)) for k, v in levels.items()}
+        else:
+            factors["dataset"] = [str(_resolve(Path(str(v)), base)) for v in levels]
+    paths = design.paths
+    if isinstance(paths, PathsSpec):
+        paths = paths.model_copy(
+            update={
+                "models_dir": _resolve(paths.models_dir, base),
+                "output_dir": _resolve(paths.output_dir, base),
+                "prior_runs": [_resolve(p, base) for p in paths.prior_runs],
+                "scratch_dir": _resolve(paths.scratch_dir, base) if paths.scratch_dir else None,
+            }
+        )
+    return design.model_copy(update={"dataset": dataset, "evaluation": evaluation, "factors": factors, "paths": paths})
+
+
+def parse_design(data: Any, source: str = "design", base: Path | None = None) -> ExperimentDesign:
+    """Validate a parsed design mapping; raise DesignError naming every bad field."""
+    if data is None:
+        raise DesignError([Problem(
+            field="design", message="is empty; expected a YAML mapping of fields (name:, models:, ...)", path=source
+        )])
+    if not isinstance(data, dict):
+        raise DesignError([Problem(
+            field="design", message="must be a YAML mapping of fields (name:, models:, ...)", path=source
+        )])
+    try:
+        design = ExperimentDesign.model_validate(data)
+    except ValidationError as error:
+        problems = problems_from_validation(error, source)
+        # field errors stop pydantic before the cross-field checks; run them on the raw data
+        known = {(p.field, p.message) for p in problems}
+        problems += [
+            Problem(field=f, message=m, path=source) for f, m in cross_field_problems(data) if (f, m) not in known
+        ]
+        raise DesignError(problems) from None
+    return resolve_paths(design, base or Path.cwd())
+
+
+def load_design(path: str | Path) -> ExperimentDesign:
+    """Read and validate a design YAML file."""
+    path = Path(path).expanduser()
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DesignError([Problem(field="design", message="file not found", path=source)]) from None
+    except IsADirectoryError:
+        raise DesignError([Problem(field="design", message="is a folder, not a YAML file", path=source)]) from None
+    except UnicodeDecodeError as error:
+        raise DesignError([Problem(
+            field="design",
+            message=f"is not UTF-8 text (a binary file?): byte {error.start} cannot be decoded",
+            path=source,
+        )]) from None
+    except OSError as error:
+        raise DesignError([Problem(
+            field="design", message=f"cannot be read: {error.strerror or error}", path=source
+        )]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise DesignError([Problem(
+            field="design", message=f"is not valid YAML{at}: {getattr(error, 'problem', error)}", path=source
+        )]) from None
+    return parse_design(data, source=source, base=path.resolve().parent)
+
+
+def read_design(design: str | Path | dict[str, Any]) -> ExperimentDesign:
+    """A file path, YAML text, or a mapping -> a validated design (relative paths resolved)."""
+    if isinstance(design, dict):
+        return parse_design(design, source="design parameter", base=Path.cwd())
+    text = str(design)
+    if "\n" in text:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise DesignError([Problem(
+                field="design", message=f"is not valid YAML: {error}", path="design parameter"
+            )]) from None
+        return parse_design(data, source="design parameter", base=Path.cwd())
+    return load_design(text)
