@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tasks.model.design_file import parse_design  # noqa: E402
-from tests.fakesite import make_site  # noqa: E402
+from tests.support.fakesite import make_site  # noqa: E402
 
 MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"]
 RANKS = [2, 4, 8, 12, 16, 24, 32, 48, 64, 128]

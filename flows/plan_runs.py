@@ -185,6 +185,29 @@ def _ui_link() -> str:
         return ""
 
 
+def _await_approval(plan: Plan, plan_key: str) -> State | None:
+    """Pause for the approval form; None once approved, else the state that ends the run."""
+    logger = get_run_logger()
+    logger.info("Waiting for approval: open this run in the Prefect UI%s and submit the form", _ui_link())
+    try:
+        answer = pause_flow_run(
+            wait_for_input=_approval_form(plan, plan_key),
+            timeout=approval_timeout_s(),
+            poll_interval=approval_poll_s(),
+        )
+    except FlowPauseTimeout:
+        return fail(
+            f"No approval within {approval_timeout_s()} s; nothing was written. Start the run again to re-plan."
+        )
+    comment = (answer.comment or "").strip()
+    if not answer.approve:
+        message = f"Plan rejected: {comment or 'no comment given'}. Nothing was written."
+        logger.warning(message)
+        return Cancelled(message=message)
+    logger.info("Plan approved%s", f": {comment}" if comment else "")
+    return None
+
+
 # ---------------------------------------------------------------------------------------
 # The flow
 
@@ -229,23 +252,9 @@ def plan_runs(
     if auto_approve:
         logger.info("Plan auto-approved (auto_approve=true)")
     else:
-        logger.info("Waiting for approval: open this run in the Prefect UI%s and submit the form", _ui_link())
-        try:
-            answer = pause_flow_run(
-                wait_for_input=_approval_form(plan, plan_key),
-                timeout=approval_timeout_s(),
-                poll_interval=approval_poll_s(),
-            )
-        except FlowPauseTimeout:
-            return fail(
-                f"No approval within {approval_timeout_s()} s; nothing was written. Start the run again to re-plan."
-            )
-        comment = (answer.comment or "").strip()
-        if not answer.approve:
-            message = f"Plan rejected: {comment or 'no comment given'}. Nothing was written."
-            logger.warning(message)
-            return Cancelled(message=message)
-        logger.info("Plan approved%s", f": {comment}" if comment else "")
+        refused = _await_approval(plan, plan_key)
+        if refused is not None:
+            return refused
 
     delivered = deliver_plan_task(plan)
     if isinstance(delivered, SweepflowError):

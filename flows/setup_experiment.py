@@ -35,7 +35,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 
-from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
+from flows._common import TASK_OPTIONS, artifact_slug, cli_exit, domain_task, fail
 from tasks.core import SweepflowError
 from tasks.setup import SetupReport, render_setup, tree, validate_rendered_configs, write_setup
 
@@ -121,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except SweepflowError as error:
         print(str(error), file=sys.stderr)
         return 2
-    if not state.is_completed():
-        print(f"setup-experiment ended {state.name}: {state.message}", file=sys.stderr)
-        return 1
-    print(state.result())
-    return 0
+    return cli_exit("setup-experiment", state)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
-from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
+from flows._common import TASK_OPTIONS, artifact_slug, cli_exit, domain_task, fail
 from tasks.core import SweepflowError
 from tasks.model import RunGroup
 from tasks.results import Summary, record_measurements, render_summary, summarize, write_summary
@@ -96,11 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("group_dir", help="run group folder written by plan-runs")
     args = parser.parse_args(argv)
     state = summarize_experiment(str(Path(args.group_dir).resolve()), return_state=True)
-    if not state.is_completed():
-        print(f"summarize-experiment ended {state.name}: {state.message}", file=sys.stderr)
-        return 1
-    print(state.result())
-    return 0
+    return cli_exit("summarize-experiment", state)
 
 
 if __name__ == "__main__":

@@ -346,31 +346,41 @@ def run_job(state_dir: Path, job_id: str) -> int:
         pass
     signal.setitimer(signal.ITIMER_REAL, 0)
     if why:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        tail = " DUE TO TIME LIMIT" if why[0] == "TIMEOUT" else ""
-        with contextlib.suppress(OSError), open(rec["output"], "a") as out:
-            out.write(f"slurmstepd-{NODE}: error: *** JOB {job_id} ON {NODE} CANCELLED AT {stamp}{tail} ***\n")
-        _killpg(proc.pid, signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=float(os.environ.get("SWEEPFLOW_LOCAL_KILL_WAIT") or KILL_WAIT_S))
-        except subprocess.TimeoutExpired:
-            _killpg(proc.pid, signal.SIGKILL)
-            rc = proc.wait()
+        rc = _stop(proc, rec, job_id, why[0])
     _killpg(proc.pid, signal.SIGKILL)  # leftovers of the job, as SLURM does
     with store.lock():
         rec = store.read(job_id) or rec
         if rec["state"] == "RUNNING":
-            if why and why[0] == "TIMEOUT":
-                _end(rec, "TIMEOUT", "TimeLimit", "0:15")
-            elif rc is not None and rc >= 0:
-                _end(rec, "COMPLETED" if rc == 0 else "FAILED", None if rc == 0 else "NonZeroExitCode", f"{rc}:0")
-            else:
-                _end(rec, "FAILED", "NonZeroExitCode", f"0:{-(rc or 0) or 9}")
+            _record_end(rec, why[0] if why else None, rc)
         else:  # cancelled meanwhile: keep that, note when it really ended
             rec["end_time"] = time.time()
         store.write(rec)
         _advance(store)
     return 0
+
+
+def _stop(proc: subprocess.Popen[bytes], rec: dict[str, Any], job_id: str, why: str) -> int:
+    """Stop a job that ran out of time or was cancelled, as slurmstepd does: log line, SIGTERM, SIGKILL."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    tail = " DUE TO TIME LIMIT" if why == "TIMEOUT" else ""
+    with contextlib.suppress(OSError), open(rec["output"], "a") as out:
+        out.write(f"slurmstepd-{NODE}: error: *** JOB {job_id} ON {NODE} CANCELLED AT {stamp}{tail} ***\n")
+    _killpg(proc.pid, signal.SIGTERM)
+    try:
+        return proc.wait(timeout=float(os.environ.get("SWEEPFLOW_LOCAL_KILL_WAIT") or KILL_WAIT_S))
+    except subprocess.TimeoutExpired:
+        _killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()
+
+
+def _record_end(rec: dict[str, Any], why: str | None, rc: int | None) -> None:
+    """The state, reason and `rc:signal` exit code SLURM gives a job that ended this way."""
+    if why == "TIMEOUT":
+        _end(rec, "TIMEOUT", "TimeLimit", "0:15")
+    elif rc is not None and rc >= 0:
+        _end(rec, "COMPLETED" if rc == 0 else "FAILED", None if rc == 0 else "NonZeroExitCode", f"{rc}:0")
+    else:
+        _end(rec, "FAILED", "NonZeroExitCode", f"0:{-(rc or 0) or 9}")
 
 
 def main(argv: list[str]) -> int:

@@ -12,7 +12,7 @@ thousands of objects, and each allocation burst would otherwise trigger full col
 the whole heap (measured: 2-3x the parse/dump time). `dump_yaml` builds PyYAML's node tree
 itself for plain data (dict/list/str/None/bool/int/float) and lets libyaml's emitter write it,
 with the emitter's Python callbacks memoized (`_FastDumper`): byte-for-byte what `yaml.dump`
-writes, about twice as fast on a 3 MB runs_status.yaml (tasks/status.py dumps it run by run,
+writes, about twice as fast on a 3 MB runs_status.yaml (tasks/model/status_file.py dumps it run by run,
 which is faster still).
 """
 

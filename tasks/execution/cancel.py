@@ -7,7 +7,7 @@ could not record before it died is found and cancelled too); one `scancel` of ev
 Writes: `runs_status.yaml` (one locked update): every selected stage that had not finished
 becomes `cancelled` with the reason, stages still waiting to be submitted included
 (launch-runs then leaves them alone). Finished stages are never touched. A cancelled
-fine-tune is never retried; `launch-runs` with `rerun_failed_finetunes` (tasks/reopen.py)
+fine-tune is never retried; `launch-runs` with `rerun_failed_finetunes` (tasks/execution/reopen.py)
 sends it back to the queue later.
 """
 

@@ -9,7 +9,7 @@ Writes: `{group}/{run}/provenance/attempt-<n>-job-<id>.yaml` (header from
 `templates/state/provenance.yaml.j2`, body dumped by PyYAML), atomically. n counts the run's fine-tune
 attempts from 1.
 
-`tasks/launch.py` calls `record_provenance` right after each fine-tune is submitted (or adopted,
+`tasks/execution/submit.py` calls `record_provenance` right after each fine-tune is submitted (or adopted,
 or resubmitted by a retry) and after each evaluation of a fine-tuned run is submitted: an
 evaluation's job id is added to the file of the fine-tune attempt it belongs to. The versions are
 those of the environment that submitted the job (the login node's); a job's own environment is

@@ -162,6 +162,57 @@ def _rechained(run: Run, status: RunsStatus, remedy: Remedy) -> list[tuple[EvalJ
     return chosen
 
 
+Live = Callable[[str, Path], JobInfo | None]  # the adoptable job of this name submitted from this folder
+
+
+def _record_refused(group: RunGroup, run_name: str, remedy: Remedy, message: str) -> None:
+    """Record on the failed attempt that sbatch refused its retry for good (the run stops there)."""
+
+    def refused(current: RunsStatus) -> None:
+        stage = current.stage(run_name)
+        stage.reason = f"{stage.reason or 'failed'}; retry refused by sbatch: {message}"
+        if stage.attempts:
+            stage.attempts[-1].remedy = f"{remedy.description} (refused by sbatch)"
+
+    group.status.update(refused)
+
+
+def _record_restart(group: RunGroup, run_name: str, remedy: Remedy, job_id: str, adopted: bool, stamp: str) -> None:
+    """The remedy on the failed attempt and the new attempt with its job id, in one status write."""
+    attempt = Attempt(
+        job_id=job_id, submitted=stamp, batch_size=remedy.batch_size,
+        gradient_accumulation_steps=remedy.gradient_accumulation_steps, time_limit=remedy.time_limit,
+        exclude=",".join(remedy.exclude_nodes) or None, resume_epoch=remedy.resume_epoch,
+        reason="adopted: found in the scheduler by job name" if adopted else None,
+    )
+
+    def restart(current: RunsStatus) -> None:
+        stage = current.stage(run_name)
+        if stage.attempts:
+            stage.attempts[-1].remedy = remedy.description
+        stage.mark("submitted", now=stamp, job_id=job_id, reason=None, slurm_state=None, exit_code=None, output=None)
+        stage.attempts.append(attempt)
+
+    record_provenance(group, run_name, job_id, group.status.update(restart, force=True, now=stamp))
+
+
+def _rechain(group: RunGroup, backend: Backend, run_name: str, job_id: str,
+             chosen: list[tuple[EvalJob, list[str] | None]], live: Live, now: Callable[[], str], sleep: Sleep) -> None:
+    """Submit (or adopt) the chosen evaluations again, chained to the new fine-tune job where they must wait."""
+    for job, after in chosen:
+        script, cwd = group.layout.job_files(run_name, job)
+        found = live(eval_job_name(job), cwd)
+        try:
+            eval_id = found.job_id if found else submit_with_retry(
+                backend, script, cwd, [job_id] if after is None else [], None, sleep)
+        except SubmitError as error:
+            record_refusal(group.status, run_name, job.key, f"sbatch refused the re-chained evaluation: {error}",
+                           now(), force=True)
+            continue
+        record_submission(group, run_name, job.key, Attempt(job_id=eval_id, submitted=now()), "submitted",
+                          force=True, reason=None, slurm_state=None, exit_code=None, output=None)
+
+
 def resubmit_finetune(
     group: GroupRef,
     run_name: str,
@@ -182,8 +233,7 @@ def resubmit_finetune(
     """
     group = RunGroup.of(group)
     run = group.plan.run(run_name)
-    store = group.status
-    status = store.read()
+    status = group.status.read()
     entry = status.runs[run_name]
     if entry.finetune.status != "failed" or not remedy.retry:
         raise SweepflowError(
@@ -206,44 +256,10 @@ def resubmit_finetune(
         job_id = found.job_id if found else submit_with_retry(backend, script, cwd, None, remedy.overrides(), sleep)
     except SubmitError as error:
         if not error.transient:
-            message = str(error)
-
-            def refused(current: RunsStatus) -> None:
-                stage = current.stage(run_name)
-                stage.reason = f"{stage.reason or 'failed'}; retry refused by sbatch: {message}"
-                if stage.attempts:
-                    stage.attempts[-1].remedy = f"{remedy.description} (refused by sbatch)"
-
-            store.update(refused)
+            _record_refused(group, run_name, remedy, str(error))
         raise
-    stamp = now()
-    attempt = Attempt(
-        job_id=job_id, submitted=stamp, batch_size=remedy.batch_size,
-        gradient_accumulation_steps=remedy.gradient_accumulation_steps, time_limit=remedy.time_limit,
-        exclude=",".join(remedy.exclude_nodes) or None, resume_epoch=remedy.resume_epoch,
-        reason="adopted: found in the scheduler by job name" if found else None,
-    )
-
-    def restart(current: RunsStatus) -> None:
-        stage = current.stage(run_name)
-        if stage.attempts:
-            stage.attempts[-1].remedy = remedy.description
-        stage.mark("submitted", now=stamp, job_id=job_id, reason=None, slurm_state=None, exit_code=None, output=None)
-        stage.attempts.append(attempt)
-
-    record_provenance(group.root, run_name, job_id, store.update(restart, force=True, now=stamp))
-    for job, after in chosen:
-        e_script, e_cwd = group.layout.job_files(run_name, job)
-        e_found = live(eval_job_name(job), e_cwd)
-        try:
-            e_id = e_found.job_id if e_found else submit_with_retry(
-                backend, e_script, e_cwd, [job_id] if after is None else [], None, sleep)
-        except SubmitError as error:
-            record_refusal(store, run_name, job.key, f"sbatch refused the re-chained evaluation: {error}", now(),
-                           force=True)
-            continue
-        record_submission(group, run_name, job.key, Attempt(job_id=e_id, submitted=now()), "submitted", force=True,
-                reason=None, slurm_state=None, exit_code=None, output=None)
+    _record_restart(group, run_name, remedy, job_id, found is not None, now())
+    _rechain(group, backend, run_name, job_id, chosen, live, now, sleep)
     return job_id
 
 

@@ -50,8 +50,6 @@ FACTORS: dict[str, Factor] = {
         Factor("dataset", "Dataset", labels="dataset"),
     )
 }
-# Factors that are TrainingSpec fields (all but `dataset`, which is the DatasetSpec's path).
-FACTOR_FIELDS = tuple(name for name in FACTORS if name != "dataset")
 
 
 def factor_title(name: str) -> str:

@@ -1,7 +1,7 @@
 """The resolved plan: expanded runs, evaluation jobs, verified resources and estimates.
 
 This is what `plan-runs` writes as `experiment.yaml` in the run group folder and what every
-later flow reads (never `runs_plan.md`). Reads/writes: nothing itself; see `tasks/deliver.py`.
+later flow reads (never `runs_plan.md`). Reads/writes: nothing itself; see `tasks/planning/deliver.py`.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
 
 from tasks.core.errors import SweepflowError
 from tasks.model.plan import Plan
@@ -39,14 +39,25 @@ def _str_or_none(value: Any) -> Any:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+JobId = Annotated[str, BeforeValidator(_str_or_none)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class Attempt(_Model):
+class _OmitUnset(_Model):
+    """A record whose unset (None) fields are left out of runs_status.yaml."""
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class Attempt(_OmitUnset):
     """One submission of a stage; kept when a job is resubmitted (OOM, timeout, node failure)."""
 
-    job_id: str
+    job_id: JobId
     submitted: str | None = None
     finished: str | None = None
     slurm_state: str | None = None  # raw SLURM state, e.g. OUT_OF_MEMORY, CANCELLED by 1000
@@ -61,28 +72,15 @@ class Attempt(_Model):
     time_limit: str | None = None  # sbatch --time given on the command line (a retry after TIMEOUT)
     exclude: str | None = None  # sbatch --exclude nodes (a retry after a node failure)
     resume_epoch: int | None = None  # resumed from epoch_N (torchtune resume_from_checkpoint)
-    reopened: bool | None = None  # the researcher reopened the stage after this attempt (tasks/reopen.py)
-
-    @field_validator("job_id", mode="before")
-    @classmethod
-    def _job_id(cls, value: Any) -> Any:
-        return _str_or_none(value)
-
-    @model_serializer(mode="wrap")
-    def _omit_unset(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
+    reopened: bool | None = None  # the researcher reopened the stage after this attempt (execution/reopen.py)
 
 
-class FinetuneOverrides(_Model):
+class FinetuneOverrides(_OmitUnset):
     """Per-run changes made by a retry, kept so a later setup-experiment re-renders them too."""
 
     batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
     resume_epoch: int | None = None  # finetune.yaml resumes from epoch_N/ (after a TIMEOUT)
-
-    @model_serializer(mode="wrap")
-    def _omit_unset(self, handler: Any) -> dict[str, Any]:
-        return {k: v for k, v in handler(self).items() if v is not None}
 
 
 # Fields beyond the seed's schema: written only when set, so a fresh file is exactly the seed's.
@@ -93,7 +91,7 @@ class StageStatus(_Model):
     """One fine-tune or one evaluation: the seed's four fields, plus optional later ones."""
 
     status: Status = "pending"
-    job_id: str | None = None
+    job_id: JobId | None = None
     output: str | None = None
     last_updated: str | None = None
     note: str | None = None
@@ -102,11 +100,6 @@ class StageStatus(_Model):
     exit_code: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     overrides: FinetuneOverrides | None = None  # fine-tunes only: set by a retry's remedy
-
-    @field_validator("job_id", mode="before")
-    @classmethod
-    def _job_id(cls, value: Any) -> Any:
-        return _str_or_none(value)
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: Any) -> dict[str, Any]:

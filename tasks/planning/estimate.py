@@ -13,45 +13,40 @@ by `OVERHEAD` for validation, checkpointing and start-up.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 from tasks.model.design import ExperimentDesign
-from tasks.model.plan import DiskEstimate, Estimates, Figure, ModelEstimate, Run, RunEstimate, Scenario
+from tasks.model.plan import Estimates, Figure, ModelEstimate, Run, RunEstimate
+from tasks.planning.formulas import (
+    ADAPTER_ONLY_GIB,
+    CHECKPOINT_GIB,
+    DEFAULT,
+    DEFAULT_PACKING_DENSITY,
+    DESIGN,
+    DISK_MARGIN,
+    EVAL_LOG_GIB,
+    EVAL_OVERHEAD_MIN,
+    INFERENCE_SPEEDUP,
+    MEMORY_SCALE,
+    MIN_EPOCH_MINUTES,
+    OVERHEAD,
+    SPEED_SCALE,
+    _interp,
+    _params,
+    _r,
+    batch_from_memory,
+    default_batch,
+    default_epoch_minutes,
+    default_eval_minutes,
+    disk_estimate,
+    eval_job_minutes,
+    scale,
+    scenarios,
+)
 from tasks.training.prior_logs import PriorRun, PriorScan
-from tasks.training.registry import lookup
-
-DEFAULT = "default, preliminary"
-DESIGN = "design"
-
-MEMORY_SAFETY = 0.7  # seed: "Conservative max (70% utilization)"
-MAX_BATCH = 64  # no estimate goes above this, however much memory is free
-OVERHEAD = 1.5  # cruijff_kit's safety factor on training time (REFERENCE.md §1): validation, checkpoints, start-up
-INFERENCE_SPEEDUP = 2.5  # seed: "Inference_speed = training_speed × 2.5 (middle of 2-3x range)"
-EVAL_OVERHEAD_MIN = 1.0  # seed: model loading ~30 s + result logging ~10 s, "~1 minute per evaluation"
-EVAL_LOG_GIB = 0.01  # seed: inspect logs ~10 MB per evaluation ("20 evals × 0.01 GiB")
-DISK_MARGIN = 0.15  # seed: "Safety margin (15%)"
-DEFAULT_PACKING_DENSITY = 2.8  # seed's worked example (examples per packed sequence) when no log shows one
-ADAPTER_ONLY_GIB = 0.1  # adapter-only saves: LoRA weights only, "<100 MB for rank 64" (seed)
-MIN_EPOCH_MINUTES = 1.0  # floor for tiny models' default epoch time
-
-# (params in billions, factor) anchors; interpolated linearly by params, proportional outside the range.
-MEMORY_SCALE = ((1.24, 1.0), (3.21, 2.5), (7.0, 4.5), (8.03, 5.0))  # seed: "3B ~2-3x memory of 1B, 7B ~4-5x"
-SPEED_SCALE = ((1.24, 1.0), (3.21, 2.0), (7.0, 4.5), (8.03, 5.5))  # seed: "3B ~2x slower, 7B 4-5x, 8B 5-6x"
-CHECKPOINT_GIB = ((1.24, 2.4), (3.21, 6.2), (8.03, 16.0), (70.6, 142.0))  # seed's checkpoint sizes with LoRA
-
-# Seed, "If no GPU memory data available": conservative ends of its ranges.
-# (packed, GPU class GB) -> (1B, 3B, 7B+) batch sizes
-DEFAULT_BATCH = {
-    (True, 80): (4, 2, 2), (True, 40): (2, 2, 1), (True, 32): (1, 1, 1),
-    (False, 80): (16, 8, 4), (False, 40): (8, 4, 2), (False, 32): (2, 1, 1),
-}
-DEFAULT_EPOCH_MINUTES = (45.0, 90.0, 240.0)  # seed: 1B "30-60 min", 3B "1-2 hours", 7B+ "3-5 hours" per epoch
-# seed: 1B 2-3, 3B 4-5, 7B 8-10, 70B 20-30
-DEFAULT_EVAL_MINUTES = ((2.0, 2.5), (5.0, 4.5), (20.0, 9.0), (math.inf, 25.0))
 
 
 class _Calc(NamedTuple):
@@ -64,80 +59,6 @@ class _Calc(NamedTuple):
     peak: Figure | None
     speed: Figure
     speed_prior: PriorRun | None
-
-
-def _interp(anchors: tuple[tuple[float, float], ...], params_b: float) -> float:
-    (p0, v0), (pn, vn) = anchors[0], anchors[-1]
-    if params_b <= p0:
-        return v0 * params_b / p0
-    if params_b >= pn:
-        return vn * params_b / pn
-    for (pa, va), (pb, vb) in itertools.pairwise(anchors):
-        if pa <= params_b <= pb:
-            return va + (vb - va) * (params_b - pa) / (pb - pa)
-    return vn
-
-
-def _params(model: str | None) -> float | None:
-    spec = lookup(model) if model else None
-    return spec.params_b if spec else None
-
-
-def scale(anchors: tuple[tuple[float, float], ...], to_model: str, from_model: str) -> float:
-    """How much more memory / time / disk `to_model` needs than `from_model` (1.0 if unknown)."""
-    to_p, from_p = _params(to_model), _params(from_model)
-    return _interp(anchors, to_p) / _interp(anchors, from_p) if to_p and from_p else 1.0
-
-
-def power_of_two_floor(value: float, cap: int = MAX_BATCH) -> int:
-    """The largest power of two not above `value`: at least 1, at most `cap`."""
-    if value < 1:
-        return 1
-    return min(cap, 2 ** math.floor(math.log2(value) + 1e-9))
-
-
-def batch_from_memory(
-    gpu_gib: float, peak_gib: float, prior_batch: int, density_divisor: float = 1.0
-) -> tuple[int, float]:
-    """Seed: headroom = GPU ÷ memory per sample; × 0.7; ÷ packing density; floor to a power of two."""
-    per_sample = peak_gib / max(prior_batch, 1)
-    raw = gpu_gib / per_sample * MEMORY_SAFETY / density_divisor
-    return power_of_two_floor(raw), raw
-
-
-def eval_job_minutes(test_samples: int, batch_size: int, train_it_s: float) -> float:
-    """Seed: steps = test ÷ batch; inference speed = training speed × 2.5; + 1 minute overhead."""
-    steps = math.ceil(test_samples / max(batch_size, 1))
-    return steps / (train_it_s * INFERENCE_SPEEDUP) / 60.0 + EVAL_OVERHEAD_MIN
-
-
-def _size_class(params_b: float) -> int:
-    return 0 if params_b < 2 else (1 if params_b < 5 else 2)
-
-
-def default_batch(params_b: float, packed: bool, gpu_gb: float) -> int:
-    """The seed's conservative batch size for this model size, packing and GPU memory class."""
-    gpu_class = 80 if gpu_gb >= 80 else (40 if gpu_gb >= 40 else 32)
-    return DEFAULT_BATCH[(packed, gpu_class)][_size_class(params_b)]
-
-
-def default_epoch_minutes(params_b: float) -> float:
-    """Seed defaults per epoch (overhead included); tiny models scale down by params, 70B up by params."""
-    if params_b < 1.0:
-        return max(MIN_EPOCH_MINUTES, DEFAULT_EPOCH_MINUTES[0] * params_b / 1.24)
-    base = DEFAULT_EPOCH_MINUTES[_size_class(params_b)]
-    return base * max(1.0, params_b / 8.03) if params_b >= 5 else base
-
-
-def default_eval_minutes(params_b: float) -> float:
-    """Seed defaults per evaluation job by model size; tiny models scale down by params."""
-    if params_b < 1.0:
-        return max(EVAL_OVERHEAD_MIN, DEFAULT_EVAL_MINUTES[0][1] * params_b / 1.24)
-    return next(minutes for limit, minutes in DEFAULT_EVAL_MINUTES if params_b < limit)
-
-
-def _r(value: float) -> float:
-    return float(f"{value:.4g}")
 
 
 def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | None,
@@ -163,6 +84,34 @@ def _source(prior: PriorRun, same: bool) -> str:
     return f"prior log {prior.log_path}" if same else f"scaled from {prior.model} prior log {prior.log_path}"
 
 
+def _density_figure(run: Run, priors: list[PriorRun]) -> Figure:
+    """Samples per packed sequence: 1 unpacked, else a prior log's, else the seed's default."""
+    if not run.params.packed:
+        return Figure(value=1.0, source=DESIGN)
+    data = Path(run.params.dataset.path)
+    dp, _ = _choose(priors, run.model, True, data, lambda q: bool(q.packed and q.packing_density))
+    if dp and dp.packing_density:
+        return Figure(value=dp.packing_density, source=f"prior log {dp.log_path}")
+    return Figure(value=DEFAULT_PACKING_DENSITY, source=DEFAULT)
+
+
+def _eval_minutes(run: Run, design: ExperimentDesign, test_samples: dict[str, int], batch: int,
+                  eval_it_s: Figure | None, params_b: float, notes: list[str]) -> list[float]:
+    """Minutes of each of the run's evaluation jobs (the seed's default where no speed or count is known)."""
+    job_minutes: list[float] = []
+    limit = design.evaluation.limit
+    for job in run.evaluations:
+        n = test_samples.get(job.task)
+        if eval_it_s is not None and n is not None:
+            job_minutes.append(eval_job_minutes(min(n, limit) if limit else n, batch, eval_it_s.value))
+        else:
+            job_minutes.append(default_eval_minutes(params_b))
+            if eval_it_s is not None:
+                notes.append(f"{run.name}: no test sample count for task {job.task}; "
+                             "its evaluation time is the seed's default.")
+    return job_minutes
+
+
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
               priors: list[PriorRun], notes: list[str]) -> _Calc:
     p, model = run.params, run.model
@@ -170,12 +119,7 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
     gpu = design.gpu
     data = Path(p.dataset.path)
 
-    if not p.packed:
-        density = Figure(value=1.0, source=DESIGN)
-    else:
-        dp, _ = _choose(priors, model, True, data, lambda q: bool(q.packed and q.packing_density))
-        density = Figure(value=dp.packing_density, source=f"prior log {dp.log_path}") if dp and dp.packing_density \
-            else Figure(value=DEFAULT_PACKING_DENSITY, source=DEFAULT)
+    density = _density_figure(run, priors)
 
     mp, m_same = _choose(priors, model, p.packed, data, lambda q: bool(q.peak_memory_gib and q.batch_size))
     peak: Figure | None = None
@@ -219,17 +163,7 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
         speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)
 
-    job_minutes: list[float] = []
-    limit = design.evaluation.limit
-    for job in run.evaluations:
-        n = test_samples.get(job.task)
-        if eval_it_s is not None and n is not None:
-            job_minutes.append(eval_job_minutes(min(n, limit) if limit else n, bs, eval_it_s.value))
-        else:
-            job_minutes.append(default_eval_minutes(params_b))
-            if eval_it_s is not None:
-                notes.append(f"{run.name}: no test sample count for task {job.task}; "
-                             "its evaluation time is the seed's default.")
+    job_minutes = _eval_minutes(run, design, test_samples, bs, eval_it_s, params_b, notes)
     return _Calc(batch, density, steps, minutes, eval_it_s, job_minutes, peak, speed, sp)
 
 
@@ -246,48 +180,45 @@ def _checkpoint_figure(model: str, adapter_only: bool, priors: list[PriorRun]) -
     return Figure(value=_r(_interp(CHECKPOINT_GIB, _params(model) or 1.24)), source=DEFAULT)
 
 
-def disk_estimate(checkpoints_by_model: dict[str, float], eval_jobs: int) -> DiskEstimate:
-    """Seed: checkpoints + 10 MB per evaluation log, + 15 % margin."""
-    checkpoints = sum(checkpoints_by_model.values())
-    logs = eval_jobs * EVAL_LOG_GIB
-    margin = (checkpoints + logs) * DISK_MARGIN
-    return DiskEstimate(checkpoints_gib=checkpoints, eval_logs_gib=logs, margin_gib=margin,
-                        total_gib=checkpoints + logs + margin, per_model_gib=dict(checkpoints_by_model))
+def _usable_priors(priors: PriorScan | list[PriorRun]) -> tuple[list[PriorRun], list[str]]:
+    """The prior runs, and notes on folders that do not exist and logs that could not be used."""
+    notes: list[str] = []
+    if isinstance(priors, PriorScan):
+        notes += [f"Prior-run folder {p} does not exist; nothing was read from it." for p in priors.missing]
+        priors = priors.runs
+    for prior in priors:
+        if prior.model is None or not (prior.speed_it_s or prior.peak_memory_gib or prior.checkpoint_gib_per_epoch):
+            notes.append(f"Prior log {prior.log_path} was not usable: "
+                         f"{'; '.join(prior.problems) or 'nothing recognised'}.")
+    return priors, notes
 
 
-def scenarios(
-    train_minutes: list[float], eval_job_minutes_: list[float], gpus_per_job: int, available: int
-) -> list[Scenario]:
-    """Parallel (everything at once), sequential (one job at a time), mixed (`available` GPUs, in batches)."""
-    longest_t = max(train_minutes, default=0.0)
-    longest_e = max(eval_job_minutes_, default=0.0)
-    n_t, n_e = len(train_minutes), len(eval_job_minutes_)
-    slots = max(1, available // gpus_per_job)
-    t_batches, e_batches = math.ceil(n_t / slots), math.ceil(n_e / max(available, 1))
-    short = " (fewer GPUs available than one job needs)" if available < gpus_per_job else ""
+def _run_estimate(run: Run, c: _Calc, checkpoint: Figure, design: ExperimentDesign) -> RunEstimate:
+    """One run's time, GPU-hours and disk (a control run: its evaluations only)."""
+    is_ft = not run.is_control
+    train = c.minutes_per_epoch.value * run.params.epochs if is_ft else 0.0
+    ckpt = checkpoint.value * run.params.epochs if is_ft else 0.0
+    eval_total = sum(c.job_minutes)
+    return RunEstimate(
+        run=run.name, model=run.model, batch_size=int(c.batch.value), steps_per_epoch=c.steps if is_ft else 0,
+        minutes_per_epoch=c.minutes_per_epoch.value if is_ft else 0.0, train_minutes=_r(train),
+        eval_jobs=len(run.evaluations), eval_minutes=_r(eval_total),
+        gpu_hours=_r((train * design.gpu.count + eval_total) / 60.0),
+        disk_gib=_r(ckpt + len(run.evaluations) * EVAL_LOG_GIB))
 
-    def batches(n: int) -> str:
-        return f"{n} batch" if n == 1 else f"{n} batches"
 
-    return [
-        Scenario(
-            name="parallel", gpus=max(n_t * gpus_per_job, n_e, 1),
-            training_minutes=longest_t, eval_minutes=longest_e,
-            detail=f"{n_t} fine-tunes at once (longest {longest_t:.1f} min), "
-                   f"then {n_e} evaluations at once (longest {longest_e:.1f} min)",
-        ),
-        Scenario(
-            name="sequential", gpus=gpus_per_job,
-            training_minutes=sum(train_minutes), eval_minutes=sum(eval_job_minutes_),
-            detail="one job at a time",
-        ),
-        Scenario(
-            name="mixed", gpus=available,
-            training_minutes=t_batches * longest_t, eval_minutes=e_batches * longest_e,
-            detail=f"training: {batches(t_batches)} × {longest_t:.1f} min; "
-                   f"evaluations: {batches(e_batches)} × {longest_e:.1f} min{short}",
-        ),
-    ]
+def _model_estimate(model: str, runs: list[Run], calcs: dict[str, _Calc], checkpoint: Figure) -> ModelEstimate:
+    """A model's figures, from its first fine-tuned run (they are per model, not per run)."""
+    mine = [r for r in runs if r.model == model]
+    first = next((r for r in mine if not r.is_control), mine[0])
+    c = calcs[first.name]
+    job_max = max((m for r in mine for m in calcs[r.name].job_minutes), default=0.0)
+    eval_source = c.eval_it_s.source if c.eval_it_s else DEFAULT
+    sp = c.speed_prior
+    return ModelEstimate(
+        model=model, batch_size=c.batch, packing_density=c.density, peak_memory_gib=c.peak, speed_it_s=c.speed,
+        prior_samples=sp.samples if sp else None, prior_batch_size=sp.batch_size if sp else None,
+        checkpoint_gib_per_epoch=checkpoint, eval_minutes=Figure(value=_r(job_max), source=eval_source))
 
 
 def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict[Path, int],
@@ -297,14 +228,7 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
     `train_samples`: dataset path -> train split size; `test_samples`: task -> test samples;
     `priors`: a `scan_prior_runs` result (its missing folders become notes) or its runs.
     """
-    notes: list[str] = []
-    if isinstance(priors, PriorScan):
-        notes += [f"Prior-run folder {p} does not exist; nothing was read from it." for p in priors.missing]
-        priors = priors.runs
-    for prior in priors:
-        if prior.model is None or not (prior.speed_it_s or prior.peak_memory_gib or prior.checkpoint_gib_per_epoch):
-            notes.append(f"Prior log {prior.log_path} was not usable: "
-                         f"{'; '.join(prior.problems) or 'nothing recognised'}.")
+    priors, notes = _usable_priors(priors)
     calcs: dict[str, _Calc] = {}
     for run in runs:
         path = Path(run.params.dataset.path)
@@ -322,40 +246,15 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         for m in dict.fromkeys(r.model for r in runs)
     }
 
-    run_estimates: dict[str, RunEstimate] = {}
+    run_estimates = {run.name: _run_estimate(run, calcs[run.name], checkpoint[run.model], design) for run in runs}
     per_model_disk: dict[str, float] = {m: 0.0 for m in checkpoint}
-    train_list: list[float] = []
-    eval_list: list[float] = []
     for run in runs:
-        c = calcs[run.name]
-        is_ft = not run.is_control
-        train = c.minutes_per_epoch.value * run.params.epochs if is_ft else 0.0
-        ckpt = checkpoint[run.model].value * run.params.epochs if is_ft else 0.0
-        per_model_disk[run.model] += ckpt
-        eval_total = sum(c.job_minutes)
-        if is_ft:
-            train_list.append(train)
-        eval_list += c.job_minutes
-        run_estimates[run.name] = RunEstimate(
-            run=run.name, model=run.model, batch_size=int(c.batch.value), steps_per_epoch=c.steps if is_ft else 0,
-            minutes_per_epoch=c.minutes_per_epoch.value if is_ft else 0.0, train_minutes=_r(train),
-            eval_jobs=len(run.evaluations), eval_minutes=_r(eval_total),
-            gpu_hours=_r((train * design.gpu.count + eval_total) / 60.0),
-            disk_gib=_r(ckpt + len(run.evaluations) * EVAL_LOG_GIB))
-
-    per_model: dict[str, ModelEstimate] = {}
-    for model in checkpoint:
-        mine = [r for r in runs if r.model == model]
-        rep = next((r for r in mine if not r.is_control), mine[0])
-        c = calcs[rep.name]
-        job_max = max((m for r in mine for m in calcs[r.name].job_minutes), default=0.0)
-        eval_source = c.eval_it_s.source if c.eval_it_s else DEFAULT
-        sp = c.speed_prior
-        per_model[model] = ModelEstimate(
-            model=model, batch_size=c.batch, packing_density=c.density, peak_memory_gib=c.peak, speed_it_s=c.speed,
-            prior_samples=sp.samples if sp else None, prior_batch_size=sp.batch_size if sp else None,
-            checkpoint_gib_per_epoch=checkpoint[model], eval_minutes=Figure(value=_r(job_max), source=eval_source))
-        notes += _model_notes(per_model[model], design)
+        per_model_disk[run.model] += 0.0 if run.is_control else checkpoint[run.model].value * run.params.epochs
+    train_list = [calcs[r.name].minutes_per_epoch.value * r.params.epochs for r in runs if not r.is_control]
+    eval_list = [m for r in runs for m in calcs[r.name].job_minutes]
+    per_model = {model: _model_estimate(model, runs, calcs, checkpoint[model]) for model in checkpoint}
+    for estimate in per_model.values():
+        notes += _model_notes(estimate, design)
 
     disk = disk_estimate(per_model_disk, len(eval_list))
     if not any(

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import SAFE_LABEL, SAFE_NAME, DatasetSpec, ExperimentDesign, TrainingSpec
-from tasks.model.factors import FACTOR_FIELDS, factor_levels
+from tasks.model.factors import factor_levels
 from tasks.model.plan import EpochRef, EvalJob, Run, RunParams
 from tasks.training.registry import known_models, lookup
 
@@ -41,7 +41,7 @@ def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, 
                     field=f"{field}[{i}]",
                     message=f"level label {pairs[i][0]!r} may contain only letters, digits, '.' and '-'",
                 ))
-            if name in FACTOR_FIELDS:
+            if name in TrainingSpec.model_fields:  # a training setting: each level must be a valid value
                 try:
                     TrainingSpec.model_validate({**design.training.model_dump(), name: value})
                 except ValidationError as error:

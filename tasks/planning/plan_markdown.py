@@ -143,20 +143,14 @@ def _value_text(plan: Plan, getter: Callable[[Run], Any], fmt: Callable[[Any], s
     return "varies by run: " + ", ".join(fmt(v) for v in values)
 
 
-def plan_context(plan: Plan) -> dict[str, Any]:
-    """Everything reports/runs_plan.md.j2 shows, computed from the Plan (no numbers are made up here)."""
-    design, est, res = plan.design, plan.estimates, plan.resources
-    paths = design.paths if isinstance(design.paths, PathsSpec) else None
-    extra = [f for f in design.factors if f not in ("lora_rank", "batch_size")]
-    factor_rows = ([("Model", ", ".join(design.models))] if len(design.models) > 1 else []) + [
-        (factor_title(name), _levels_text(name, raw)) for name, raw in design.factors.items()
-    ]
-    run_rows = []
+def _run_rows(plan: Plan, extra: list[str]) -> list[dict[str, Any]]:
+    """The runs table: one row per run, with the factors beyond model and rank in `extra`."""
+    rows = []
     for run in plan.runs:
-        run_est = est.runs.get(run.name)
+        run_est = plan.estimates.runs.get(run.name)
         control = run.is_control
         batch = run_est.batch_size if run_est else run.params.batch_size
-        run_rows.append({
+        rows.append({
             "name": run.name,
             "model": run.model,
             "rank": "-" if control else str(run.params.lora_rank),
@@ -165,8 +159,12 @@ def plan_context(plan: Plan) -> dict[str, Any]:
             "type": "Control (base model)" if control else "Fine-tuned",
             "time": "eval only" if control else (fmt_minutes(run_est.train_minutes) if run_est else "-"),
         })
-    task_names = [t.name for t in design.evaluation.tasks]
-    matrix = []
+    return rows
+
+
+def _matrix(plan: Plan, task_names: list[str]) -> list[dict[str, Any]]:
+    """The evaluation matrix: which tasks each run is evaluated on, and at which epochs."""
+    rows = []
     for run in plan.runs:
         tasks = {j.task for j in run.evaluations}
         keys = _distinct(j.key.removeprefix(j.task + "_") for j in run.evaluations if j.epoch is not None)
@@ -175,22 +173,75 @@ def plan_context(plan: Plan) -> dict[str, Any]:
             else "Only " + ", ".join(t for t in task_names if t in tasks)
         )
         when = "base model, once per task" if run.is_control else ", ".join(keys)
-        matrix.append({
+        rows.append({
             "name": run.name,
             "marks": ["✓" if t in tasks else "-" for t in task_names],
             "notes": f"{which} ({when})",
         })
-    train_samples = {str(d.path): d.splits.train for d in res.datasets}
-    models_dir = paths.models_dir if paths else (res.models[0].path.parent if res.models else Path("."))
+    return rows
+
+
+def _source_flags(plan: Plan) -> dict[str, bool]:
+    """Whether the figures come from prior logs (all of them, all training ones, any training one)."""
+    per_model = plan.estimates.per_model.values()
     # sources: `prior log <path>`, `scaled from <model> prior log <path>`, `design`, `default, preliminary`
-    train_sources = [f.source for me in est.per_model.values()
+    train_sources = [f.source for me in per_model
                      for f in (me.speed_it_s, me.checkpoint_gib_per_epoch, me.batch_size, me.packing_density)]
-    sources = train_sources + [me.eval_minutes.source for me in est.per_model.values()]
+    sources = train_sources + [me.eval_minutes.source for me in per_model]
     no_default = not any(s.startswith("default") for s in sources)
+    return {
+        "all_prior": no_default and any("prior log" in s for s in sources),
+        "train_prior_all": (
+            not any(s.startswith("default") for s in train_sources)
+            and any("prior log" in s for s in train_sources)
+        ),
+        "train_prior_any": any("prior log" in s for s in train_sources),
+    }
+
+
+def _scenario_context(plan: Plan) -> dict[str, Any]:
+    """The wall-clock scenarios (parallel, sequential, mixed) and the parallel case's figures."""
+    est, gpus = plan.estimates, plan.design.gpu.count
     order = {"parallel": 0, "sequential": 1, "mixed": 2}
     scenarios = sorted(est.scenarios, key=lambda s: order[s.name])
-    by_name = {s.name: s for s in scenarios}
-    parallel = by_name.get("parallel")
+    parallel = next((s for s in scenarios if s.name == "parallel"), None)
+    return {
+        "scenarios": scenarios,
+        "parallel_gpus": parallel.gpus if parallel else len(plan.finetune_runs) * gpus,
+        "train_parallel_gpus": len(plan.finetune_runs) * gpus,
+        "parallel_train": (
+            parallel.training_minutes if parallel
+            else max((e.train_minutes for e in est.runs.values()), default=0.0)
+        ),
+        "parallel_eval": parallel.eval_minutes if parallel else 0.0,
+    }
+
+
+def _parameter_context(plan: Plan) -> dict[str, Any]:
+    """The training parameters section: each value, or each run's value when a factor varies it."""
+    return {
+        "epochs": _value_text(plan, lambda r: r.params.epochs),
+        "packed": _value_text(plan, lambda r: r.params.packed),
+        "validation": _value_text(plan, lambda r: r.params.validation, lambda v: "yes" if v else "no"),
+        "any_packed": any(r.params.packed for r in plan.finetune_runs),
+        "densities": [(me.model, me.packing_density) for me in plan.estimates.per_model.values()],
+        "grad_accum": _value_text(plan, lambda r: r.params.gradient_accumulation_steps),
+        "alphas": _value_text(plan, lambda r: f"{r.params.lora_alpha} (rank {r.params.lora_rank})"),
+        "p": {name: _value_text(plan, operator.attrgetter(f"params.{name}"), format_number) for name in _CONFIG_FIELDS},
+        "system_prompts": _distinct(r.params.system_prompt for r in plan.finetune_runs),
+    }
+
+
+def plan_context(plan: Plan) -> dict[str, Any]:
+    """Everything reports/runs_plan.md.j2 shows, computed from the Plan (no numbers are made up here)."""
+    design, est, res = plan.design, plan.estimates, plan.resources
+    paths = design.paths if isinstance(design.paths, PathsSpec) else None
+    extra = [f for f in design.factors if f not in ("lora_rank", "batch_size")]
+    factor_rows = ([("Model", ", ".join(design.models))] if len(design.models) > 1 else []) + [
+        (factor_title(name), _levels_text(name, raw)) for name, raw in design.factors.items()
+    ]
+    task_names = [t.name for t in design.evaluation.tasks]
+    train_samples = {str(d.path): d.splits.train for d in res.datasets}
     n_evals = len(plan.eval_jobs)
     return {
         "plan": plan,
@@ -198,43 +249,22 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         "est": est,
         "res": res,
         "paths": paths,
-        "models_dir": models_dir,
+        "models_dir": paths.models_dir if paths else (res.models[0].path.parent if res.models else Path(".")),
         "design_type": design_type(design),
         "factor_rows": factor_rows,
         "extra_titles": [factor_title(f) for f in extra],
-        "run_rows": run_rows,
+        "run_rows": _run_rows(plan, extra),
         "task_names": task_names,
-        "matrix": matrix,
+        "matrix": _matrix(plan, task_names),
         "epochs_text": _epochs_text(plan),
         "finetune_formula": _job_formula(plan.finetune_runs, base=False),
         "base_formula": _job_formula(plan.control_runs, base=True) if plan.control_runs else None,
         "n_evals": n_evals,
         "eval_mb_each": est.disk.eval_logs_gib * 1024 / n_evals if n_evals else 0.0,
         "models": [_model_block(plan, m, train_samples) for m in design.models if m in est.per_model],
-        "all_prior": no_default and any("prior log" in s for s in sources),
-        "train_prior_all": (
-            not any(s.startswith("default") for s in train_sources)
-            and any("prior log" in s for s in train_sources)
-        ),
-        "train_prior_any": any("prior log" in s for s in train_sources),
-        "parallel_gpus": parallel.gpus if parallel else len(plan.finetune_runs) * design.gpu.count,
-        "train_parallel_gpus": len(plan.finetune_runs) * design.gpu.count,
-        "parallel_train": (
-            parallel.training_minutes if parallel
-            else max((e.train_minutes for e in est.runs.values()), default=0.0)
-        ),
-        "parallel_eval": parallel.eval_minutes if parallel else 0.0,
-        "scenarios": scenarios,
-        "epochs": _value_text(plan, lambda r: r.params.epochs),
-        "packed": _value_text(plan, lambda r: r.params.packed),
-        "validation": _value_text(plan, lambda r: r.params.validation, lambda v: "yes" if v else "no"),
-        "any_packed": any(r.params.packed for r in plan.finetune_runs),
-        "densities": [(me.model, me.packing_density) for me in est.per_model.values()],
-        "grad_accum": _value_text(plan, lambda r: r.params.gradient_accumulation_steps),
-        "alphas": _value_text(plan, lambda r: f"{r.params.lora_alpha} (rank {r.params.lora_rank})"),
-        # per-run values (a factor may vary any of them)
-        "p": {name: _value_text(plan, operator.attrgetter(f"params.{name}"), format_number) for name in _CONFIG_FIELDS},
-        "system_prompts": _distinct(r.params.system_prompt for r in plan.finetune_runs),
+        **_source_flags(plan),
+        **_scenario_context(plan),
+        **_parameter_context(plan),
         "batch_by_model": [_batches(plan, m) for m in design.models if m in est.per_model],
         "scratch": (paths.scratch_dir or paths.output_dir) if paths else plan.group_dir.parent,
     }

@@ -1,7 +1,7 @@
 """Compose the planning pipeline: expand -> verify -> estimate -> check disk -> Plan.
 
 Reads: the resources a design names (model folders, datasets, eval scripts, prior logs).
-Writes: nothing (delivery is `tasks/deliver.py`, after approval).
+Writes: nothing (delivery is `tasks/planning/deliver.py`, after approval).
 Each stage is a plain function so the Prefect flow can wrap it as a task and tests can call it.
 """
 

@@ -128,10 +128,8 @@ def _check_split(records: Any, split: str, spec: DatasetSpec, field: str, path: 
     return len(records)
 
 
-def _check_dataset(
-    spec: DatasetSpec, field: str, needs_validation: str | None, problems: list[Problem]
-) -> DatasetInfo | None:
-    path = Path(spec.path)
+def _read_dataset(path: Path, field: str, problems: list[Problem]) -> tuple[bytes, Any] | None:
+    """The file's bytes and its parsed JSON, or None with the problem recorded."""
     where = str(path)
     if not path.is_file():
         what = "is a folder, not a JSON file" if path.is_dir() else "dataset file not found"
@@ -143,19 +141,30 @@ def _check_dataset(
         problems.append(Problem(field=field, message=f"cannot be read: {error.strerror or error}", path=where))
         return None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        return raw, json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as error:
         problems.append(Problem(
             field=field, message=f"is not UTF-8 text: byte {error.start} cannot be decoded", path=where
         ))
-        return None
     except json.JSONDecodeError as error:
         problems.append(Problem(
             field=field,
             message=f"is not valid JSON (line {error.lineno}, column {error.colno}): {error.msg}",
             path=where,
         ))
+    return None
+
+
+def _check_dataset(
+    spec: DatasetSpec, field: str, needs_validation: str | None, problems: list[Problem]
+) -> DatasetInfo | None:
+    """The dataset's size, hash and split counts, or None with every problem recorded."""
+    path = Path(spec.path)
+    where = str(path)
+    read = _read_dataset(path, field, problems)
+    if read is None:
         return None
+    raw, data = read
     if not isinstance(data, dict):
         problems.append(Problem(
             field=field,

@@ -1,7 +1,7 @@
 """Set up a planned run group: run folders, torchtune configs, SLURM scripts, README.
 
 Reads: `{group}/experiment.yaml` (the resolved plan written by plan-runs; never runs_plan.md).
-Writes (through `tasks/materialize.py`): every generated file; adds missing entries to
+Writes (through `tasks/setup/materialize.py`): every generated file; adds missing entries to
 `runs_status.yaml` (never removes or resets one); refreshes the "Setup" section of
 `runs_plan.md` between its markers (the rest of the file is left as it is).
 """

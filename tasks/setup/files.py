@@ -1,7 +1,7 @@
 """Every file of an experiment's directory tree, rendered from the plan (nothing written here).
 
 Reads: a `Plan` (from experiment.yaml) and the cluster settings.
-Writes: nothing; returns {relative path: GeneratedFile}. `tasks/materialize.py` writes them.
+Writes: nothing; returns {relative path: GeneratedFile}. `tasks/setup/materialize.py` writes them.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Reads: `templates/torchtune/finetune.yaml.j2`, the model registry, a `Run` (and 
 `validate_config` reads a rendered config file (and imports the `_component_`s it names).
 Writes: nothing (callers write the rendered text).
 
-Everything torchtune-specific outside the recipes lives here and in `tasks/model_registry.py`,
+Everything torchtune-specific outside the recipes lives here and in `tasks/training/registry.py`,
 so another trainer can replace torchtune by replacing these two modules and `sweepflow_recipes/`.
 Values are rendered through `yaml_scalar` (JSON-style flow YAML, floats always with a dot,
 OmegaConf `${` escaped), never by raw string interpolation.

@@ -2,7 +2,7 @@
 
 Reads: a run folder's `epoch_N/` and `recipe_state/` (to find the epoch a resume can start
 from), and the overrides recorded in `runs_status.yaml` (`finetune.overrides`).
-Writes: nothing; `tasks/setup_files.py` and `tasks/retry_policy.py` render with these.
+Writes: nothing; `tasks/setup/files.py` and `tasks/execution/retries.py` render with these.
 
 How torchtune 0.6.1 resumes a LoRA run (`recipes/lora_finetune_single_device.py`,
 `torchtune/training/checkpointing/_checkpointer.py` and `_utils.py`): with top-level

@@ -3,7 +3,7 @@
 Reads: nothing (the table below). Writes: nothing.
 A design naming a model that is not here is rejected at plan time, not at job time.
 Everything torchtune-specific about a model lives in this table, so another trainer can
-replace torchtune by replacing this module and `tasks/torchtune_config.py`.
+replace torchtune by replacing this module and `tasks/training/config.py`.
 """
 
 from __future__ import annotations

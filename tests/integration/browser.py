@@ -17,8 +17,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from integration.processes import free_port, stop
 from websockets.sync.client import connect
+
+from tests.integration.processes import free_port, stop
 
 CHROMIUM = "/usr/bin/chromium"
 # flags that keep chromium off the network and quiet here (REFERENCE.md, env notes)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,6 @@ pytestmark = [pytest.mark.slow]
 
 
 def _group(tmp_path: Path) -> Path:
-    sys.path.insert(0, str(ROOT))
     from examples.make_tiny_model import make_tiny_model
     from tasks.model.design_file import parse_design
     from tasks.planning.deliver import deliver_plan

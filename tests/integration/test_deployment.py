@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+from tests.integration.processes import PREFECT, start_prefect_server, stop
+from tests.support.fakesite import DATE, FILES, delivered, design, group_dir
 
-from fakesite import DATE, FILES, delivered, design, group_dir  # noqa: E402
-from integration.processes import PREFECT, start_prefect_server, stop  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 

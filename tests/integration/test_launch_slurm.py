@@ -1,7 +1,7 @@
 """launch-runs on the REAL local SLURM cluster: retries by cause, chained evaluations, crash-resume.
 
 Nothing between sweepflow and SLURM is faked: a real run group (plan -> deliver -> setup, as in
-tests/fake_scheduler.make_group) whose generated job scripts keep their `#SBATCH` header (job
+tests/support/fake_scheduler.make_group) whose generated job scripts keep their `#SBATCH` header (job
 name, output, time, memory, CPUs, GPU) but get small stub bodies instead of `tune run` /
 `inspect eval`, submitted by the real flow or `submit_pending` to the cluster of the fixtures in
 tests/integration/conftest.py.
@@ -51,12 +51,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.fake_scheduler import make_group  # a real run group; nothing else of that module
+
 TESTS = Path(__file__).resolve().parents[1]
 ROOT = TESTS.parent
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-from fake_scheduler import make_group  # noqa: E402  (a real run group; nothing else of that module)
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -122,7 +120,7 @@ def _stub_evaluation(group: Path, run: str, epoch: int, staged: Path | None) -> 
 
 def _stage_eval_logs(folder: Path, runs: list[str]) -> dict[tuple[str, int], Path]:
     """One successful inspect-ai log per (run, epoch), from ONE in-process eval with the offline
-    `mockllm/model` provider (as tests/test_summarize.py); the copies differ in their metadata."""
+    `mockllm/model` provider (as tests/support/finished_runs.py); the copies differ in their metadata."""
     from inspect_ai import Task
     from inspect_ai import eval as inspect_eval
     from inspect_ai.dataset import Sample

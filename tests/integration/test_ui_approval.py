@@ -26,14 +26,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.integration.browser import CHROMIUM, Browser
+from tests.integration.processes import start_prefect_server, stop
+from tests.support.fakesite import DATE, FILES, delivered, design, group_dir
+
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-from fakesite import DATE, FILES, delivered, design, group_dir  # noqa: E402
-from integration.browser import CHROMIUM, Browser  # noqa: E402
-from integration.processes import start_prefect_server, stop  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 

@@ -2,7 +2,7 @@
 
 1. A finished run group without training: fakesite -> plan -> setup (`make_group`), jobs run
    through `FakeScheduler`, checkpoints on disk, and REAL inspect-ai `.eval` logs from the
-   `mockllm/model` provider (the helpers of tests/test_summarize.py), synced to completed.
+   `mockllm/model` provider (the helpers of tests/support/finished_runs.py), synced to completed.
 2. A real `prefect server start` on a free 127.0.0.1 port with its own PREFECT_HOME (its own
    SQLite database), stopped by its process group at the end.
 3. `flows.sync_status.sync_jobs(group)` and `flows.summarize_experiment.summarize_experiment(group)`
@@ -28,16 +28,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.processes import start_prefect_server, stop
+
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = TESTS / "artifacts" / "ui"
 GROUP_NAME = "ui_check"
-
-from integration.processes import start_prefect_server, stop  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
 
@@ -47,12 +45,15 @@ def finished_group(root: Path) -> Path:
 
     Accuracies (of 4 samples): rank4 epoch 0/1 = 2/3, rank64 epoch 0/1 = 3/4, base = 1.
     """
-    from fake_scheduler import FakeScheduler, cluster, make_group
-    from test_summarize import _eval, _id, _trained  # real inspect-ai logs (mockllm)
-
     from tasks.execution.submit import submit_pending
     from tasks.execution.sync import sync_jobs
     from tasks.model.plan_file import load_plan
+    from tests.support.fake_scheduler import FakeScheduler, cluster, make_group
+    from tests.support.finished_runs import (  # real inspect-ai logs (mockllm)
+        mock_eval,
+        stage_job_id,
+        write_training_outputs,
+    )
 
     group = make_group(root, name=GROUP_NAME, models=["Llama-3.2-1B-Instruct"], cluster={"backend": "local"})
     fake = FakeScheduler()
@@ -60,13 +61,13 @@ def finished_group(root: Path) -> Path:
     digest = load_plan(group).design_hash
     rank4, rank64, base = "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64", "Llama-3.2-1B-Instruct_base"
     for run, elapsed in ((rank4, 900.0), (rank64, 1100.0)):
-        _trained(group, run, _id(group, run), disk_logger=True)
-        fake.finish(_id(group, run), "COMPLETED", elapsed_s=elapsed, exit_code="0:0", node="gpu1")
+        write_training_outputs(group, run, stage_job_id(group, run), disk_logger=True)
+        fake.finish(stage_job_id(group, run), "COMPLETED", elapsed_s=elapsed, exit_code="0:0", node="gpu1")
     scores = {(rank4, 0): 2, (rank4, 1): 3, (rank64, 0): 3, (rank64, 1): 4, (base, "base"): 1}
     for (run, epoch), correct in scores.items():
-        _eval(group, run, epoch, correct, digest)
+        mock_eval(group, run, epoch, correct, digest)
         key = "cap" if epoch == "base" else f"cap_epoch_{epoch}"
-        fake.finish(_id(group, run, key), "COMPLETED", elapsed_s=60.0, exit_code="0:0", node="gpu1")
+        fake.finish(stage_job_id(group, run, key), "COMPLETED", elapsed_s=60.0, exit_code="0:0", node="gpu1")
     sync_jobs(group, fake)
     return group
 

@@ -1,0 +1,1 @@
+"""Tests of tasks/backends: SLURM's text parsers and states, the local backend."""

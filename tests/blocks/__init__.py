@@ -1,0 +1,1 @@
+"""Tests of blocks/: site profiles and their resolution."""

@@ -1,0 +1,1 @@
+"""Tests of tasks/evaluation: best epoch, adapter merge, inspect task references."""

@@ -1,0 +1,1 @@
+"""Tests of tasks/execution: submit, sync, retries, cancel and reopen, provenance."""

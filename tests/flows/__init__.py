@@ -1,0 +1,1 @@
+"""The Prefect flows of flows/, through Prefect's test harness."""

@@ -1,0 +1,266 @@
+"""Resource estimates: the seed's worked examples, priors vs defaults, scenarios, disk."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.model.design_file import parse_design
+from tasks.planning.estimate import estimate_plan
+from tasks.planning.expand import expand_design
+from tasks.planning.formulas import (
+    CHECKPOINT_GIB,
+    DEFAULT,
+    MEMORY_SCALE,
+    SPEED_SCALE,
+    batch_from_memory,
+    default_batch,
+    disk_estimate,
+    eval_job_minutes,
+    power_of_two_floor,
+    scale,
+    scenarios,
+)
+from tasks.training.prior_logs import PriorRun, parse_log
+from tests.support.paths import FIXTURES_DIR
+
+FIXTURES = FIXTURES_DIR / "prior_runs" / "cap_5L_sweep_2025-09-30"
+LOG_1B = FIXTURES / "Llama-3.2-1B-Instruct_5L_rank64" / "slurm-4812345.out"
+LOG_3B = FIXTURES / "Llama-3.2-3B-Instruct_5L_rank64" / "slurm-4812346.out"
+M1, M3, M8 = "Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Llama-3.1-8B-Instruct"
+TRAIN = 8000
+TESTS = {"cap": 1000, "reasoning": 200}
+
+
+def design(tmp_path: Path, models: list[str] | None = None, **overrides: Any):
+    data: dict[str, Any] = {
+        "name": "exp", "question": "q?", "task": "cap",
+        "models": models or [M1, M3],
+        "factors": {"lora_rank": [4, 64]},
+        "dataset": {"path": "data/words_5L_80P_10000.json"},
+        "training": {"epochs": 2, "batch_size": "auto", "packed": True},
+        "evaluation": {"epochs": "last", "tasks": [{"name": "cap", "script": "eval.py"}, {"name": "reasoning", "script": "r.py"}]},
+        "paths": {"models_dir": "models", "output_dir": "out"},
+        "gpu": {"count": 1, "memory_gb": 80, "available": 4},
+    }
+    for key, value in overrides.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+    d = parse_design(data, base=tmp_path)
+    return d, expand_design(d)
+
+
+def plan(tmp_path: Path, priors: list[PriorRun], **kw: Any):
+    d, runs = design(tmp_path, **kw)
+    return d, runs, *estimate_plan(d, runs, {d.dataset.path: TRAIN}, TESTS, priors)
+
+
+# --- the seed's worked examples -------------------------------------------------------------
+
+def test_seed_batch_size_example() -> None:
+    # 80 GB, 2.4 GB at batch 1: headroom 33x, x0.7 = 23 -> 16 (power of two); packed /2.8 -> 8
+    bs, raw = batch_from_memory(80, 2.4, 1)
+    assert raw == pytest.approx(23.33, abs=0.01) and bs == 16
+    bs, raw = batch_from_memory(80, 2.4, 1, density_divisor=2.8)
+    assert raw == pytest.approx(8.33, abs=0.01) and bs == 8
+    # 3B: 2.4 x 2.5 = 6 GB per sample -> 13x -> x0.7 = 9 -> 8
+    assert scale(MEMORY_SCALE, M3, M1) == pytest.approx(2.5)
+    assert batch_from_memory(80, 2.4 * scale(MEMORY_SCALE, M3, M1), 1)[0] == 8
+
+
+def test_scaling_factors_follow_the_seed() -> None:
+    assert scale(MEMORY_SCALE, M8, M1) == pytest.approx(5.0)
+    assert scale(SPEED_SCALE, M3, M1) == pytest.approx(2.0)
+    assert scale(SPEED_SCALE, M8, M1) == pytest.approx(5.5)
+    assert 4.5 < scale(SPEED_SCALE, "Qwen2.5-7B-Instruct", M1) < 5.5  # interpolated by params
+    assert scale(CHECKPOINT_GIB, M1, M3) == pytest.approx(2.4 / 6.2)
+    assert scale(MEMORY_SCALE, M1, "not-a-model") == 1.0
+
+
+def test_power_of_two_floor_bounds() -> None:
+    assert [power_of_two_floor(v) for v in (0.3, 1, 1.9, 7.99, 8, 23.3, 1000)] == [1, 1, 1, 4, 8, 16, 64]
+
+
+def test_seed_eval_example() -> None:
+    # 10 it/s training -> 25 it/s inference; 1000 / 16 = 63 steps = 2.5 s; + 60 s overhead
+    assert eval_job_minutes(1000, 16, 10.0) == pytest.approx((63 / 25 + 60) / 60)
+
+
+def test_seed_disk_example() -> None:
+    disk = disk_estimate({M1: 2 * 2 * 2.4, M3: 2 * 2 * 6.1}, 20)
+    assert disk.checkpoints_gib == pytest.approx(34.0)
+    assert disk.eval_logs_gib == pytest.approx(0.2)
+    assert disk.margin_gib == pytest.approx(5.13)
+    assert disk.total_gib == pytest.approx(39.33)
+    assert disk.per_model_gib == {M1: pytest.approx(9.6), M3: pytest.approx(24.4)}
+
+
+def test_default_batch_table() -> None:
+    assert [default_batch(1.24, True, g) for g in (80, 40, 32, 16)] == [4, 2, 1, 1]
+    assert [default_batch(p, False, 80) for p in (1.24, 3.21, 8.03, 70.6)] == [16, 8, 4, 4]
+    assert [default_batch(p, False, 24) for p in (1.24, 3.21)] == [2, 1]
+
+
+# --- scenarios ---------------------------------------------------------------------------------
+
+def test_scenarios_arithmetic() -> None:
+    par, seq, mixed = scenarios([20, 20, 45, 45, 10], [2.5] * 7, gpus_per_job=1, available=2)
+    assert (par.gpus, par.training_minutes, par.eval_minutes) == (7, 45, 2.5)
+    assert (seq.gpus, seq.training_minutes, seq.eval_minutes) == (1, 140, 17.5)
+    # 5 jobs on 2 GPUs: 3 batches x 45 min; 7 evals on 2 GPUs: 4 batches x 2.5 min
+    assert (mixed.gpus, mixed.training_minutes, mixed.eval_minutes) == (2, 135, 10)
+    assert "3 batches × 45.0 min" in mixed.detail and "4 batches × 2.5 min" in mixed.detail
+    assert par.total_minutes == 47.5
+
+
+def test_scenarios_multi_gpu_jobs() -> None:
+    par, seq, mixed = scenarios([30, 30, 30], [5, 5], gpus_per_job=2, available=4)
+    assert par.gpus == 6 and seq.gpus == 2
+    assert mixed.training_minutes == 2 * 30  # 4 GPUs hold 2 two-GPU jobs at once
+    assert "1 batch × 5.0 min" in mixed.detail
+
+
+# --- estimate_plan -------------------------------------------------------------------------------
+
+def test_without_priors_everything_is_default(tmp_path: Path) -> None:
+    d, runs, out, est = plan(tmp_path, [])
+    for m in est.per_model.values():
+        for fig in (m.batch_size, m.packing_density, m.speed_it_s, m.checkpoint_gib_per_epoch, m.eval_minutes):
+            assert fig.source == DEFAULT
+        assert m.peak_memory_gib is None
+    assert {r.name: r.params.batch_size for r in out if not r.is_control} == {
+        f"{M1}_rank4": 4, f"{M1}_rank64": 4, f"{M3}_rank4": 2, f"{M3}_rank64": 2}
+    assert all(r.params.batch_size is None for r in runs)  # inputs are not mutated
+    r1 = est.runs[f"{M1}_rank4"]
+    assert (r1.minutes_per_epoch, r1.train_minutes) == (45.0, 90.0)
+    assert r1.steps_per_epoch == math.ceil(TRAIN / 2.8 / 4)
+    assert est.runs[f"{M3}_rank4"].train_minutes == 180.0
+    assert est.training_minutes_sequential == 2 * 90 + 2 * 180
+    base = est.runs[f"{M1}_base"]
+    assert base.train_minutes == 0 and base.disk_gib == pytest.approx(0.02) and base.eval_minutes == 2 * 2.5
+    assert est.disk.checkpoints_gib == pytest.approx(2 * 2 * 2.4 + 2 * 2 * 6.2)
+    assert est.notes[0].startswith("No usable prior run log")
+    assert any("preliminary" in n and M3 in n for n in est.notes)
+
+
+def test_with_priors_sources_and_numbers(tmp_path: Path) -> None:
+    p1, p3 = parse_log(LOG_1B), parse_log(LOG_3B)
+    d, runs, out, est = plan(tmp_path, [p1, p3])
+    e1, e3 = est.per_model[M1], est.per_model[M3]
+    assert e1.batch_size.source == e1.speed_it_s.source == e1.checkpoint_gib_per_epoch.source == f"prior log {LOG_1B}"
+    assert e3.speed_it_s.source == f"prior log {LOG_3B}"
+    assert (e1.prior_samples, e1.prior_batch_size, e1.speed_it_s.value) == (2000, 4, 4.33)
+
+    # 1B: 15.27 GiB at batch 4 -> 3.82/sample -> 80/3.82 x 0.7 = 14.7 -> 8 (prior was packed too)
+    assert e1.batch_size.value == 8
+    # 3B: 21.74 GiB at batch 8 unpacked -> 2.72/sample -> 20.6 -> / density 2.81 (packed now) = 7.3 -> 4
+    assert e3.batch_size.value == 4
+    assert e3.packing_density.value == 2.81  # the 3B prior was unpacked: density from the 1B log
+    assert {r.params.batch_size for r in out if r.model == M1} == {8}
+
+    # 1B time: samples/s = 4.33 it/s x 4 x 2.81 (prior, packed); 8000 samples; x1.5 overhead
+    r1 = est.runs[f"{M1}_rank4"]
+    assert r1.steps_per_epoch == math.ceil(TRAIN / 2.81 / 8)
+    assert r1.minutes_per_epoch == pytest.approx(TRAIN / (4.33 * 4 * 2.81) / 60 * 1.5, rel=1e-3)
+    # 3B time: 0.625 it/s x 8 x 4 (grad. accumulation) = 20 samples/s -> 400 s -> 10 min with overhead
+    assert est.runs[f"{M3}_rank4"].minutes_per_epoch == pytest.approx(10.0, rel=1e-3)
+    assert est.runs[f"{M3}_rank4"].train_minutes == pytest.approx(20.0, rel=1e-3)
+
+    # evaluation: training it/s at batch 8 = 4.33*4*2.81/8; x2.5; 1000/8 steps; + 1 min
+    it_s = 4.33 * 4 * 2.81 / 8
+    assert e1.eval_minutes.value == pytest.approx(math.ceil(1000 / 8) / (it_s * 2.5) / 60 + 1, rel=1e-3)
+    # disk from the fixture's real bytes, not the 2.30 GiB in the log lines
+    assert e1.checkpoint_gib_per_epoch.value == pytest.approx(2500 / 1024**3)
+
+    n_evals = sum(len(r.evaluations) for r in runs)
+    assert est.eval_gpu_hours == pytest.approx(est.eval_minutes_sequential / 60, rel=1e-3)
+    assert est.training_gpu_hours == pytest.approx(est.training_minutes_sequential / 60, rel=1e-3)
+    assert est.disk.eval_logs_gib == pytest.approx(n_evals * 0.01)
+    par = next(s for s in est.scenarios if s.name == "parallel")
+    assert par.training_minutes == pytest.approx(20.0, rel=1e-3)  # the longest job: a 3B run
+    assert not any(n.startswith("No prior") for n in est.notes)
+
+
+def test_scaled_from_another_model(tmp_path: Path) -> None:
+    p1 = parse_log(LOG_1B)
+    d, runs, out, est = plan(tmp_path, [p1], models=[M1, M8])
+    e8 = est.per_model[M8]
+    scaled = f"scaled from {M1} prior log {LOG_1B}"
+    assert e8.batch_size.source == e8.speed_it_s.source == e8.peak_memory_gib.source == scaled
+    assert e8.checkpoint_gib_per_epoch.source == scaled
+    assert e8.peak_memory_gib.value == pytest.approx(15.27 * 5.0, rel=1e-3)
+    # 76.35 GiB per batch of 4 -> 19.1/sample -> 80/19.1 x 0.7 = 2.9 -> 2
+    assert e8.batch_size.value == 2
+    assert e8.speed_it_s.value == pytest.approx(4.33 / 5.5, rel=1e-3)
+    r1, r8 = est.runs[f"{M1}_rank4"], est.runs[f"{M8}_rank4"]
+    assert r8.minutes_per_epoch == pytest.approx(r1.minutes_per_epoch * 5.5, rel=1e-3)
+    assert any(n.startswith(f"{M8}: figures scaled") for n in est.notes)
+
+
+def test_design_batch_size_kept_and_labelled(tmp_path: Path) -> None:
+    d, runs, out, est = plan(tmp_path, [parse_log(LOG_1B)], training={"batch_size": {M1: 2, M3: 1}})
+    assert est.per_model[M1].batch_size.model_dump() == {"value": 2.0, "source": "design"}
+    assert {r.params.batch_size for r in out if r.model == M3} == {1}
+
+
+def test_unpacked_run_from_packed_prior_gets_a_larger_batch(tmp_path: Path) -> None:
+    d, runs, out, est = plan(tmp_path, [parse_log(LOG_1B)], models=[M1], training={"packed": False})
+    # 14.67 x 2.81 = 41 -> 32
+    assert est.per_model[M1].batch_size.value == 32
+    assert est.per_model[M1].packing_density.model_dump() == {"value": 1.0, "source": "design"}
+
+
+def test_small_gpu_without_memory_data(tmp_path: Path) -> None:
+    d, runs, out, est = plan(tmp_path, [], gpu={"memory_gb": 16, "count": 2, "available": 4})
+    assert {r.params.batch_size for r in out} == {1}
+    ft = [r for r in est.runs.values() if r.train_minutes]
+    assert est.training_gpu_hours == pytest.approx(sum(r.train_minutes for r in ft) * 2 / 60)
+    assert next(s for s in est.scenarios if s.name == "sequential").gpus == 2
+
+
+def test_oom_prior_is_ignored(tmp_path: Path) -> None:
+    p1 = parse_log(LOG_1B).model_copy(update={"oom": True})
+    d, runs, out, est = plan(tmp_path, [p1])
+    assert est.per_model[M1].speed_it_s.source == DEFAULT
+
+
+def test_adapter_only_checkpoints(tmp_path: Path) -> None:
+    d, runs, out, est = plan(tmp_path, [parse_log(LOG_1B)], training={"save_adapter_weights_only": True})
+    ck = est.per_model[M1].checkpoint_gib_per_epoch
+    assert ck.model_dump() == {"value": 0.1, "source": DEFAULT}  # the prior saved full models: not comparable
+
+
+def test_eval_limit_and_tiny_model(tmp_path: Path) -> None:
+    d, runs, out, est = plan(tmp_path, [], models=["Llama-3-Tiny-Instruct"])
+    tiny = est.runs["Llama-3-Tiny-Instruct_rank4"]
+    assert tiny.minutes_per_epoch == 1.0  # floor for tiny models
+    assert est.per_model["Llama-3-Tiny-Instruct"].eval_minutes.value == 1.0
+    d, runs, out, limited = plan(tmp_path, [parse_log(LOG_1B)], evaluation={"limit": 10})
+    d, runs, out, full = plan(tmp_path, [parse_log(LOG_1B)])
+    assert limited.per_model[M1].eval_minutes.value < full.per_model[M1].eval_minutes.value
+
+
+def test_missing_train_count_is_an_error(tmp_path: Path) -> None:
+    d, runs = design(tmp_path)
+    with pytest.raises(ValueError, match="train split"):
+        estimate_plan(d, runs, {}, TESTS, [])
+
+
+def test_scan_result_accepted_same_model_preferred_and_notes(tmp_path: Path) -> None:
+    from tasks.training.prior_logs import scan_prior_runs
+
+    log_8b = FIXTURES.parent / "old_attempts" / "Llama-3.1-8B-Instruct_rank8" / "slurm-4790001.out"
+    scan = scan_prior_runs([FIXTURES.parent, tmp_path / "gone"])
+    d, runs, out, est = plan(tmp_path, scan, models=[M8])  # type: ignore[arg-type]
+    e8 = est.per_model[M8]
+    # the unfinished 8B log is the same model: its speed beats scaling a finished 1B/3B run
+    assert e8.speed_it_s.source == f"prior log {log_8b}"
+    assert e8.speed_it_s.value == pytest.approx(1 / 4.20, abs=1e-4)
+    # it has no memory figure: the nearest size with one (3B) is scaled: 21.74 x 5/2.5 at batch 8
+    assert e8.peak_memory_gib.source == f"scaled from {M3} prior log {LOG_3B}"
+    assert e8.peak_memory_gib.value == pytest.approx(21.74 * 2, rel=1e-3)
+    assert e8.batch_size.value == 2  # 80 / 5.435 x 0.7 = 10.3, / 2.81 (packed now) = 3.7
+    assert any(str(tmp_path / "gone") in n for n in est.notes)
+    assert any("did not finish" in n for n in est.notes)

@@ -1,0 +1,1 @@
+"""Tests of tasks/results: summary.md and plots, measured_runs.yaml."""

@@ -1,0 +1,59 @@
+"""Generated files pass their tools: `tune validate` and `bash -n` / `shellcheck -S style`.
+
+`tune validate` (in process) on every generated finetune.yaml; `bash -n` and shellcheck on every
+generated script of the seed group, the full-featured cluster variant and a CPU preview.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from tasks.setup.experiment import set_up_group
+from tasks.training.config import validate_config
+from tests.support.setup_groups import check_scripts, plan_of, scripts
+
+# ------------------------------------------------------------------ tune validate
+
+
+def test_tune_validate_every_generated_config(seed_group: Path, full_group: Path) -> None:
+    configs = sorted(seed_group.glob("*/finetune.yaml")) + sorted(full_group.glob("*/finetune.yaml"))
+    assert len(configs) == 8
+    for config in configs:
+        ok, message = validate_config(config)
+        assert ok, f"{config}: {message}"
+    full = yaml.safe_load(next(full_group.glob("*/finetune.yaml")).read_text())
+    assert "dataset_val" in full and full["device"] == "cuda"
+    assert "lora_finetune_distributed_val.py" in (next(full_group.glob("*/finetune.slurm"))).read_text()
+
+
+# ------------------------------------------------------------------ bash -n and shellcheck
+
+
+def test_scripts_pass_bash_n_and_shellcheck_seed(seed_group: Path) -> None:
+    paths = scripts(seed_group)
+    assert len(paths) == 4 + 11 + 1  # fine-tunes, evaluations (4 x 2 tasks + 3 base), submit_all.sh
+    check_scripts(paths)
+
+
+def test_scripts_pass_bash_n_and_shellcheck_full_cluster(full_group: Path) -> None:
+    paths = scripts(full_group)
+    text = (full_group / plan_of(full_group).finetune_runs[0].name / "finetune.slurm").read_text()
+    for line in ("#SBATCH --account=lab", "#SBATCH --partition=gpu", "#SBATCH --qos=normal", "#SBATCH --constraint=a100",
+                 "#SBATCH --mail-type=END", "#SBATCH --gres=gpu:2", "#SBATCH --time=1-00:00:00", "module load cuda/12.1"):
+        assert line in text.splitlines()
+    assert any("tasks.evaluation.best_epoch" in p.read_text() for p in paths)
+    check_scripts(paths)
+
+
+def test_scripts_pass_bash_n_and_shellcheck_cpu(seed_group: Path) -> None:
+    report = set_up_group(seed_group, preview=True, cluster_overrides={"device": "cpu", "env_setup": ["source ~/venv/bin/activate"]})
+    try:
+        paths = scripts(report.preview_dir)
+        assert any("-M device=cpu" in p.read_text() for p in paths)
+        assert not any("--gres" in p.read_text() for p in paths)
+        check_scripts(paths)
+    finally:
+        shutil.rmtree(report.preview_dir)

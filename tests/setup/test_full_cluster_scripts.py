@@ -1,0 +1,43 @@
+"""The full-featured group's scripts run as intended: distributed recipe, site env_setup, best epoch, adapter merge.
+
+Run with `bash` in a sandbox of recording stubs (tests/support/setup_groups.py `Sandbox`): the
+fine-tune loads the site's modules and runs the distributed _val recipe; the best-epoch
+evaluation picks its epoch, merges the adapter-only checkpoint into the base model on the node's
+scratch (deleted when the job ends) and evaluates the merge; a base model is evaluated as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.setup_groups import Sandbox, expected_eval_argv, plan_of
+
+
+def test_full_cluster_scripts_run_as_intended(full_group: Path, tmp_path: Path) -> None:
+    """Distributed recipe, site env_setup (sourcing a file that reads an unset variable), best epoch."""
+    plan = plan_of(full_group)
+    box = Sandbox(tmp_path / "sandbox")
+    run = plan.finetune_runs[0]
+    calls = box.run(full_group / run.name / "finetune.slurm")
+    assert [c["prog"] for c in calls] == ["module", "hostname", "tune"]
+    assert calls[0]["argv"] == ["load", "cuda/12.1"]
+    assert calls[2]["argv"] == ["run", "--nproc_per_node", "2", "sweepflow_recipes/lora_finetune_distributed_val.py", "--config", "finetune.yaml"]
+    best = full_group / run.name / "epoch_0"
+    best.mkdir(exist_ok=True)
+    job = run.evaluations[0]
+    assert job.epoch == "best"
+    scratch = tmp_path / "node scratch"
+    scratch.mkdir()
+    calls = box.run(full_group / run.name / "evaluations" / job.task / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best),
+                    TMPDIR=str(scratch))
+    assert [c["prog"] for c in calls] == ["module", "python", "python", "inspect"]
+    assert calls[1]["argv"] == ["-m", "tasks.evaluation.best_epoch", str(full_group / run.name)]
+    # adapter-only checkpoints: the best epoch's adapter is merged into the base model on scratch, then evaluated
+    merged = calls[2]["argv"][-1]
+    assert calls[2]["argv"] == ["-m", "tasks.evaluation.merge_adapter", str(best), str(run.model_dir), merged]
+    assert Path(merged).parent == scratch and not Path(merged).exists()  # deleted when the job ended
+    assert calls[3]["argv"] == expected_eval_argv(plan, run.name, job.task, "best", merged)
+    assert "--limit" in calls[3]["argv"]
+    control = next(r for r in plan.control_runs if r.evaluations)
+    calls = box.run(full_group / control.name / "evaluations" / control.evaluations[0].task / "eval.slurm")
+    assert [c["prog"] for c in calls] == ["module", "inspect"]  # a base model is evaluated as it is

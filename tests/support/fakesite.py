@@ -1,0 +1,95 @@
+"""Fake site resources for flow tests: model folders, a dataset and an eval script in a folder.
+
+The model folders hold config.json and the exact weight file names torchtune loads
+(`tasks.training.registry`), filled with a few zero bytes: verification checks presence, not
+content. Nothing here needs a network or a GPU. `FakeSite` is the same over one folder: the
+`fake_site` fixture of tests/conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasks.training.registry import lookup
+
+MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct"]
+DATE = "2026-01-02"
+FILES = {"experiment.yaml", "runs_plan.md", "runs_status.yaml"}
+
+
+def delivered(group: Path) -> set[str]:
+    """What a run group folder shows, less sweepflow's hidden state folder (`.sweepflow/`: caches)."""
+    return {p.name for p in group.iterdir() if p.name != ".sweepflow"}
+
+
+def make_models(models_dir: Path, names: list[str]) -> None:
+    """A folder per model with config.json and the weight files torchtune loads (a few zero bytes)."""
+    for name in names:
+        folder = models_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
+        for weight in lookup(name).checkpoint_files:
+            (folder / weight).write_bytes(b"\0" * 256)
+
+
+def make_site(root: Path, models: list[str] = MODELS, rows: int = 200) -> dict:
+    """Create the resources under `root`; return the design's dataset/evaluation/paths parts."""
+    models_dir = root / "models"
+    make_models(models_dir, models)
+    records = [{"input": f"word{i}", "output": f"Word{i}"} for i in range(rows)]
+    n_train, n_val = rows * 8 // 10, rows // 10
+    dataset = root / "data" / "words_5L.json"
+    dataset.parent.mkdir(parents=True, exist_ok=True)
+    dataset.write_text(json.dumps({
+        "train": records[:n_train],
+        "validation": records[n_train:n_train + n_val],
+        "test": records[n_train + n_val:],
+    }))
+    script = root / "evals" / "cap.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("# inspect-ai task file\n")
+    return {
+        "dataset": {"path": str(dataset)},
+        "evaluation": {"tasks": [{"name": "cap", "script": str(script)}]},
+        "paths": {"models_dir": str(models_dir), "output_dir": str(root / "out")},
+    }
+
+
+def design(root: Path, name: str = "exp", **changes) -> dict:
+    """A 2 models x 2 ranks design (plus 2 controls) over resources made under `root`."""
+    data = {
+        "name": name,
+        "question": "Does LoRA rank matter?",
+        "task": "capitalization",
+        "models": MODELS,
+        "factors": {"lora_rank": [4, 64]},
+        "training": {"epochs": 2},
+        **make_site(root),
+    }
+    data.update(changes)
+    return data
+
+
+def group_dir(root: Path, name: str = "exp", date: str = DATE) -> Path:
+    return root / "out" / f"{name}_{date}"
+
+
+@dataclass
+class FakeSite:
+    """The fake resources made under `root` (`make_site`), and designs and run-group folders over them."""
+
+    root: Path
+    resources: dict = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resources = make_site(self.root)
+
+    def design(self, name: str = "exp", **changes) -> dict:
+        """`design(root, name, **changes)`: a 2 models x 2 ranks design over this site."""
+        return design(self.root, name, **changes)
+
+    def group_dir(self, name: str = "exp", date: str = DATE) -> Path:
+        """Where plan-runs delivers the run group `name` planned on `date`."""
+        return group_dir(self.root, name, date)

@@ -1,0 +1,167 @@
+"""Parsing prior torchtune SLURM logs (tests/fixtures/prior_runs, made by tests/fixtures/make_prior_runs.py)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tasks.training.prior_logs import folder_bytes, parse_log, parse_log_text, scan_prior_runs
+from tests.support.paths import FIXTURES_DIR
+
+FIXTURES = FIXTURES_DIR / "prior_runs"
+RUN_1B = FIXTURES / "cap_5L_sweep_2025-09-30" / "Llama-3.2-1B-Instruct_5L_rank64"
+RUN_3B = FIXTURES / "cap_5L_sweep_2025-09-30" / "Llama-3.2-3B-Instruct_5L_rank64"
+RUN_8B = FIXTURES / "old_attempts" / "Llama-3.1-8B-Instruct_rank8"
+LOG_1B = RUN_1B / "slurm-4812345.out"
+LOG_3B = RUN_3B / "slurm-4812346.out"
+LOG_8B = RUN_8B / "slurm-4790001.out"
+GIB = 1024**3
+# bytes per epoch folder written by make_prior_runs.py (they stand for 2.4 / 6.1 GiB checkpoints)
+BYTES_1B = 2300 + 40 + 40 + 20 + 100
+BYTES_3B = 4630 + 1350 + 90 + 90 + 20 + 100
+
+
+def test_fixtures_keep_tqdm_carriage_returns() -> None:
+    raw = LOG_1B.read_bytes()
+    assert raw.count(b"\r") > 300  # one per bar refresh; a text-mode rewrite would have lost them
+    assert b"\x00" in LOG_8B.read_bytes()
+
+
+def test_scan_finds_torchtune_logs_skips_others_and_reports_missing(tmp_path: Path) -> None:
+    scan = scan_prior_runs([FIXTURES, tmp_path / "nope"])
+    assert scan.missing == [tmp_path / "nope"]
+    assert sorted(r.log_path.name for r in scan.runs) == ["slurm-4790001.out", "slurm-4812345.out", "slurm-4812346.out"]
+    assert [p.name for p in scan.skipped] == ["slurm-4812401.out"]  # the inspect-ai eval job's log
+
+
+def test_scan_of_nothing_is_not_an_error(tmp_path: Path) -> None:
+    scan = scan_prior_runs([])
+    assert scan.runs == [] and scan.missing == []
+    (tmp_path / "file.txt").write_text("x")
+    assert scan_prior_runs([tmp_path / "file.txt"]).missing == [tmp_path / "file.txt"]
+
+
+def test_1b_packed_run() -> None:
+    run = parse_log(LOG_1B)
+    assert run.recipe == "LoRAFinetuneRecipeSingleDevice"
+    assert (run.model, run.model_source) == ("Llama-3.2-1B-Instruct", "checkpointer.checkpoint_dir")
+    assert (run.batch_size, run.gradient_accumulation_steps, run.packed, run.epochs, run.lora_rank) == (4, 1, True, 2, 64)
+    assert run.max_seq_len == 2048
+    assert run.dataset == "/scratch/gpfs/mjs3/data/words_5L_80P_2500.json"
+    assert (run.samples, run.samples_source) == (2000, "packing bar")
+    assert run.steps_per_epoch == 178 and run.epochs_completed == 2 and run.completed
+    # bars alternate 4.33 / 4.35 it/s after warm-up; slower warm-up refreshes pull the median to 4.33.
+    # The packing bar (2399.49 it/s) must not count.
+    assert run.speed_it_s == 4.33
+    assert run.speed_updates > 600
+    # training peak from the `Step N | ... peak_memory_alloc:` lines, not the 2.35 GiB after model init
+    assert run.peak_memory_gib == 15.27 and run.memory_during_training
+    # 2000 examples packed, 178 steps x batch 4 per epoch
+    assert run.packing_density == round(2000 / (178 * 4), 2) == 2.81
+    assert run.packing_density_source.startswith("derived")
+    assert run.checkpoint_gib_per_epoch == pytest.approx(BYTES_1B / GIB)
+    assert (run.checkpoint_epochs, run.checkpoint_source) == (2, "du of epoch_* folders")
+    assert run.train_elapsed_s == 43 + 41  # final elapsed of each epoch bar, 00:43 and 00:41
+    assert not run.oom and run.problems == []
+
+
+def test_3b_unpacked_slow_run_reads_metric_log_beside_it() -> None:
+    run = parse_log(LOG_3B)
+    assert run.model == "Llama-3.2-3B-Instruct"
+    assert (run.batch_size, run.gradient_accumulation_steps, run.packed) == (8, 4, False)
+    assert run.speed_it_s == pytest.approx(1 / 1.60)  # tqdm printed `1.60s/it`
+    assert run.steps_per_epoch == 62 and run.completed
+    assert (run.packing_density, run.packing_density_source) == (1.0, "not packed")
+    assert (run.samples, run.samples_source) == (62 * 8 * 4, "steps x batch (lower bound)")
+    assert run.peak_memory_gib == 21.74  # from logs/log_1759257731.txt (DiskLogger), the log only has 6.43
+    assert run.checkpoint_gib_per_epoch == pytest.approx(BYTES_3B / GIB)
+    assert run.train_elapsed_s == 105 + 100
+
+
+def test_3b_log_text_alone_has_only_init_memory() -> None:
+    run = parse_log_text(LOG_3B.read_text(encoding="utf-8"), LOG_3B)
+    assert run.peak_memory_gib == 6.43 and not run.memory_during_training
+    assert run.checkpoint_gib_per_epoch == pytest.approx(4.63 + 1.35 + 0.09 + 0.09)  # from the "saved to" lines
+    assert run.checkpoint_source == "log lines"
+
+
+def test_truncated_garbled_log_gives_what_it_has() -> None:
+    run = parse_log(LOG_8B)
+    assert (run.model, run.model_source) == ("Llama-3.1-8B-Instruct", "setup_finetune.yaml")
+    assert run.batch_size == 2  # printed before the config was cut off
+    assert (run.epochs, run.packed, run.lora_rank) == (1, True, 8)  # from setup_finetune.yaml
+    assert run.steps_per_epoch == 250 and run.epochs_completed == 0 and not run.completed
+    # refreshes after warm-up: 4.46, 4.46, 4.20, 4.20, 4.05 s/it -> median 4.20 s/it
+    assert run.speed_it_s == pytest.approx(1 / 4.20, abs=1e-4)
+    assert run.speed_updates == 5
+    assert run.peak_memory_gib is None and run.checkpoint_gib_per_epoch is None
+    assert any("GPU peak memory" in p for p in run.problems)
+    assert any("did not finish" in p for p in run.problems)
+
+
+def test_checkpoint_size_falls_back_to_log_lines(tmp_path: Path) -> None:
+    shutil.copy(LOG_1B, tmp_path / "slurm-1.out")
+    run = parse_log(tmp_path / "slurm-1.out")
+    assert run.checkpoint_source == "log lines"
+    assert run.checkpoint_gib_per_epoch == pytest.approx(2.30 + 0.04 + 0.04 + 0.00)  # recipe_state is not an epoch
+
+
+def test_folder_bytes_sums_nested_files(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "x.bin").write_bytes(bytes(100))
+    (tmp_path / "a" / "b" / "y.bin").write_bytes(bytes(23))
+    assert folder_bytes(tmp_path) == 123
+
+
+@pytest.mark.parametrize(
+    "line, density",
+    [
+        ("INFO: Packed 8000 examples into 2857 sequences", 2.8),
+        ("INFO: Average packing density: 3.10 examples/sequence", 3.1),
+    ],
+)
+def test_explicit_packing_lines(line: str, density: float) -> None:
+    text = "Packing dataset: 100%|██████████| 8000/8000 [00:01<00:00, 5000.00it/s]\n" + line + "\n"
+    run = parse_log_text(text, Path("x.out"))
+    assert run.packing_density == density
+    assert run.samples == 8000
+
+
+def test_packing_bar_alone_is_not_a_training_speed() -> None:
+    run = parse_log_text("Packing dataset: 100%|██████████| 8000/8000 [00:01<00:00, 5000.00it/s]\n", Path("x.out"))
+    assert run.speed_it_s is None
+    assert "no training speed found in the log" in run.problems
+
+
+def test_s_per_it_and_warmup_skip() -> None:
+    bars = "\r".join(f"1|{n}|Loss: 1.0:  {n}%|#         | {n}/100 [00:{n:02d}<01:00, {rate}]"
+                     for n, rate in [(1, "9.00s/it"), (2, "5.00s/it"), (3, "3.00s/it"), (4, "2.00s/it"), (5, "2.00s/it"), (6, " 1.25it/s")])
+    run = parse_log_text(bars + "\n", Path("x.out"))
+    assert run.speed_it_s == pytest.approx(0.5)  # median of 0.5, 0.5, 1.25 (the first three are warm-up)
+    assert run.steps_per_epoch == 100 and run.epochs_completed == 0
+
+
+def test_model_from_component_and_from_plan_beside(tmp_path: Path) -> None:
+    text = ("INFO:torchtune.utils._logging:Running LoRAFinetuneRecipeSingleDevice with resolved config:\n\n"
+            "batch_size: 2\ncheckpointer:\n  checkpoint_dir: /models/my-local-copy/\nmodel:\n"
+            "  _component_: torchtune.models.llama3_2.lora_llama3_2_3b\n  lora_rank: 4\n\n")
+    run = parse_log_text(text, Path("x.out"))
+    assert (run.model, run.model_source) == ("Llama-3.2-3B-Instruct", "model._component_")
+    folder = tmp_path / "Qwen2.5-1.5B-Instruct_rank4"
+    folder.mkdir()
+    (folder / "slurm-9.out").write_text(text)
+    (folder / "experiment.yaml").write_text(
+        "runs:\n- {name: Qwen2.5-1.5B-Instruct_rank4, model: Qwen2.5-1.5B-Instruct}\n- {name: other, model: Llama-3.2-1B}\n")
+    assert parse_log(folder / "slurm-9.out").model == "Qwen2.5-1.5B-Instruct"
+
+
+def test_oom_and_garbage_do_not_raise(tmp_path: Path) -> None:
+    text = "torchtune\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    run = parse_log_text(text, Path("x.out"))
+    assert run.oom and not run.completed
+    junk = tmp_path / "slurm-5.out"
+    junk.write_bytes(b"torchtune \xff\xfe\x00\x00 |Loss: \x80\r\r\n" * 3)
+    scan = scan_prior_runs([tmp_path])
+    assert len(scan.runs) == 1 and scan.runs[0].model is None and scan.runs[0].problems
