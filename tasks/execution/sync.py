@@ -13,11 +13,14 @@ State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes t
   RUNNING (and the like)                     -> running
   COMPLETED + artifacts present              -> completed
   COMPLETED, artifacts missing or .eval bad  -> failed, reason "COMPLETED but ..."
-  FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (tasks/backends/outcomes.py)
+  FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (tasks/backends/slurm/outcomes.py)
   CANCELLED by <uid>                         -> cancelled, reason "cancelled by a user"
   CANCELLED by kill-on-invalid-dep           -> cancelled, reason "fine-tune failed"
   unknown to the scheduler                   -> unchanged, reason "lost: scheduler has no record"
                                                 (completed when the artifacts prove it)
+  no job, its fine-tune ended for good       -> cancelled, reason "not run: its fine-tune failed (...)"
+      (cancelled, or failed with its retry decided against: the evaluation could never run;
+      a fine-tune whose retry is not decided yet keeps its evaluations pending)
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class SyncReport(BaseModel):
     newly_failed: list[FailedFinetune] = Field(default_factory=list)  # fine-tunes: the flow decides retries
     changed: int = 0
     lost: list[str] = Field(default_factory=list)
+    not_run: list[str] = Field(default_factory=list)  # `run/stage`s cancelled: their fine-tune ended for good
     queried: int = 0
     backend_calls: int = 0  # status queries made by this sync (1, or 0 when nothing was queued)
     persist_s: float = 0.0
@@ -240,6 +244,37 @@ def _apply(stage: StageStatus, change: dict[str, Any], now: str) -> None:
         attempt.reason = stage.reason
 
 
+def finetune_ended_for_good(stage: StageStatus) -> bool:
+    """A fine-tune that will not produce a checkpoint unless the researcher reruns it.
+
+    Cancelled, or failed with its retry decided against (the last attempt records why it was not
+    retried) or with no attempt at all (sbatch refused it). A failure still awaiting its retry
+    decision is not final: its evaluations are re-chained to the retry.
+    """
+    if stage.status == "cancelled":
+        return True
+    return stage.status == "failed" and (not stage.attempts or stage.attempts[-1].remedy is not None)
+
+
+def cancel_unrunnable(status: RunsStatus, now: str) -> list[str]:
+    """Cancel, with the reason, every evaluation that has no job and whose fine-tune ended for good.
+
+    Their job would wait forever on a checkpoint that will not exist; a queued one the scheduler
+    cancels itself (`--kill-on-invalid-dep`) and a sync records. Returns the `run/stage`s cancelled.
+    """
+    cancelled = []
+    for run, entry in status.runs.items():
+        finetune = entry.finetune
+        if not finetune_ended_for_good(finetune):
+            continue
+        why = f"not run: its fine-tune {finetune.status}" + (f" ({finetune.reason})" if finetune.reason else "")
+        for key, stage in entry.evaluations.items():
+            if not stage.is_terminal and not stage.job_id:
+                stage.mark("cancelled", now=now, reason=why)
+                cancelled.append(f"{run}/{key}")
+    return cancelled
+
+
 def _rows(status: RunsStatus) -> list[StageRow]:
     rows = []
     for run, key, stage in status.stages():
@@ -292,9 +327,13 @@ def sync_jobs(
                 report.newly_failed.append(FailedFinetune(
                     run=run, job_id=job_id or "", cause=change.get("cause"), reason=stage.reason or ""
                 ))
+        report.not_run = cancel_unrunnable(current, stamp)
+        report.changed += len(report.not_run)
 
     started = time.perf_counter()
-    final = store.update(update, now=stamp) if changes else status
+    unrunnable = any(finetune_ended_for_good(e.finetune) and any(not s.is_terminal and not s.job_id
+                     for s in e.evaluations.values()) for e in status.runs.values())
+    final = store.update(update, now=stamp) if changes or unrunnable else status
     report.persist_s = time.perf_counter() - started
     report.rows = _rows(final)
     for row in report.rows:

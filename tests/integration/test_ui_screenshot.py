@@ -5,7 +5,7 @@
    `mockllm/model` provider (the helpers of tests/support/finished_runs.py), synced to completed.
 2. A real `prefect server start` on a free 127.0.0.1 port with its own PREFECT_HOME (its own
    SQLite database), stopped by its process group at the end.
-3. `flows.sync_status.sync_jobs(group)` and `flows.summarize_experiment.summarize_experiment(group)`
+3. `flows.sync_status.sync_status(group)` and `flows.summarize_experiment.summarize_experiment(group)`
    against it: the keyed artifacts status-/progress-/results-/summary-<group slug>.
 4. Debian's chromium, headless: screenshots of /artifacts, of the results table artifact's page
    and of the runs (status) table artifact's page (valid PNGs, not blank), plus `--dump-dom` of
@@ -121,7 +121,7 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
 
     from flows._common import artifact_slug
     from flows.summarize_experiment import summarize_experiment
-    from flows.sync_status import sync_jobs
+    from flows.sync_status import sync_status
 
     timings: dict[str, float] = {}
     t0 = time.monotonic()
@@ -140,7 +140,7 @@ def test_ui_shows_runs_and_results_artifacts(tmp_path):
 
         t = time.monotonic()
         with temporary_settings(updates={PREFECT_API_URL: api}):
-            synced = sync_jobs(str(group), return_state=True)
+            synced = sync_status(str(group), return_state=True)
             assert synced.is_completed(), synced.message
             assert synced.result() == {"completed": 7, "skipped": 1}, synced.result()
             summarized = summarize_experiment(str(group), return_state=True)
