@@ -1,6 +1,6 @@
 """Job backends behind one small interface: SLURM, and a local runner of the same scripts.
 
-Layer: above `core` and `model`, below every stage that submits or describes a job.
+Layer 2 (imports `core`, `model`): below every stage that submits or describes a job.
 The public surface: the `Backend` protocol and the job facts it reports (`JobInfo`,
 `FailureCause`), the neutral job description (`JobSpec`, `JobOverrides`), `select_backend`,
 `classify_failure`, and `job_directives`, the scheduler header of a generated job script.

@@ -1,6 +1,6 @@
 """The inspect-ai seam: task references and arguments, `.eval` log headers, best epoch, adapter merge.
 
-Layer 2 (imports `core`, `model`). `best_epoch` and `merge_adapter` also run inside evaluation
+Layer 3 (imports `core`, `model`, `backends`). `best_epoch` and `merge_adapter` also run inside evaluation
 jobs (`python -m tasks.evaluation.best_epoch RUN_DIR`, `python -m tasks.evaluation.merge_adapter ...`).
 """
 

@@ -1,6 +1,6 @@
 """launch-runs', sync-status' and cancel-runs' domain: submit, sync, retry by cause, cancel, reopen.
 
-Layer 5, the top (imports every layer below; nothing imports it but flows).
+Layer 6, the top (imports every layer below; nothing imports it but flows).
 """
 
 from tasks.execution.cancel import CancelReport, cancel_stages

@@ -1,6 +1,6 @@
 """plan-runs' domain: expand a design into runs, verify resources, estimate, render and deliver the plan.
 
-Layer 3 (imports `core`, `model`, `training`, `evaluation`).
+Layer 4 (imports the layers below: `core`, `model`, `backends`, `training`, `evaluation`).
 """
 
 from tasks.planning.deliver import deliver_plan

@@ -1,6 +1,6 @@
 """What a run group produced: scores, losses, time, GPU-hours; summary.md, plots, measured_runs.yaml.
 
-Layer 3 (imports `core`, `model`, `training`, `evaluation`).
+Layer 4 (imports the layers below: `core`, `model`, `backends`, `training`, `evaluation`).
 """
 
 from tasks.results.measured import measurements, record_measurements

@@ -1,6 +1,6 @@
 """setup-experiment's domain: every generated file of a run group, written idempotently.
 
-Layer 4 (imports everything below it, never `execution`). `files` says which files a group
+Layer 5 (imports everything below it, never `execution`). `files` says which files a group
 has, `materialize` writes them keeping the researcher's edits, `experiment` does both.
 """
 

@@ -1,6 +1,6 @@
 """The torchtune seam: model registry, config rendering and validation, retry overrides, log reading.
 
-Layer 2 (imports `core`, `model`). Nothing else of sweepflow's knows torchtune's config keys,
+Layer 3 (imports `core`, `model`, `backends`). Nothing else of sweepflow's knows torchtune's config keys,
 component paths or log formats.
 """
 
