@@ -159,10 +159,19 @@ def publish_plan(plan: Plan, markdown: str) -> tuple[str, str]:
     return plan_key, runs_key
 
 
+def _leakage_line(plan: Plan) -> str:
+    leaks = [d for d in plan.resources.datasets if d.test_in_train]
+    return "".join(
+        f"**Leakage**: {d.test_in_train} of {d.splits.test} test inputs of `{d.path.name}` also occur in its "
+        f"train split.\n\n" for d in leaks
+    )
+
+
 def _approval_form(plan: Plan, plan_key: str) -> type[PlanApproval]:
     description = (
         f"## Approve the plan for `{plan.run_group}`?\n\n"
         f"{plan_summary(plan)}.\n\n"
+        f"{_leakage_line(plan)}"
         f"The full plan is the artifact **{plan_key}** (this run's Artifacts tab).\n\n"
         f"Approving writes `experiment.yaml`, `runs_plan.md` and `runs_status.yaml` to "
         f"`{plan.group_dir}`. Rejecting writes nothing and ends this run Cancelled."
@@ -245,6 +254,12 @@ def plan_runs(
         return fail(str(plan), plan)
     markdown = render_plan_task(plan)
     logger.info("Planned %s", plan_summary(plan))
+    for dataset in plan.resources.datasets:
+        if dataset.test_in_train:
+            logger.warning(
+                "Leakage: %d of %d test inputs of %s also occur in its train split (e.g. %s)",
+                dataset.test_in_train, dataset.splits.test, dataset.path, ", ".join(dataset.test_in_train_examples),
+            )
 
     plan_key, runs_key = publish_plan(plan, markdown)
     logger.info("Published artifacts %s and %s", plan_key, runs_key)

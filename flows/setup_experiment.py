@@ -8,6 +8,9 @@ What it does
    with one job script per evaluated epoch (base models: one); at the group root
    `README.md` and `submit_all.sh`.
 2. **validate-configs**: `tune validate` on every rendered finetune.yaml (can be skipped).
+   **check-fidelity**: for each model, system prompt and evaluation task, a few test rows are
+   tokenized by torchtune (the run's config) and by inspect's hf/ provider (exactly as the
+   evaluation job calls it); any difference stops the flow with the first differing tokens.
 3. **write-files**: write them atomically. Unchanged files are left byte-identical; a file
    you edited since sweepflow wrote it is kept, unless `overwrite_edits` is set (then your
    version is kept as `<file>.bak-<time>`). runs_status.yaml gains any missing entries (none
@@ -37,11 +40,32 @@ from prefect.states import State
 
 from flows._common import TASK_OPTIONS, artifact_slug, cli_exit, domain_task, fail
 from tasks.core import SweepflowError
-from tasks.setup import SetupReport, render_setup, tree, validate_rendered_configs, write_setup
+from tasks.setup import (
+    FidelityCheck,
+    SetupReport,
+    check_rendered_fidelity,
+    render_setup,
+    tree,
+    validate_rendered_configs,
+    write_setup,
+)
 
 render_files_task = domain_task("render-files", render_setup)
 validate_configs_task = task(name="validate-configs", **TASK_OPTIONS)(validate_rendered_configs)
+check_fidelity_task = domain_task("check-fidelity", check_rendered_fidelity)
 write_files_task = domain_task("write-files", write_setup)
+
+
+def fidelity_markdown(checks: list[FidelityCheck]) -> list[str]:
+    """The artifact's "Fidelity" section: each checked (model, prompt, task) and what it showed."""
+    lines = ["## Fidelity: evaluation prompts = training prompts", ""]
+    for c in checks:
+        note = f"; note: {c.note}" if c.note else ""
+        lines.append(
+            f"- {c.model} on {c.task} (run `{c.run}`): {c.samples} samples identical token for token "
+            f"({c.prompt_tokens} prompt tokens in the first){note}"
+        )
+    return [*lines, ""]
 
 
 def report_markdown(report: SetupReport) -> str:
@@ -69,6 +93,7 @@ def setup_experiment(
     overwrite_edits: bool = False,
     dry_run: bool = False,
     validate: bool = True,
+    check_fidelity: bool = True,
 ) -> str | State:
     """Create run folders, torchtune configs and SLURM scripts for a planned run group.
 
@@ -77,6 +102,8 @@ def setup_experiment(
         overwrite_edits: replace files you edited since generation (backups are kept).
         dry_run: render into a temporary folder and report what would change.
         validate: run `tune validate` on every generated finetune.yaml first.
+        check_fidelity: check that evaluation prompts tokenize exactly as training's (needs
+            the model folders' tokenizer files and the evaluation tasks' data).
 
     Returns:
         The run group folder (or, with dry_run, the preview folder).
@@ -90,6 +117,13 @@ def setup_experiment(
         if failures:
             return fail("Generated torchtune configs do not validate:\n  - " + "\n  - ".join(failures))
         logger.info("Every generated finetune.yaml passes tune validate")
+    checks: list[FidelityCheck] = []
+    if check_fidelity:
+        result = check_fidelity_task(rendered)
+        if isinstance(result, SweepflowError):
+            return fail(f"Fidelity check failed; nothing was written.\n{result}", result)
+        checks = result
+        logger.info("Fidelity: %d (model, prompt, task) combinations tokenize identically", len(checks))
     report = write_files_task(rendered, overwrite_edits=overwrite_edits, preview=dry_run)
     if isinstance(report, SweepflowError):
         return fail(str(report), report)
@@ -98,7 +132,7 @@ def setup_experiment(
         if change.action == "kept-edit":
             logger.warning("Kept your edit of %s (pass overwrite_edits=true to replace it)", change.path)
     create_markdown_artifact(
-        markdown=report_markdown(report),
+        markdown=report_markdown(report) + ("\n\n" + "\n".join(fidelity_markdown(checks)) if checks else ""),
         key=f"setup-{artifact_slug(report.group_dir.name)}",
         description=f"setup-experiment for {report.group_dir.name}",
     )
@@ -112,11 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="render into a temporary folder; write nothing")
     parser.add_argument("--overwrite-edits", action="store_true", help="replace files you edited (keeps backups)")
     parser.add_argument("--no-validate", action="store_true", help="skip tune validate")
+    parser.add_argument("--no-fidelity-check", action="store_true", help="skip the training = evaluation token check")
     args = parser.parse_args(argv)
     try:
         state = setup_experiment(
             str(Path(args.group_dir).resolve()), overwrite_edits=args.overwrite_edits, dry_run=args.dry_run,
-            validate=not args.no_validate, return_state=True,
+            validate=not args.no_validate, check_fidelity=not args.no_fidelity_check, return_state=True,
         )
     except SweepflowError as error:
         print(str(error), file=sys.stderr)

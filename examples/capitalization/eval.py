@@ -13,8 +13,12 @@ Which dataset file, first match wins:
         -M device=cpu -M do_sample=false --max-tokens 12 \\
         -T dataset=words_5L_80P_5000.json -T system_prompt="" [--limit 50]
 
-The system prompt must be the one used in training (`-T system_prompt=...`); an empty prompt
-adds no system message, as torchtune adds none when `new_system_prompt` is unset. Generation
+sweepflow's task contract: a task takes `dataset`, `system_prompt`, `split`, `input_field` and
+`output_field` (sweepflow passes all five from the design through task_args.yaml, and plan-runs
+refuses a task that cannot take one). The system prompt must be the one used in training; an
+empty prompt adds no system message, as torchtune adds none when `new_system_prompt` is unset.
+sweepflow's evaluation jobs also pass `--model-config model_args.yaml` (the chat format torchtune
+trained on; see README "Fidelity"). Generation
 is greedy (temperature 0); with the `hf/` provider also pass `-M do_sample=false`, since
 transformers samples otherwise (and rejects temperature 0 when sampling).
 """

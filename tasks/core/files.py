@@ -244,8 +244,26 @@ def _plain_nodes(data: Any, dumper: Any) -> Any:
     return node(data)
 
 
-def dump_yaml(data: Any) -> str:
-    """YAML text of plain data (dicts keep their order; unicode stays readable)."""
+class _LiteralDumper(_Dumper):  # type: ignore[misc, valid-type]
+    """Multi-line strings as `|` literal blocks (templates, prompts a reader should see as written)."""
+
+
+def _literal_str(dumper: Any, value: str) -> Any:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar(_STR, value, style=style)
+
+
+_LiteralDumper.add_representer(str, _literal_str)
+
+
+def dump_yaml(data: Any, literal_blocks: bool = False) -> str:
+    """YAML text of plain data (dicts keep their order; unicode stays readable).
+
+    `literal_blocks`: write multi-line strings as `|` blocks (PyYAML falls back to quotes for a
+    string a block cannot hold exactly, e.g. one with trailing spaces).
+    """
+    if literal_blocks:
+        return yaml.dump(data, Dumper=_LiteralDumper, **_DUMP_OPTIONS)
     with gc_paused():
         stream = io.StringIO()
         dumper = _FastDumper(stream, **_DUMP_OPTIONS)

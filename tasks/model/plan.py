@@ -95,6 +95,9 @@ class DatasetInfo(_Model):
     size_bytes: int
     sha256: str
     splits: SplitCounts
+    # test inputs that also occur in the train split (exact match after normalise_text): leakage
+    test_in_train: int = 0
+    test_in_train_examples: list[str] = Field(default_factory=list)  # the first few of them
 
 
 class ModelInfo(_Model):

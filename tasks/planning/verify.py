@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.errors import DesignError, Problem
+from tasks.evaluation.inspect_tasks import contract_problems
 from tasks.model.design import DatasetSpec, ExperimentDesign, PathsSpec
 from tasks.model.plan import DatasetInfo, ModelInfo, Run, SplitCounts, VerifiedResources
 from tasks.training.registry import lookup
@@ -25,6 +26,7 @@ from tasks.training.registry import lookup
 HEADING = "Resources are missing or invalid"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 GIB = 1024**3
+LEAK_EXAMPLES = 3
 
 
 def _paths(design: ExperimentDesign) -> PathsSpec:
@@ -197,9 +199,24 @@ def _check_dataset(
         counts[role] = _check_split(data[split], split, spec, field, where, problems)
     if len(problems) > before:
         return None
+    leaked = leaked_test_inputs(data.get(spec.train_split), data.get(spec.test_split), spec.input_field)
     return DatasetInfo(
-        path=path, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest(), splits=SplitCounts(**counts)
+        path=path, size_bytes=len(raw), sha256=hashlib.sha256(raw).hexdigest(), splits=SplitCounts(**counts),
+        test_in_train=len(leaked), test_in_train_examples=leaked[:LEAK_EXAMPLES],
     )
+
+
+def normalise_text(value: Any) -> str:
+    """The form inputs are compared in for leakage: case-folded, whitespace collapsed."""
+    return " ".join(str(value).split()).casefold()
+
+
+def leaked_test_inputs(train: Any, test: Any, input_field: str) -> list[str]:
+    """Test inputs (as written) whose normalised text is also a train input, in test order."""
+    if not isinstance(train, list) or not isinstance(test, list):
+        return []
+    seen = {normalise_text(r[input_field]) for r in train if isinstance(r, dict) and input_field in r}
+    return [str(r[input_field]) for r in test if isinstance(r, dict) and normalise_text(r.get(input_field, "")) in seen]
 
 
 def _writable_anchor(output_dir: Path) -> Path:
@@ -266,6 +283,10 @@ def verify_resources(design: ExperimentDesign, runs: list[Run]) -> VerifiedResou
         script = Path(task.script)
         if script.is_file():
             eval_scripts[task.name] = script
+            problems += [
+                Problem(field=f"evaluation.tasks[{i}].script", message=f"{task.name}: {why}", path=str(script))
+                for why in contract_problems(script, task.task_function)
+            ]
         else:
             what = "is a folder, not an inspect-ai task file" if script.is_dir() else "evaluation script not found"
             problems.append(Problem(

@@ -22,6 +22,7 @@ from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import FINETUNE_CONFIG, PLAN_FILE, PLAN_MD, STATUS_FILE
 from tasks.model.plan import Plan
 from tasks.model.status import FinetuneOverrides, RunsStatus, initial_status
+from tasks.setup.fidelity import FidelityCheck, check_fidelity
 from tasks.setup.files import GeneratedFile, experiment_files
 from tasks.setup.materialize import FileChange, dry_run, materialize
 from tasks.training.config import validate_config
@@ -165,6 +166,11 @@ def validate_rendered_configs(rendered: RenderedSetup) -> list[str]:
                 last = output.strip().splitlines()[-1] if output.strip() else "invalid"
                 failures.append(f"{rel}: {last}")
     return failures
+
+
+def check_rendered_fidelity(rendered: RenderedSetup) -> list[FidelityCheck]:
+    """The fidelity check (`tasks/setup/fidelity.py`) on the rendered files; raises FidelityError."""
+    return check_fidelity(rendered.plan, rendered.files)
 
 
 def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview: bool = False) -> SetupReport:

@@ -12,9 +12,11 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from tasks.backends import JobSpec, job_directives
+from tasks.core.errors import SweepflowError
 from tasks.core.files import dump_yaml
 from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
+from tasks.evaluation.chat_format import model_args
 from tasks.evaluation.inspect_tasks import task_args, task_reference
 from tasks.model.cluster import ClusterSettings
 from tasks.model.design import design_type
@@ -24,6 +26,7 @@ from tasks.model.plan import Plan, Run
 from tasks.model.status import FinetuneOverrides
 from tasks.training.config import recipe_for
 from tasks.training.overrides import apply_overrides, render_finetune_with_overrides
+from tasks.training.registry import lookup
 
 SWEEPFLOW_HOME = REPO_ROOT
 _REPO = SWEEPFLOW_HOME
@@ -66,12 +69,22 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
     layout = GroupLayout(plan.group_dir)
     run_dir = layout.run_dir(run.name)
     tasks = {t.name: t for t in plan.design.evaluation.tasks}
+    spec = lookup(run.model)
+    if spec is None:  # verification refuses such a plan; an edited experiment.yaml could still name one
+        raise SweepflowError(f"experiment.yaml: run {run.name}: model {run.model!r} is not a supported model")
+    family = spec.family
     for task_name in sorted({job.task for job in run.evaluations}, key=list(tasks).index):
         task = tasks[task_name]
         eval_dir = layout.eval_dir(run.name, task.name)
         args = task_args(run, task)
         files[f"{run.name}/evaluations/{task.name}/task_args.yaml"] = GeneratedFile(
             content=render_template("inspect/task_args.yaml.j2", task=task, body=_dump(args))
+        )
+        files[f"{run.name}/evaluations/{task.name}/model_args.yaml"] = GeneratedFile(
+            content=render_template(
+                "inspect/model_args.yaml.j2", task=task, run=run, family=family,
+                body=dump_yaml(model_args(family, cluster.device), literal_blocks=True),
+            )
         )
         task_ref = task_reference(task.script, task.task_function)
         for job in (j for j in run.evaluations if j.task == task.name):

@@ -122,6 +122,20 @@ def test_run_pauses_for_approval(prefect_server, fake_site, tmp_path, approve):
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_task_that_cannot_take_the_contract_is_refused_and_nothing_written(prefect_server, fake_site, tmp_path):
+    from flows.plan_runs import plan_runs
+
+    design = fake_site.design(name="contract")
+    Path(design["evaluation"]["tasks"][0]["script"]).write_text(
+        "from inspect_ai import task\n\n@task\ndef cap(dataset=None, prompt=''):\n    pass\n"
+    )
+    state = plan_runs(design, auto_approve=True, date=DATE, return_state=True)
+    assert state.is_failed()
+    assert "evaluation.tasks[0].script: cap: task cap has no parameter 'system_prompt'" in state.message
+    assert "no parameter 'split'" in state.message and "Traceback" not in state.message
+    assert not (tmp_path / "out").exists()
+
+
 def test_invalid_design_fails_with_clear_message(prefect_server, fake_site, tmp_path, caplog):
     from flows.plan_runs import plan_runs
     from tasks.core.errors import DesignError

@@ -52,7 +52,9 @@ def test_renders_once_validates_and_writes(prefect_server, fake_site: FakeSite) 
             "Llama-3.2-3B-Instruct_rank64"]
     for run in runs:
         assert (group / run / "finetune.yaml").is_file() and (group / run / "finetune.slurm").is_file()
-    assert _task_names(state.state_details.flow_run_id) == ["render-files", "validate-configs", "write-files"]
+    assert _task_names(state.state_details.flow_run_id) == [
+        "check-fidelity", "render-files", "validate-configs", "write-files"
+    ]
 
 
 def test_a_config_that_does_not_validate_stops_before_anything_is_written(

@@ -17,6 +17,7 @@ from tasks.model.plan import VerifiedResources
 from tasks.planning.expand import expand_design
 from tasks.planning.verify import check_disk, verify_resources
 from tasks.training.registry import lookup
+from tests.support.fakesite import TASK_FILE
 from tests.support.paths import REPO_DIR
 
 EXAMPLE = REPO_DIR / "examples" / "seed_2x2" / "design.yaml"
@@ -56,7 +57,7 @@ def env(tmp_path: Path) -> Path:
     write_dataset(tmp_path / DATASET)
     for script in ("tasks/capitalization/eval.py", "tasks/reasoning/eval.py"):
         (tmp_path / script).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / script).write_text("# inspect-ai task\n")
+        (tmp_path / script).write_text(TASK_FILE)
     (tmp_path / "tasks/reasoning/test.json").write_text("[]")
     return tmp_path
 

@@ -52,7 +52,9 @@ def test_scripts_pass_bash_n_and_shellcheck_cpu(seed_group: Path) -> None:
     report = set_up_group(seed_group, preview=True, cluster_overrides={"device": "cpu", "env_setup": ["source ~/venv/bin/activate"]})
     try:
         paths = scripts(report.preview_dir)
-        assert any("-M device=cpu" in p.read_text() for p in paths)
+        assert all("--model-config model_args.yaml" in p.read_text() for p in paths if p.name.startswith("eval"))
+        model_args = [yaml.safe_load(p.read_text()) for p in report.preview_dir.rglob("model_args.yaml")]
+        assert model_args and all(a["device"] == "cpu" and a["do_sample"] is False for a in model_args)
         assert not any("--gres" in p.read_text() for p in paths)
         check_scripts(paths)
     finally:

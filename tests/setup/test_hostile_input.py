@@ -94,6 +94,8 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
     prompt = hostile_prompt(tmp_path)
     data = fakesite.design(root, name="hostile", training={"epochs": 2, "system_prompt": prompt})
     data["evaluation"]["tasks"][0]["task_function"] = "cap_task"
+    script = Path(data["evaluation"]["tasks"][0]["script"])
+    script.write_text(fakesite.TASK_FILE.replace("def cap(", "def cap_task("))
     group = planned(data, base=root)
     report = set_up_group(group)
     assert report.count("create") == len(report.changes)
@@ -108,7 +110,10 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
             assert path.name in ("task_args.yaml", "finetune.yaml", "setup_finetune.yaml", "experiment.yaml", PLAN_MD,
                                  "experiment.cache.json"), path  # the last: experiment.yaml's JSON read cache
     for args in group.rglob("task_args.yaml"):
-        assert yaml.safe_load(args.read_text()) == {"system_prompt": prompt, "dataset": str(plan.design.dataset.path)}
+        assert yaml.safe_load(args.read_text()) == {
+            "system_prompt": prompt, "dataset": str(plan.design.dataset.path), "split": "test",
+            "input_field": "input", "output_field": "output",
+        }
     for run in plan.finetune_runs:
         config = OmegaConf.to_container(OmegaConf.load(group / run.name / "finetune.yaml"), resolve=True)
         assert config["dataset"]["new_system_prompt"] == prompt
@@ -134,12 +139,19 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
     for run in plan.runs:
         for job in run.evaluations:
             script = group / run.name / "evaluations" / job.task / ("eval.slurm" if job.epoch is None else f"eval_epoch_{job.epoch}.slurm")
-            model_path = str(run.model_dir if run.is_control else group / run.name / f"epoch_{job.epoch}")
             calls = box.run(script)
-            assert [c["prog"] for c in calls] == ["inspect"]
-            assert calls[0]["argv"] == expected_eval_argv(plan, run.name, job.task, job.epoch, model_path)
-            assert calls[0]["argv"][1].endswith("cap.py@cap_task") and calls[0]["argv"][1].startswith(str(root))
-            assert calls[0]["cwd"] == str(script.parent) and calls[0]["PYTHONPATH"] == str(home)
+            if run.is_control:  # a base model is evaluated as it is
+                model_path = str(run.model_dir)
+                assert [c["prog"] for c in calls] == ["inspect"]
+            else:  # a fine-tune through a view of epoch_N without its adapter files (LoRA applied once)
+                assert [c["prog"] for c in calls] == ["python", "inspect"]
+                epoch_dir, model_path = str(group / run.name / f"epoch_{job.epoch}"), calls[0]["argv"][-1]
+                assert calls[0]["argv"] == ["-m", "tasks.evaluation.model_view", epoch_dir, model_path]
+                assert not Path(model_path).exists()  # removed when the job ended
+            inspect = calls[-1]
+            assert inspect["argv"] == expected_eval_argv(plan, run.name, job.task, job.epoch, model_path)
+            assert inspect["argv"][1].endswith("cap.py@cap_task") and inspect["argv"][1].startswith(str(root))
+            assert inspect["cwd"] == str(script.parent) and inspect["PYTHONPATH"] == str(home)
             evaluated += 1
     assert evaluated == len(plan.eval_jobs) == 6
     calls = box.run(group / "submit_all.sh")

@@ -26,7 +26,7 @@ from tests.support.setup_groups import folders, plan_of, planned, snapshot
 
 def test_setup_twice_changes_nothing(group: Path) -> None:
     first = set_up_group(group)
-    assert first.count("create") == len(first.changes) == 26
+    assert first.count("create") == len(first.changes) == 32
     before = snapshot(group)
     assert MANIFEST.as_posix() in before and SETUP_BEGIN in (group / PLAN_MD).read_text()
     second = set_up_group(group)
@@ -108,6 +108,7 @@ def test_deleted_file_is_recreated(group: Path) -> None:
     assert {c.path for c in report.changes if c.action == "create"} == {
         "submit_all.sh", f"{plan_of(group).control_runs[0].name}/evaluations/cap/eval.slurm",
         f"{plan_of(group).control_runs[0].name}/evaluations/cap/task_args.yaml",
+        f"{plan_of(group).control_runs[0].name}/evaluations/cap/model_args.yaml",
     }
     assert os.access(group / "submit_all.sh", os.X_OK)
 
@@ -118,8 +119,8 @@ def test_dry_run_writes_nothing_and_reports_changes(group: Path) -> None:
     try:
         assert report.dry_run and report.preview_dir is not None and not report.preview_dir.is_relative_to(group)
         assert snapshot(group) == before and folders(group) == dirs  # not even .sweepflow/
-        assert report.count("create") == len(report.changes) == 26
-        assert report.summary().endswith("would change: 26 create")
+        assert report.count("create") == len(report.changes) == 32
+        assert report.summary().endswith("would change: 32 create")
         plan = plan_of(group)
         expected = experiment_files(plan, cluster_settings(plan.design))
         preview = snapshot(report.preview_dir)

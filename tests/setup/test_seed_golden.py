@@ -61,7 +61,7 @@ def test_seed_2x2_golden_files(monkeypatch: pytest.MonkeyPatch) -> None:
             modes = {c.path: (group / c.path).stat().st_mode & 0o777 for c in report.changes}
         finally:
             shutil.rmtree(GOLDEN_SITE, ignore_errors=True)
-    assert report.count("create") == len(report.changes) == 36
+    assert report.count("create") == len(report.changes) == 47  # 11 evaluation folders gained model_args.yaml
     assert {p for p, m in modes.items() if m == 0o755} == {p for p in modes if p.endswith((".slurm", ".sh"))}
     assert set(modes.values()) == {0o755, 0o644}
     if os.environ.get("UPDATE_GOLDEN"):
@@ -94,4 +94,7 @@ def test_seed_2x2_files_follow_the_plan(seed_group: Path) -> None:
         f"(cd {run} && sbatch finetune.slurm)" for run in finetuned
     ]
     args = yaml.safe_load((seed_group / finetuned[0] / "evaluations" / "reasoning" / "task_args.yaml").read_text())
-    assert args == {"system_prompt": "", "dataset": str(plan.design.evaluation.tasks[1].dataset)}
+    assert args == {
+        "system_prompt": "", "dataset": str(plan.design.evaluation.tasks[1].dataset), "split": "test",
+        "input_field": "input", "output_field": "output",
+    }

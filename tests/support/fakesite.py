@@ -1,8 +1,9 @@
 """Fake site resources for flow tests: model folders, a dataset and an eval script in a folder.
 
 The model folders hold config.json and the exact weight file names torchtune loads
-(`tasks.training.registry`), filled with a few zero bytes: verification checks presence, not
-content. Nothing here needs a network or a GPU. `FakeSite` is the same over one folder: the
+(`tasks.training.registry`), filled with a few zero bytes (verification checks presence, not
+content), and for Llama-3.x the real tokenizer files, which setup's fidelity check reads.
+The evaluation script is a real inspect task (`TASK_FILE`) that meets the task contract. Nothing here needs a network or a GPU. `FakeSite` is the same over one folder: the
 `fake_site` fixture of tests/conftest.py.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasks.training.registry import lookup
+from tests.support.llama3_real import make_llama3_instruct_folder
 
 MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct"]
 DATE = "2026-01-02"
@@ -24,13 +26,31 @@ def delivered(group: Path) -> set[str]:
     return {p.name for p in group.iterdir() if p.name != ".sweepflow"}
 
 
+# An inspect-ai task file that meets sweepflow's task contract: the example capitalization task.
+TASK_FILE = '''"""inspect-ai task of the fake site: examples/capitalization under another name."""
+from inspect_ai import task
+
+from examples.capitalization.eval import capitalization
+
+
+@task
+def cap(dataset=None, system_prompt="", split="test", input_field="input", output_field="output"):
+    return capitalization(dataset, system_prompt, split, input_field, output_field)
+'''
+
+
 def make_models(models_dir: Path, names: list[str]) -> None:
-    """A folder per model with config.json and the weight files torchtune loads (a few zero bytes)."""
+    """A folder per model: config.json, the weight files torchtune loads (a few zero bytes) and,
+    for Llama-3.x, the real Llama-3 tokenizer files (tests/support/llama3_real.py)."""
     for name in names:
         folder = models_dir / name
+        spec = lookup(name)
+        if spec.family == "llama3":
+            make_llama3_instruct_folder(folder, spec.checkpoint_files)
+            continue
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-        for weight in lookup(name).checkpoint_files:
+        for weight in spec.checkpoint_files:
             (folder / weight).write_bytes(b"\0" * 256)
 
 
@@ -49,7 +69,7 @@ def make_site(root: Path, models: list[str] = MODELS, rows: int = 200) -> dict:
     }))
     script = root / "evals" / "cap.py"
     script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text("# inspect-ai task file\n")
+    script.write_text(TASK_FILE)
     return {
         "dataset": {"path": str(dataset)},
         "evaluation": {"tasks": [{"name": "cap", "script": str(script)}]},

@@ -29,6 +29,7 @@ import yaml
 import tasks.setup.files as setup_files
 from tasks.model.design import ExperimentDesign
 from tasks.model.design_file import parse_design
+from tasks.evaluation.inspect_tasks import task_reference
 from tasks.model.plan import Plan
 from tasks.model.plan_file import load_plan
 from tasks.planning.deliver import deliver_plan
@@ -60,7 +61,7 @@ def seed_design(root: Path) -> ExperimentDesign:
     records = [{"input": w, "output": w.capitalize()} for w in words]
     write_file(root / data["dataset"]["path"], json.dumps({"train": records[:80], "validation": records[80:90], "test": records[90:]}))
     for task in data["evaluation"]["tasks"]:
-        write_file(root / task["script"], "# inspect-ai task file\n")
+        write_file(root / task["script"], fakesite.TASK_FILE)
         if task.get("dataset"):
             write_file(root / task["dataset"], json.dumps([{"input": "2+2", "output": "4"}] * 5))
     data["paths"] = {"models_dir": str(root / "models"), "output_dir": str(root / "experiments"), "prior_runs": [str(root / "old")]}
@@ -159,15 +160,14 @@ class Sandbox:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
 
-def expected_eval_argv(plan: Plan, run_name: str, task_name: str, epoch: Any, model_path: str, device: str = "cuda") -> list[str]:
+def expected_eval_argv(plan: Plan, run_name: str, task_name: str, epoch: Any, model_path: str) -> list[str]:
     """The `inspect eval` command line an evaluation script should run (the intended one)."""
     evaluation = plan.design.evaluation
     task = next(t for t in evaluation.tasks if t.name == task_name)
-    ref = str(task.script) + (f"@{task.task_function}" if task.task_function else "")
+    ref = task_reference(task.script, task.task_function)
     label = f"hf/{run_name}" if epoch is None else f"hf/{run_name}_epoch_{epoch}"
-    argv = ["eval", ref, "--model", label, "-M", f"model_path={model_path}"]
-    argv += ["-M", "device=cpu"] if device == "cpu" else []
-    argv += ["-M", "do_sample=false", "--max-tokens", str(evaluation.max_tokens)]
+    argv = ["eval", ref, "--model", label, "--model-config", "model_args.yaml", "-M", f"model_path={model_path}"]
+    argv += ["--max-tokens", str(evaluation.max_tokens)]
     argv += ["--limit", str(evaluation.limit)] if evaluation.limit else []
     return argv + [
         "--task-config", "task_args.yaml",
