@@ -15,7 +15,6 @@ are not run; `TaskPrompts.solver_note` says when a task has one.
 from __future__ import annotations
 
 import functools
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,6 @@ def load_task_prompts(task_ref: str, task_args: dict[str, Any], count: int) -> T
     from inspect_ai._eval.loader import load_tasks
     from inspect_ai.model import ChatMessageSystem, ChatMessageUser
 
-    logging.getLogger("inspect_ai").setLevel(logging.ERROR)  # its "param not used" warning is checked at plan time
     try:
         tasks = load_tasks([task_ref], task_args)
     except Exception as error:  # the task's own code: any error is a bad task, shown in one line

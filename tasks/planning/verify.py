@@ -1,6 +1,6 @@
 """Verify that everything a design names exists and is usable, before anything is planned.
 
-Reads: the model folders under `paths.models_dir` (config.json and weight files), every
+Reads: the model folders under `paths.models_dir` (config.json, weight and tokenizer files), every
 dataset JSON file the runs train on (parsed, counted and hashed), every evaluation script
 and evaluation dataset, and the free disk space under `paths.output_dir`.
 Writes: nothing. `verify_resources` returns `VerifiedResources`, or raises one `DesignError`
@@ -25,6 +25,7 @@ from tasks.training.registry import lookup
 
 HEADING = "Resources are missing or invalid"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+HF_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 GIB = 1024**3
 LEAK_EXAMPLES = 3
 
@@ -84,7 +85,30 @@ def _check_model(model: str, field: str, folder: Path, problems: list[Problem]) 
             field=field, message=f"{model}: no weights ({', '.join(WEIGHT_PATTERNS)})", path=str(folder)
         ))
         ok = False
+    if spec is not None:
+        ok = _check_tokenizer_files(model, field, folder, list(spec.tokenizer_files.values()), problems) and ok
     return ModelInfo(name=model, path=folder, size_bytes=_folder_size(folder)) if ok else None
+
+
+def _check_tokenizer_files(
+    model: str, field: str, folder: Path, torchtune_files: list[str], problems: list[Problem]
+) -> bool:
+    """The tokenizer files torchtune's config names and those inspect's hf/ provider loads."""
+    missing_tt = [f for f in torchtune_files if not (folder / f).is_file()]
+    if missing_tt:
+        hint = (" (a download without original/ lacks it: add `--include 'original/tokenizer.model'`)"
+                if any(f.startswith("original/") for f in missing_tt) else "")
+        problems.append(Problem(
+            field=field, message=f"{model}: tokenizer file(s) missing: {', '.join(missing_tt)}; "
+            f"torchtune's tokenizer reads them{hint}", path=str(folder),
+        ))
+    missing_hf = [f for f in HF_TOKENIZER_FILES if not (folder / f).is_file()]
+    if missing_hf:
+        problems.append(Problem(
+            field=field, message=f"{model}: tokenizer file(s) missing: {', '.join(missing_hf)}; "
+            "inspect's hf/ provider loads them for evaluation", path=str(folder),
+        ))
+    return not (missing_tt or missing_hf)
 
 
 def _dataset_fields(design: ExperimentDesign) -> dict[Path, str]:

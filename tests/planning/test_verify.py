@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,8 @@ def make_model(models_dir: Path, name: str) -> Path:
     (folder / "config.json").write_text("{}")
     spec = lookup(name)
     assert spec is not None
-    for file in spec.checkpoint_files:
+    for file in [*spec.checkpoint_files, *spec.tokenizer_files.values(), "tokenizer.json", "tokenizer_config.json"]:
+        (folder / file).parent.mkdir(parents=True, exist_ok=True)
         (folder / file).write_bytes(b"\0" * 16)
     return folder
 
@@ -94,7 +96,7 @@ def test_everything_present(env: Path) -> None:
     resources = verify(design_in(env))
     assert [m.name for m in resources.models] == list(MODELS)
     assert resources.models[0].path == env / "models" / MODELS[0]
-    assert resources.models[0].size_bytes == 2 + 16  # config.json + one weight file
+    assert resources.models[0].size_bytes == 2 + 4 * 16  # config.json + weight file + 3 tokenizer files
     (dataset,) = resources.datasets
     raw = (env / DATASET).read_bytes()
     assert dataset.path == env / DATASET
@@ -117,9 +119,7 @@ def test_missing_prior_runs_folder_is_not_an_error(env: Path) -> None:
 
 def test_missing_model_folder(env: Path) -> None:
     folder = env / "models" / MODELS[1]
-    for file in folder.iterdir():
-        file.unlink()
-    folder.rmdir()
+    shutil.rmtree(folder)
     found = problems_of(design_in(env))
     assert list(found) == ["models[1]"]
     assert "not found" in found["models[1]"][0] and str(folder) in found["models[1]"][0]
@@ -130,6 +130,16 @@ def test_model_without_config(env: Path) -> None:
     found = problems_of(design_in(env))
     assert list(found) == ["models[0]"]
     assert "config.json is missing" in found["models[0]"][0]
+
+
+def test_model_without_original_tokenizer_or_hf_tokenizer_names_the_files(env: Path) -> None:
+    # a download that skipped original/ (to avoid the duplicate .pth) used to pass every check
+    (env / "models" / MODELS[0] / "original" / "tokenizer.model").unlink()
+    (env / "models" / MODELS[1] / "tokenizer.json").unlink()
+    found = problems_of(design_in(env))
+    assert "tokenizer file(s) missing: original/tokenizer.model; torchtune's tokenizer reads them" in found["models[0]"][0]
+    assert "--include 'original/tokenizer.model'" in found["models[0]"][0]
+    assert "tokenizer file(s) missing: tokenizer.json; inspect's hf/ provider loads them" in found["models[1]"][0]
 
 
 def test_model_missing_a_weight_shard_names_it(env: Path) -> None:
