@@ -112,8 +112,12 @@ def _load(files: dict[str, Any], rel: str) -> Any:
     return yaml.safe_load(files[rel].content)
 
 
-def check_case(plan: Plan, files: dict[str, Any], run: Run, trained: Run, task: EvalTask, count: int) -> FidelityCheck:
-    """Compare training and evaluation tokens of `run` on `task`; `trained` gives the torchtune config."""
+def check_case(files: dict[str, Any], run: Run, trained: Run, task: EvalTask, count: int) -> FidelityCheck:
+    """Compare training and evaluation tokens of `run` on `task`.
+
+    `trained` gives the torchtune config: the run itself, or for a base-model control a
+    fine-tune of the same model (the control's own system prompt is used).
+    """
     where = f"run {run.name}, task {task.name}, model {run.model}"
     try:
         return _check_case(where, files, run, trained, task, count)
@@ -150,19 +154,19 @@ def _check_case(where: str, files: dict[str, Any], run: Run, trained: Run, task:
 
 
 def check_fidelity(plan: Plan, files: dict[str, Any], samples: int = SAMPLES) -> list[FidelityCheck]:
-    """Every distinct (model, system prompt, task) of the plan checked; raises FidelityError on a mismatch."""
+    """Every distinct (model, system prompt, task, dataset) of the plan checked; raises FidelityError on a mismatch."""
     trained_by_model: dict[str, Run] = {}
     for run in plan.finetune_runs:
         trained_by_model.setdefault(run.model, run)
     tasks = {t.name: t for t in plan.design.evaluation.tasks}
-    seen: set[tuple[str, str, str]] = set()
+    seen: set[tuple[str, str, str, str]] = set()
     checks = []
     for run in plan.runs:
-        trained = trained_by_model.get(run.model)
+        trained = trained_by_model.get(run.model) if run.is_control else run
         for task_name in dict.fromkeys(job.task for job in run.evaluations):
-            key = (run.model, run.params.system_prompt, task_name)
+            key = (run.model, run.params.system_prompt, task_name, str(run.params.dataset.path))
             if trained is None or key in seen:
                 continue
             seen.add(key)
-            checks.append(check_case(plan, files, run, trained, tasks[task_name], samples))
+            checks.append(check_case(files, run, trained, tasks[task_name], samples))
     return checks
