@@ -3,8 +3,8 @@
 Saved once as a Prefect block (type slug `slurm-cluster`) and named by designs:
 
     from blocks import SlurmCluster
-    SlurmCluster(account="mylab", partition="gpu", time_limit="04:00:00", mem="64G",
-                 env_setup=["module load anaconda3/2024.6", "conda activate ttenv"],
+    SlurmCluster(account="mylab", partition="gpu", constraint="gpu80", mem="64G",
+                 job_env={"modules": ["anaconda3/2024.6"], "conda": "ttenv"},
                  ).save("della-a100", overwrite=True)
 
 A design may also give the same fields inline (`cluster: {partition: gpu, ...}`).
@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Literal
 from prefect.blocks.core import Block
 from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
 
-from tasks.model.cluster import ClusterSettings
+from tasks.model.cluster import ClusterSettings, JobEnv
 
 
 class SlurmCluster(Block):
@@ -44,7 +44,7 @@ class SlurmCluster(Block):
     cpus_per_task: PositiveInt = Field(4, description="sbatch --cpus-per-task")
     env_setup: list[str] = Field(
         default_factory=list,
-        description="Shell lines run before each job: module loads, conda / venv activation",
+        description="Shell lines run before each job's environment is activated (exports, site setup)",
     )
     max_queued_jobs: PositiveInt = Field(
         20, description="Never more than this many jobs queued or running (your QoS MaxSubmitJobs)"
@@ -60,6 +60,15 @@ class SlurmCluster(Block):
     )
     device: Literal["cuda", "cpu"] = Field(
         "cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)"
+    )
+    job_env: JobEnv | None = Field(
+        None, description="The jobs' Python: module lines, then a conda env (name or prefix) or a venv folder; "
+        "empty: this clone's .venv"
+    )
+    eval_partition: str | None = Field(None, description="Partition of evaluation jobs (empty: partition)")
+    eval_constraint: str | None = Field(None, description="Constraint of evaluation jobs (empty: constraint)")
+    eval_gpu_type: str | None = Field(
+        None, description="GPU type of evaluation jobs, e.g. a MIG slice 3g.40gb (empty: the design's gpu.type)"
     )
 
     @model_validator(mode="after")

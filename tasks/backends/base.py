@@ -24,6 +24,7 @@ FailureCause = Literal[
     "cancelled",  # CANCELLED by a user
     "dependency",  # never ran: its dependency failed (DependencyNeverSatisfied)
     "launch",  # never started (e.g. JobLaunchFailure, missing output folder)
+    "environment",  # the job's preflight failed: a package, a version or the GPU is wrong (tasks/core/preflight.py)
     "error",  # any other failure: code or data error, not retried
 ]
 
@@ -51,6 +52,7 @@ class JobSpec(BaseModel):
     mem: str  # e.g. 32G
     cpus: int
     gpus: int = 0
+    gpu_type: str | None = None  # e.g. a100, or a MIG slice 3g.40gb
     account: str | None = None
     partition: str | None = None
     constraint: str | None = None

@@ -31,6 +31,8 @@ _NOT_RETRIED: dict[str, str] = {
     "dependency": "never ran (its dependency failed): not retried",
     "launch": "the job could not start (launch failure): fix the cause and launch again; not retried",
     "error": "code or data error (see the job log): not retried",
+    "environment": "the job environment is wrong (its preflight line says what): fix job_env and launch again; "
+    "not retried",
 }
 
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from tasks.backends import classify_failure
 from tasks.backends.base import Backend, JobInfo
 from tasks.core.files import read_log_tail
+from tasks.core.preflight import failure_line
 from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import epoch_dir_name
@@ -193,6 +194,7 @@ def _describe(cause: str | None, info: JobInfo, key: str, log: Path) -> tuple[st
         "timeout": f"time limit reached ({info.raw_state})",
         "node": f"node failure ({info.raw_state}{where})",
         "launch": f"job could not start ({info.reason or info.raw_state}, exit {info.exit_code})",
+        "environment": f"job environment: {failure_line(read_log_tail(log)) or 'preflight failed'}; see {log}",
     }.get(cause or "", f"job failed ({info.raw_state}, exit {info.exit_code}); see {log}")
     return "failed", text
 

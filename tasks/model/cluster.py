@@ -9,14 +9,57 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign
 
 # sbatch reads `#SBATCH` lines itself, without a shell: values there must be plain tokens.
 DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/-]+$")
+# SLURM constraint expressions: features joined by & (and), | (or), [] (one of, for all
+# nodes), * (node count), () (grouping); no spaces, so sbatch reads the line as one token
+CONSTRAINT_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/|&*()\[\]-]+$")
 TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$|^\d+$")
+# a conda env name, a module name (`cuda/12.1`), a filesystem path: no shell syntax
+ENV_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/~-]+$")
+
+
+class JobEnv(BaseModel):
+    """How a job gets its Python: module lines, then a conda env or a venv (never the orchestrator's by accident).
+
+    Job scripts load `modules` (`module load <each>`), then activate `conda` (a name or a
+    prefix path) or `venv` (a virtual environment's folder), and run the preflight check in
+    that Python. Unset in the cluster settings: this clone's own `.venv` (the demo and tests).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    modules: list[str] = Field(default_factory=list, description="module load arguments, e.g. cuda/12.1")
+    conda: str | None = Field(None, description="conda environment name or prefix (conda activate)")
+    venv: str | None = Field(None, description="virtual environment folder (its bin/activate is sourced)")
+
+    @field_validator("modules")
+    @classmethod
+    def _modules(cls, value: list[str]) -> list[str]:
+        for module in value:
+            if not ENV_VALUE.match(module):
+                raise ValueError(f"{module!r} is not a module name like cuda/12.1")
+        return value
+
+    @field_validator("conda", "venv")
+    @classmethod
+    def _plain(cls, value: str | None) -> str | None:
+        if value is not None and not ENV_VALUE.match(value):
+            raise ValueError(f"{value!r} is not a plain name or path (no spaces or shell characters)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_python(self) -> JobEnv:
+        if self.conda and self.venv:
+            raise ValueError("name a conda env or a venv, not both")
+        if not (self.conda or self.venv or self.modules):
+            raise ValueError("name a conda env, a venv or module lines (or leave job_env out)")
+        return self
 
 
 class ClusterSettings(BaseModel):
@@ -35,7 +78,7 @@ class ClusterSettings(BaseModel):
     cpus_per_task: PositiveInt = 4
     env_setup: list[str] = Field(
         default_factory=list,
-        description="Shell lines run before each job (module load ..., source .venv/bin/activate)",
+        description="Shell lines run before each job's environment is activated (exports, site setup)",
     )
     max_queued_jobs: PositiveInt = 20
     submit_stagger_seconds: float = Field(5.0, ge=0)
@@ -44,12 +87,27 @@ class ClusterSettings(BaseModel):
     device: Literal["cuda", "cpu"] = Field(
         "cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)"
     )
+    job_env: JobEnv | None = Field(None, description="The jobs' Python environment (default: this clone's .venv)")
+    eval_partition: str | None = Field(None, description="Partition of evaluation jobs (default: partition)")
+    eval_constraint: str | None = Field(None, description="Constraint of evaluation jobs (default: constraint)")
+    eval_gpu_type: str | None = Field(
+        None, description="GPU type of evaluation jobs, e.g. a MIG slice 3g.40gb (default: the design's gpu.type)"
+    )
 
-    @field_validator("account", "partition", "constraint", "qos", "mem", "eval_mem")
+    @field_validator("account", "partition", "qos", "mem", "eval_mem", "eval_partition", "eval_gpu_type")
     @classmethod
     def _directive(cls, value: str | None) -> str | None:
         if value is not None and not DIRECTIVE_VALUE.match(value):
             raise ValueError(f"{value!r} cannot be written on an #SBATCH line (letters, digits and ._:,=@%+/- only)")
+        return value
+
+    @field_validator("constraint", "eval_constraint")
+    @classmethod
+    def _constraint(cls, value: str | None) -> str | None:
+        if value is not None and not CONSTRAINT_VALUE.match(value):
+            raise ValueError(
+                f"{value!r} is not a SLURM constraint expression (features with & | [] * (), no spaces)"
+            )
         return value
 
     @field_validator("time_limit", "eval_time_limit")

@@ -159,7 +159,10 @@ class GpuSpec(_Strict):
 
     count: PositiveInt = Field(1, description="GPUs per fine-tuning job (1 -> single-device recipe)")
     memory_gb: PositiveFloat = Field(80, description="Memory of one GPU, for batch-size estimates")
-    type: str | None = Field(None, description="e.g. A100, H100 (documentation only)")
+    type: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9._-]+$",
+        description="The site's GPU gres type, e.g. a100 or h100: rendered as --gres=gpu:<type>:<count>",
+    )
     available: PositiveInt = Field(4, description="GPUs you can get at once (the 'mixed' wall-clock scenario)")
 
 

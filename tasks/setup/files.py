@@ -7,7 +7,9 @@ Writes: nothing; returns {relative path: GeneratedFile}. `tasks/setup/materializ
 from __future__ import annotations
 
 import sys
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -18,15 +20,15 @@ from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
 from tasks.evaluation.chat_format import model_args
 from tasks.evaluation.inspect_tasks import task_args, task_reference
-from tasks.model.cluster import ClusterSettings
-from tasks.model.design import design_type
+from tasks.model.cluster import ClusterSettings, JobEnv
+from tasks.model.design import PathsSpec, design_type
 from tasks.model.factors import factor_levels
 from tasks.model.layout import GroupLayout, eval_job_name, eval_script_name
 from tasks.model.plan import Plan, Run
 from tasks.model.status import FinetuneOverrides
 from tasks.training.config import recipe_for
 from tasks.training.overrides import apply_overrides, render_finetune_with_overrides
-from tasks.training.registry import lookup
+from tasks.training.registry import RECIPE_REQUIREMENTS, lookup
 
 SWEEPFLOW_HOME = REPO_ROOT
 _REPO = SWEEPFLOW_HOME
@@ -56,12 +58,57 @@ def _dump(data: object) -> str:
     return dump_yaml(data)  # libyaml's emitter when present (5x faster than PyYAML's; same text)
 
 
-def job_spec(cluster: ClusterSettings, name: str, time_limit: str, mem: str, gpus: int) -> JobSpec:
-    """What a job asks the scheduler for: the cluster settings' site options, this job's size."""
+def job_spec(
+    cluster: ClusterSettings, name: str, time_limit: str, mem: str, gpus: int, gpu_type: str | None = None
+) -> JobSpec:
+    """What a fine-tune asks the scheduler for: the cluster settings' site options, this job's size."""
     return JobSpec(
-        name=name, time_limit=time_limit, mem=mem, cpus=cluster.cpus_per_task, gpus=gpus, account=cluster.account,
-        partition=cluster.partition, constraint=cluster.constraint, qos=cluster.qos, extra=list(cluster.extra_sbatch),
+        name=name, time_limit=time_limit, mem=mem, cpus=cluster.cpus_per_task, gpus=gpus, gpu_type=gpu_type,
+        account=cluster.account, partition=cluster.partition, constraint=cluster.constraint, qos=cluster.qos,
+        extra=list(cluster.extra_sbatch),
     )
+
+
+def eval_job_spec(cluster: ClusterSettings, name: str, gpu_type: str | None) -> JobSpec:
+    """An evaluation's request: its own partition, constraint and GPU type where the settings give them."""
+    spec = job_spec(cluster, name, cluster.eval_time_limit, cluster.eval_mem, 1 if cluster.device == "cuda" else 0,
+                    cluster.eval_gpu_type or gpu_type)
+    return spec.model_copy(update={
+        "partition": cluster.eval_partition or cluster.partition,
+        "constraint": cluster.eval_constraint or cluster.constraint,
+    })
+
+
+def job_environment(cluster: ClusterSettings) -> JobEnv:
+    """The jobs' Python environment: the settings' `job_env`, else this clone's own venv."""
+    # not validated: the path is this clone's, not user input (and every value is shell-quoted)
+    return cluster.job_env or JobEnv.model_construct(modules=[], conda=None, venv=str(python_bin().parent))
+
+
+def environment_context(plan: Plan, cluster: ClusterSettings, stage: str, gpus: int, folder: Path) -> dict[str, Any]:
+    """What templates/jobs/_environment.j2 needs: the env, the scratch folder, the preflight's request."""
+    scratch = plan.design.paths.scratch_dir if isinstance(plan.design.paths, PathsSpec) else None
+    return {
+        "job_env": job_environment(cluster),
+        "scratch_root": str(scratch) if scratch else None,
+        "scratch_fallback": str(folder),
+        "preflight": str(SWEEPFLOW_HOME / "tasks" / "core" / "preflight.py"),
+        "stage": stage,
+        "gpus": gpus,
+        "requirements": job_requirements(stage),
+        "sweepflow_home": str(SWEEPFLOW_HOME),
+    }
+
+
+def job_requirements(stage: str) -> list[str]:
+    """Packages the preflight requires in the job's Python.
+
+    Fine-tunes: the torchtune and torchao that sweepflow_recipes/ is written against. Evaluations:
+    the inspect_ai and transformers this setup's fidelity check proved the prompts with.
+    """
+    if stage == "finetune":
+        return list(RECIPE_REQUIREMENTS)
+    return [f"{name}=={metadata.version(name)}" for name in ("inspect_ai", "transformers")]
 
 
 def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
@@ -102,8 +149,8 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
                     base=base,
                     cluster=cluster,
                     script_name=name,
-                    directives=job_directives(job_spec(cluster, eval_job_name(job), cluster.eval_time_limit,
-                                                       cluster.eval_mem, 1 if cluster.device == "cuda" else 0)),
+                    directives=job_directives(eval_job_spec(cluster, eval_job_name(job), plan.design.gpu.type)),
+                    **environment_context(plan, cluster, "eval", 1 if cluster.device == "cuda" else 0, eval_dir),
                     eval_dir=str(eval_dir),
                     run_dir=str(run_dir),
                     model_path=str(model_path),
@@ -114,8 +161,6 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
                     max_tokens=plan.design.evaluation.max_tokens,
                     limit=plan.design.evaluation.limit,
                     design_hash=plan.design_hash,
-                    sweepflow_home=str(SWEEPFLOW_HOME),
-                    python_bin=str(python_bin()),
                 ),
             )
     return files
@@ -153,13 +198,13 @@ def finetune_files(
                 plan=plan,
                 run=run,
                 cluster=cluster,
-                directives=job_directives(job_spec(cluster, run.name, cluster.time_limit, cluster.mem, gpus)),
-                gpus=gpus,
+                directives=job_directives(
+                    job_spec(cluster, run.name, cluster.time_limit, cluster.mem, gpus, plan.design.gpu.type)
+                ),
+                **environment_context(plan, cluster, "finetune", gpus, run_dir),
                 distributed=gpus > 1,
                 recipe=recipe_for(plan.design.gpu.count, run.params.validation, device=cluster.device),
                 run_dir=str(run_dir),
-                sweepflow_home=str(SWEEPFLOW_HOME),
-                python_bin=str(python_bin()),
             ),
         ),
     }

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+# What the job environment of a fine-tune must hold exactly: sweepflow_recipes/ subclasses
+# torchtune 0.6.1's recipes, and torchtune 0.6.1 imports torchao 0.15.0's API.
+RECIPE_REQUIREMENTS = ("torchtune==0.6.1", "torchao==0.15.0")
+
 
 class ModelSpec(BaseModel):
     """One supported base model: its size, torchtune builders, tokenizer and checkpoint files."""

@@ -71,7 +71,7 @@ def test_node_failure_excludes_the_node_and_keeps_earlier_ones() -> None:
     assert remedy.overrides() == JobOverrides(time_limit="08:00:00", exclude_nodes=["gpu3", "gpu7"])  # as is: the longer limit stays
 
 
-@pytest.mark.parametrize("cause", ["cancelled", "error", "launch", "dependency", None])
+@pytest.mark.parametrize("cause", ["cancelled", "error", "launch", "dependency", "environment", None])
 def test_never_retried(cause: str | None) -> None:
     assert decide(cause, 1, 3, ctx()).kind == "none"
 

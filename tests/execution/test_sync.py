@@ -111,6 +111,10 @@ def test_completed_evaluation_needs_a_successful_eval_log(launched) -> None:
         ("PREEMPTED", {"node": "gpu9"}, "", "failed", "node", "node failure (PREEMPTED on gpu9)"),
         ("FAILED", {"exit_code": "1:0", "node": "gpu1"}, "KeyError: 'output'", "failed", "error", "job failed (FAILED, exit 1:0)"),
         ("CANCELLED by 1000", {"node": "gpu1", "elapsed_s": 5.0}, "", "cancelled", "cancelled", "cancelled by a user (CANCELLED by 1000)"),
+        ("FAILED", {"exit_code": "86:0", "node": "gpu1"},
+         "sweepflow preflight: FAILED: torchtune 0.6.0 is installed, sweepflow needs exactly 0.6.1 (job Python /x/bin/python)",
+         "failed", "environment",
+         "job environment: torchtune 0.6.0 is installed, sweepflow needs exactly 0.6.1 (job Python /x/bin/python); see"),
     ],
 )
 def test_failed_finetune_states(launched, raw, fields, log, status, cause, reason) -> None:

@@ -61,10 +61,13 @@ def full_group(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cluster=cluster,
     )
     data["evaluation"] = {**data["evaluation"], "epochs": "best", "limit": 5, "max_tokens": 16}
+    data["paths"] = {**data["paths"], "scratch_dir": str(root / "node scratch")}
     group = planned(data, base=root)
-    # the scripts' PATH must reach the recording stubs, not sweepflow's real tune/inspect
+    # the scripts' PATH must reach the recording stubs, not sweepflow's real tune/inspect:
+    # the default job environment is a venv whose activate script changes nothing
+    write_file(root / "stub-venv" / "bin" / "activate", "# a job environment that keeps the stubs on PATH\n")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(setup_files, "python_bin", lambda: root / "no-such-venv" / "bin")
+        patch.setattr(setup_files, "python_bin", lambda: root / "stub-venv" / "bin")
         set_up_group(group)
     return group
 

@@ -19,25 +19,31 @@ def test_full_cluster_scripts_run_as_intended(full_group: Path, tmp_path: Path) 
     box = Sandbox(tmp_path / "sandbox")
     run = plan.finetune_runs[0]
     calls = box.run(full_group / run.name / "finetune.slurm")
-    assert [c["prog"] for c in calls] == ["module", "hostname", "tune"]
+    assert [c["prog"] for c in calls] == ["module", "python", "hostname", "tune"]
     assert calls[0]["argv"] == ["load", "cuda/12.1"]
-    assert calls[2]["argv"] == ["run", "--nproc_per_node", "2", "sweepflow_recipes/lora_finetune_distributed_val.py", "--config", "finetune.yaml"]
+    # the preflight, in the job's Python: the recipes' exact torchtune/torchao, CUDA with 2 GPUs
+    assert calls[1]["argv"][0].endswith("tasks/core/preflight.py") and calls[1]["argv"][1:] == [
+        "--stage", "finetune", "--device", "cuda", "--gpus", "2", "--require", "torchtune==0.6.1",
+        "--require", "torchao==0.15.0", "--record", "job_env-local.json",
+    ]
+    scratch = Path(plan.design.paths.scratch_dir)
+    assert calls[1]["HF_HOME"].startswith(f"{scratch}/sweepflow-") and calls[1]["TMPDIR"].endswith("/tmp")
+    assert not list(scratch.glob("sweepflow-*"))  # the per-job folder is removed when the job ends
+    assert calls[3]["argv"] == ["run", "--nproc_per_node", "2", "sweepflow_recipes/lora_finetune_distributed_val.py", "--config", "finetune.yaml"]
     best = full_group / run.name / "epoch_0"
     best.mkdir(exist_ok=True)
     job = run.evaluations[0]
     assert job.epoch == "best"
-    scratch = tmp_path / "node scratch"
-    scratch.mkdir()
-    calls = box.run(full_group / run.name / "evaluations" / job.task / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best),
-                    TMPDIR=str(scratch))
-    assert [c["prog"] for c in calls] == ["module", "python", "python", "inspect"]
-    assert calls[1]["argv"] == ["-m", "tasks.evaluation.best_epoch", str(full_group / run.name)]
-    # adapter-only checkpoints: the best epoch's adapter is merged into the base model on scratch, then evaluated
-    merged = calls[2]["argv"][-1]
-    assert calls[2]["argv"] == ["-m", "tasks.evaluation.merge_adapter", str(best), str(run.model_dir), merged]
-    assert Path(merged).parent == scratch and not Path(merged).exists()  # deleted when the job ended
-    assert calls[3]["argv"] == expected_eval_argv(plan, run.name, job.task, "best", merged)
-    assert "--limit" in calls[3]["argv"]
+    calls = box.run(full_group / run.name / "evaluations" / job.task / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best))
+    assert [c["prog"] for c in calls] == ["module", "python", "python", "python", "inspect"]
+    assert calls[1]["argv"][1:5] == ["--stage", "eval", "--device", "cuda"]
+    assert calls[2]["argv"] == ["-m", "tasks.evaluation.best_epoch", str(full_group / run.name)]
+    # adapter-only checkpoints: the best epoch's adapter is merged into the base model in the job's scratch
+    merged = calls[3]["argv"][-1]
+    assert calls[3]["argv"] == ["-m", "tasks.evaluation.merge_adapter", str(best), str(run.model_dir), merged]
+    assert Path(merged).parent.parent.parent == scratch and not Path(merged).exists()  # deleted when the job ended
+    assert calls[4]["argv"] == expected_eval_argv(plan, run.name, job.task, "best", merged)
+    assert "--limit" in calls[4]["argv"]
     control = next(r for r in plan.control_runs if r.evaluations)
     calls = box.run(full_group / control.name / "evaluations" / control.evaluations[0].task / "eval.slurm")
-    assert [c["prog"] for c in calls] == ["module", "inspect"]  # a base model is evaluated as it is
+    assert [c["prog"] for c in calls] == ["module", "python", "inspect"]  # a base model is evaluated as it is

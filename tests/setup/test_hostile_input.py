@@ -91,6 +91,9 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
     root.mkdir()
     home = tmp_path / "repo $(touch PWNED_HOME) 'x' `y`"
     monkeypatch.setattr(setup_files, "SWEEPFLOW_HOME", home)
+    # the default job environment, this (hostile) clone's .venv: an activate that keeps the stubs on PATH
+    (home / ".venv" / "bin").mkdir(parents=True)
+    (home / ".venv" / "bin" / "activate").write_text("# stub job environment\n")
     prompt = hostile_prompt(tmp_path)
     data = fakesite.design(root, name="hostile", training={"epochs": 2, "system_prompt": prompt})
     data["evaluation"]["tasks"][0]["task_function"] = "cap_task"
@@ -131,22 +134,24 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
     for run in plan.finetune_runs:
         run_dir = group / run.name
         calls = box.run(run_dir / "finetune.slurm")
-        assert [c["prog"] for c in calls] == ["hostname", "tune"]
-        assert calls[1]["argv"] == ["run", recipe, "--config", "finetune.yaml"]
-        assert calls[1]["cwd"] == str(run_dir) and calls[1]["PYTHONPATH"] == str(home)
+        assert [c["prog"] for c in calls] == ["python", "hostname", "tune"]  # preflight, then the job
+        assert calls[0]["argv"][0] == str(home / "tasks" / "core" / "preflight.py")
+        assert calls[2]["argv"] == ["run", recipe, "--config", "finetune.yaml"]
+        assert calls[2]["cwd"] == str(run_dir) and calls[2]["PYTHONPATH"] == str(home)
         (run_dir / "epoch_1").mkdir()
     evaluated = 0
     for run in plan.runs:
         for job in run.evaluations:
             script = group / run.name / "evaluations" / job.task / ("eval.slurm" if job.epoch is None else f"eval_epoch_{job.epoch}.slurm")
             calls = box.run(script)
+            assert calls[0]["prog"] == "python" and calls[0]["argv"][1:3] == ["--stage", "eval"]  # preflight
             if run.is_control:  # a base model is evaluated as it is
                 model_path = str(run.model_dir)
-                assert [c["prog"] for c in calls] == ["inspect"]
-            else:  # a fine-tune through a view of epoch_N without its adapter files (LoRA applied once)
                 assert [c["prog"] for c in calls] == ["python", "inspect"]
-                epoch_dir, model_path = str(group / run.name / f"epoch_{job.epoch}"), calls[0]["argv"][-1]
-                assert calls[0]["argv"] == ["-m", "tasks.evaluation.model_view", epoch_dir, model_path]
+            else:  # a fine-tune through a view of epoch_N without its adapter files (LoRA applied once)
+                assert [c["prog"] for c in calls] == ["python", "python", "inspect"]
+                epoch_dir, model_path = str(group / run.name / f"epoch_{job.epoch}"), calls[1]["argv"][-1]
+                assert calls[1]["argv"] == ["-m", "tasks.evaluation.model_view", epoch_dir, model_path]
                 assert not Path(model_path).exists()  # removed when the job ended
             inspect = calls[-1]
             assert inspect["argv"] == expected_eval_argv(plan, run.name, job.task, job.epoch, model_path)

@@ -126,7 +126,8 @@ STUB = """#!{python}
 import json, os, sys
 name = os.path.basename(sys.argv[0])
 with open(os.environ["STUB_LOG"], "a", encoding="utf-8") as log:
-    log.write(json.dumps({{"prog": name, "argv": sys.argv[1:], "cwd": os.getcwd(), "PYTHONPATH": os.environ.get("PYTHONPATH")}}) + "\\n")
+    log.write(json.dumps({{"prog": name, "argv": sys.argv[1:], "cwd": os.getcwd(), "PYTHONPATH": os.environ.get("PYTHONPATH"),
+                          "HF_HOME": os.environ.get("HF_HOME"), "TMPDIR": os.environ.get("TMPDIR")}}) + "\\n")
 if name == "hostname":
     print("stub-node")
 if name == "python":
@@ -137,7 +138,7 @@ if name == "python":
 class Sandbox:
     """Runs a generated script with `bash`, the programs it calls replaced by recording stubs."""
 
-    PROGRAMS = ("tune", "inspect", "python", "hostname", "sbatch", "module")
+    PROGRAMS = ("tune", "inspect", "python", "hostname", "sbatch", "module", "conda")
 
     def __init__(self, root: Path):
         self.root = root

@@ -14,6 +14,7 @@ Rules, first match wins (the recorded SLURM outputs in tests/fixtures/slurm back
       without it, and for a job that never ran that is --kill-on-invalid-dep. sacct does not
       keep the DependencyNeverSatisfied reason: it shows None (sacct_X_P_n.txt, job 6) or
       Dependency (seen live), whichever reason it last stored)
+  log tail has the preflight's "sweepflow preflight: FAILED:" line -> "environment"
   log tail shows running out of memory (CUDA/torch OOM, the cgroup "oom-kill" line, the
   jobacct "exceeded memory limit" kill, which SLURM reports as FAILED/JobLaunchFailure) -> "oom"
   Reason JobLaunchFailure or exit signal 53, and no log at all   -> "launch"
@@ -26,6 +27,7 @@ import re
 
 from tasks.backends.base import FailureCause, JobInfo
 from tasks.backends.slurm.states import NEVER_RUNS, state_of
+from tasks.core.preflight import FAILED_MARK
 
 OOM_IN_LOG = re.compile(
     r"CUDA out of memory|torch\.OutOfMemoryError|torch\.cuda\.OutOfMemoryError|OutOfMemoryError"
@@ -47,6 +49,8 @@ def classify_failure(info: JobInfo, log_tail: str = "") -> FailureCause | None:
         if " by " not in info.raw_state and info.reason in (None, "Dependency") and never_ran:
             return "dependency"
         return "cancelled"
+    if FAILED_MARK in (log_tail or ""):
+        return "environment"
     if OOM_IN_LOG.search(log_tail or ""):
         return "oom"
     signal_53 = (info.exit_code or "").endswith(":53")
