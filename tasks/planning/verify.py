@@ -21,7 +21,7 @@ from tasks.core.errors import DesignError, Problem
 from tasks.evaluation.inspect_tasks import contract_problems
 from tasks.model.design import DatasetSpec, ExperimentDesign, PathsSpec
 from tasks.model.plan import DatasetInfo, ModelInfo, Run, SplitCounts, VerifiedResources
-from tasks.training.registry import lookup
+from tasks.training.registry import REGISTRY, ModelSpec, lookup
 
 HEADING = "Resources are missing or invalid"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
@@ -87,7 +87,46 @@ def _check_model(model: str, field: str, folder: Path, problems: list[Problem]) 
         ok = False
     if spec is not None:
         ok = _check_tokenizer_files(model, field, folder, list(spec.tokenizer_files.values()), problems) and ok
+        ok = _check_dimensions(model, field, folder, spec, problems) and ok
     return ModelInfo(name=model, path=folder, size_bytes=_folder_size(folder)) if ok else None
+
+
+def _check_dimensions(model: str, field: str, folder: Path, spec: ModelSpec, problems: list[Problem]) -> bool:
+    """config.json's hidden size and layer count against the registry: the folder holds the model it is named for."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return True  # a missing config.json is its own problem; an unreadable one torchtune reports
+    if not isinstance(config, dict):
+        return True
+    found = (config.get("hidden_size"), config.get("num_hidden_layers"))
+    if None in found or found == (spec.hidden_size, spec.num_layers):
+        return True
+    same_shape = [m for m, s in REGISTRY.items() if (s.hidden_size, s.num_layers) == found and s.family == spec.family]
+    looks_like = f" (the shape of {', '.join(same_shape[:2])})" if same_shape else ""
+    problems.append(Problem(
+        field=field,
+        message=f"{model}: config.json has hidden_size {found[0]} and {found[1]} layers{looks_like}, but {model} has "
+        f"{spec.hidden_size} and {spec.num_layers}: the folder holds another model",
+        path=str(folder / "config.json"),
+    ))
+    return False
+
+
+def check_lora_ranks(runs: list[Run]) -> list[Problem]:
+    """A LoRA rank above the model's hidden size adapts nothing a smaller rank could not (and wastes memory)."""
+    problems = []
+    for run in runs:
+        spec = lookup(run.model)
+        if run.is_control or spec is None or run.params.lora_rank <= spec.hidden_size:
+            continue
+        field = "factors.lora_rank" if "lora_rank" in run.factors else "training.lora_rank"
+        problems.append(Problem(
+            field=field,
+            message=f"run {run.name}: lora_rank {run.params.lora_rank} is above {run.model}'s hidden size "
+            f"{spec.hidden_size}; the rank of a LoRA update cannot exceed the layer's width",
+        ))
+    return problems
 
 
 def _check_tokenizer_files(
@@ -326,6 +365,7 @@ def verify_resources(design: ExperimentDesign, runs: list[Run]) -> VerifiedResou
                     field=f"evaluation.tasks[{i}].dataset", message=f"{task.name}: {what}", path=str(data)
                 ))
 
+    problems += check_lora_ranks(runs or [])
     free = _check_output_dir(Path(paths.output_dir), problems)
     if problems:
         raise DesignError(problems, heading=HEADING)

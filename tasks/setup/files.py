@@ -100,15 +100,20 @@ def environment_context(plan: Plan, cluster: ClusterSettings, stage: str, gpus: 
     }
 
 
+EVAL_PACKAGES = ("accelerate", "safetensors", "pydantic", "pyyaml", "filelock")
+
+
 def job_requirements(stage: str) -> list[str]:
     """Packages the preflight requires in the job's Python.
 
     Fine-tunes: the torchtune and torchao that sweepflow_recipes/ is written against. Evaluations:
-    the inspect_ai and transformers this setup's fidelity check proved the prompts with.
+    the inspect_ai and transformers this setup's fidelity check proved the prompts with, exactly,
+    and what inspect's hf/ provider and sweepflow's evaluation helpers import.
     """
     if stage == "finetune":
         return list(RECIPE_REQUIREMENTS)
-    return [f"{name}=={metadata.version(name)}" for name in ("inspect_ai", "transformers")]
+    exact = [f"{name}=={metadata.version(name)}" for name in ("inspect_ai", "transformers")]
+    return [*exact, *EVAL_PACKAGES]
 
 
 def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:

@@ -142,6 +142,23 @@ def test_model_without_original_tokenizer_or_hf_tokenizer_names_the_files(env: P
     assert "tokenizer file(s) missing: tokenizer.json; inspect's hf/ provider loads them" in found["models[1]"][0]
 
 
+def test_model_folder_holding_another_model_names_both(env: Path) -> None:
+    (env / "models" / MODELS[1] / "config.json").write_text(json.dumps({"hidden_size": 2048, "num_hidden_layers": 16}))
+    message = problems_of(design_in(env))["models[1]"][0]
+    assert "Llama-3.2-3B-Instruct: config.json has hidden_size 2048 and 16 layers (the shape of Llama-3.2-1B-Instruct" in message
+    assert "but Llama-3.2-3B-Instruct has 3072 and 28: the folder holds another model" in message
+
+
+def test_lora_rank_above_the_hidden_size_is_refused(env: Path) -> None:
+    design = design_in(env, factors={"lora_rank": [4, 4096]})
+    with pytest.raises(DesignError) as caught:
+        verify(design)
+    message = caught.value.render()
+    assert "factors.lora_rank: run Llama-3.2-1B-Instruct_rank4096: lora_rank 4096 is above Llama-3.2-1B-Instruct's hidden size 2048" in message
+    assert "lora_rank 4096 is above Llama-3.2-3B-Instruct's hidden size 3072" in message  # each run named
+    assert "rank4:" not in message.replace("rank4096", "")
+
+
 def test_model_missing_a_weight_shard_names_it(env: Path) -> None:
     (env / "models" / MODELS[1] / "model-00002-of-00002.safetensors").unlink()
     found = problems_of(design_in(env))

@@ -46,7 +46,7 @@ def make_models(models_dir: Path, names: list[str]) -> None:
         folder = models_dir / name
         spec = lookup(name)
         if spec.family == "llama3":
-            make_llama3_instruct_folder(folder, spec.checkpoint_files)
+            make_llama3_instruct_folder(folder, spec.checkpoint_files, (spec.hidden_size, spec.num_layers))
             continue
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))

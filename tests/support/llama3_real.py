@@ -10,7 +10,7 @@ list. Writes, into a folder the test names:
   tokenizer_config.json      with the Llama-3.1/3.2-Instruct chat template as Meta documents it
                              (llama_models/llama3_2/text_prompt_format.md): a system block with
                              "Cutting Knowledge Date" and "Today Date" in every prompt
-  config.json                LlamaForCausalLM dims of a tiny model with the real vocabulary
+  config.json                LlamaForCausalLM config with the real vocabulary (dims as asked)
 Nothing is downloaded. The conversion (about 5 s) runs once per test process.
 """
 
@@ -81,8 +81,12 @@ def hf_tokenizer_json() -> Path:
     return out
 
 
-def make_llama3_instruct_folder(folder: Path, weight_files: list[str] = ()) -> Path:
-    """A Llama-3.2-Instruct-shaped folder with the real tokenizer; `weight_files` get a few zero bytes."""
+def make_llama3_instruct_folder(folder: Path, weight_files: list[str] = (), dims: tuple[int, int] = (64, 2)) -> Path:
+    """A Llama-3.2-Instruct-shaped folder with the real tokenizer; `weight_files` get a few zero bytes.
+
+    `dims`: config.json's (hidden_size, num_hidden_layers); a named registry model's own, where
+    verification compares them (the weights are never loaded).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "original").mkdir(exist_ok=True)
     shutil.copyfile(tokenizer_model(), folder / "original" / "tokenizer.model")
@@ -98,7 +102,7 @@ def make_llama3_instruct_folder(folder: Path, weight_files: list[str] = ()) -> P
     }, indent=2))
     (folder / "config.json").write_text(json.dumps({
         "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": VOCAB_SIZE,
-        "hidden_size": 64, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "hidden_size": dims[0], "intermediate_size": 256, "num_hidden_layers": dims[1], "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
         "rope_theta": 500000.0, "tie_word_embeddings": True, "torch_dtype": "float32",
         "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009],
