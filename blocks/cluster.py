@@ -37,8 +37,12 @@ class SlurmCluster(Block):
     partition: str | None = Field(None, description="sbatch --partition")
     constraint: str | None = Field(None, description="sbatch --constraint, e.g. gpu80")
     qos: str | None = Field(None, description="sbatch --qos")
-    time_limit: str = Field("04:00:00", description="Fine-tune time limit: HH:MM:SS, D-HH:MM:SS or minutes")
-    eval_time_limit: str = Field("00:30:00", description="Evaluation job time limit")
+    time_limit: str | None = Field(
+        None, description="Fine-tune time limit: HH:MM:SS, D-HH:MM:SS or minutes (empty: estimate x time_margin)"
+    )
+    eval_time_limit: str | None = Field(None, description="Evaluation job time limit (empty: estimate x time_margin)")
+    time_margin: float = Field(1.5, ge=1.0, description="Each job's limit is its estimate times this, rounded up")
+    max_time_limit: str | None = Field(None, description="The partition's MaxTime (scontrol show partition)")
     mem: str = Field("32G", description="Memory per fine-tune job, e.g. 64G")
     eval_mem: str = Field("16G", description="Memory per evaluation job")
     cpus_per_task: PositiveInt = Field(4, description="sbatch --cpus-per-task")

@@ -77,7 +77,7 @@ from blocks.resolve import resolve_site
 from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
 from tasks.core import SweepflowError
 from tasks.model import Plan, read_design
-from tasks.planning import build_plan, deliver_plan, render_plan_markdown
+from tasks.planning import build_plan, deliver_plan, render_plan_markdown, time_limit_table
 
 
 def approval_timeout_s() -> int:
@@ -254,6 +254,8 @@ def plan_runs(
         return fail(str(plan), plan)
     markdown = render_plan_task(plan)
     logger.info("Planned %s", plan_summary(plan))
+    for warning in time_limit_table(plan)["time_limit_warnings"]:
+        logger.warning("Time limit: %s", warning)
     for dataset in plan.resources.datasets:
         if dataset.test_in_train:
             logger.warning(

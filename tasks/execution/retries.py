@@ -29,6 +29,7 @@ from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import FINETUNE_CONFIG, SETUP_RECORD, GroupLayout, eval_job_name
 from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, utc_now
+from tasks.planning.time_limits import finetune_time_limit
 from tasks.setup import FileChange, finetune_files, materialize
 from tasks.training.overrides import resumable_epoch
 
@@ -67,11 +68,12 @@ def retry_context(
         for node in (attempt.exclude or "").split(","):
             if node and node not in excluded:
                 excluded.append(node)
+    script_limit = finetune_time_limit(plan, run, cluster).limit  # the #SBATCH --time setup wrote
     return RetryContext(
         batch_size=overrides.batch_size or run.params.batch_size or 1,
         gradient_accumulation_steps=overrides.gradient_accumulation_steps or run.params.gradient_accumulation_steps,
-        time_limit=(last.time_limit if last and last.time_limit else cluster.time_limit),
-        default_time_limit=cluster.time_limit,
+        time_limit=(last.time_limit if last and last.time_limit else script_limit),
+        default_time_limit=script_limit,
         node=last.node if last else None,
         excluded_nodes=excluded,
         resume_epoch=overrides.resume_epoch,

@@ -71,8 +71,12 @@ class ClusterSettings(BaseModel):
     partition: str | None = None
     constraint: str | None = None
     qos: str | None = None
-    time_limit: str = Field("04:00:00", description="Fine-tune time limit (D-HH:MM:SS, HH:MM:SS or minutes)")
-    eval_time_limit: str = Field("00:30:00", description="Evaluation job time limit")
+    time_limit: str | None = Field(
+        None, description="Fine-tune time limit (D-HH:MM:SS, HH:MM:SS or minutes); unset: estimate x time_margin"
+    )
+    eval_time_limit: str | None = Field(None, description="Evaluation job time limit; unset: estimate x time_margin")
+    time_margin: float = Field(1.5, ge=1.0, description="Limit = estimate x this, rounded up to 5 min")
+    max_time_limit: str | None = Field(None, description="The partition's MaxTime: no job asks for more")
     mem: str = Field("32G", description="Memory per fine-tune job, e.g. 64G")
     eval_mem: str = "16G"
     cpus_per_task: PositiveInt = 4
@@ -110,10 +114,10 @@ class ClusterSettings(BaseModel):
             )
         return value
 
-    @field_validator("time_limit", "eval_time_limit")
+    @field_validator("time_limit", "eval_time_limit", "max_time_limit")
     @classmethod
-    def _time(cls, value: str) -> str:
-        if not TIME_LIMIT.match(value):
+    def _time(cls, value: str | None) -> str | None:
+        if value is not None and not TIME_LIMIT.match(value):
             raise ValueError(f"{value!r} is not a SLURM time limit like 04:00:00, 1-00:00:00 or 90")
         return value
 

@@ -16,6 +16,7 @@ from tasks.core.templating import fmt_minutes, fmt_num, format_number, plural, r
 from tasks.model.design import PathsSpec, design_type
 from tasks.model.factors import FACTORS, factor_levels, factor_title
 from tasks.model.plan import Plan, Run
+from tasks.planning.time_limits import time_limit_table
 
 _CONFIG_FIELDS = ("learning_rate", "weight_decay", "num_warmup_steps", "lora_dropout", "seed", "max_seq_len", "dtype")
 
@@ -266,6 +267,7 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         **_scenario_context(plan),
         **_parameter_context(plan),
         "batch_by_model": [_batches(plan, m) for m in design.models if m in est.per_model],
+        **time_limit_table(plan),
         "scratch": (paths.scratch_dir or paths.output_dir) if paths else plan.group_dir.parent,
     }
 

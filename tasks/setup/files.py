@@ -26,6 +26,7 @@ from tasks.model.factors import factor_levels
 from tasks.model.layout import GroupLayout, eval_job_name, eval_script_name
 from tasks.model.plan import Plan, Run
 from tasks.model.status import FinetuneOverrides
+from tasks.planning.time_limits import eval_time_limit, finetune_time_limit
 from tasks.training.config import recipe_for
 from tasks.training.overrides import apply_overrides, render_finetune_with_overrides
 from tasks.training.registry import RECIPE_REQUIREMENTS, lookup
@@ -69,9 +70,9 @@ def job_spec(
     )
 
 
-def eval_job_spec(cluster: ClusterSettings, name: str, gpu_type: str | None) -> JobSpec:
+def eval_job_spec(cluster: ClusterSettings, name: str, time_limit: str, gpu_type: str | None) -> JobSpec:
     """An evaluation's request: its own partition, constraint and GPU type where the settings give them."""
-    spec = job_spec(cluster, name, cluster.eval_time_limit, cluster.eval_mem, 1 if cluster.device == "cuda" else 0,
+    spec = job_spec(cluster, name, time_limit, cluster.eval_mem, 1 if cluster.device == "cuda" else 0,
                     cluster.eval_gpu_type or gpu_type)
     return spec.model_copy(update={
         "partition": cluster.eval_partition or cluster.partition,
@@ -154,7 +155,9 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
                     base=base,
                     cluster=cluster,
                     script_name=name,
-                    directives=job_directives(eval_job_spec(cluster, eval_job_name(job), plan.design.gpu.type)),
+                    directives=job_directives(eval_job_spec(
+                        cluster, eval_job_name(job), eval_time_limit(plan, run, cluster).limit, plan.design.gpu.type
+                    )),
                     **environment_context(plan, cluster, "eval", 1 if cluster.device == "cuda" else 0, eval_dir),
                     eval_dir=str(eval_dir),
                     run_dir=str(run_dir),
@@ -204,7 +207,8 @@ def finetune_files(
                 run=run,
                 cluster=cluster,
                 directives=job_directives(
-                    job_spec(cluster, run.name, cluster.time_limit, cluster.mem, gpus, plan.design.gpu.type)
+                    job_spec(cluster, run.name, finetune_time_limit(plan, run, cluster).limit, cluster.mem, gpus,
+                             plan.design.gpu.type)
                 ),
                 **environment_context(plan, cluster, "finetune", gpus, run_dir),
                 distributed=gpus > 1,

@@ -68,7 +68,7 @@ def test_resolve_fills_inline_cluster_defaults(tmp_path):
     resolved = resolve_site(_design(tmp_path, cluster={"partition": "gpu", "max_queued_jobs": 5}))
     assert resolved.cluster["partition"] == "gpu"
     assert resolved.cluster["max_queued_jobs"] == 5
-    assert resolved.cluster["time_limit"] == "04:00:00"
+    assert resolved.cluster["time_limit"] is None and resolved.cluster["time_margin"] == 1.5  # limits from estimates
     assert isinstance(resolved.paths, PathsSpec)
 
 

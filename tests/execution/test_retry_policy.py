@@ -21,10 +21,12 @@ from tasks.execution import apply_remedy, plan_retry, retry_failed
 from tasks.execution.retry_policy import RetryContext, decide
 from tasks.execution.sync import sync_jobs
 from tasks.model.status_file import StatusStore
+from tasks.planning.time_limits import finetune_time_limit
 from tasks.setup.experiment import set_up_group
 from tasks.setup.materialize import read_manifest
 from tasks.training.overrides import RECIPE_STATE, resumable_epoch
 from tests.support.fake_scheduler import FakeScheduler, cluster
+from tests.support.setup_groups import plan_of
 
 RUN = "Llama-3.2-1B-Instruct_rank4"  # batch 4, accumulation 1, 2 epochs
 
@@ -143,8 +145,12 @@ def test_timeout_retry_resumes_with_more_time(launched) -> None:
     sync_jobs(group, fake)
     [outcome] = retry_failed(group, fake, cluster(), sleep=lambda s: None)
     assert outcome.remedy.kind == "resume_more_time"
+    plan = plan_of(group)
+    script_limit = finetune_time_limit(plan, plan.run(RUN), cluster()).limit  # the run's own --time
+    assert f"#SBATCH --time={script_limit}" in (run_dir / "finetune.slurm").read_text()
+    doubled = scale_duration(script_limit, 2)
     new = fake.submits[-3]
-    assert new["name"] == RUN and new["overrides"] == JobOverrides(time_limit="08:00:00")
+    assert new["name"] == RUN and new["overrides"] == JobOverrides(time_limit=doubled)
     config = yaml.safe_load((run_dir / "finetune.yaml").read_text())
     assert config["resume_from_checkpoint"] is True
     assert config["checkpointer"]["recipe_checkpoint"] == RECIPE_STATE
@@ -154,7 +160,7 @@ def test_timeout_retry_resumes_with_more_time(launched) -> None:
     assert by_epoch[f"{RUN}__cap_epoch_0"]["after_ok"] == []  # its checkpoint exists: starts at once
     assert by_epoch[f"{RUN}__cap_epoch_1"]["after_ok"] == [outcome.job_id]
     ft = _store(group).read().stage(RUN)
-    assert ft.overrides.resume_epoch == 0 and ft.attempts[-1].time_limit == "08:00:00"
+    assert ft.overrides.resume_epoch == 0 and ft.attempts[-1].time_limit == doubled
     assert ft.attempts[0].elapsed_s == 14400.0 and ft.attempts[0].cause == "timeout"
 
 
