@@ -11,14 +11,16 @@ attempts from 1.
 
 `tasks/execution/submit.py` calls `record_provenance` right after each fine-tune is submitted (or adopted,
 or resubmitted by a retry) and after each evaluation of a fine-tuned run is submitted: an
-evaluation's job id is added to the file of the fine-tune attempt it belongs to. The versions are
-those of the environment that submitted the job (the login node's); a job's own environment is
-set by the cluster's `env_setup` lines.
+evaluation's job id is added to the file of the fine-tune attempt it belongs to. `packages` are
+the versions of the environment that submitted the job (the login node's); `job_environment` is
+what the job's own preflight found in the job's Python (`{run}/job_env-<job id>.json`), filled in
+by sync once the fine-tune has ended (`refresh_job_environment`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import platform
 import socket
@@ -137,6 +139,37 @@ def _evaluation_ids(entry: RunStatus, since: str | None) -> dict[str, str]:
     return ids
 
 
+def job_environment(run_dir: Path, job_id: str | None) -> dict[str, Any] | str:
+    """What the fine-tune job's preflight recorded (its Python, packages, GPUs), or why there is nothing yet."""
+    path = Path(run_dir) / f"job_env-{job_id}.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"not recorded yet: the job's preflight writes {path.name} when it starts"
+    keep = ("host", "python", "executable", "torch", "cuda", "gpus", "packages", "problems")
+    return {key: data[key] for key in keep if key in data} if isinstance(data, dict) else f"{path.name}: not a record"
+
+
+def refresh_job_environment(group: GroupRef, run: str, job_id: str) -> Path | None:
+    """Fill `job_environment` into the provenance file of fine-tune job `job_id` (a failure is logged)."""
+    try:
+        group = RunGroup.of(group)
+        entry = group.status.read().runs.get(run)
+        attempts = entry.finetune.attempts if entry is not None else []
+        number = next((i for i, a in enumerate(attempts, 1) if a.job_id == str(job_id)), None)
+        if number is None:
+            return None
+        path = provenance_path(group.layout.root, run, number, str(job_id))
+        existing = _read(path)
+        if existing is None:
+            return None
+        existing["job_environment"] = job_environment(group.layout.run_dir(run), str(job_id))
+        return atomic_write_text(path, _render(existing))
+    except Exception as error:  # provenance must never stop a sync
+        log.warning("job environment of %s job %s not recorded: %s", run, job_id, error)
+        return None
+
+
 def provenance_path(group_dir: Path, run: str, number: int, job_id: str) -> Path:
     """The provenance file of a run's fine-tune attempt `number` (from 1), job `job_id`."""
     return Path(group_dir) / run / PROVENANCE_DIR / f"attempt-{number}-job-{job_id}.yaml"
@@ -159,6 +192,7 @@ def _attempt_record(plan: Plan, run: str, number: int, attempt: Attempt, entry: 
         "host": socket.gethostname(),
         "sweepflow": git_state(),
         "packages": package_versions(),
+        "job_environment": job_environment(run_dir, attempt.job_id),
         "dataset": _dataset(plan, run),
         "seeds": {
             "training": seed if isinstance(seed, int) else params.seed,
@@ -232,4 +266,7 @@ def record_provenance(group: GroupRef, run: str, job_id: str, status: RunsStatus
         return None
 
 
-__all__ = ["file_sha256", "git_state", "package_versions", "provenance_path", "record_provenance", "write_provenance"]
+__all__ = [
+    "file_sha256", "git_state", "job_environment", "package_versions", "provenance_path", "record_provenance",
+    "refresh_job_environment", "write_provenance",
+]

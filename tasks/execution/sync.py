@@ -38,6 +38,7 @@ from tasks.backends.base import Backend, JobInfo
 from tasks.core.files import read_log_tail
 from tasks.core.preflight import failure_line
 from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
+from tasks.execution.provenance import refresh_job_environment
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import epoch_dir_name
 from tasks.model.plan import EvalJob
@@ -76,6 +77,7 @@ class SyncReport(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     rows: list[StageRow] = Field(default_factory=list)
     newly_failed: list[FailedFinetune] = Field(default_factory=list)  # fine-tunes: the flow decides retries
+    finetunes_ended: list[tuple[str, str]] = Field(default_factory=list)  # (run, job id) that ended in this sync
     changed: int = 0
     lost: list[str] = Field(default_factory=list)
     not_run: list[str] = Field(default_factory=list)  # `run/stage`s cancelled: their fine-tune ended for good
@@ -325,6 +327,8 @@ def sync_jobs(
                 report.changed += 1
             if change.get("reason", "") and str(change.get("reason")).startswith(LOST):
                 report.lost.append(f"{run}/{key}")
+            if key == FINETUNE and stage.is_terminal and job_id:
+                report.finetunes_ended.append((run, job_id))
             if key == FINETUNE and stage.status == "failed" and was != "failed":
                 report.newly_failed.append(FailedFinetune(
                     run=run, job_id=job_id or "", cause=change.get("cause"), reason=stage.reason or ""
@@ -337,6 +341,8 @@ def sync_jobs(
                      for s in e.evaluations.values()) for e in status.runs.values())
     final = store.update(update, now=stamp) if changes or unrunnable else status
     report.persist_s = time.perf_counter() - started
+    for run, job_id in report.finetunes_ended:  # the job side's versions, from its preflight record
+        refresh_job_environment(group, run, job_id)
     report.rows = _rows(final)
     for row in report.rows:
         report.counts[row.state] = report.counts.get(row.state, 0) + 1

@@ -100,3 +100,26 @@ def test_unknown_jobs_and_base_runs_write_nothing_and_failures_never_raise(launc
     assert provenance.write_provenance(group, BASE, _status(group).stage(BASE, "cap").job_id) is None
     assert provenance.record_provenance(group / "missing", RUN, "1") is None
     assert "provenance of" in caplog.text
+
+
+def test_the_job_sides_versions_are_recorded_when_the_finetune_ends(launched) -> None:
+    import json
+
+    group, fake = launched
+    job = _status(group).stage(RUN).job_id
+    [path] = (group / RUN / "provenance").iterdir()
+    assert _read(path)["job_environment"] == f"not recorded yet: the job's preflight writes job_env-{job}.json when it starts"
+    record = {"host": "gpu7", "python": "3.11.9", "executable": "/envs/tt/bin/python", "torch": "2.13.0",
+              "cuda": "12.8", "gpus": ["NVIDIA A100 80GB PCIe (79 GiB)"],
+              "packages": {"torchtune": "0.6.1", "torchao": "0.15.0"}, "problems": [], "stage": "finetune"}
+    (group / RUN / f"job_env-{job}.json").write_text(json.dumps(record))
+    for epoch in range(load_plan(group).run(RUN).params.epochs):
+        (group / RUN / f"epoch_{epoch}").mkdir()
+        (group / RUN / f"epoch_{epoch}" / "model.safetensors").write_bytes(b"w")
+    fake.finish(job, "COMPLETED")
+    report = sync_jobs(group, fake)
+    assert (RUN, job) in report.finetunes_ended
+    recorded = _read(path)["job_environment"]
+    assert recorded["executable"] == "/envs/tt/bin/python" and recorded["gpus"] == ["NVIDIA A100 80GB PCIe (79 GiB)"]
+    assert recorded["packages"] == {"torchtune": "0.6.1", "torchao": "0.15.0"} and "stage" not in recorded
+    assert _read(path)["packages"]["torchtune"] == "0.6.1"  # the submitting side's versions stay beside it
