@@ -6,6 +6,7 @@ Writes: nothing; returns {relative path: GeneratedFile}. `tasks/setup/materializ
 
 from __future__ import annotations
 
+import functools
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -113,8 +114,13 @@ def job_requirements(stage: str) -> list[str]:
     """
     if stage == "finetune":
         return list(RECIPE_REQUIREMENTS)
-    exact = [f"{name}=={metadata.version(name)}" for name in ("inspect_ai", "transformers")]
-    return [*exact, *EVAL_PACKAGES]
+    return [*_orchestrator_pins(), *EVAL_PACKAGES]
+
+
+@functools.cache
+def _orchestrator_pins() -> tuple[str, ...]:
+    """inspect_ai and transformers as installed here (read once: every evaluation script names them)."""
+    return tuple(f"{name}=={metadata.version(name)}" for name in ("inspect_ai", "transformers"))
 
 
 def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
