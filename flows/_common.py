@@ -21,10 +21,13 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
-from tasks.backends import Backend, backend_for
+from blocks.resolve import resolve_site
+from tasks.backends import Backend, backend_for, backend_name, select_backend
 from tasks.core import SweepflowError
 from tasks.execution import SyncReport, sync_jobs
-from tasks.model import RunGroup
+from tasks.model import Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
+from tasks.planning import build_plan
+from tasks.setup import recent_pass, run_site_check
 
 T = TypeVar("T")
 
@@ -73,6 +76,54 @@ def open_group(group_dir: str | Path) -> tuple[RunGroup, Backend]:
 
 
 sync_jobs_task = task(name="sync-jobs", **TASK_OPTIONS)(sync_jobs)
+check_site_task = domain_task("check-site", run_site_check)
+load_design_task = domain_task("load-design", read_design)
+resolve_site_task = domain_task("resolve-site", resolve_site)
+build_plan_task = domain_task("build-plan", build_plan)
+
+
+def plan_design(design: str | dict[str, Any], date: str | None = None) -> Plan | State:
+    """load-design, resolve-site, build-plan: the plan in memory, or the Failed state naming the problem."""
+    loaded = load_design_task(design)
+    if isinstance(loaded, SweepflowError):
+        return fail(str(loaded), loaded)
+    resolved = resolve_site_task(loaded)
+    if isinstance(resolved, SweepflowError):
+        return fail(str(resolved), resolved)
+    plan = build_plan_task(resolved, date=date)
+    if isinstance(plan, SweepflowError):
+        return fail(str(plan), plan)
+    return plan
+
+
+def site_check_step(plan: Plan, wanted: bool | None, timeout_s: float = 900) -> SiteCheckReport | SweepflowError | None:
+    """Run (or reuse) the site check of `plan`: None when it is skipped.
+
+    `wanted` None: check on the SLURM backend unless the same shapes passed within the last
+    days (that pass is reused and says so); True: always check anew; False: skip.
+    """
+    logger = get_run_logger()
+    cluster = cluster_settings(plan.design)
+    if wanted is False:
+        return None
+    if wanted is None:
+        name = backend_name(cluster)
+        if name != "slurm":
+            logger.info("Site check skipped on the %s backend (pass check_site=true to run it)", name)
+            return None
+        earlier = recent_pass(plan, cluster, name)
+        if earlier is not None:
+            logger.info("Site check: the same site, job environment and models passed at %s; not repeated "
+                        "(check_site=true repeats it)", earlier.checked_at)
+            return earlier
+    backend = select_backend(cluster, SiteCheckLayout(plan.group_dir.parent).local_jobs)
+    report = check_site_task(plan, cluster, backend, timeout_s=timeout_s, log=logger.info)
+    if isinstance(report, SiteCheckReport):
+        for line in report.failures():
+            logger.error("Site check: %s", line)
+        if report.passed:
+            logger.info("Site check passed: %d job shape(s) on the %s backend", len(report.shapes), backend.name)
+    return report
 
 
 def publish_status(group: RunGroup, report: SyncReport) -> None:

@@ -9,15 +9,21 @@ What it does
 3. **build-plan**: expand models x factor levels into runs and evaluation jobs, verify
    every model folder, dataset and evaluation script, estimate time, GPU-hours, batch sizes
    and disk from prior SLURM logs, and check free disk (`tasks.planning.planner.build_plan`).
-4. **render-plan**: render `runs_plan.md` (`tasks.planning.plan_markdown`).
-5. **Present**: publish the plan as a markdown artifact (key `plan-<run group>`) and the
+4. **check-site**: on the SLURM backend (or with `check_site=true`), one short job per
+   resource shape the plan requests runs the jobs' preflight and loads every planned model's
+   config and tokenizers on a compute node (`tasks.setup.site_check`; its folders are under
+   `<output_dir>/.site_checks/`). A pass of the same shapes within 7 days is reused. The
+   result is the plan's "Site Check" section; a failed check is shown on the approval form
+   and, with `auto_approve`, ends the run Failed.
+5. **render-plan**: render `runs_plan.md` (`tasks.planning.plan_markdown`).
+6. **Present**: publish the plan as a markdown artifact (key `plan-<run group>`) and the
    runs as a table artifact (key `runs-<run group>`).
-6. **Approve**: unless `auto_approve` is true, pause for a form in the Prefect UI
+7. **Approve**: unless `auto_approve` is true, pause for a form in the Prefect UI
    (approve, or reject with a comment). A rejected plan ends the run Cancelled.
-7. **deliver-plan**: only after approval, write `experiment.yaml`, `runs_plan.md` and
+8. **deliver-plan**: only after approval, write `experiment.yaml`, `runs_plan.md` and
    `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.planning.deliver`). Nothing is
-   written to the output directory before this step.
-8. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
+   written to the output directory before this step (but the site check's own folders).
+9. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
    configs, SLURM scripts) as a subflow.
 
 A design problem (a missing model folder, a bad field, an unknown block, ...) is logged
@@ -74,9 +80,9 @@ from prefect.states import Cancelled, State
 from pydantic import Field
 
 from blocks.resolve import resolve_site
-from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
+from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail, plan_design, site_check_step
 from tasks.core import SweepflowError
-from tasks.model import Plan, read_design
+from tasks.model import Plan, SiteCheckReport, read_design
 from tasks.planning import build_plan, deliver_plan, render_plan_markdown, time_limit_table
 
 
@@ -105,9 +111,6 @@ def _deliver(plan: Plan) -> Path:
     return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-load_design_task = domain_task("load-design", read_design)
-resolve_site_task = domain_task("resolve-site", resolve_site)
-build_plan_task = domain_task("build-plan", build_plan)
 render_plan_task = task(name="render-plan", **TASK_OPTIONS)(render_plan_markdown)
 deliver_plan_task = domain_task("deliver-plan", _deliver)
 
@@ -167,10 +170,25 @@ def _leakage_line(plan: Plan) -> str:
     )
 
 
+def _check_refuses(check: SiteCheckReport) -> bool:
+    """A job failed its check (or was refused): the sweep would fail the same way. A queue wait alone does not."""
+    return any(s.outcome in ("failed", "not submitted") for s in check.shapes)
+
+
+def _site_check_line(plan: Plan) -> str:
+    check = plan.site_check
+    if check is None or check.passed:
+        return ""
+    found = "".join(f"- {line}\n" for line in check.failures())
+    return (f"**Site check FAILED** ({check.checked_at}): jobs of these shapes would fail the same way; "
+            f"reject, fix and plan again.\n\n{found}\n")
+
+
 def _approval_form(plan: Plan, plan_key: str) -> type[PlanApproval]:
     description = (
         f"## Approve the plan for `{plan.run_group}`?\n\n"
         f"{plan_summary(plan)}.\n\n"
+        f"{_site_check_line(plan)}"
         f"{_leakage_line(plan)}"
         f"The full plan is the artifact **{plan_key}** (this run's Artifacts tab).\n\n"
         f"Approving writes `experiment.yaml`, `runs_plan.md` and `runs_status.yaml` to "
@@ -227,6 +245,8 @@ def plan_runs(
     auto_approve: bool = False,
     date: str | None = None,
     continue_to_setup: bool = False,
+    check_site: bool | None = None,
+    site_check_minutes: float = 15,
 ) -> str | State:
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
@@ -237,21 +257,24 @@ def plan_runs(
         date: run group date YYYY-MM-DD (default: today).
         continue_to_setup: go on to the setup-experiment flow (run folders, configs,
             SLURM scripts) after the plan is written.
+        check_site: run the site check (one short job per resource shape) before approval.
+            Unset: on the SLURM backend, unless the same shapes passed within 7 days.
+        site_check_minutes: how long the check jobs may take, queue wait included; a check
+            still unfinished then is cancelled and reported as timed out (not a failure).
 
     Returns:
         The run group folder holding experiment.yaml, runs_plan.md and runs_status.yaml.
     """
     logger = get_run_logger()
 
-    loaded = load_design_task(design)
-    if isinstance(loaded, SweepflowError):
-        return fail(str(loaded), loaded)
-    resolved = resolve_site_task(loaded)
-    if isinstance(resolved, SweepflowError):
-        return fail(str(resolved), resolved)
-    plan = build_plan_task(resolved, date=date)
-    if isinstance(plan, SweepflowError):
-        return fail(str(plan), plan)
+    plan = plan_design(design, date)
+    if isinstance(plan, State):
+        return plan
+    checked = site_check_step(plan, check_site, timeout_s=site_check_minutes * 60)
+    if isinstance(checked, SweepflowError):
+        return fail(f"The site check could not run; nothing was written.\n{checked}", checked)
+    if checked is not None:
+        plan = plan.model_copy(update={"site_check": checked})
     markdown = render_plan_task(plan)
     logger.info("Planned %s", plan_summary(plan))
     for warning in time_limit_table(plan)["time_limit_warnings"]:
@@ -266,6 +289,9 @@ def plan_runs(
     plan_key, runs_key = publish_plan(plan, markdown)
     logger.info("Published artifacts %s and %s", plan_key, runs_key)
 
+    if auto_approve and checked is not None and _check_refuses(checked):
+        return fail("The site check failed; nothing was written (see the plan artifact's Site Check):\n  - "
+                    + "\n  - ".join(checked.failures()))
     if auto_approve:
         logger.info("Plan auto-approved (auto_approve=true)")
     else:
@@ -326,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print runs_plan.md; write nothing, no Prefect run")
     parser.add_argument("--continue-to-setup", action="store_true",
                         help="then run setup-experiment on the written plan")
+    parser.add_argument("--check-site", action=argparse.BooleanOptionalAction, default=None,
+                        help="run the site check before approval (default: on SLURM, unless it passed recently)")
     args = parser.parse_args(argv)
     design_arg = str(Path(args.design).expanduser().resolve())
 
@@ -348,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             auto = True
         state = plan_runs(
-            design_arg, auto_approve=auto, date=args.date, continue_to_setup=args.continue_to_setup, return_state=True
+            design_arg, auto_approve=auto, date=args.date, continue_to_setup=args.continue_to_setup,
+            check_site=args.check_site, return_state=True,
         )
     except SweepflowError as error:
         print(str(error), file=sys.stderr)

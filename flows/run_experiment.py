@@ -63,6 +63,7 @@ def run_experiment(
     max_attempts: int = 3,
     poll_seconds: float = 10.0,
     summarize: bool = True,
+    check_site: bool | None = None,
 ) -> str | State:
     """Plan, set up, launch, watch and summarize an experiment; safe to run again.
 
@@ -74,6 +75,7 @@ def run_experiment(
         max_attempts: submissions per fine-tune (retries by cause).
         poll_seconds: time between status syncs.
         summarize: write summary.md and plots at the end.
+        check_site: plan-runs' site check before approval (unset: on SLURM unless it passed recently).
 
     Returns:
         The run group folder.
@@ -84,7 +86,9 @@ def run_experiment(
         if date:
             logger.info("Resuming the run group of this design from %s", date)
 
-    planned = _stage("plan-runs", plan_runs(design, auto_approve=auto_approve, date=date, return_state=True))
+    planned = _stage("plan-runs", plan_runs(
+        design, auto_approve=auto_approve, date=date, check_site=check_site, return_state=True
+    ))
     if not isinstance(planned, str):
         return planned
     group_dir = planned

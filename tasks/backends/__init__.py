@@ -9,7 +9,7 @@ backends share the SLURM package's vocabulary, and nothing outside `tasks/backen
 """
 
 from tasks.backends.base import Backend, FailureCause, JobInfo, JobOverrides, JobSpec, JobStatus, SubmitError
-from tasks.backends.select import backend_for, select_backend
+from tasks.backends.select import backend_for, backend_name, select_backend
 from tasks.backends.slurm import classify_failure
 from tasks.backends.slurm import render_directives as job_directives
 
@@ -22,6 +22,7 @@ __all__ = [
     "JobStatus",
     "SubmitError",
     "backend_for",
+    "backend_name",
     "classify_failure",
     "job_directives",
     "select_backend",

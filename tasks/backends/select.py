@@ -23,12 +23,17 @@ from tasks.model.cluster import ClusterSettings
 from tasks.model.group import RunGroup
 
 
-def select_backend(cluster: ClusterSettings, state_dir: Path, path: str | None = None) -> Backend:
-    """The backend for these settings; `path` replaces $PATH for the `auto` look-up (tests)."""
+def backend_name(cluster: ClusterSettings, path: str | None = None) -> str:
+    """`slurm` or `local`: what `select_backend` would build, without building it (nothing is created)."""
     choice = cluster.backend
     if choice == "auto":
         choice = "slurm" if shutil.which("sbatch", path=path) and _controller_up(path) else "local"
-    if choice == "slurm":
+    return choice
+
+
+def select_backend(cluster: ClusterSettings, state_dir: Path, path: str | None = None) -> Backend:
+    """The backend for these settings; `path` replaces $PATH for the `auto` look-up (tests)."""
+    if backend_name(cluster, path) == "slurm":
         return SlurmBackend()
     return LocalBackend(Path(state_dir))
 

@@ -9,9 +9,10 @@ from tasks.model.design import ExperimentDesign, PathsSpec, design_type
 from tasks.model.design_file import load_design, parse_design, read_design
 from tasks.model.factors import FACTORS, Factor, factor_levels
 from tasks.model.group import GroupRef, RunGroup
-from tasks.model.layout import GroupLayout
+from tasks.model.layout import GroupLayout, SiteCheckLayout
 from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.plan_file import load_plan
+from tasks.model.site_check import SiteCheckReport, SiteShape
 from tasks.model.status import FINETUNE, RunsStatus, StageStatus, utc_now
 from tasks.model.status_file import StatusStore
 
@@ -29,6 +30,9 @@ __all__ = [
     "Run",
     "RunGroup",
     "RunsStatus",
+    "SiteCheckLayout",
+    "SiteCheckReport",
+    "SiteShape",
     "StageStatus",
     "StatusStore",
     "cluster_settings",

@@ -152,3 +152,38 @@ class GroupLayout:
             return self.run_dir(run) / FINETUNE_SCRIPT, self.run_dir(run)
         folder = self.eval_dir(run, job.task)
         return folder / eval_script_name(job), folder
+
+
+SITE_CHECKS_DIR = ".site_checks"  # under output_dir: site-check jobs, shared by every group there
+
+
+@dataclass(frozen=True)
+class SiteCheckLayout:
+    """`{output_dir}/.site_checks/`: one folder per check job, and the record of recent passes.
+
+    `passed.yaml` maps a shape fingerprint to the last passing check of that shape;
+    `local_jobs/` holds the local backend's records of check jobs (no SLURM); each
+    `<UTC time>-<shape>/` holds one job's `site_check.slurm`, `site_check_spec.json`, its log,
+    `job_env-<id>.json` (the preflight's findings) and `site_probe.json` (the probe's).
+    """
+
+    output_dir: Path
+
+    @property
+    def root(self) -> Path:
+        """The folder of every site check under this output folder."""
+        return self.output_dir / SITE_CHECKS_DIR
+
+    @property
+    def passed_file(self) -> Path:
+        """The recent passes, by shape fingerprint."""
+        return self.root / "passed.yaml"
+
+    @property
+    def local_jobs(self) -> Path:
+        """The local backend's job records for check jobs (no SLURM)."""
+        return self.root / "local_jobs"
+
+    def job_dir(self, stamp: str, slug: str) -> Path:
+        """The folder one check job is submitted from."""
+        return self.root / f"{stamp}-{slug}"

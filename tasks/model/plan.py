@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.model.design import DatasetSpec, ExperimentDesign
+from tasks.model.site_check import SiteCheckReport
 
 RunKind = Literal["finetune", "control"]
 EpochRef = int | Literal["best"] | None
@@ -211,6 +212,7 @@ class Plan(_Model):
     runs: list[Run]
     resources: VerifiedResources
     estimates: Estimates
+    site_check: SiteCheckReport | None = None  # the check before the sweep, when plan-runs ran one
 
     def run(self, name: str) -> Run:
         """The run called `name`; `KeyError` when the plan has none."""

@@ -16,6 +16,7 @@ from tasks.core.templating import fmt_minutes, fmt_num, format_number, plural, r
 from tasks.model.design import PathsSpec, design_type
 from tasks.model.factors import FACTORS, factor_levels, factor_title
 from tasks.model.plan import Plan, Run
+from tasks.model.site_check import SiteCheckReport
 from tasks.planning.time_limits import time_limit_table
 
 _CONFIG_FIELDS = ("learning_rate", "weight_decay", "num_warmup_steps", "lora_dropout", "seed", "max_seq_len", "dtype")
@@ -275,3 +276,8 @@ def plan_context(plan: Plan) -> dict[str, Any]:
 def render_plan_markdown(plan: Plan) -> str:
     """runs_plan.md of a plan: the seed's template, every section, every figure with its source."""
     return render_template("reports/runs_plan.md.j2", **plan_context(plan))
+
+
+def render_site_check_markdown(report: SiteCheckReport) -> str:
+    """The "Site Check" section alone (the check-site flow's artifact)."""
+    return render_template("reports/_site_check.md.j2", check=report)

@@ -2,7 +2,8 @@
 
 Layer 5 (imports everything below it, never `execution`). `files` says which files a group
 has, `materialize` writes them keeping the researcher's edits, `experiment` does both;
-`fidelity` proves, before any job, that evaluation prompts are the tokens training saw.
+`fidelity` proves, before any job, that evaluation prompts are the tokens training saw;
+`site_check` runs one short job per resource shape of a plan before the sweep (check-site).
 """
 
 from tasks.setup.experiment import (
@@ -18,6 +19,7 @@ from tasks.setup.experiment import (
 from tasks.setup.fidelity import FidelityCheck, FidelityError
 from tasks.setup.files import GeneratedFile, experiment_files, finetune_files
 from tasks.setup.materialize import FileChange, materialize
+from tasks.setup.site_check import recent_pass, run_site_check, site_shapes
 
 __all__ = [
     "FidelityCheck",
@@ -30,8 +32,11 @@ __all__ = [
     "experiment_files",
     "finetune_files",
     "materialize",
+    "recent_pass",
     "render_setup",
+    "run_site_check",
     "set_up_group",
+    "site_shapes",
     "tree",
     "validate_rendered_configs",
     "write_setup",

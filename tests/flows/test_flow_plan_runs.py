@@ -240,3 +240,57 @@ def test_artifact_keys_are_valid():
         slug = artifact_slug(group)
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", slug), slug
     assert artifact_slug("cap_8L_x_2025-10-18") == "cap-8l-x-2025-10-18"
+
+
+CPU_LOCAL = {"backend": "local", "device": "cpu", "mem": "2G", "eval_mem": "2G"}
+
+
+def test_site_check_result_reaches_the_plan_and_its_artifact(prefect_server, fake_site):
+    from prefect.client.orchestration import get_client
+
+    from flows.plan_runs import plan_runs
+
+    state = plan_runs(fake_site.design(name="checked", cluster=CPU_LOCAL), auto_approve=True, date=DATE,
+                      check_site=True, return_state=True)
+    assert state.is_completed(), state.message
+    plan_md = (fake_site.group_dir("checked") / "runs_plan.md").read_text()
+    assert "## Site Check" in plan_md and "**Passed**" in plan_md and "torchtune 0.6.1" in plan_md
+    with get_client(sync_client=True) as client:
+        artifact = client.read_latest_artifacts()
+        markdown = next(a.data for a in artifact if a.key == "plan-checked-2026-01-02")
+    assert "## Site Check" in markdown and "Llama-3.2-1B-Instruct: config.json matches" in markdown
+    assert "site_check:" in (fake_site.group_dir("checked") / "experiment.yaml").read_text()
+
+
+def test_failed_site_check_stops_an_auto_approved_plan_and_writes_nothing(prefect_server, fake_site, tmp_path):
+    from flows.plan_runs import plan_runs
+
+    bare = tmp_path / "bare-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    cluster = {**CPU_LOCAL, "job_env": {"venv": str(bare)}}
+    state = plan_runs(fake_site.design(name="badenv", cluster=cluster), auto_approve=True, date=DATE,
+                      check_site=True, return_state=True)
+    assert state.is_failed()
+    assert "The site check failed; nothing was written" in state.message
+    assert "torchtune is not installed" in state.message and "Traceback" not in state.message
+    assert not fake_site.group_dir("badenv").exists()
+
+
+def test_approval_form_shows_a_failed_site_check():
+    from flows.plan_runs import _site_check_line
+    from tasks.model import SiteCheckReport
+
+    report = SiteCheckReport.model_validate({
+        "checked_at": "2026-01-02T10:00:00+00:00", "backend": "slurm",
+        "shapes": [{"shape": {"stages": ["finetune"], "partition": "gpu", "gpus": 2, "mem": "64G", "cpus": 8},
+                    "outcome": "failed", "message": "device cuda was asked for, but torch.cuda.is_available() is False"}],
+    })
+
+    class _Plan:
+        site_check = report
+
+    line = _site_check_line(_Plan())  # type: ignore[arg-type]
+    assert line.startswith("**Site check FAILED**")
+    assert "finetune: partition gpu, 2 x GPU, 64G: failed: device cuda was asked for" in line
+    _Plan.site_check = report.model_copy(update={"shapes": [report.shapes[0].model_copy(update={"outcome": "passed"})]})
+    assert _site_check_line(_Plan()) == ""  # type: ignore[arg-type]

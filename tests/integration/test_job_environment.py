@@ -103,3 +103,43 @@ def test_preflight_failures_are_environment_errors_and_never_retried(slurm_clust
         live = [i for i in ids if i]
         if live:
             cluster.run("scancel", *live, check=False)
+
+
+def test_site_check_runs_for_real_on_slurm(slurm_cluster_db: Any, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """check-site's jobs on the real cluster: the right environment passes, a bare one fails in its preflight."""
+    from tasks.backends.slurm import SlurmBackend
+    from tasks.model import cluster_settings, parse_design
+    from tasks.planning import build_plan, render_plan_markdown
+    from tasks.setup import recent_pass, run_site_check
+    from tests.support.fakesite import design
+
+    cluster = slurm_cluster_db
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    tmp_path.chmod(0o755)
+    plan = build_plan(parse_design(design(tmp_path, cluster={**SITE, "mem": "3G", "eval_mem": "2G"}), base=tmp_path),
+                      date="2026-01-02")
+    settings = cluster_settings(plan.design)
+    backend = SlurmBackend(env=cluster.env)
+
+    report = run_site_check(plan, settings, backend, timeout_s=240, poll_s=2)
+
+    assert report.passed, report.failures()
+    assert report.backend == "slurm" and [s.shape.stages for s in report.shapes] == [["finetune"], ["eval"]]
+    finetune, evaluation = report.shapes
+    assert finetune.packages["torchtune"] == "0.6.1" and "inspect_ai" in evaluation.packages
+    assert all(s.job_id and s.elapsed_s is not None and s.packages["torch"] for s in report.shapes)
+    assert all(m.ok for s in report.shapes for m in s.models)
+    assert "**Passed**" in render_plan_markdown(plan.model_copy(update={"site_check": report}))
+    assert recent_pass(plan, settings, "slurm") is not None
+
+    bare = tmp_path / "bare-env"
+    subprocess.run([sys.base_prefix + "/bin/python3", "-m", "venv", "--without-pip", str(bare)], check=True)
+    broken = settings.model_validate({**settings.model_dump(), "job_env": {"venv": str(bare)}})
+    failed = run_site_check(plan, broken, backend, timeout_s=240, poll_s=2)
+
+    assert not failed.passed
+    assert "torchtune is not installed" in failed.shapes[0].message
+    assert "inspect_ai is not installed" in failed.shapes[1].message
+    assert all(s.outcome == "failed" and "torch cannot be imported" in s.message for s in failed.shapes)
+    assert all(f"(job Python {bare}/bin/python" in s.message for s in failed.shapes)

@@ -1,0 +1,96 @@
+r"""check-site: before a sweep spends GPU-hours, prove the site can run its jobs.
+
+What it does
+------------
+1. **load-design**, **resolve-site**, **build-plan**: as plan-runs does (the design is
+   verified and planned in memory; nothing is written to a run group).
+2. **check-site**: for each distinct resource shape the plan's jobs request (partition,
+   constraint, GPUs and GPU type, memory; fine-tunes and evaluations may differ), one short
+   job goes through the real backend. In the job environment of the cluster settings it runs
+   the jobs' own preflight (`tasks/core/preflight.py`: the exact torchtune / torchao /
+   inspect_ai / transformers versions, CUDA, the GPU count), then loads each planned model's
+   config.json, torchtune tokenizer and Hugging Face tokenizer from disk, offline, checks the
+   checkpoint files, and reports the GPUs' names and memory and the free space on output and
+   scratch (`tasks/core/site_probe.py`). Jobs still unfinished after `timeout_minutes`
+   (a long queue) are cancelled and reported as timed out.
+3. **Present**: the result as a markdown artifact (key `site-check-<run group>`). Each
+   passing shape is remembered in `<output_dir>/.site_checks/passed.yaml`, which plan-runs
+   reads to skip a check that passed within 7 days for the same site, environment and models.
+
+The run ends Failed when a shape failed (the message lists each shape and what is wrong),
+Completed otherwise. It returns the report as a mapping.
+
+How to run it
+-------------
+    prefect deployment run check-site/check-site --param design=/abs/path/design.yaml --watch
+
+As Python: `from flows.check_site import check_site; check_site("design.yaml")`; from a shell:
+`python -m flows.check_site DESIGN [--timeout-minutes 15]` (exit 0 passed, 1 failed, 2 bad input).
+plan-runs runs the same check before its approval form (`check_site`, on by default on SLURM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
+
+from flows._common import artifact_slug, cli_exit, fail, plan_design, site_check_step
+from tasks.core import SweepflowError
+from tasks.model import read_design
+from tasks.planning import render_site_check_markdown
+
+
+@flow(name="check-site", persist_result=False, log_prints=True)
+def check_site(design: str | dict[str, Any], timeout_minutes: float = 15) -> dict[str, Any] | State:
+    """Run one short check job per resource shape of the design's plan; report what each found.
+
+    Args:
+        design: path of a design YAML file, YAML text, or the design as a mapping.
+        timeout_minutes: how long the check jobs may take, queue wait included.
+
+    Returns:
+        The `SiteCheckReport` as a mapping (Failed state when a shape failed).
+    """
+    logger = get_run_logger()
+    plan = plan_design(design)
+    if isinstance(plan, State):
+        return plan
+    report = site_check_step(plan, True, timeout_s=timeout_minutes * 60)
+    if isinstance(report, SweepflowError):
+        return fail(f"The site check could not run: {report}", report)
+    if report is None:  # not reached: a check asked for is always run
+        return fail("The site check did not run")
+    create_markdown_artifact(
+        markdown=f"# Site check for `{plan.run_group}`\n\n" + render_site_check_markdown(report),
+        key=f"site-check-{artifact_slug(plan.run_group)}", description=f"check-site for {plan.run_group}",
+    )
+    if not report.passed:
+        return fail("The site check failed:\n  - " + "\n  - ".join(report.failures()))
+    logger.info("Every job shape of %s can run here", plan.run_group)
+    return report.model_dump(mode="json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check from a shell (`python -m flows.check_site DESIGN`); exit 0 passed, 1 failed, 2 bad input."""
+    parser = argparse.ArgumentParser(prog="python -m flows.check_site", description=__doc__.splitlines()[0])
+    parser.add_argument("design", help="design YAML file")
+    parser.add_argument("--timeout-minutes", type=float, default=15, help="how long the check jobs may take")
+    args = parser.parse_args(argv)
+    design_arg = str(Path(args.design).expanduser().resolve())
+    try:
+        read_design(design_arg)  # fail fast on a bad file, before Prefect starts
+        state = check_site(design_arg, timeout_minutes=args.timeout_minutes, return_state=True)
+    except SweepflowError as error:
+        print(str(error), file=sys.stderr)
+        return 2
+    return cli_exit("check-site", state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
