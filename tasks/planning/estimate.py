@@ -112,6 +112,15 @@ def _eval_minutes(run: Run, design: ExperimentDesign, test_samples: dict[str, in
     return job_minutes
 
 
+def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, source: str) -> Figure:
+    """Training seconds per epoch plus what the prior's job spent outside its bars, else x OVERHEAD."""
+    if same and prior.overhead_s is not None and prior.epochs_completed:
+        per_epoch = prior.overhead_s / prior.epochs_completed
+        return Figure(value=_r((train_s + per_epoch) / 60.0),
+                      source=f"{source}; + {per_epoch:.0f} s/epoch outside training (its job's elapsed time)")
+    return Figure(value=_r(train_s / 60.0 * OVERHEAD), source=source)
+
+
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
               priors: list[PriorRun], notes: list[str]) -> _Calc:
     p, model = run.params, run.model
@@ -152,7 +161,7 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         samples_per_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
         source = _source(sp, s_same)
         speed = Figure(value=_r(sp.speed_it_s / slowdown), source=source)
-        minutes = Figure(value=_r(samples / samples_per_s / 60.0 * OVERHEAD), source=source)
+        minutes = _epoch_minutes(samples / samples_per_s, sp, s_same, source)
         if not s_same and minutes.value < MIN_EPOCH_MINUTES:  # scaling down by params has no floor of its own
             minutes = Figure(value=MIN_EPOCH_MINUTES, source=source)
         eval_it_s = Figure(value=samples_per_s / bs, source=source)
@@ -264,8 +273,10 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
     ):
         notes.insert(0, "No usable prior run log was found: every time, memory and disk figure is the seed's default "
                         "and preliminary; run one epoch of one job first and re-plan with its log.")
-    notes.append(f"Training time keeps the prior run's samples per second and adds ×{OVERHEAD} for validation, "
-                 f"checkpointing and start-up; evaluation assumes inference {INFERENCE_SPEEDUP}× training speed "
+    notes.append(f"Training time keeps the prior run's samples per second (its bars' steps over their elapsed "
+                 f"time) and adds what that job spent outside training where its SLURM elapsed time is recorded "
+                 f"(same model), else ×{OVERHEAD} for validation, checkpointing and start-up; "
+                 f"evaluation assumes inference {INFERENCE_SPEEDUP}× training speed "
                  f"plus {EVAL_OVERHEAD_MIN:.0f} min per job; disk adds a {DISK_MARGIN:.0%} margin.")
     estimates = Estimates(
         per_model=per_model, runs=run_estimates,

@@ -3,7 +3,8 @@ r"""Read what prior torchtune fine-tunes recorded: speed, memory, packing, check
 Reads: the `prior_runs` folders of a design, recursively: SLURM logs (`slurm-*.out`, and any
 `*.out` / `*.log` holding torchtune output), and beside each log its `epoch_*/` checkpoint
 folders (file sizes summed, as `du` would), the DiskLogger metric files `logs/log_*.txt`, and a
-`setup_finetune.yaml` / `experiment.yaml` naming the model. Writes: nothing.
+`setup_finetune.yaml` / `experiment.yaml` naming the model, and for a sweepflow run group's log
+the group's `runs_status.yaml` (the job's elapsed time). Writes: nothing.
 
 The formats are those of torchtune 0.6.1's `lora_finetune_single_device` recipe:
 - the resolved config, `Running <Recipe> with resolved config:` + OmegaConf YAML (sorted keys);
@@ -30,11 +31,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.core.errors import SweepflowError
+from tasks.model.layout import STATUS_FILE
+from tasks.model.status_file import StatusStore
 from tasks.training.registry import REGISTRY
 from tasks.training.torchtune_logs import TRAIN_BAR
 
 MAX_LOG_BYTES = 256 * 1024**2  # a SLURM log larger than this is read only up to here
 WARMUP_UPDATES = 3  # first bar updates of each epoch skipped: CUDA init, dataloader start, tqdm's EMA warm-up
+MIN_TIMED_S = 5.0  # an epoch span shorter than this is timed from the bar's start (whole-second clock)
 TORCHTUNE_MARKERS = ("with resolved config", "torchtune", "Packing dataset", "|Loss: ")
 SIDECARS = ("setup_finetune.yaml", "experiment.yaml")
 SIDECAR_FIELDS = ("batch_size", "epochs", "packed", "lora_rank", "gradient_accumulation_steps", "max_seq_len")
@@ -83,7 +88,8 @@ class PriorRun(BaseModel):
     samples_source: str | None = None  # packing bar | packed line | steps x batch (lower bound)
     steps_per_epoch: int | None = None  # training bar total (optimizer steps)
     epochs_completed: int = 0
-    speed_it_s: float | None = None  # median post-warm-up training bar rate, it/s
+    speed_it_s: float | None = None  # optimizer steps per second: steps / the bars' elapsed time past warm-up
+    speed_source: str | None = None  # "steps / bar elapsed time", or "median bar rate" for bars too short to time
     speed_updates: int = 0  # bar refreshes the median is taken over
     peak_memory_gib: float | None = None  # GPU peak memory allocation, maximum over the log
     memory_during_training: bool = False  # False: only the after-model-init figure was seen
@@ -93,6 +99,8 @@ class PriorRun(BaseModel):
     checkpoint_epochs: int = 0
     checkpoint_source: str | None = None  # du of epoch_* | log lines
     train_elapsed_s: float | None = None  # summed final elapsed of the epoch bars
+    job_elapsed_s: float | None = None  # the SLURM job's elapsed time, from the run group's runs_status.yaml
+    overhead_s: float | None = None  # job elapsed - training bars: start-up, checkpoint saves, validation
     oom: bool = False
     completed: bool = False
     problems: list[str] = Field(default_factory=list)
@@ -276,30 +284,51 @@ def _seconds(clock: str) -> float:
     return total
 
 
+def _elapsed_speed(refreshes: dict[int, list[tuple[int, float]]]) -> tuple[float, float] | None:
+    """(steps, seconds) the epoch bars' own clocks show after each epoch's warm-up; None when too short to time.
+
+    tqdm's elapsed field has whole seconds: an epoch is timed from its first refresh past the
+    warm-up to its last, or from its start when that span is under `MIN_TIMED_S`.
+    """
+    steps = seconds = 0.0
+    for points in refreshes.values():
+        n_end, t_end = points[-1]
+        n_warm, t_warm = next(((n, t) for n, t in points if n > WARMUP_UPDATES), points[0])
+        if t_end - t_warm >= MIN_TIMED_S:
+            steps, seconds = steps + n_end - n_warm, seconds + t_end - t_warm
+        elif t_end >= 1:
+            steps, seconds = steps + n_end, seconds + t_end
+    return (steps, seconds) if seconds >= 1 and steps > 0 else None
+
+
 def _parse_bars(run: PriorRun, lines: list[str]) -> None:
     rates: list[float] = []
     all_rates: list[float] = []
-    final: dict[int, tuple[int, int, float]] = {}  # epoch -> (n, total, elapsed s) of its last refresh
+    refreshes: dict[int, list[tuple[int, float]]] = {}  # epoch -> (n, elapsed s) of each refresh
     for line in lines:
         match = TRAIN_BAR.search(line)
         if not match:
             continue
         epoch, n, total = int(match["epoch"]), int(match["n"]), int(match["total"])
-        final[epoch] = (n, total, _seconds(match["elapsed"]))
+        refreshes.setdefault(epoch, []).append((n, _seconds(match["elapsed"])))
+        run.steps_per_epoch = max(run.steps_per_epoch or 0, total)
         if match["rate"] == "?" or float(match["rate"]) <= 0:
             continue
         rate = float(match["rate"]) if match["unit"] == "it/s" else 1.0 / float(match["rate"])
         all_rates.append(rate)
         if n > WARMUP_UPDATES:
             rates.append(rate)
+    timed = _elapsed_speed(refreshes)
     rates = rates or all_rates
-    if rates:
-        run.speed_it_s = round(statistics.median(rates), 4)
+    if timed:  # the bars' own clocks: stalls, data loading and logging count, as they do in the job
+        run.speed_it_s, run.speed_source = round(timed[0] / timed[1], 4), "steps / bar elapsed time"
         run.speed_updates = len(rates)
-    if final:
-        run.steps_per_epoch = max(total for _, total, _ in final.values())
-        run.epochs_completed = sum(1 for n, total, _ in final.values() if n >= total)
-        run.train_elapsed_s = round(sum(elapsed for _, _, elapsed in final.values()), 1)
+    elif rates:  # too short to time by whole seconds: the bar's instantaneous rates
+        run.speed_it_s, run.speed_source = round(statistics.median(rates), 4), "median bar rate"
+        run.speed_updates = len(rates)
+    if refreshes:
+        run.epochs_completed = sum(1 for points in refreshes.values() if points[-1][0] >= (run.steps_per_epoch or 0))
+        run.train_elapsed_s = round(sum(points[-1][1] for points in refreshes.values()), 1)
 
 
 def _parse_memory(run: PriorRun, text: str) -> None:
@@ -386,6 +415,24 @@ def _add_sidecars(run: PriorRun, folder: Path) -> None:
                 setattr(run, key, value)
     if run.epochs and run.epochs_completed >= run.epochs and not run.oom:
         run.completed = True
+    _add_job_elapsed(run, folder)
+
+
+def _add_job_elapsed(run: PriorRun, folder: Path) -> None:
+    """The job's own elapsed time when the log is a sweepflow fine-tune's (`<group>/<run>/slurm-<id>.out`)."""
+    job_id = run.log_path.name.removeprefix("slurm-").removesuffix(".out")
+    status_file = folder.parent / STATUS_FILE
+    if not job_id.isdigit() or not status_file.is_file() or run.train_elapsed_s is None:
+        return
+    try:
+        status = StatusStore(status_file).read()
+        attempts = status.stage(folder.name).attempts
+    except (SweepflowError, KeyError):
+        return
+    elapsed = next((a.elapsed_s for a in attempts if a.job_id == job_id and a.slurm_state == "COMPLETED"), None)
+    if elapsed and elapsed >= run.train_elapsed_s:
+        run.job_elapsed_s = elapsed
+        run.overhead_s = round(elapsed - run.train_elapsed_s, 1)
 
 
 def _sidecars(folder: Path) -> list[tuple[str, dict[str, Any]]]:

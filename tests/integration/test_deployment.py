@@ -74,7 +74,9 @@ def test_deployment_run_through_worker(tmp_path):
 
         # run from another folder: the pull step must bring the flow run back to the clone
         t = time.monotonic()
-        params = {"design": design(tmp_path, name="deployed"), "auto_approve": True, "date": DATE}
+        # the fake site's models ask for CUDA, which this machine lacks: no site check here
+        # (tests/integration/test_job_environment.py runs it for real)
+        params = {"design": design(tmp_path, name="deployed"), "auto_approve": True, "date": DATE, "check_site": False}
         result = subprocess.run(
             [PREFECT, "deployment", "run", "plan-runs/plan-runs", "--params", json.dumps(params), "--watch"],
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,

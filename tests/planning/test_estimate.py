@@ -151,7 +151,7 @@ def test_with_priors_sources_and_numbers(tmp_path: Path) -> None:
     e1, e3 = est.per_model[M1], est.per_model[M3]
     assert e1.batch_size.source == e1.speed_it_s.source == e1.checkpoint_gib_per_epoch.source == f"prior log {LOG_1B}"
     assert e3.speed_it_s.source == f"prior log {LOG_3B}"
-    assert (e1.prior_samples, e1.prior_batch_size, e1.speed_it_s.value) == (2000, 4, 4.33)
+    assert (e1.prior_samples, e1.prior_batch_size, e1.speed_it_s.value) == (2000, 4, 4.35)
 
     # 1B: 15.27 GiB at batch 4 -> 3.82/sample -> 80/3.82 x 0.7 = 14.7 -> 8 (prior was packed too)
     assert e1.batch_size.value == 8
@@ -160,16 +160,17 @@ def test_with_priors_sources_and_numbers(tmp_path: Path) -> None:
     assert e3.packing_density.value == 2.81  # the 3B prior was unpacked: density from the 1B log
     assert {r.params.batch_size for r in out if r.model == M1} == {8}
 
-    # 1B time: samples/s = 4.33 it/s x 4 x 2.81 (prior, packed); 8000 samples; x1.5 overhead
+    # 1B time: samples/s = 4.35 it/s x 4 x 2.81 (prior, packed); 8000 samples; x1.5 overhead
     r1 = est.runs[f"{M1}_rank4"]
     assert r1.steps_per_epoch == math.ceil(TRAIN / 2.81 / 8)
-    assert r1.minutes_per_epoch == pytest.approx(TRAIN / (4.33 * 4 * 2.81) / 60 * 1.5, rel=1e-3)
-    # 3B time: 0.625 it/s x 8 x 4 (grad. accumulation) = 20 samples/s -> 400 s -> 10 min with overhead
-    assert est.runs[f"{M3}_rank4"].minutes_per_epoch == pytest.approx(10.0, rel=1e-3)
-    assert est.runs[f"{M3}_rank4"].train_minutes == pytest.approx(20.0, rel=1e-3)
+    assert r1.minutes_per_epoch == pytest.approx(TRAIN / (4.35 * 4 * 2.81) / 60 * 1.5, rel=1e-3)
+    # 3B time: 0.6270 it/s (116 steps in 185 s) x 8 x 4 (grad. accumulation) = 20.06 samples/s -> 398.7 s
+    # -> 9.97 min with overhead
+    assert est.runs[f"{M3}_rank4"].minutes_per_epoch == pytest.approx(TRAIN / (0.627 * 32) / 60 * 1.5, rel=1e-3)
+    assert est.runs[f"{M3}_rank4"].train_minutes == pytest.approx(2 * TRAIN / (0.627 * 32) / 60 * 1.5, rel=1e-3)
 
-    # evaluation: training it/s at batch 8 = 4.33*4*2.81/8; x2.5; 1000/8 steps; + 1 min
-    it_s = 4.33 * 4 * 2.81 / 8
+    # evaluation: training it/s at batch 8 = 4.35*4*2.81/8; x2.5; 1000/8 steps; + 1 min
+    it_s = 4.35 * 4 * 2.81 / 8
     assert e1.eval_minutes.value == pytest.approx(math.ceil(1000 / 8) / (it_s * 2.5) / 60 + 1, rel=1e-3)
     # disk from the fixture's real bytes, not the 2.30 GiB in the log lines
     assert e1.checkpoint_gib_per_epoch.value == pytest.approx(2500 / 1024**3)
@@ -179,7 +180,7 @@ def test_with_priors_sources_and_numbers(tmp_path: Path) -> None:
     assert est.training_gpu_hours == pytest.approx(est.training_minutes_sequential / 60, rel=1e-3)
     assert est.disk.eval_logs_gib == pytest.approx(n_evals * 0.01)
     par = next(s for s in est.scenarios if s.name == "parallel")
-    assert par.training_minutes == pytest.approx(20.0, rel=1e-3)  # the longest job: a 3B run
+    assert par.training_minutes == pytest.approx(est.runs[f"{M3}_rank4"].train_minutes, rel=1e-3)  # longest: a 3B run
     assert not any(n.startswith("No prior") for n in est.notes)
 
 
@@ -193,7 +194,7 @@ def test_scaled_from_another_model(tmp_path: Path) -> None:
     assert e8.peak_memory_gib.value == pytest.approx(15.27 * 5.0, rel=1e-3)
     # 76.35 GiB per batch of 4 -> 19.1/sample -> 80/19.1 x 0.7 = 2.9 -> 2
     assert e8.batch_size.value == 2
-    assert e8.speed_it_s.value == pytest.approx(4.33 / 5.5, rel=1e-3)
+    assert e8.speed_it_s.value == pytest.approx(4.35 / 5.5, rel=1e-3)
     r1, r8 = est.runs[f"{M1}_rank4"], est.runs[f"{M8}_rank4"]
     assert r8.minutes_per_epoch == pytest.approx(r1.minutes_per_epoch * 5.5, rel=1e-3)
     assert any(n.startswith(f"{M8}: figures scaled") for n in est.notes)
@@ -257,10 +258,33 @@ def test_scan_result_accepted_same_model_preferred_and_notes(tmp_path: Path) -> 
     e8 = est.per_model[M8]
     # the unfinished 8B log is the same model: its speed beats scaling a finished 1B/3B run
     assert e8.speed_it_s.source == f"prior log {log_8b}"
-    assert e8.speed_it_s.value == pytest.approx(1 / 4.20, abs=1e-4)
+    assert e8.speed_it_s.value == pytest.approx(2 / 7, abs=1e-4)
     # it has no memory figure: the nearest size with one (3B) is scaled: 21.74 x 5/2.5 at batch 8
     assert e8.peak_memory_gib.source == f"scaled from {M3} prior log {LOG_3B}"
     assert e8.peak_memory_gib.value == pytest.approx(21.74 * 2, rel=1e-3)
     assert e8.batch_size.value == 2  # 80 / 5.435 x 0.7 = 10.3, / 2.81 (packed now) = 3.7
     assert any(str(tmp_path / "gone") in n for n in est.notes)
     assert any("did not finish" in n for n in est.notes)
+
+
+def test_time_outside_training_is_measured_from_the_jobs_elapsed_time(tmp_path: Path) -> None:
+    """A prior that is a sweepflow run: its runs_status.yaml gives the job's elapsed time, which replaces x1.5."""
+    import shutil
+
+    group = tmp_path / "prior_group"
+    run_dir = group / "Llama-3.2-1B-Instruct_5L_rank64"
+    shutil.copytree(LOG_1B.parent, run_dir)
+    (group / "runs_status.yaml").write_text(
+        "run_group: prior_group\nruns:\n  Llama-3.2-1B-Instruct_5L_rank64:\n    finetune:\n      status: completed\n"
+        "      job_id: '4812345'\n      attempts:\n      - job_id: '4812345'\n        slurm_state: COMPLETED\n"
+        "        elapsed_s: 150.0\n    evaluations: {}\n"
+    )
+    prior = parse_log(run_dir / "slurm-4812345.out")
+    assert (prior.train_elapsed_s, prior.job_elapsed_s, prior.overhead_s) == (84.0, 150.0, 66.0)
+
+    _, _, _, est = plan(tmp_path, [prior], models=[M1])
+    r1 = est.runs[f"{M1}_rank4"]
+    train_s = TRAIN / (prior.speed_it_s * 4 * prior.packing_density)
+    assert r1.minutes_per_epoch == pytest.approx((train_s + 66.0 / 2) / 60, rel=1e-3)  # 33 s per epoch, not x1.5
+
+    assert parse_log(LOG_1B).overhead_s is None  # no status file beside it: the x1.5 stays

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -52,9 +54,10 @@ def test_1b_packed_run() -> None:
     assert run.dataset == "/scratch/gpfs/mjs3/data/words_5L_80P_2500.json"
     assert (run.samples, run.samples_source) == (2000, "packing bar")
     assert run.steps_per_epoch == 178 and run.epochs_completed == 2 and run.completed
-    # bars alternate 4.33 / 4.35 it/s after warm-up; slower warm-up refreshes pull the median to 4.33.
+    # the bars' own clocks past warm-up: epoch 1 steps 4->178 in 3->43 s, epoch 2 4->178 in 1->41 s.
     # The packing bar (2399.49 it/s) must not count.
-    assert run.speed_it_s == 4.33
+    assert run.speed_it_s == round((174 + 174) / (40 + 40), 4) == 4.35
+    assert run.speed_source == "steps / bar elapsed time"
     assert run.speed_updates > 600
     # training peak from the `Step N | ... peak_memory_alloc:` lines, not the 2.35 GiB after model init
     assert run.peak_memory_gib == 15.27 and run.memory_during_training
@@ -71,7 +74,8 @@ def test_3b_unpacked_slow_run_reads_metric_log_beside_it() -> None:
     run = parse_log(LOG_3B)
     assert run.model == "Llama-3.2-3B-Instruct"
     assert (run.batch_size, run.gradient_accumulation_steps, run.packed) == (8, 4, False)
-    assert run.speed_it_s == pytest.approx(1 / 1.60)  # tqdm printed `1.60s/it`
+    # tqdm printed `1.60s/it`; its clocks say steps 4->62 in 12->105 s and 8->100 s: 116 steps in 185 s
+    assert run.speed_it_s == round(116 / 185, 4)
     assert run.steps_per_epoch == 62 and run.completed
     assert (run.packing_density, run.packing_density_source) == (1.0, "not packed")
     assert (run.samples, run.samples_source) == (62 * 8 * 4, "steps x batch (lower bound)")
@@ -93,8 +97,8 @@ def test_truncated_garbled_log_gives_what_it_has() -> None:
     assert run.batch_size == 2  # printed before the config was cut off
     assert (run.epochs, run.packed, run.lora_rank) == (1, True, 8)  # from setup_finetune.yaml
     assert run.steps_per_epoch == 250 and run.epochs_completed == 0 and not run.completed
-    # refreshes after warm-up: 4.46, 4.46, 4.20, 4.20, 4.05 s/it -> median 4.20 s/it
-    assert run.speed_it_s == pytest.approx(1 / 4.20, abs=1e-4)
+    # cut off at step 6: steps 4->6 took 20->27 s on the bar's clock (the rates said 4.46 to 4.05 s/it)
+    assert run.speed_it_s == round(2 / 7, 4)
     assert run.speed_updates == 5
     assert run.peak_memory_gib is None and run.checkpoint_gib_per_epoch is None
     assert any("GPU peak memory" in p for p in run.problems)
@@ -139,7 +143,13 @@ def test_s_per_it_and_warmup_skip() -> None:
     bars = "\r".join(f"1|{n}|Loss: 1.0:  {n}%|#         | {n}/100 [00:{n:02d}<01:00, {rate}]"
                      for n, rate in [(1, "9.00s/it"), (2, "5.00s/it"), (3, "3.00s/it"), (4, "2.00s/it"), (5, "2.00s/it"), (6, " 1.25it/s")])
     run = parse_log_text(bars + "\n", Path("x.out"))
-    assert run.speed_it_s == pytest.approx(0.5)  # median of 0.5, 0.5, 1.25 (the first three are warm-up)
+    # the clock: steps 4->6 in 4->6 s is under MIN_TIMED_S, so from the start: 6 steps in 6 s
+    assert run.speed_it_s == pytest.approx(1.0) and run.speed_source == "steps / bar elapsed time"
+    fast = "\r".join(f"1|{n}|Loss: 1.0:  {n}%|#         | {n}/100 [00:00<00:01, {rate}]"
+                      for n, rate in [(1, "9.00s/it"), (2, "5.00s/it"), (3, "3.00s/it"), (4, "2.00s/it"),
+                                      (5, "2.00s/it"), (6, " 1.25it/s")])
+    run = parse_log_text(fast + "\n", Path("x.out"))  # no whole second on the clock: the rates' median
+    assert run.speed_it_s == pytest.approx(0.5) and run.speed_source == "median bar rate"
     assert run.steps_per_epoch == 100 and run.epochs_completed == 0
 
 
@@ -165,3 +175,18 @@ def test_oom_and_garbage_do_not_raise(tmp_path: Path) -> None:
     junk.write_bytes(b"torchtune \xff\xfe\x00\x00 |Loss: \x80\r\r\n" * 3)
     scan = scan_prior_runs([tmp_path])
     assert len(scan.runs) == 1 and scan.runs[0].model is None and scan.runs[0].problems
+
+
+def test_real_cpu_log_with_stalls_is_timed_by_its_clock() -> None:
+    """The demo's real torchtune log: instantaneous rates of ~60-160 it/s between stalls of 20 it/s.
+
+    Each 1,000-step epoch bar ends at 00:16 (epoch 2) and 00:13-00:16 (epoch 1): the clock gives
+    the speed the job had, which the median of the rates (about 110 it/s) over-states by ~70 %.
+    """
+    log = Path(__file__).resolve().parents[1] / "fixtures" / "real_cpu_log" / "slurm-tiny.out"
+    run = parse_log_text(log.read_text(encoding="utf-8"), log)
+    assert run.speed_source == "steps / bar elapsed time"
+    assert run.train_elapsed_s is not None and 25 <= run.train_elapsed_s <= 35
+    assert run.speed_it_s == pytest.approx(2000 / run.train_elapsed_s, rel=0.02)
+    rates = sorted(float(r) for r in re.findall(r"\| \d+/1000 \[[\d:]+<[^,]*, ([\d.]+)it/s", log.read_text()))
+    assert statistics.median(rates) > 1.5 * run.speed_it_s  # what the old estimate used
