@@ -46,6 +46,7 @@ from tasks.planning.formulas import (
     scale,
     scenarios,
 )
+from tasks.planning.prior_evals import PriorEval, eval_minutes_from_priors
 from tasks.training.prior_logs import PriorRun, PriorScan
 
 
@@ -59,6 +60,7 @@ class _Calc(NamedTuple):
     peak: Figure | None
     speed: Figure
     speed_prior: PriorRun | None
+    eval_source: str | None = None  # set when earlier evaluation jobs measured the evaluation time
 
 
 def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | None,
@@ -176,6 +178,16 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
     return _Calc(batch, density, steps, minutes, eval_it_s, job_minutes, peak, speed, sp)
 
 
+def _with_measured_evals(run: Run, calc: _Calc, prior_evals: list[PriorEval], test_samples: dict[str, int]) -> _Calc:
+    """Each evaluation job's minutes from earlier evaluation jobs of the same model and task, where there are any."""
+    minutes, source = list(calc.job_minutes), None
+    for i, job in enumerate(run.evaluations):
+        measured = eval_minutes_from_priors(prior_evals, run.model, job.task, test_samples.get(job.task))
+        if measured:
+            minutes[i], source = measured[0], source or measured[1]
+    return calc._replace(job_minutes=minutes, eval_source=source) if source else calc
+
+
 def _checkpoint_figure(model: str, adapter_only: bool, priors: list[PriorRun]) -> Figure:
     def fits(q: PriorRun) -> bool:
         return bool(q.checkpoint_gib_per_epoch) and bool(q.save_adapter_weights_only) == adapter_only
@@ -222,7 +234,7 @@ def _model_estimate(model: str, runs: list[Run], calcs: dict[str, _Calc], checkp
     first = next((r for r in mine if not r.is_control), mine[0])
     c = calcs[first.name]
     job_max = max((m for r in mine for m in calcs[r.name].job_minutes), default=0.0)
-    eval_source = c.eval_it_s.source if c.eval_it_s else DEFAULT
+    eval_source = c.eval_source or (c.eval_it_s.source if c.eval_it_s else DEFAULT)
     sp = c.speed_prior
     return ModelEstimate(
         model=model, batch_size=c.batch, packing_density=c.density, peak_memory_gib=c.peak, speed_it_s=c.speed,
@@ -231,7 +243,8 @@ def _model_estimate(model: str, runs: list[Run], calcs: dict[str, _Calc], checkp
 
 
 def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict[Path, int],
-                  test_samples: dict[str, int], priors: PriorScan | list[PriorRun]) -> tuple[list[Run], Estimates]:
+                  test_samples: dict[str, int], priors: PriorScan | list[PriorRun],
+                  prior_evals: list[PriorEval] | None = None) -> tuple[list[Run], Estimates]:
     """Fill "auto" batch sizes and estimate time, GPU-hours and disk for every run (controls: evaluation only).
 
     `train_samples`: dataset path -> train split size; `test_samples`: task -> test samples;
@@ -243,7 +256,8 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         path = Path(run.params.dataset.path)
         if path not in train_samples:
             raise ValueError(f"no train split count for {path} (run {run.name})")
-        calcs[run.name] = _calc_run(run, design, train_samples[path], test_samples, priors, notes)
+        calc = _calc_run(run, design, train_samples[path], test_samples, priors, notes)
+        calcs[run.name] = _with_measured_evals(run, calc, prior_evals or [], test_samples)
 
     out_runs = [
         r if r.params.batch_size is not None

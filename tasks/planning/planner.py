@@ -18,6 +18,7 @@ from tasks.model.design import ExperimentDesign, PathsSpec
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
+from tasks.planning.prior_evals import scan_prior_evals
 from tasks.planning.verify import check_disk, verify_resources
 from tasks.training.config import recipe_for
 from tasks.training.prior_logs import scan_prior_runs
@@ -91,7 +92,8 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     if default:  # earlier run groups: only fine-tunes that completed teach anything
         priors.runs = [p for p in priors.runs if p.completed]
     train = {d.path: d.splits.train for d in resources.datasets}
-    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors)
+    prior_evals = scan_prior_evals(folders)
+    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals)
     if default and priors.runs:
         estimates.notes.append(
             f"paths.prior_runs names no folder, so the earlier run groups under {folders[0]} were searched: "

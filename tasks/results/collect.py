@@ -134,6 +134,24 @@ class RunResources(BaseModel):
     missing_elapsed: int = 0  # ended attempts whose elapsed time the scheduler never reported
     log: Path | None = None  # the fine-tune log the actual figures come from
 
+    @property
+    def train_error_pct(self) -> float | None:
+        """(estimated - actual) / actual of the fine-tune's time, in percent, once it completed."""
+        done = self.kind == "finetune" and self.state == "completed"
+        return estimate_error_pct(self.train_minutes_est, self.train_minutes) if done else None
+
+    @property
+    def eval_error_pct(self) -> float | None:
+        """The same for the run's evaluation jobs together (only when none had to be retried)."""
+        return estimate_error_pct(self.eval_minutes_est, self.eval_minutes)
+
+
+def estimate_error_pct(estimated: float | None, actual: float | None) -> float | None:
+    """How far an estimate was off, in percent of the actual (+: over-estimated); None without both."""
+    if estimated is None or not actual:
+        return None
+    return round((estimated - actual) / actual * 100, 1)
+
 
 # ---------------------------------------------------------------------------- evaluations
 

@@ -106,6 +106,12 @@ class Summary(BaseModel):
     notes: list[str] = Field(default_factory=list)
     curves: dict[str, LossCurve] = Field(default_factory=dict, exclude=True)
 
+    def mean_abs_error_pct(self, stage: str) -> tuple[float, int] | None:
+        """(mean absolute estimate error in percent, runs it is over) for `train` or `eval`; None without any."""
+        errors = [abs(e) for r in self.resources
+                  if (e := (r.train_error_pct if stage == "train" else r.eval_error_pct)) is not None]
+        return (round(sum(errors) / len(errors), 1), len(errors)) if errors else None
+
     def table(self) -> list[dict[str, object]]:
         """Rows for Prefect's create_table_artifact: run, task, epoch, accuracy, samples, delta vs base.
 

@@ -18,7 +18,7 @@ import pytest
 from tasks.execution import retry_run, submit_pending
 from tasks.execution.sync import sync_jobs
 from tasks.model.plan_file import load_plan
-from tasks.results.summarize import BASE_LEVEL, summarize, write_summary
+from tasks.results.summarize import BASE_LEVEL, render_summary, summarize, write_summary
 from tests.support.fake_scheduler import FakeScheduler, cluster, make_group
 from tests.support.finished_runs import DISK_LOSSES, mock_eval, stage_job_id, write_training_outputs
 
@@ -116,7 +116,7 @@ def test_estimated_vs_actual_and_gpu_hours_include_failed_attempts(group: Path) 
     a = res[A]
     assert (a.attempts, a.failed_attempts, a.state) == (2, 1, "completed")
     assert a.train_minutes == pytest.approx(30.0) and a.train_minutes_all == pytest.approx(40.0)
-    assert a.peak_memory_gib == 15.27 and a.speed_it_s == 4.33  # from the torchtune log
+    assert a.peak_memory_gib == 15.27 and a.speed_it_s == 4.35  # from the torchtune log (steps / bar time)
     assert a.batch_size_used is not None and a.batch_size_used < a.batch_size_est  # the OOM retry halved it
     assert a.eval_minutes == pytest.approx(3.0) and a.train_minutes_est and a.gpu_hours_est
     assert a.gpu_hours == pytest.approx((600 + 1800 + 2 * 90) / 3600)
@@ -134,6 +134,17 @@ def test_estimated_vs_actual_and_gpu_hours_include_failed_attempts(group: Path) 
     model = {g.level: g for g in s.gpu_hours if g.factor == "model"}
     assert sum(g.gpu_hours for g in model.values()) == pytest.approx(s.gpu_hours_total)
     assert s.gpu_hours_total == pytest.approx((600 + 1800 + 1200 + 120 + 300 + 6 * 90) / 3600)
+
+    # estimate error: (estimated - actual) / actual, for completed fine-tunes and every run's evaluations
+    assert a.train_error_pct == round((a.train_minutes_est - 30.0) / 30.0 * 100, 1)
+    assert a.eval_error_pct == round((a.eval_minutes_est - 3.0) / 3.0 * 100, 1)
+    assert res[C].train_error_pct is None and res[D].train_error_pct is None  # failed / still running
+    train_errors = [abs(r.train_error_pct) for r in s.resources if r.train_error_pct is not None]
+    assert s.mean_abs_error_pct("train") == (round(sum(train_errors) / len(train_errors), 1), len(train_errors))
+    text = render_summary(s)
+    section = text[text.index("### Estimate error"):text.index("## GPU-hours per factor level")]
+    assert f"| {A} | {a.train_minutes_est:.1f} / 30.0 | {a.train_error_pct:+.0f} % |" in section
+    assert f"training {s.mean_abs_error_pct('train')[0]:.0f} % over {len(train_errors)} runs" in section
 
 
 def test_write_summary_markdown_and_pngs(group: Path) -> None:

@@ -1,0 +1,66 @@
+"""Evaluation estimates from earlier evaluation jobs (tasks/planning/prior_evals.py) on a real planned group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tasks.model import parse_design
+from tasks.planning import build_plan
+from tasks.planning.prior_evals import eval_minutes_from_priors, scan_prior_evals
+from tests.support.fakesite import FakeSite
+from tests.support.setup_groups import planned
+
+ELAPSED = {"Llama-3.2-1B-Instruct": 42.0, "Llama-3.2-3B-Instruct": 96.0}
+
+
+def _finish_evaluations(group: Path) -> None:
+    """Mark every evaluation completed with its model's elapsed time, as sync records it from sacct."""
+    path = group / "runs_status.yaml"
+    status = yaml.safe_load(path.read_text())
+    for i, (run, entry) in enumerate(status["runs"].items()):
+        model = next(m for m in ELAPSED if run.startswith(m))
+        for j, stage in enumerate(entry["evaluations"].values()):
+            job_id = str(1000 + 10 * i + j)
+            stage.update(status="completed", job_id=job_id,
+                         attempts=[{"job_id": job_id, "slurm_state": "COMPLETED", "elapsed_s": ELAPSED[model]}])
+    path.write_text(yaml.safe_dump(status, sort_keys=False))
+
+
+def test_evaluations_are_estimated_from_earlier_evaluation_jobs(fake_site: FakeSite) -> None:
+    first = planned(fake_site.design(name="first"), base=fake_site.root)
+    _finish_evaluations(first)
+
+    priors = scan_prior_evals([first.parent])
+    assert {(p.model, p.task, p.elapsed_s) for p in priors} == {(m, "cap", s) for m, s in ELAPSED.items()}
+    assert all(p.samples == 20 for p in priors)  # the fake site's test split
+
+    data = fake_site.design(name="second")
+    data["paths"]["prior_runs"] = [str(first.parent)]
+    plan = build_plan(parse_design(data, base=fake_site.root), date="2026-01-03")
+    for run in plan.runs:
+        est = plan.estimates.runs[run.name]
+        assert est.eval_minutes == pytest.approx(len(run.evaluations) * ELAPSED[run.model] / 60, rel=1e-3)
+    figure = plan.estimates.per_model["Llama-3.2-3B-Instruct"].eval_minutes
+    assert figure.value == pytest.approx(96.0 / 60, rel=1e-3)
+    assert figure.source.startswith("prior evaluations: ") and f"in {first.name}" in figure.source
+
+
+def test_sample_counts_scale_the_measured_time(fake_site: FakeSite) -> None:
+    first = planned(fake_site.design(name="first"), base=fake_site.root)
+    _finish_evaluations(first)
+    priors = scan_prior_evals([first.parent])
+
+    minutes, source = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 40) or (0.0, "")
+    assert minutes == pytest.approx(2 * 42.0 / 60) and "scaled x2.00 for 40 samples" in source
+    assert eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "other task", 20) is None
+    assert eval_minutes_from_priors(priors, "Llama-3.1-8B-Instruct", "cap", 20) is None
+
+
+def test_unfinished_or_unreadable_groups_teach_nothing(fake_site: FakeSite, tmp_path: Path) -> None:
+    first = planned(fake_site.design(name="first"), base=fake_site.root)
+    assert scan_prior_evals([first.parent]) == []  # all pending
+    (first / "runs_status.yaml").write_text("runs: [not, a, status]\n")
+    assert scan_prior_evals([first.parent]) == []
