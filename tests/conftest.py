@@ -9,6 +9,8 @@
 - `launched`: `(group, scheduler)`, that run group with every job submitted to a `FakeScheduler`.
 
 tests/integration/conftest.py adds the real SLURM cluster fixtures for tests/integration.
+Outside tests/integration no test sees a running SLURM cluster (`SLURM_CONF` is unset), so
+`backend: auto` means the local backend there whether or not CI has started one.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ import pytest
 
 from tests.support.fake_scheduler import FakeScheduler, launched_group, make_group
 from tests.support.fakesite import FakeSite
+
+
+@pytest.fixture(autouse=True)
+def _no_slurm_outside_integration(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests never reach the machine's SLURM: without SLURM_CONF, `auto` picks the local backend."""
+    if "integration" not in Path(str(request.node.fspath)).parts:
+        monkeypatch.delenv("SLURM_CONF", raising=False)
 
 
 @pytest.fixture
