@@ -164,6 +164,8 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         source = _source(sp, s_same)
         speed = Figure(value=_r(sp.speed_it_s / slowdown), source=source)
         minutes = _epoch_minutes(samples / samples_per_s, sp, s_same, source)
+        if minutes.source != source:
+            notes.append(f"{model}: minutes per epoch from {minutes.source}.")
         if not s_same and minutes.value < MIN_EPOCH_MINUTES:  # scaling down by params has no floor of its own
             minutes = Figure(value=MIN_EPOCH_MINUTES, source=source)
         eval_it_s = Figure(value=samples_per_s / bs, source=source)

@@ -286,5 +286,6 @@ def test_time_outside_training_is_measured_from_the_jobs_elapsed_time(tmp_path: 
     r1 = est.runs[f"{M1}_rank4"]
     train_s = TRAIN / (prior.speed_it_s * 4 * prior.packing_density)
     assert r1.minutes_per_epoch == pytest.approx((train_s + 66.0 / 2) / 60, rel=1e-3)  # 33 s per epoch, not x1.5
+    assert any("+ 33 s/epoch outside training (its job's elapsed time)" in n for n in est.notes)
 
     assert parse_log(LOG_1B).overhead_s is None  # no status file beside it: the x1.5 stays
