@@ -30,11 +30,11 @@ OK_MARK = "sweepflow preflight: ok:"
 FAILED_MARK = "sweepflow preflight: FAILED:"
 
 
-def failure_line(log_text: str) -> str | None:
-    """What the preflight said was wrong, from a job log's text (None when it did not fail)."""
+def failure_line(log_text: str, mark: str = FAILED_MARK) -> str | None:
+    """What the preflight (or another check printing `mark`) said was wrong, from a job log's text; None if nothing."""
     for line in reversed(log_text.splitlines()):
-        if FAILED_MARK in line:
-            return line.split(FAILED_MARK, 1)[1].strip()
+        if mark in line:
+            return line.split(mark, 1)[1].strip()
     return None
 
 

@@ -148,7 +148,7 @@ def _finding(shape: SiteShape, folder: Path, job: JobInfo) -> ShapeCheck:
     if passed:
         message = "preflight and probe passed"
     else:
-        said = preflight.failure_line(log) or _probe_failure(log)
+        said = preflight.failure_line(log) or preflight.failure_line(log, site_probe.FAILED_MARK)
         last = next((line for line in reversed(log.splitlines()) if line.strip()), "")
         message = said or f"the job ended {job.raw_state} (exit {job.exit_code}){f': {last}' if last else ''}"
     return ShapeCheck(
@@ -158,13 +158,6 @@ def _finding(shape: SiteShape, folder: Path, job: JobInfo) -> ShapeCheck:
         gpus=env.get("gpus") or [], models=probe.get("models") or [], free_gib=probe.get("free_gib") or {},
         elapsed_s=job.elapsed_s,
     )
-
-
-def _probe_failure(log: str) -> str | None:
-    for line in reversed(log.splitlines()):
-        if site_probe.FAILED_MARK in line:
-            return line.split(site_probe.FAILED_MARK, 1)[1].strip()
-    return None
 
 
 def _submit(backend: Backend, plan: Plan, cluster: ClusterSettings, shape: SiteShape, folder: Path) -> str:
