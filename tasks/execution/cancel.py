@@ -5,7 +5,8 @@ times: when stages were not submitted yet, one `jobs_named` (a job launch-runs s
 could not record before it died is found and cancelled too); one `scancel` of every job id
 (or the local backend's equivalent); one status query for the time the jobs ran.
 Writes: `runs_status.yaml` (one locked update): every selected stage that had not finished
-becomes `cancelled` with the reason, stages still waiting to be submitted included
+becomes `cancelled` with the reason (a job recorded meanwhile by a submission pass is
+cancelled right after that update), stages still waiting to be submitted included
 (launch-runs then leaves them alone). Finished stages are never touched. A cancelled
 fine-tune is never retried; `launch-runs` with `rerun_failed_finetunes` (tasks/execution/reopen.py)
 sends it back to the queue later.
@@ -90,10 +91,13 @@ def cancel_stages(
     seen = backend.query(report.cancelled_jobs) if report.cancelled_jobs else {}
     why = "cancelled with cancel-runs" + (f": {reason.strip()}" if reason.strip() else "")
     marked: set[str] = set()  # a set: update() may apply the change more than once
+    late: set[str] = set()  # jobs recorded after the scancel above (a submission pass that held the lock)
 
     def cancel(current: RunsStatus) -> None:
         for run, key, stage in current.stages():
             if run in wanted and not stage.is_terminal:  # a stage that finished meanwhile keeps its outcome
+                if stage.job_id and stage.status in QUEUED and stage.job_id not in report.cancelled_jobs:
+                    late.add(stage.job_id)
                 stage.mark("cancelled", now=now(), reason=why)
                 attempt = stage.attempts[-1] if stage.attempts and stage.attempts[-1].job_id == stage.job_id else None
                 if attempt is not None:
@@ -108,5 +112,8 @@ def cancel_stages(
                 marked.add(f"{run}/{key}")
 
     store.update(cancel, force=True)
+    if late:
+        backend.cancel(sorted(late))
+        report.cancelled_jobs += sorted(late, key=lambda j: (len(j), j))
     report.stages = sorted(marked)
     return report

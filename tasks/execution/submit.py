@@ -1,9 +1,11 @@
 """Submit a run group's jobs: fine-tunes, their evaluations chained to them, control evaluations.
 
 Reads: `{group}/experiment.yaml` (the plan), `{group}/runs_status.yaml`, the scheduler (through
-a `Backend`: one `jobs_named` call per launch for the duplicate guard).
-Writes: `runs_status.yaml`, once per submission, right after the scheduler returned the job
-id (crash safety over speed); retries also rewrite the run's torchtune config
+a `Backend`: at most one `jobs_named` call per pass for the duplicate guard, for the names of
+the stages that fit under the queue cap).
+Writes: `runs_status.yaml`, through one `StatusStore.batch` per pass: each job id is journaled
+(fsynced) right after the scheduler returned it, before the next sbatch, without rewriting the
+file; retries also rewrite the run's torchtune config
 (`tasks.execution.retry_policy.apply_remedy`, through `tasks.execution.retries`).
 
 Each evaluation of a fine-tuned run depends on its own fine-tune only (`afterok` +
@@ -32,9 +34,9 @@ from tasks.execution.provenance import record_provenance
 from tasks.model.cluster import ClusterSettings
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import eval_job_name, job_log
-from tasks.model.plan import EvalJob, Run
+from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, utc_now
-from tasks.model.status_file import StatusStore
+from tasks.model.status_file import StatusBatch, StatusStore
 from tasks.training.overrides import apply_overrides, overrides_from_status
 
 Sleep = Callable[[float], None]
@@ -156,13 +158,34 @@ def record_refusal(store: StatusStore, run: str, key: str, reason: str, now: str
     store.update(lambda s: s.stage(run, key).mark("failed", now=now, reason=reason), force=force, now=now)
 
 
+class _Names:
+    """The duplicate guard's answers: `jobs_named` asked once, for the next names that can be submitted.
+
+    A name not asked yet (more stages fitted than foreseen) is asked then, with the ones after it:
+    no stage is ever submitted without its name having been looked up.
+    """
+
+    def __init__(self, backend: Backend, order: list[str], first: int):
+        self.backend, self.order, self.first = backend, order, first
+        self.answers: dict[str, list[JobInfo]] = {}
+        self.asked: set[str] = set()
+
+    def get(self, name: str) -> list[JobInfo]:
+        if name not in self.asked:
+            start = self.order.index(name) if name in self.order else len(self.order)
+            wanted = [name, *[n for n in self.order[start:start + max(self.first, 1)] if n not in self.asked]]
+            self.answers.update(self.backend.jobs_named(list(dict.fromkeys(wanted))))
+            self.asked.update(wanted)
+        return self.answers.get(name, [])
+
+
 class _Launcher:
     """One submit_pending call: queue accounting, stagger, duplicate guard, per-job status writes."""
 
-    def __init__(self, group: RunGroup, backend: Backend, cluster: ClusterSettings,
-                 now: Callable[[], str], sleep: Sleep, named: dict[str, list[JobInfo]], queued: int):
-        self.group, self.layout, self.store, self.backend, self.cluster = (
-            group, group.layout, group.status, backend, cluster
+    def __init__(self, group: RunGroup, backend: Backend, cluster: ClusterSettings, batch: StatusBatch,
+                 now: Callable[[], str], sleep: Sleep, named: _Names, queued: int):
+        self.group, self.layout, self.batch, self.backend, self.cluster = (
+            group, group.layout, batch, backend, cluster
         )
         self.now, self.sleep, self.named = now, sleep, named
         self.report = LaunchReport(queued=queued, max_queued_jobs=cluster.max_queued_jobs)
@@ -179,15 +202,15 @@ class _Launcher:
         key = FINETUNE if job is None else job.key
         name = run.name if job is None else eval_job_name(job)
         script, cwd = self.layout.job_files(run.name, job)
-        found = adoptable(self.named.get(name, []), cwd, self.known)
+        if self.free() < 1:  # before the duplicate guard: only names that can be submitted are looked up
+            self.report.deferred.append(f"{run.name}/{key}")
+            return None
+        found = adoptable(self.named.get(name), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
-            if not record_submission(
-                self.group, run.name, key,
-                Attempt(job_id=found.job_id, submitted=self.now(),
-                        reason="adopted: found in the scheduler by job name"),
-                state,
-            ):
+            if not self._record(run.name, key, Attempt(
+                job_id=found.job_id, submitted=self.now(), reason="adopted: found in the scheduler by job name",
+            ), state):
                 self._withdraw(run, key, found.job_id)
                 return None
             self.report.adopted.append(SubmittedJob(run=run.name, stage=key, job_id=found.job_id, adopted=True))
@@ -195,9 +218,6 @@ class _Launcher:
             if found.status in ("failed", "cancelled"):
                 self.ended.add(found.job_id)  # sync-status records the failure; a retry re-chains
             return found.job_id
-        if self.free() < 1:
-            self.report.deferred.append(f"{run.name}/{key}")
-            return None
         if not after_ok and self.started and self.cluster.submit_stagger_seconds:
             self.sleep(self.cluster.submit_stagger_seconds)
         try:
@@ -207,12 +227,13 @@ class _Launcher:
                 self.report.deferred.append(f"{run.name}/{key}")
             else:
                 reason = f"sbatch refused the job: {error}"
-                record_refusal(self.store, run.name, key, reason, self.now())
+                stamp = self.now()
+                self.batch.change(run.name, key, lambda s: s.mark("failed", now=stamp, reason=reason))
                 self.report.failed.append(StageProblem(run=run.name, stage=key, reason=reason))
             return None
         self.started = self.started or not after_ok
         params = apply_overrides(run, self.overrides.get(run.name)).params if job is None else None
-        if not record_submission(self.group, run.name, key, Attempt(
+        if not self._record(run.name, key, Attempt(
             job_id=job_id, submitted=self.now(),
             batch_size=params.batch_size if params else None,
             gradient_accumulation_steps=params.gradient_accumulation_steps if params else None,
@@ -223,6 +244,19 @@ class _Launcher:
         self.report.queued += 1
         return job_id
 
+    def _record(self, run: str, key: str, info: Attempt, status: str) -> bool:
+        """Journal the stage's new job id and attempt; False when it finished meanwhile (cancel-runs)."""
+
+        def change(stage: StageStatus) -> None:
+            if not stage.is_terminal:
+                stage.mark(status, now=info.submitted, job_id=info.job_id)  # type: ignore[arg-type]
+                stage.attempts.append(info)
+
+        accepted = not self.batch.status.stage(run, key).is_terminal
+        if accepted:
+            self.batch.change(run, key, change)
+            record_provenance(self.group, run, info.job_id, self.batch.status)
+        return accepted
 
     def _withdraw(self, run: Run, key: str, job_id: str) -> None:
         """The stage was cancelled (cancel-runs) while its job was being submitted: cancel the job too."""
@@ -234,18 +268,8 @@ def _queued(status: RunsStatus) -> int:
     return sum(1 for _, _, s in status.stages() if s.status in QUEUED and s.job_id)
 
 
-def submit_pending(
-    group: GroupRef,
-    backend: Backend,
-    cluster: ClusterSettings | None = None,
-    now: Callable[[], str] = utc_now,
-    sleep: Sleep = time.sleep,
-) -> LaunchReport:
-    """Submit every pending fine-tune with its chained evaluations, then control evaluations."""
-    group = RunGroup.of(group)
-    plan, store = group.plan, group.status
-    cluster = cluster or group.cluster
-    status = store.read()
+def _todo(plan: Plan, status: RunsStatus, store: StatusStore) -> list[tuple[Run, EvalJob | None]]:
+    """The stages that still need a job, in submission order (each fine-tune before its evaluations)."""
     todo: list[tuple[Run, EvalJob | None]] = []
     for run in plan.finetune_runs + plan.control_runs:
         if run.name not in status.runs:
@@ -253,24 +277,30 @@ def submit_pending(
         if not run.is_control and needs_submit(status.stage(run.name)):
             todo.append((run, None))
         todo += [(run, job) for job in run.evaluations if needs_submit(status.stage(run.name, job.key))]
-    names = [run.name if job is None else eval_job_name(job) for run, job in todo]
-    launcher = _Launcher(
-        group, backend, cluster, now, sleep, backend.jobs_named(names) if names else {}, _queued(status)
-    )
-    launcher.overrides = overrides_from_status(status)
-    launcher.known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
-    launcher.report.already_submitted = sum(1 for _, _, s in status.stages() if s.job_id and not needs_submit(s))
+    return todo
+
+
+def _key(run: Run, job: EvalJob | None) -> str:
+    return f"{run.name}/{FINETUNE if job is None else job.key}"
+
+
+def _submit_todo(launcher: _Launcher, todo: list[tuple[Run, EvalJob | None]], status: RunsStatus) -> None:
+    """Each fine-tune with its evaluations chained to it (the run waits as a whole for room), then the rest."""
+    evals: dict[str, list[str]] = {}
+    for run, job in todo:
+        if job is not None:
+            evals.setdefault(run.name, []).append(_key(run, job))
     chain: dict[str, str | None] = {}  # fine-tunes handled in this call: job id to chain to, or None
     for run, job in todo:
         if job is None:
-            evals = [f"{run.name}/{j.key}" for r, j in todo if r is run and j is not None]
-            if launcher.free() < 1 + len(evals) and launcher.report.queued > 0:
-                launcher.report.deferred += [f"{run.name}/{FINETUNE}", *evals]  # the run waits as a whole
+            waiting = evals.get(run.name, [])
+            if launcher.free() < 1 + len(waiting) and launcher.report.queued > 0:
+                launcher.report.deferred += [_key(run, None), *waiting]
                 chain[run.name] = None
                 continue
             job_id = launcher.one(run, None, [])
-            if job_id is None and f"{run.name}/{FINETUNE}" in launcher.report.deferred:
-                launcher.report.deferred += evals
+            if job_id is None and _key(run, None) in launcher.report.deferred:
+                launcher.report.deferred += waiting
             chain[run.name] = None if job_id in launcher.ended else job_id
             continue
         if run.is_control:
@@ -284,4 +314,39 @@ def submit_pending(
                 launcher.one(run, job, [ft.job_id])
             elif ft.status == "completed":
                 launcher.one(run, job, [])
+
+
+def submit_pending(
+    group: GroupRef,
+    backend: Backend,
+    cluster: ClusterSettings | None = None,
+    now: Callable[[], str] = utc_now,
+    sleep: Sleep = time.sleep,
+) -> LaunchReport:
+    """Submit every pending fine-tune with its chained evaluations, then control evaluations.
+
+    With the queue already at its cap, nothing is locked or asked of the scheduler.
+    """
+    group = RunGroup.of(group)
+    plan, store = group.plan, group.status
+    cluster = cluster or group.cluster
+    status = store.read()
+    todo = _todo(plan, status, store)
+    queued = _queued(status)
+    if not todo or queued >= cluster.max_queued_jobs:
+        return LaunchReport(
+            queued=queued, max_queued_jobs=cluster.max_queued_jobs, deferred=[_key(r, j) for r, j in todo],
+            already_submitted=sum(1 for _, _, s in status.stages() if s.job_id and not needs_submit(s)),
+        )
+    with store.batch() as batch:
+        status = batch.status  # again, under the lock
+        todo = _todo(plan, status, store)
+        queued = _queued(status)
+        names = _Names(backend, [r.name if j is None else eval_job_name(j) for r, j in todo],
+                       cluster.max_queued_jobs - queued)
+        launcher = _Launcher(group, backend, cluster, batch, now, sleep, names, queued)
+        launcher.overrides = overrides_from_status(status)
+        launcher.known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
+        launcher.report.already_submitted = sum(1 for _, _, s in status.stages() if s.job_id and not needs_submit(s))
+        _submit_todo(launcher, todo, status)
     return launcher.report

@@ -22,7 +22,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -40,9 +41,11 @@ from tasks.core.files import (
     read_yaml,
 )
 from tasks.core.templating import render_template
+from tasks.model import status_journal
 from tasks.model.design_file import problems_from_validation
 from tasks.model.layout import STATE_DIR
-from tasks.model.status import FINETUNE, RunsStatus, StatusError, utc_now
+from tasks.model.status import FINETUNE, RunsStatus, RunStatus, StageStatus, StatusError, utc_now
+from tasks.model.status_journal import Journal
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,22 @@ _BODY_MARK = "\x00runs_status body\x00"
 
 
 class _Written(NamedTuple):
-    """runs_status.yaml as read, with where each run's YAML lies in it (from a matching cache)."""
+    """runs_status.yaml as read: its bytes, where each run's YAML lies in them (from a matching cache), its journal."""
 
     raw: bytes
     runs: dict[str, tuple[int, int, str]]  # run -> (start, end, fingerprint): its YAML is raw[start:end + 1]
+    journal: Journal | None = None
+
+    def fingerprint(self, run: str) -> str | None:
+        """The fingerprint of the run's entry as a reader sees it (the journal's, else the YAML's)."""
+        if self.journal is not None and run in self.journal.runs:
+            return _fingerprint(run, self.journal.runs[run])
+        known = self.runs.get(run)
+        return known[2] if known else None
+
+
+def _fingerprint(name: str, entry: Any) -> str:
+    return hashlib.blake2b(f"{json.dumps(name)}: {json.dumps(entry)}".encode(), digest_size=16).hexdigest()
 
 
 def _run_index(value: Any, raw: bytes) -> dict[str, tuple[int, int, str]]:
@@ -99,7 +114,7 @@ def _render(data: dict[str, Any], now: str, before: _Written | None = None) -> t
     for name, entry in runs.items():
         text = f"{json.dumps(name)}: {json.dumps(entry)}"
         entries.append(text)
-        fingerprint = hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+        fingerprint = _fingerprint(name, entry)
         known = before.runs.get(name) if before else None
         if known is not None and known[2] == fingerprint:
             piece = before.raw[known[0]:known[1] + 1]  # type: ignore[union-attr]
@@ -197,12 +212,16 @@ def _json(data: dict[str, Any]) -> bytes:
 class StatusStore:
     """runs_status.yaml of one run group, safe for many concurrent writers (processes too)."""
 
-    def __init__(self, path: str | Path, lock_timeout: float = 120.0, cache_min_bytes: int | None = None):
+    def __init__(self, path: str | Path, lock_timeout: float = 120.0, cache_min_bytes: int | None = None,
+                 journal: bool = True):
         self.path = Path(path)
         self.lock_path = Path(f"{self.path}.lock")
         self.cache_path = self.path.parent / STATE_DIR / f"{self.path.stem}.cache.json"
+        self.journal_path = self.path.parent / STATE_DIR / f"{self.path.stem}.journal.jsonl"
         self.lock_timeout = lock_timeout
         self.cache_min_bytes = CACHE_MIN_BYTES if cache_min_bytes is None else cache_min_bytes
+        self.journal = journal  # False: every update writes the whole file (its batches still journal)
+        self.bytes_written = 0  # YAML, cache and journal bytes this store wrote (the benchmarks report it)
 
     def _lock(self) -> FileLock:
         return FileLock(str(self.lock_path), timeout=self.lock_timeout)
@@ -227,10 +246,12 @@ class StatusStore:
             "format": CACHE_FORMAT, "yaml_file": self.path.name,
             "yaml_sha256": hashlib.sha256(raw).hexdigest(), "runs": index,
         }
+        data = json.dumps(header).encode() + b"\n" + body
         try:
             self.cache_path.parent.mkdir(exist_ok=True)
             # not durable: the cache is checked before use
-            atomic_write_bytes(self.cache_path, json.dumps(header).encode() + b"\n" + body, durable=False)
+            atomic_write_bytes(self.cache_path, data, durable=False)
+            self.bytes_written += len(data)
         except OSError as error:
             log.debug("runs_status: cache %s not written: %s", self.cache_path, error)
 
@@ -242,48 +263,88 @@ class StatusStore:
         except OSError as error:
             log.debug("runs_status: stale cache %s not removed: %s", self.cache_path, error)
 
-    def _load(self, refresh: bool = True) -> tuple[RunsStatus, Callable[[], RunsStatus], _Written | None]:
+    def _load(self, refresh: bool = True) -> tuple[RunsStatus, Callable[[], RunsStatus], _Written]:
         """(the status, a function making an independent copy of it, the file as written) from one read.
 
         From the cache when it matches the YAML's bytes, else from the YAML (then, with `refresh`,
-        cached for the next read, unless the file was replaced meanwhile).
+        cached for the next read, unless the file was replaced meanwhile); the journal's runs
+        over either.
         """
         try:
             seen = self.path.stat()
         except OSError:
             seen = None  # read_bytes says what is wrong
         raw = read_bytes(self.path, "YAML file")
-        if len(raw) < self.cache_min_bytes:
-            data = parse_yaml(raw, self.path)
-            return parse_status(data, self.path), lambda: parse_status(data, self.path), None
-        cached = self._cached(raw)
+        journal = status_journal.read_journal(self.journal_path, raw) if self.journal_path.exists() else None
+        cached = self._cached(raw) if len(raw) >= self.cache_min_bytes else None
         if cached is not None:
             body, written = cached
             try:
-                status = RunsStatus.model_validate_json(body)
-                return status, lambda: RunsStatus.model_validate_json(body), written
+                status = _with_journal(RunsStatus.model_validate_json(body), journal)
+                return status, lambda: _with_journal(RunsStatus.model_validate_json(body), journal), \
+                    written._replace(journal=journal)
             except ValidationError:
                 log.warning("runs_status: ignoring the unreadable cache %s", self.cache_path)
         data = parse_yaml(raw, self.path)
         status = parse_status(data, self.path)
-        if refresh and seen is not None and _same_file(seen, self.path):
+        if len(raw) >= self.cache_min_bytes and refresh and seen is not None and _same_file(seen, self.path):
             self._write_cache(raw, _json(status.model_dump(mode="json")), [])
-        return status, lambda: parse_status(data, self.path), None
+        return (_with_journal(status, journal), lambda: _with_journal(parse_status(data, self.path), journal),
+                _Written(raw, {}, journal))
 
-    def _persist(self, data: dict[str, Any], now: str, before: _Written | None = None) -> None:
-        """Write the YAML (atomically, durably), then its cache (when the file is large)."""
+    def _persist(self, data: dict[str, Any], now: str, before: _Written | None = None, full: bool = False) -> None:
+        """Append the changed runs to the journal when that is cheaper and not due (or `full`); else write all.
+
+        A full write: the YAML (atomically, durably), then its cache (when the file is large),
+        then the journal is removed (it is part of the YAML now).
+        """
+        if before is not None and not full and self.journal and self._journaled(data, before):
+            return
         raw, body, index = _render(data, now, before)
         atomic_write_bytes(self.path, raw)
+        self.bytes_written += len(raw)
         if len(raw) >= self.cache_min_bytes:
             self._write_cache(raw, body, index)
         elif self.cache_path.exists():
             self._drop_cache()
+        status_journal.remove(self.journal_path)
+
+    def _journaled(self, data: dict[str, Any], before: _Written) -> bool:
+        """Append the runs of `data` that differ from what readers see; False when a full write is due."""
+        runs = data.get("runs")
+        if not before.runs or list(data) != ["run_group", "runs"] or not isinstance(runs, dict) \
+                or runs.keys() != before.runs.keys():
+            return False  # small file, no index, or runs added or removed: write it all
+        lines = [status_journal.entry_line(name, entry) for name, entry in runs.items()
+                 if before.fingerprint(name) != _fingerprint(name, entry)]
+        adding = sum(len(line) for line in lines)
+        journal = before.journal
+        if journal is None and adding > status_journal.FOLD_FRACTION * len(before.raw):
+            return False
+        if journal is not None and journal.due(len(before.raw), adding):
+            return False
+        if lines:
+            status_journal.append(self.journal_path, before.raw, journal, lines)
+            self.bytes_written += adding
+        return True
 
     # ------------------------------------------------------------------ public API
 
     def read(self) -> RunsStatus:
-        """The current content (no lock needed: the file is only ever replaced atomically)."""
+        """The current content (no lock needed: the file is only ever replaced atomically).
+
+        Read again when a writer replaced the file meanwhile (it may then have removed the journal
+        this read would have applied to the older bytes).
+        """
         with gc_paused():
+            for _ in range(5):
+                try:
+                    seen = self.path.stat()
+                except OSError:
+                    break
+                status = self._load()[0]
+                if _same_file(seen, self.path):
+                    return status
             return self._load()[0]
 
     def write(self, status: RunsStatus, now: str | None = None) -> None:
@@ -293,6 +354,20 @@ class StatusStore:
                 self._persist(status.model_dump(mode="json"), now or utc_now())
         except Timeout:
             raise StatusError(f"{self.path}: could not lock {self.lock_path} within {self.lock_timeout:g} s") from None
+
+    def flush(self, max_age_s: float = 0.0) -> bool:
+        """Fold a journal at least `max_age_s` old into runs_status.yaml; whether one was folded."""
+        if not self.journal_path.exists():
+            return False
+        try:
+            with self._lock().acquire(poll_interval=POLL_SECONDS), gc_paused():
+                status, _, before = self._load(refresh=False)
+                if before.journal is None or before.journal.age() < max_age_s:
+                    return False
+                self._persist(status.model_dump(mode="json"), utc_now(), before, full=True)
+                return True
+        except Timeout:
+            return False  # a writer holds it: it folds when due
 
     def update(self, fn: Updater, *, force: bool = False, strict: bool = False, now: str | None = None) -> RunsStatus:
         """Read, apply `fn` (mutate the status, or return a new RunsStatus), write back atomically.
@@ -306,6 +381,28 @@ class StatusStore:
                 return self._update_locked(fn, force, strict, now)
         except Timeout:
             raise StatusError(f"{self.path}: could not lock {self.lock_path} within {self.lock_timeout:g} s") from None
+
+    @contextmanager
+    def batch(self) -> Iterator[StatusBatch]:
+        """Hold the lock for many small changes (a submission pass): each is on disk when it returns.
+
+        `StatusBatch.change` appends the run's entry to the journal (fsynced), so a job id is
+        recorded before the next sbatch without rewriting the file; the journal is folded on exit
+        when due.
+        """
+        try:
+            lock = self._lock().acquire(poll_interval=POLL_SECONDS)
+        except Timeout:
+            raise StatusError(f"{self.path}: could not lock {self.lock_path} within {self.lock_timeout:g} s") from None
+        with lock:
+            with gc_paused():
+                status, _, before = self._load(refresh=False)
+            batch = StatusBatch(self, status, before)
+            yield batch
+            journal = batch.before.journal
+            if journal is not None and (not batch.before.runs or journal.due(len(batch.before.raw))):
+                with gc_paused():
+                    self._persist(batch.status.model_dump(mode="json"), utc_now(), batch.before, full=True)
 
     def _update_locked(self, fn: Updater, force: bool, strict: bool, now: str | None) -> RunsStatus:
         """`update`'s work, under the lock: parse once, apply, validate, protect, write once."""
@@ -332,3 +429,47 @@ class StatusStore:
             data = None if refused else data
         self._persist(new.model_dump(mode="json") if data is None else data, now or utc_now(), before)
         return new
+
+
+class StatusBatch:
+    """The status under one held lock: per-run changes journaled as they are made (`StatusStore.batch`)."""
+
+    def __init__(self, store: StatusStore, status: RunsStatus, before: _Written):
+        self.store, self.status, self.before = store, status, before
+
+    def change(self, run: str, key: str, fn: Callable[[StageStatus], Any], force: bool = False) -> bool:
+        """Apply `fn` to one stage and journal its run (fsynced).
+
+        False, and nothing written, when that would reopen a finished stage (unless `force`).
+        The run's entry is replaced by a validated copy: read it again from `self.status`.
+        """
+        entry = self.status.runs[run]
+        stage = entry.finetune if key == FINETUNE else entry.evaluations[key]
+        kept = stage.model_copy(deep=True)
+        fn(stage)
+        if kept.is_terminal and not stage.is_terminal and not force:
+            log.warning("runs_status: kept terminal state of %s/%s (use force=True to override)", run, key)
+            self._put(run, key, kept)
+            return False
+        valid = RunStatus.model_validate(entry.model_dump(mode="json"))  # a bad value fails here, unwritten
+        self.status.runs[run] = valid
+        line = status_journal.entry_line(run, valid.model_dump(mode="json"))
+        journal = status_journal.append(self.store.journal_path, self.before.raw, self.before.journal, [line])
+        self.store.bytes_written += len(line)
+        self.before = self.before._replace(journal=journal)
+        return True
+
+    def _put(self, run: str, key: str, stage: StageStatus) -> None:
+        entry = self.status.runs[run]
+        if key == FINETUNE:
+            entry.finetune = stage
+        else:
+            entry.evaluations[key] = stage
+
+
+def _with_journal(status: RunsStatus, journal: Journal | None) -> RunsStatus:
+    """`status` with the journal's runs put in (validated); unchanged without a journal."""
+    if journal is not None:
+        for run, entry in journal.runs.items():
+            status.runs[run] = RunStatus.model_validate(entry)
+    return status

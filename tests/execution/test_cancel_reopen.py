@@ -5,6 +5,8 @@ Jobs go to `FakeScheduler`; tests/integration/test_launch_slurm.py cancels on th
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -128,33 +130,40 @@ def test_reopen_keeps_completed_evaluations_and_refuses_unknown_runs(launched) -
 
 
 def test_a_stage_cancelled_while_its_job_is_submitted_gets_that_job_cancelled(run_group: Path) -> None:
-    """cancel-runs runs while launch-runs is inside sbatch for R1's fine-tune: the job sbatch
-    returns is cancelled at once, the stage stays cancelled, R1's evaluations are not submitted."""
+    """cancel-runs starts while launch-runs is inside sbatch for R1's fine-tune. The submission
+    pass holds the status lock, so cancel-runs' update waits for it; it then finds R1's jobs
+    recorded after its own scancel and cancels them too: no job of a cancelled stage runs on.
+    """
     group = run_group
+    cancels: list[threading.Thread] = []
 
     class CancelledMeanwhile(FakeScheduler):
         def submit(self, script, cwd, after_ok=None, overrides=None):  # type: ignore[no-untyped-def]
             job_id = super().submit(script, cwd, after_ok, overrides)
-            if self.jobs[job_id].name == R1:
-                cancel_stages(group, self, runs=[R1], reason="changed my mind")
+            if self.jobs[job_id].name == R1 and not cancels:
+                cancels.append(threading.Thread(target=cancel_stages, args=(group, self),
+                                                kwargs={"runs": [R1], "reason": "changed my mind"}))
+                cancels[0].start()
+                time.sleep(0.3)  # cancel-runs reads, scancels what it knows, then waits for the lock
             return job_id
 
     fake = CancelledMeanwhile()
-    report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
-    [withdrawn] = report.withdrawn
-    assert (withdrawn.run, withdrawn.stage) == (R1, "finetune") and withdrawn.job_id in fake.cancelled
-    assert fake.jobs[withdrawn.job_id].status == "cancelled"
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    cancels[0].join(30)
     status = read_status(group)
-    assert status.stage(R1).status == "cancelled" and status.stage(R1).job_id is None
+    r1_jobs = [s.job_id for _, s in [("ft", status.stage(R1)), *status.runs[R1].evaluations.items()]]
+    assert all(r1_jobs) and all(fake.jobs[j].status == "cancelled" for j in r1_jobs), r1_jobs
+    assert status.stage(R1).status == "cancelled" and "changed my mind" in (status.stage(R1).reason or "")
     assert all(s.status == "cancelled" for s in status.runs[R1].evaluations.values())
-    assert not fake.by_name(f"{R1}__cap_epoch_0") and status.stage(R2).status == "submitted"
+    assert status.stage(R2).status == "submitted" and fake.jobs[status.stage(R2).job_id].status == "pending"
 
 
 def test_a_job_launch_runs_could_not_record_is_cancelled_too(
     run_group: Path, fake_scheduler: FakeScheduler, tmp_path: Path
 ) -> None:
     """launch-runs died between sbatch's answer and the status write: the job runs, the status
-    says pending. cancel-runs finds it (job name + submit folder) and cancels it."""
+    says pending. cancel-runs finds it (job name + submit folder) and cancels it.
+    """
     group, fake = run_group, fake_scheduler
     lost = fake.submit(group / R1 / "finetune.slurm", group / R1)
     other_group = tmp_path / "other" / R1

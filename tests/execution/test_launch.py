@@ -132,7 +132,8 @@ def test_an_old_finished_job_of_an_earlier_folder_at_the_same_path_is_not_adopte
     run_group: Path, fake_scheduler: FakeScheduler
 ) -> None:
     """The run group was deleted and planned again at the same path (or a new clone): SLURM's
-    accounting still knows the old, finished job by name and folder, but its log is gone."""
+    accounting still knows the old, finished job by name and folder, but its log is gone.
+    """
     group, fake = run_group, fake_scheduler
     run = "Llama-3.2-1B-Instruct_rank4"
     old = fake.submit(group / run / "finetune.slurm", group / run)
@@ -151,7 +152,8 @@ def test_an_old_finished_job_of_an_earlier_folder_at_the_same_path_is_not_adopte
 
 def test_foreign_waiting_job_with_the_same_name_is_not_adopted(run_group: Path, fake_scheduler: FakeScheduler) -> None:
     """Run names repeat across run groups (same design, other date): a job of another group
-    still waiting in the queue is told apart by the folder it was submitted from."""
+    still waiting in the queue is told apart by the folder it was submitted from.
+    """
     group, fake = run_group, fake_scheduler
     run = "Llama-3.2-1B-Instruct_rank4"
     other = group.parent / "cap_2x2_2025-01-01" / run
