@@ -6,7 +6,7 @@
 #   make test     every test (tests/integration starts its own Prefect server)
 #   make lint     ruff (style, imports, docstrings) and mypy on tasks/, flows/, blocks/
 #   make bench    plan time of a 1,000-run design
-#   make server   Prefect server on 127.0.0.1:$(PORT), SQLite under .state/
+#   make server   Prefect server on 127.0.0.1:$(PORT), SQLite under .state/ (DB=postgres: PostgreSQL)
 #   make deploy   work pool `sweepflow` + the deployments in prefect.yaml
 #   make worker   a process worker for that pool (background, log in .state/worker.log)
 #   make stop     stop the worker, server and SLURM cluster started here (by their PID files)
@@ -25,6 +25,10 @@ HOST := 127.0.0.1
 PORT ?= 4200
 API_URL := http://$(HOST):$(PORT)/api
 POOL := sweepflow
+# Prefect's database: sqlite (embedded, the default) or postgres (scripts/postgres-local on 127.0.0.1)
+DB ?= sqlite
+PG_DIR := $(STATE)/postgres
+PG_PORT ?= 5433
 DEMO_DIR := $(ROOT)/demo
 DEMO_DESIGN := examples/tiny_demo/design.yaml
 
@@ -106,6 +110,10 @@ server: venv
 	@mkdir -p $(STATE)/server
 	@if [ -f $(STATE)/server.pid ] && kill -0 $$(cat $(STATE)/server.pid) 2>/dev/null; then \
 		echo "server already running (PID $$(cat $(STATE)/server.pid)) at http://$(HOST):$(PORT)"; exit 0; fi; \
+	if [ "$(DB)" = postgres ]; then \
+		PG_LOCAL_DIR=$(PG_DIR) PG_LOCAL_PORT=$(PG_PORT) scripts/postgres-local start && touch $(STATE)/postgres-started; \
+		export PREFECT_API_DATABASE_CONNECTION_URL=$$(PG_LOCAL_PORT=$(PG_PORT) scripts/postgres-local url); \
+	elif [ "$(DB)" != sqlite ]; then echo "DB must be sqlite or postgres (got '$(DB)')" >&2; exit 2; fi; \
 	PREFECT_HOME=$(STATE)/server setsid $(BIN)/prefect server start --host $(HOST) --port $(PORT) \
 		> $(STATE)/server.log 2>&1 < /dev/null & echo $$! > $(STATE)/server.pid; \
 	echo "starting Prefect server (PID $$(cat $(STATE)/server.pid), log .state/server.log) ..."; \
@@ -155,6 +163,8 @@ stop:
 		rm -f $$f; \
 	done
 	@if [ -f $(STATE)/slurm-started-by-demo ]; then scripts/slurm-local stop && rm -f $(STATE)/slurm-started-by-demo; fi
+	@if [ -f $(STATE)/postgres-started ]; then \
+		PG_LOCAL_DIR=$(PG_DIR) scripts/postgres-local stop && rm -f $(STATE)/postgres-started; fi
 
 clean: stop
 	rm -rf $(STATE) $(DEMO_DIR)

@@ -74,7 +74,7 @@ class InMemoryScheduler:
     def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, overrides: object = None) -> str:
         raise NotImplementedError
 
-    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+    def query(self, job_ids: list[str], recent: object = ()) -> dict[str, JobInfo]:
         self.calls += 1
         return {i: self.answer[i] for i in job_ids if i in self.answer}
 

@@ -1,4 +1,4 @@
-"""sync-status: keep a run group's runs_status.yaml true (a scheduled deployment).
+"""sync-status: bring a run group's runs_status.yaml up to date, and do nothing else.
 
 What it does
 ------------
@@ -10,14 +10,16 @@ What it does
 3. Publishes a keyed progress artifact (`progress-<group>`: done / total) and a keyed runs
    table (`status-<group>`: run x stage x state x attempts x elapsed) in the Prefect UI.
 
-It is safe to run while launch-runs runs (both write through the same lock).
+It is safe to run while launch-runs runs (both write through the same lock). It submits and
+retries nothing: the scheduled deployment that keeps a sweep moving is advance-runs
+(flows/advance_runs.py), which syncs too.
 
 How to run it
 -------------
     prefect deployment run sync-status/sync-status --param group_dir=/abs/path/<run group>
 
-`prefect.yaml` also declares it with an interval schedule and no group_dir: each run then
-syncs every run group with unfinished stages under $SWEEPFLOW_OUTPUT_DIR (set at deploy). As Python:
+Without group_dir it syncs every run group with unfinished stages under output_dir
+($SWEEPFLOW_OUTPUT_DIR, set at deploy). As Python:
 `from flows.sync_status import sync_status; sync_status(group_dir)`.
 """
 
@@ -30,25 +32,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows._common import fail, open_group, publish_status, sync_jobs_task
-from tasks.core import SweepflowError
-from tasks.execution import SyncReport
-from tasks.model import GroupLayout, StatusStore
-
-
-def open_groups(output_dir: str | Path) -> list[Path]:
-    """Run groups under `output_dir` that still have unfinished stages."""
-    groups = []
-    for group in sorted(p.parent for p in Path(output_dir).glob("*/" + GroupLayout(Path()).status_file.name)):
-        layout = GroupLayout(group)
-        if not layout.plan_file.exists():
-            continue
-        try:
-            status = StatusStore(layout.status_file).read()
-        except SweepflowError:
-            continue
-        if any(not stage.is_terminal for _, _, stage in status.stages()):
-            groups.append(group)
-    return groups
+from tasks.execution import SyncReport, groups_with_unfinished_work
 
 
 def _sync_one(group_dir: Path) -> SyncReport:
@@ -56,6 +40,7 @@ def _sync_one(group_dir: Path) -> SyncReport:
     group, backend = open_group(group_dir)
     report = sync_jobs_task.with_options(task_run_name=f"sync-{group.name}")(group, backend)
     publish_status(group, report)
+    group.status.flush()  # the YAML itself, not only its journal, is up to date
     logger.info(
         "%s: %d/%d stages finished (%s); %d changed; %d scheduler call(s)",
         group.name, report.done, report.total,
@@ -86,7 +71,7 @@ def sync_status(group_dir: str | None = None, output_dir: str | None = None) -> 
         root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
         if not root:
             return fail("sync-status needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups")
-        groups = open_groups(root)
+        groups = groups_with_unfinished_work(root)
         logger.info("%d run group(s) with unfinished stages under %s", len(groups), root)
     totals: dict[str, int] = {}
     for group in groups:

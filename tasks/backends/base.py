@@ -8,6 +8,7 @@ with `JobOverrides`, and the backend turns them into its own directives and opti
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -91,8 +92,12 @@ class Backend(Protocol):
         """Submit a generated script from `cwd`; return the job id."""
         ...
 
-    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
-        """The state of all these jobs, in ONE call to the scheduler. Unknown ids are left out."""
+    def query(self, job_ids: list[str], recent: Collection[str] = ()) -> dict[str, JobInfo]:
+        """The state of all these jobs, in ONE call to the scheduler. Unknown ids are left out.
+
+        `recent`: ids submitted moments ago; a scheduler whose records lag (SLURM's accounting)
+        may leave them out rather than make a second call for them.
+        """
         ...
 
     def jobs_named(self, names: list[str]) -> dict[str, list[JobInfo]]:

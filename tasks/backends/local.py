@@ -39,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +256,7 @@ class LocalBackend:
             _advance(self.store)
         return job_id
 
-    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+    def query(self, job_ids: list[str], recent: Collection[str] = ()) -> dict[str, JobInfo]:
         """The state of these jobs from their records, after one scheduling step; unknown ids are left out."""
         self.calls += 1
         with self.store.lock():

@@ -3,23 +3,29 @@
 Layer 6, the top (imports every layer below; nothing imports it but flows).
 """
 
+from tasks.execution.advance import AdvanceReport, EndedAttempt, RetryRequest, advance, groups_with_unfinished_work
 from tasks.execution.cancel import CancelReport, cancel_stages
 from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
 from tasks.execution.retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, decide
 from tasks.execution.submit import LaunchReport, submit_pending
-from tasks.execution.sync import SyncReport, sync_jobs
+from tasks.execution.sync import SyncReport, sync_jobs, tally
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
+    "AdvanceReport",
     "CancelReport",
+    "EndedAttempt",
     "LaunchReport",
     "Remedy",
     "RetryOutcome",
+    "RetryRequest",
     "SyncReport",
+    "advance",
     "apply_remedy",
     "cancel_stages",
     "decide",
+    "groups_with_unfinished_work",
     "plan_retry",
     "reopen_failed_evaluations",
     "reopen_failed_finetunes",
@@ -27,4 +33,5 @@ __all__ = [
     "retry_run",
     "submit_pending",
     "sync_jobs",
+    "tally",
 ]

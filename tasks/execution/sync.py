@@ -1,7 +1,8 @@
 """Bring runs_status.yaml up to date with the scheduler: one batched query per sync.
 
 Reads: `{group}/runs_status.yaml`, the scheduler (ONE `backend.query` of every job id whose
-stage is not finished), and, for jobs the scheduler says ended, the evidence on disk: the
+stage is not finished; a job submitted in the last minute that accounting does not list yet
+stays as it was, without a second query), and, for jobs the scheduler says ended, the evidence on disk: the
 fine-tune's `epoch_N/` checkpoints, the evaluation's inspect `.eval` log (header only) in
 `evaluations/<task>/logs/`, the tail of a failed job's `slurm-<id>.out`. The plan
 (`experiment.yaml`) is read only when some job finished or was lost.
@@ -45,6 +46,8 @@ from tasks.model.plan import EvalJob
 from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, utc_now
 
 LOST = "lost: scheduler has no record"
+ADOPTED = "adopted:"  # an attempt's note when its job was found in the scheduler, kept when it ends
+ACCOUNTING_LAG_S = 60.0  # a job submitted this recently may be missing from sacct without being lost
 EVAL_CLOCK_SLACK_S = 120.0  # a .eval log older than the attempt's submission (minus this) is not its own
 
 
@@ -245,7 +248,8 @@ def _apply(stage: StageStatus, change: dict[str, Any], now: str) -> None:
     if stage.is_terminal:
         attempt.finished = attempt.finished or now
         attempt.cause = cause
-        attempt.reason = stage.reason
+        adopted = attempt.reason if attempt.reason and attempt.reason.startswith(ADOPTED) else None
+        attempt.reason = f"{adopted}; {stage.reason}" if adopted and stage.reason else adopted or stage.reason
 
 
 def finetune_ended_for_good(stage: StageStatus) -> bool:
@@ -279,6 +283,18 @@ def cancel_unrunnable(status: RunsStatus, now: str) -> list[str]:
     return cancelled
 
 
+def _recent(stages: list[tuple[str, str, StageStatus]], now: float) -> set[str]:
+    """Ids of jobs submitted under `ACCOUNTING_LAG_S` ago that no sync saw yet (the scheduler may not list them)."""
+    recent = set()
+    for _, _, stage in stages:
+        if stage.status != "submitted" or stage.slurm_state is not None:
+            continue
+        submitted = _timestamp(stage.attempts[-1].submitted) if stage.attempts else None
+        if stage.job_id and submitted is not None and now - submitted < ACCOUNTING_LAG_S:
+            recent.add(stage.job_id)
+    return recent
+
+
 def _rows(status: RunsStatus) -> list[StageRow]:
     rows = []
     for run, key, stage in status.stages():
@@ -300,12 +316,14 @@ def sync_jobs(
     status = store.read()
     open_stages = [(run, key, s) for run, key, s in status.stages() if s.job_id and not s.is_terminal]
     ids = list(dict.fromkeys(s.job_id for _, _, s in open_stages if s.job_id))
+    recent = _recent(open_stages, time.time())
     calls_before = backend.calls
-    infos = backend.query(ids) if ids else {}
+    infos = backend.query(ids, recent=recent) if ids else {}
     check = _Verifier(group)
     changes = {
         (run, key): (s.job_id, _decide(run, key, s, infos.get(s.job_id or ""), check, classify))
         for run, key, s in open_stages
+        if s.job_id in infos or s.job_id not in recent  # just submitted, not accounted yet: as it was
     }
     stuck = [i.job_id for i in infos.values() if i.status == "cancelled" and i.raw_state.split(" ")[0] == "PENDING"]
     if stuck:
@@ -343,7 +361,14 @@ def sync_jobs(
     report.persist_s = time.perf_counter() - started
     for run, job_id in report.finetunes_ended:  # the job side's versions, from its preflight record
         refresh_job_environment(group, run, job_id)
-    report.rows = _rows(final)
+    return tally(final, report)
+
+
+def tally(status: RunsStatus, report: SyncReport | None = None) -> SyncReport:
+    """`report` (or a new one) with the table rows, counts and progress of `status`."""
+    report = report or SyncReport()
+    report.rows = _rows(status)
+    report.counts = {}
     for row in report.rows:
         report.counts[row.state] = report.counts.get(row.state, 0) + 1
     report.total = sum(1 for r in report.rows if r.state != "skipped")

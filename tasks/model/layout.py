@@ -110,6 +110,11 @@ class GroupLayout:
         return self.state_dir / "manifest.yaml"
 
     @property
+    def advance_lock(self) -> Path:
+        """Held by whichever flow advances the group (sync, retries, submissions), one at a time."""
+        return self.state_dir / "advance.lock"
+
+    @property
     def local_jobs(self) -> Path:
         """The local backend's job records."""
         return self.state_dir / "local-jobs"

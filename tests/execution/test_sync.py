@@ -166,7 +166,7 @@ def test_finished_stages_are_not_queried_nor_regressed(launched) -> None:
     fake.finish(_job(group, RUN), "RUNNING")  # a confused scheduler
     seen: list[list[str]] = []
     original = fake.query
-    fake.query = lambda ids: (seen.append(ids), original(ids))[1]  # type: ignore[method-assign]
+    fake.query = lambda ids, **kw: (seen.append(ids), original(ids))[1]  # type: ignore[method-assign]
     sync_jobs(group, fake)
     assert _job(group, RUN) not in seen[0] and _status(group).stage(RUN).status == "completed"
 
@@ -178,7 +178,7 @@ def test_a_stage_resubmitted_during_the_sync_is_left_alone(launched) -> None:
     fake.finish(old, "OUT_OF_MEMORY")
     original = fake.query
 
-    def query_while_launch_writes(ids):  # launch-runs records a new job id between read and write
+    def query_while_launch_writes(ids, **kw):  # launch-runs records a new job id between read and write
         answer = original(ids)
         store.update(lambda s: s.stage(RUN).mark("submitted", job_id="999"))
         return answer

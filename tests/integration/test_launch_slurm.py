@@ -19,8 +19,9 @@ tests/integration/conftest.py.
    offline model provider, its metadata set to the run and epoch) into logs/, as inspect would.
    Checked: runs_status.yaml per stage (status, reason, attempts, causes, remedies), the
    finetune.yaml of C and D, the re-chained evaluations' dependencies (seen in the queue while
-   they waited), the Prefect task runs finetune-C / finetune-D ran twice (state Retrying in the
-   UI, run count 2), and the delay fine-tune end -> evaluation start (scontrol).
+   they waited), the Prefect task runs (one per fine-tune attempt, `finetune-<run>-attempt<N>`,
+   one per retry decision, `retry-<run>-<cause>-attempt<N>`, and no other), and the delay
+   fine-tune end -> evaluation start (scontrol).
 2. `test_sigkill_during_submission_then_rerun_never_duplicates`: `submit_pending` in a
    subprocess on 10 runs (30 jobs, stagger 1 s) is SIGKILLed after a few submissions; one more
    fine-tune is submitted by hand as if the process had died between the scheduler's answer
@@ -226,6 +227,14 @@ def _group_jobs(cluster: Any, group: Path) -> list[tuple[str, str, str]]:
 # ---------------------------------------------------------------------------- 1. the flow, retries by cause
 
 
+def _all_task_runs(flow_run_id: Any) -> list[Any]:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
 def _prefect_task_runs(flow_run_id: Any, names: list[str], timeout: float = 60) -> dict[str, Any]:
     """The named task runs of the flow run once their final states reached the server (events are
     recorded a moment after the flow returns), with their state histories."""
@@ -274,7 +283,8 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
             t = time.monotonic()
             state = launch_runs(str(group), poll_seconds=2, max_attempts=3, return_state=True)
             timings["launch-runs"] = time.monotonic() - t
-            names = [f"finetune-{run}" for run in kinds]
+            names = [f"finetune-{run}-attempt1" for run in kinds] + [f"finetune-{run}-attempt2" for run in (C, D)]
+            names += [f"retry-{C}-timeout-attempt1", f"retry-{D}-oom-attempt1", f"retry-{B}-error-attempt1"]
             task_runs = _prefect_task_runs(state.state_details.flow_run_id, names)
         watcher.halt.set()
         watcher.join(5)
@@ -361,18 +371,17 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
         assert set(_job_ids(group)) == set(ours), (sorted(_job_ids(group)), ours)
         assert not [j for j, (_, st) in ours.items() if st in ("PENDING", "RUNNING")], ours
 
-        # Prefect: the retried fine-tunes' tasks ran twice (Running -> Retrying -> Completed in the UI;
-        # with retry_delay_seconds=0 Prefect 3 records no AwaitingRetry state in between)
-        assert set(task_runs) == set(names), task_runs
-        for run in (C, D):
-            task_run, history = task_runs[f"finetune-{run}"]
-            assert task_run.run_count == 2 and task_run.state.is_completed(), (task_run.run_count, history)
-            assert history.count("Running") + history.count("Retrying") == 2 and "Retrying" in history, history
-        for run in (A, B, E):
-            task_run, history = task_runs[f"finetune-{run}"]
-            assert task_run.run_count == 1, (run, task_run.run_count, history)
-        assert task_runs[f"finetune-{A}"][0].state.is_completed()
-        assert task_runs[f"finetune-{B}"][0].state.is_failed() and task_runs[f"finetune-{E}"][0].state.is_failed()
+        # Prefect: one task per fine-tune attempt and one per retry decision, named by run, cause and
+        # attempt (Completed: resubmitted; Failed: not retried); nothing per poll
+        assert set(task_runs) == set(names), sorted(task_runs)
+        for run in (A, C, D):
+            assert task_runs[f"finetune-{run}-attempt{1 if run == A else 2}"][0].state.is_completed(), run
+        for name in (f"finetune-{B}-attempt1", f"finetune-{C}-attempt1", f"finetune-{D}-attempt1",
+                     f"finetune-{E}-attempt1", f"retry-{B}-error-attempt1"):
+            assert task_runs[name][0].state.is_failed(), name
+        for name in (f"retry-{C}-timeout-attempt1", f"retry-{D}-oom-attempt1"):
+            assert task_runs[name][0].state.is_completed(), name
+        assert len(_all_task_runs(state.state_details.flow_run_id)) == len(names)
 
         # measured: fine-tune end -> its evaluation's start (scontrol, 1 s resolution)
         delays = []

@@ -10,6 +10,7 @@ setup_experiment. tests/conftest.py makes fixtures of them: `fake_scheduler`, `r
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,7 @@ class FakeScheduler:
                              "after_ok": list(after_ok or []), "overrides": overrides})
         return job_id
 
-    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+    def query(self, job_ids: list[str], recent: Collection[str] = ()) -> dict[str, JobInfo]:
         self.calls += 1
         return {i: self.jobs[i] for i in job_ids if i in self.jobs}
 

@@ -22,7 +22,7 @@ import re
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from tasks.backends.base import JobInfo, JobOverrides, SubmitError
@@ -149,14 +149,16 @@ class SlurmBackend:
             raise SubmitError(f"sbatch {script} printed no job id: {proc.stdout.strip()!r} {proc.stderr.strip()}")
         return job_id
 
-    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+    def query(self, job_ids: list[str], recent: Collection[str] = ()) -> dict[str, JobInfo]:
         """The jobs' current states, from as few SLURM calls as possible.
 
-        ONE sacct call (+ one squeue for ids sacct does not know yet, e.g. just submitted);
-        without accounting: one squeue + one scontrol per id squeue no longer lists.
-        (More than ~12,000 ids are split into several calls: Linux caps one argument at 128 KiB.)
+        ONE sacct call, plus one squeue for ids sacct does not know yet, unless all of those are
+        `recent` (submitted moments ago: slurmdbd records them a little later, and they are
+        simply left out); without accounting: one squeue + one scontrol per id squeue no longer
+        lists. (More than ~12,000 ids are split into several calls: Linux caps one argument at 128 KiB.)
         """
         ids = list(dict.fromkeys(str(i) for i in job_ids))
+        settling = {str(i) for i in recent}
         if not ids:
             return {}
         found: dict[str, JobInfo] = {}
@@ -168,6 +170,8 @@ class SlurmBackend:
                 break
             found.update(part)
         missing = _missing(ids, found)
+        if from_sacct:
+            missing = [i for i in missing if i not in settling]
         if missing:
             for chunk in _chunks(missing):
                 found.update(self._squeue(["-j", chunk]))

@@ -1,0 +1,80 @@
+"""advance-runs: the scheduled flow that keeps every sweep moving with no launcher alive.
+
+What it does
+------------
+Every run (prefect.yaml schedules it every 2 minutes), for each run group under output_dir
+with unfinished stages (or the one group_dir given), ONE advance step, the same as
+launch-runs takes each poll (`tasks.execution.advance`):
+1. sync runs_status.yaml with the scheduler (one query);
+2. retry failed fine-tunes by cause within max_attempts (each decision the task
+   `retry-<run>-<cause>-attempt<N>`), re-chaining their evaluations;
+3. cancel, with the reason, evaluations that can no longer run;
+4. submit what the queue cap now allows.
+Each fine-tune attempt that ended is the task `finetune-<run>-attempt<N>`; the group's progress
+and runs table artifacts are published. A group that a launcher (or another advance-runs run)
+is advancing at that moment is skipped: the holder of the group's lock does the same work.
+
+So `launch-runs --param wait=false` may return after the first submission, the laptop may
+close, and the sweep still finishes.
+
+How to run it
+-------------
+    prefect deployment run advance-runs/advance-runs                   # every group, now
+    prefect deployment run advance-runs/advance-runs --param group_dir=/abs/path/<run group>
+
+As Python: `from flows.advance_runs import advance_runs; advance_runs(output_dir="demo/experiments")`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.states import State
+
+from flows._advance import GroupArtifacts, advance_group
+from flows._common import fail, open_group
+from tasks.core import SweepflowError
+from tasks.execution import DEFAULT_MAX_ATTEMPTS, groups_with_unfinished_work
+
+
+@flow(name="advance-runs", persist_result=False, log_prints=True)
+def advance_runs(
+    group_dir: str | None = None, output_dir: str | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+) -> dict[str, int] | State:
+    """One advance step for each run group with unfinished work.
+
+    Args:
+        group_dir: one run group folder; without it, every group under output_dir.
+        output_dir: where run groups are (default: $SWEEPFLOW_OUTPUT_DIR).
+        max_attempts: submissions per fine-tune, the first included (as launch-runs').
+
+    Returns:
+        How many stages are in each state, over all groups advanced.
+    """
+    logger = get_run_logger()
+    if group_dir:
+        groups = [Path(group_dir)]
+    else:
+        root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
+        if not root:
+            return fail("advance-runs needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups")
+        groups = groups_with_unfinished_work(root)
+        logger.info("%d run group(s) with unfinished stages under %s", len(groups), root)
+    totals: dict[str, int] = {}
+    for folder in groups:
+        try:
+            group, backend = open_group(folder)
+            report = advance_group(group, backend, max_attempts, GroupArtifacts(group))
+        except SweepflowError as error:  # one broken group does not hold the others back
+            logger.error("%s: %s", folder.name, error)
+            continue
+        if report.skipped:
+            continue
+        group.status.flush()
+        logger.info("%s: %d/%d stages finished (%s)", group.name, report.status.done, report.status.total,
+                    ", ".join(f"{n} {s}" for s, n in sorted(report.status.counts.items())))
+        for state, count in report.status.counts.items():
+            totals[state] = totals.get(state, 0) + count
+    return totals
