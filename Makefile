@@ -45,7 +45,7 @@ export HF_HOME ?= $(STATE)/hf
 export PREFECT_HOME ?= $(STATE)/prefect
 # The deployment's pull step changes into this folder; `prefect deploy` stores it.
 export SWEEPFLOW_HOME := $(ROOT)
-# The scheduled sync-status deployment scans this folder for run groups (the demo writes here).
+# The scheduled advance-runs deployment scans this folder for run groups (the demo writes here).
 export SWEEPFLOW_OUTPUT_DIR ?= $(ROOT)/demo/experiments
 
 .PHONY: help venv demo demo-plan test test-fast lint bench schema server deploy worker stop clean

@@ -18,9 +18,9 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 from prefect.blocks.core import Block
-from pydantic import Field, NonNegativeFloat, PositiveInt, ValidationError, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError, model_validator
 
-from tasks.model.cluster import ClusterSettings, JobEnv
+from tasks.model.cluster import NOTIFY_HELP, STAGGER_HELP, STALL_HELP, ClusterSettings, JobEnv
 
 
 class SlurmCluster(Block):
@@ -53,9 +53,7 @@ class SlurmCluster(Block):
     max_queued_jobs: PositiveInt = Field(
         20, description="Never more than this many jobs queued or running (your QoS MaxSubmitJobs)"
     )
-    submit_stagger_seconds: NonNegativeFloat = Field(
-        5.0, description="Pause between submissions (avoids HF cache races)"
-    )
+    submit_stagger_seconds: NonNegativeFloat = Field(0.5, description=STAGGER_HELP)
     backend: Literal["auto", "slurm", "local"] = Field(
         "auto", description="slurm: sbatch; local: run jobs as local processes; auto: slurm when sbatch is on PATH"
     )
@@ -74,6 +72,8 @@ class SlurmCluster(Block):
     eval_gpu_type: str | None = Field(
         None, description="GPU type of evaluation jobs, e.g. a MIG slice 3g.40gb (empty: the design's gpu.type)"
     )
+    notify_block: str | None = Field(None, description=NOTIFY_HELP)
+    stall_hours: PositiveFloat = Field(6.0, description=STALL_HELP)
 
     @model_validator(mode="after")
     def _same_rules_as_settings(self) -> SlurmCluster:

@@ -23,6 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from flows._common import TASK_OPTIONS, artifact_slug
+from flows._notify import notify_group
 from tasks.backends import Backend
 from tasks.execution import AdvanceReport, EndedAttempt, RetryOutcome, RetryRequest, SyncReport, advance
 from tasks.model import RunGroup
@@ -108,7 +109,7 @@ class GroupArtifacts:
 
 def advance_group(group: RunGroup, backend: Backend, max_attempts: int, artifacts: GroupArtifacts,
                   lock_wait_s: float = 0.0) -> AdvanceReport:
-    """One `advance` step with its retries and ended attempts as tasks, the artifacts updated, a log line."""
+    """One `advance` step with its retries and ended attempts as tasks, the artifacts updated, news sent, a log line."""
     logger = get_run_logger()
     report = advance(group, backend, max_attempts, act=retry_as_task, lock_wait_s=lock_wait_s)
     if report.skipped:
@@ -116,6 +117,8 @@ def advance_group(group: RunGroup, backend: Backend, max_attempts: int, artifact
         return report
     record_attempts(report)
     artifacts.publish(report.status)
+    if group.cluster.notify_block:  # read the status only when someone is to hear of it
+        notify_group(group.root, group.status.read(), group.cluster)
     launch = report.launch
     if launch is not None:
         if launch.submitted or launch.adopted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from prefect.states import Failed, State
 from blocks.resolve import resolve_site
 from tasks.backends import Backend, backend_for, backend_name, select_backend
 from tasks.core import SweepflowError
-from tasks.execution import SyncReport, sync_jobs
+from tasks.execution import SyncReport, groups_with_unfinished_work, sync_jobs
 from tasks.model import Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
 from tasks.planning import build_plan
 from tasks.setup import recent_pass, run_site_check
@@ -124,6 +125,18 @@ def site_check_step(plan: Plan, wanted: bool | None, timeout_s: float = 900) -> 
         if report.passed:
             logger.info("Site check passed: %d job shape(s) on the %s backend", len(report.shapes), backend.name)
     return report
+
+
+def groups_to_visit(flow_name: str, group_dir: str | None, output_dir: str | None) -> list[Path] | State:
+    """[group_dir], or every run group with unfinished stages under output_dir ($SWEEPFLOW_OUTPUT_DIR)."""
+    if group_dir:
+        return [Path(group_dir)]
+    root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
+    if not root:
+        return fail(f"{flow_name} needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups")
+    groups = groups_with_unfinished_work(root)
+    get_run_logger().info("%d run group(s) with unfinished stages under %s", len(groups), root)
+    return groups
 
 
 def publish_status(group: RunGroup, report: SyncReport) -> None:

@@ -27,16 +27,13 @@ As Python: `from flows.advance_runs import advance_runs; advance_runs(output_dir
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows._advance import GroupArtifacts, advance_group
-from flows._common import fail, open_group
+from flows._common import groups_to_visit, open_group
 from tasks.core import SweepflowError
-from tasks.execution import DEFAULT_MAX_ATTEMPTS, groups_with_unfinished_work
+from tasks.execution import DEFAULT_MAX_ATTEMPTS
 
 
 @flow(name="advance-runs", persist_result=False, log_prints=True)
@@ -54,14 +51,9 @@ def advance_runs(
         How many stages are in each state, over all groups advanced.
     """
     logger = get_run_logger()
-    if group_dir:
-        groups = [Path(group_dir)]
-    else:
-        root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
-        if not root:
-            return fail("advance-runs needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups")
-        groups = groups_with_unfinished_work(root)
-        logger.info("%d run group(s) with unfinished stages under %s", len(groups), root)
+    groups = groups_to_visit("advance-runs", group_dir, output_dir)
+    if isinstance(groups, State):
+        return groups
     totals: dict[str, int] = {}
     for folder in groups:
         try:

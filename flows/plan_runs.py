@@ -81,8 +81,9 @@ from pydantic import Field
 
 from blocks.resolve import resolve_site
 from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail, plan_design, site_check_step
+from flows._notify import notify_check_failed
 from tasks.core import SweepflowError
-from tasks.model import Plan, SiteCheckReport, read_design
+from tasks.model import Plan, SiteCheckReport, cluster_settings, read_design
 from tasks.planning import build_plan, deliver_plan, render_plan_markdown, time_limit_table
 
 
@@ -275,6 +276,9 @@ def plan_runs(
         return fail(f"The site check could not run; nothing was written.\n{checked}", checked)
     if checked is not None:
         plan = plan.model_copy(update={"site_check": checked})
+        if _check_refuses(checked):
+            notify_check_failed(plan.run_group, checked.failures(), cluster_settings(plan.design),
+                                group_dir=plan.group_dir, checked_at=checked.checked_at)
     markdown = render_plan_task(plan)
     logger.info("Planned %s", plan_summary(plan))
     for warning in time_limit_table(plan)["time_limit_warnings"]:

@@ -25,14 +25,14 @@ Without group_dir it syncs every run group with unfinished stages under output_d
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 from prefect.states import State
 
-from flows._common import fail, open_group, publish_status, sync_jobs_task
-from tasks.execution import SyncReport, groups_with_unfinished_work
+from flows._common import groups_to_visit, open_group, publish_status, sync_jobs_task
+from flows._notify import notify_group
+from tasks.execution import SyncReport
 
 
 def _sync_one(group_dir: Path) -> SyncReport:
@@ -40,6 +40,8 @@ def _sync_one(group_dir: Path) -> SyncReport:
     group, backend = open_group(group_dir)
     report = sync_jobs_task.with_options(task_run_name=f"sync-{group.name}")(group, backend)
     publish_status(group, report)
+    if group.cluster.notify_block:
+        notify_group(group.root, group.status.read(), group.cluster)
     group.status.flush()  # the YAML itself, not only its journal, is up to date
     logger.info(
         "%s: %d/%d stages finished (%s); %d changed; %d scheduler call(s)",
@@ -64,15 +66,9 @@ def sync_status(group_dir: str | None = None, output_dir: str | None = None) -> 
     Returns:
         How many stages are in each state (over all groups synced).
     """
-    logger = get_run_logger()
-    if group_dir:
-        groups = [Path(group_dir)]
-    else:
-        root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
-        if not root:
-            return fail("sync-status needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups")
-        groups = groups_with_unfinished_work(root)
-        logger.info("%d run group(s) with unfinished stages under %s", len(groups), root)
+    groups = groups_to_visit("sync-status", group_dir, output_dir)
+    if isinstance(groups, State):
+        return groups
     totals: dict[str, int] = {}
     for group in groups:
         for state, count in _sync_one(group).counts.items():

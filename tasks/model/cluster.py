@@ -22,6 +22,13 @@ CONSTRAINT_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/|&*()\[\]-]+$")
 TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$|^\d+$")
 # a conda env name, a module name (`cuda/12.1`), a filesystem path: no shell syntax
 ENV_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/~-]+$")
+# a saved Prefect block's document name: `<block type slug>/<block name>` (Prefect allows a-z, 0-9, - in each)
+BLOCK_DOCUMENT = re.compile(r"^[a-z0-9-]+/[a-z0-9-]+$")
+STAGGER_HELP = ("Pause between submissions of jobs that can start at once (spreads the load on shared "
+                "filesystems; 1,000 submissions take ~8 min at 0.5 s)")
+NOTIFY_HELP = ("Saved Prefect notification block that hears about the run group, as <block type slug>/<name>, "
+               "e.g. slack-webhook/lab-alerts or custom-webhook/lab (unset: no notifications)")
+STALL_HELP = "A run group with unfinished stages where nothing changed for this many hours is reported stalled"
 
 
 class JobEnv(BaseModel):
@@ -63,7 +70,7 @@ class JobEnv(BaseModel):
 
 
 class ClusterSettings(BaseModel):
-    """Where and how the jobs run: SLURM account, limits, resources, queue cap, backend and device."""
+    """Where and how the jobs run (account, limits, resources, queue cap, backend, device), and who hears of it."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -85,7 +92,7 @@ class ClusterSettings(BaseModel):
         description="Shell lines run before each job's environment is activated (exports, site setup)",
     )
     max_queued_jobs: PositiveInt = 20
-    submit_stagger_seconds: float = Field(5.0, ge=0)
+    submit_stagger_seconds: float = Field(0.5, ge=0, description=STAGGER_HELP)
     backend: Literal["auto", "slurm", "local"] = "auto"
     extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH' options, e.g. --mail-type=END")
     device: Literal["cuda", "cpu"] = Field(
@@ -97,6 +104,8 @@ class ClusterSettings(BaseModel):
     eval_gpu_type: str | None = Field(
         None, description="GPU type of evaluation jobs, e.g. a MIG slice 3g.40gb (default: the design's gpu.type)"
     )
+    notify_block: str | None = Field(None, description=NOTIFY_HELP)
+    stall_hours: float = Field(6.0, gt=0, description=STALL_HELP)
 
     @field_validator("account", "partition", "qos", "mem", "eval_mem", "eval_partition", "eval_gpu_type")
     @classmethod
@@ -119,6 +128,17 @@ class ClusterSettings(BaseModel):
     def _time(cls, value: str | None) -> str | None:
         if value is not None and not TIME_LIMIT.match(value):
             raise ValueError(f"{value!r} is not a SLURM time limit like 04:00:00, 1-00:00:00 or 90")
+        return value
+
+    @field_validator("notify_block")
+    @classmethod
+    def _notify_block(cls, value: str | None) -> str | None:
+        if value is not None and not BLOCK_DOCUMENT.match(value):
+            raise ValueError(
+                f"{value!r} is not a saved block's name like slack-webhook/lab-alerts: give "
+                "<block type slug>/<block name>, each in lowercase letters, digits and dashes "
+                "(`prefect block ls` lists them)"
+            )
         return value
 
     @field_validator("extra_sbatch")

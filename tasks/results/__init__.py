@@ -1,9 +1,40 @@
-"""What a run group produced: scores, losses, time, GPU-hours; summary.md, plots, measured_runs.yaml.
+"""What a run group produced and what it has to tell: results, measurements, notifications.
+
+Scores, losses, time, GPU-hours; summary.md, plots, measured_runs.yaml; the notifications (finished,
+failed for good, stalled, a failed site check) and `.sweepflow/notified.yaml`, the record of those sent.
 
 Layer 4 (imports the layers below: `core`, `model`, `backends`, `training`, `evaluation`).
 """
 
 from tasks.results.measured import measurements, record_measurements
+from tasks.results.notifications import (
+    Event,
+    EventKind,
+    check_failed_event,
+    fine_tune_failed_for_good,
+    group_events,
+    last_change,
+)
+from tasks.results.notified import NotifiedRecord, Sender, SentEvent, deliver, notified_file, read_notified
 from tasks.results.summarize import Summary, render_summary, summarize, write_summary
 
-__all__ = ["Summary", "measurements", "record_measurements", "render_summary", "summarize", "write_summary"]
+__all__ = [
+    "Event",
+    "EventKind",
+    "NotifiedRecord",
+    "Sender",
+    "SentEvent",
+    "Summary",
+    "check_failed_event",
+    "deliver",
+    "fine_tune_failed_for_good",
+    "group_events",
+    "last_change",
+    "measurements",
+    "notified_file",
+    "read_notified",
+    "record_measurements",
+    "render_summary",
+    "summarize",
+    "write_summary",
+]

@@ -36,7 +36,8 @@ def test_cluster_block_mirrors_cluster_settings():
     assert set(profile_fields()) == set(ClusterSettings.model_fields)
     defaults = SlurmCluster().profile()
     assert defaults == ClusterSettings().model_dump(mode="json")
-    assert defaults["max_queued_jobs"] == 20 and defaults["submit_stagger_seconds"] == 5
+    assert defaults["max_queued_jobs"] == 20 and defaults["submit_stagger_seconds"] == 0.5
+    assert defaults["notify_block"] is None and defaults["stall_hours"] == 6.0
 
 
 def test_cluster_block_rejects_bad_values_clearly():
@@ -101,3 +102,14 @@ def test_missing_block_names_field_and_block(tmp_path, monkeypatch):
 def test_cluster_profile_roundtrip():
     profile = cluster_profile({"account": "lab", "extra_sbatch": ["--mail-type=END"]})
     assert SlurmCluster(**profile).profile() == profile
+
+
+def test_notify_block_is_a_saved_block_name():
+    assert ClusterSettings(notify_block="slack-webhook/lab-alerts").notify_block == "slack-webhook/lab-alerts"
+    for bad in ("lab-alerts", "Slack/Lab", "slack-webhook/lab alerts", "a/b/c"):
+        with pytest.raises(ValueError, match="block type slug"):
+            ClusterSettings(notify_block=bad)
+    with pytest.raises(ValueError, match="notify_block: 'lab-alerts' is not a saved block's name"):
+        SlurmCluster(notify_block="lab-alerts")
+    with pytest.raises(ValueError, match="stall_hours"):
+        SlurmCluster(stall_hours=0)

@@ -286,6 +286,7 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
             names = [f"finetune-{run}-attempt1" for run in kinds] + [f"finetune-{run}-attempt2" for run in (C, D)]
             names += [f"retry-{C}-timeout-attempt1", f"retry-{D}-oom-attempt1", f"retry-{B}-error-attempt1"]
             task_runs = _prefect_task_runs(state.state_details.flow_run_id, names)
+            all_task_runs = _all_task_runs(state.state_details.flow_run_id)  # the server stops with the harness
         watcher.halt.set()
         watcher.join(5)
         assert state.is_completed(), f"launch-runs ended {state.name}: {state.message}"
@@ -381,7 +382,7 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
             assert task_runs[name][0].state.is_failed(), name
         for name in (f"retry-{C}-timeout-attempt1", f"retry-{D}-oom-attempt1"):
             assert task_runs[name][0].state.is_completed(), name
-        assert len(_all_task_runs(state.state_details.flow_run_id)) == len(names)
+        assert len(all_task_runs) == len(names), sorted(r.name for r in all_task_runs)
 
         # measured: fine-tune end -> its evaluation's start (scontrol, 1 s resolution)
         delays = []
