@@ -23,7 +23,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactUpdate
 
 from flows._common import TASK_OPTIONS, artifact_slug
-from flows._notify import notify_group
+from flows._notify import notify_run_group
 from tasks.backends import Backend
 from tasks.execution import AdvanceReport, EndedAttempt, RetryOutcome, RetryRequest, SyncReport, advance
 from tasks.model import RunGroup
@@ -117,8 +117,7 @@ def advance_group(group: RunGroup, backend: Backend, max_attempts: int, artifact
         return report
     record_attempts(report)
     artifacts.publish(report.status)
-    if group.cluster.notify_block:  # read the status only when someone is to hear of it
-        notify_group(group.root, group.status.read(), group.cluster)
+    notify_run_group(group)
     launch = report.launch
     if launch is not None:
         if launch.submitted or launch.adopted:

@@ -22,7 +22,7 @@ from prefect.blocks.core import Block
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from tasks.model import ClusterSettings, RunsStatus
+from tasks.model import ClusterSettings, RunGroup, RunsStatus
 from tasks.results import Event, check_failed_event, deliver
 
 _log = logging.getLogger("sweepflow.notify")
@@ -134,6 +134,13 @@ def notify_group(group_dir: str | Path, status: RunsStatus, settings: ClusterSet
     except Exception as error:  # an unreadable record, a full disk: the sweep goes on
         _logger().warning("notifications of %s not sent: %s", status.run_group, error)
         return []
+
+
+def notify_run_group(group: RunGroup) -> list[Event]:
+    """`notify_group` on the group's current status; the status is read only when a block is named."""
+    if not group.cluster.notify_block:
+        return []
+    return notify_group(group.root, group.status.read(), group.cluster)
 
 
 def notify_check_failed(group: str, failures: str | Sequence[str], settings: ClusterSettings,

@@ -31,7 +31,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 
 from flows._common import groups_to_visit, open_group, publish_status, sync_jobs_task
-from flows._notify import notify_group
+from flows._notify import notify_run_group
 from tasks.execution import SyncReport
 
 
@@ -40,8 +40,7 @@ def _sync_one(group_dir: Path) -> SyncReport:
     group, backend = open_group(group_dir)
     report = sync_jobs_task.with_options(task_run_name=f"sync-{group.name}")(group, backend)
     publish_status(group, report)
-    if group.cluster.notify_block:
-        notify_group(group.root, group.status.read(), group.cluster)
+    notify_run_group(group)
     group.status.flush()  # the YAML itself, not only its journal, is up to date
     logger.info(
         "%s: %d/%d stages finished (%s); %d changed; %d scheduler call(s)",
