@@ -316,7 +316,7 @@ def plan_runs(
 
 def _continue_to_setup(group_dir: Path) -> str | State:
     """Run setup-experiment on the delivered group, as a subflow."""
-    from flows.setup_experiment import setup_experiment  # the stage after this one; it imports nothing back
+    from flows._setup import setup_experiment  # the stage after this one
 
     get_run_logger().info("Continuing with setup-experiment for %s", group_dir)
     state = setup_experiment(str(group_dir), return_state=True)
