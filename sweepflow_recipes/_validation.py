@@ -5,13 +5,14 @@ Reads (config keys, besides the stock recipe's own):
   validate_every_n_steps   N, or null for "only at each epoch end"
   validation_max_batches   optional cap on batches per validation pass (null = whole split)
 Writes:
-  stdout (rank 0)  `Validation loss: 1.2345 (epoch 0, step 120)` on a line of its own (`nan`
-                   when the split has no tokens); the last such line of an epoch is that
-                   epoch's end-of-epoch value. Parse with
-                   `Validation loss: (\S+) \(epoch (\d+), step (\d+)\)`
+  stdout (rank 0)  `Validation loss: 1.2345 (epoch 0, step 120) in 3.21 s` on a line of its own
+                   (`nan` when the split has no tokens; the seconds the pass took, 0.00 when an
+                   epoch end reuses the pass of the same step); the last such line of an epoch
+                   is that epoch's end-of-epoch value. Parse with
+                   `Validation loss: (\S+) \(epoch (\d+), step (\d+)\) in ([\d.]+) s`
   metric logger    `val_loss` at the global step (`val_loss_epoch_end` too at an epoch end)
   {output_dir}/validation_loss.jsonl  one JSON object per pass:
-                   {"epoch", "step", "val_loss", "tokens", "epoch_end"}
+                   {"epoch", "step", "val_loss", "tokens", "epoch_end", "seconds"}
 
 The stock training loops have no hook between steps, so the mixin wraps the LR scheduler:
 both stock loops call `self._lr_scheduler.step()` exactly once per optimizer step, right
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -145,20 +147,23 @@ class ValidationMixin:
 
     def run_validation(self, epoch: int, step: int, epoch_end: bool) -> float:
         """Compute (or, at an epoch end right after a periodic pass, reuse) and report the loss."""
+        started = time.perf_counter()
         if self._last_validation is not None and self._last_validation[0] == step:
             _, loss, n_tokens = self._last_validation
         else:
             loss, n_tokens = self.validation_loss()
             self._last_validation = (step, loss, n_tokens)
+        seconds = time.perf_counter() - started
         if self._val_rank == 0:
             # leading newline: tqdm's bar (stderr, no newline) shares the line in a merged SLURM log
-            print(f"\nValidation loss: {loss:.4f} (epoch {epoch}, step {step})", flush=True)
+            print(f"\nValidation loss: {loss:.4f} (epoch {epoch}, step {step}) in {seconds:.2f} s", flush=True)
             metrics = {"val_loss": loss}
             if epoch_end:
                 metrics["val_loss_epoch_end"] = loss
             self._metric_logger.log_dict(metrics, step=step)
             value = None if math.isnan(loss) else loss
-            record = {"epoch": epoch, "step": step, "val_loss": value, "tokens": n_tokens, "epoch_end": epoch_end}
+            record = {"epoch": epoch, "step": step, "val_loss": value, "tokens": n_tokens, "epoch_end": epoch_end,
+                      "seconds": round(seconds, 3)}
             path = Path(self._output_dir) / VALIDATION_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as handle:

@@ -8,6 +8,7 @@ The sync (did the job succeed?) and the results (what did it score?) both read l
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,21 @@ class EvalLogEntry:
     def is_for(self, run: str, epoch: EpochRef) -> bool:
         """Written by the evaluation of this run and epoch (the scripts' metadata says)."""
         return str(self.metadata.get("run")) == run and str(self.metadata.get("epoch")) == epoch_label(epoch)
+
+
+def eval_seconds(entry: EvalLogEntry) -> float | None:
+    """Seconds inspect itself spent on the evaluation (its stats' start to completion), or None.
+
+    Model loading, which happens before, and the job's start-up are not in it.
+    """
+    stats: Any = getattr(entry.header, "stats", None)
+    try:
+        started = datetime.fromisoformat(stats.started_at)
+        completed = datetime.fromisoformat(stats.completed_at)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    seconds = (completed - started).total_seconds()
+    return seconds if seconds >= 0 else None
 
 
 def epoch_label(epoch: EpochRef) -> str:

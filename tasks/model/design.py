@@ -72,6 +72,9 @@ class TrainingSpec(_Strict):
         "auto", description="'auto' (estimated from prior runs and GPU memory), an int, or {model name: int}"
     )
     gradient_accumulation_steps: PositiveInt = 1
+    max_steps_per_epoch: PositiveInt | None = Field(
+        None, description="End each epoch after N optimizer steps (a pilot or smoke test; null: the whole split)"
+    )
     packed: bool = True
     validation: bool = False
     validate_every_n_steps: PositiveInt | None = Field(

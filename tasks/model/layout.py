@@ -34,6 +34,20 @@ SETUP_RECORD = "setup_finetune.yaml"  # what the run was set up with (model, fac
 # A job's stdout + stderr in its stage folder. Every backend writes it under this name (SLURM's
 # default name, which the local backend keeps so that logs read the same everywhere).
 JOB_LOG = "slurm-{job_id}.out"
+# A pilot (a few steps of each model's first run, before the sweep) is a run group of its own,
+# `{output_dir}/{name}-pilot_{date}`: the planner learns from it as from any earlier group.
+PILOT_SUFFIX = "-pilot"
+
+
+def pilot_name(design_name: str) -> str:
+    """The design name of the pilot of design `design_name`."""
+    return design_name + PILOT_SUFFIX
+
+
+def is_pilot_group(folder: Path) -> bool:
+    """A pilot's run group folder (`{name}-pilot_{YYYY-MM-DD}` holding an experiment.yaml)."""
+    name, _, day = folder.name.rpartition("_")
+    return name.endswith(PILOT_SUFFIX) and len(day) == 10 and (folder / PLAN_FILE).is_file()
 
 
 def eval_script_name(job: EvalJob) -> str:

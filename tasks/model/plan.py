@@ -40,6 +40,7 @@ class RunParams(_Model):
     epochs: int
     batch_size: int | None  # None until estimated ("auto")
     gradient_accumulation_steps: int
+    max_steps_per_epoch: int | None = None  # None: the whole train split each epoch
     max_seq_len: int
     packed: bool
     validation: bool
@@ -138,6 +139,7 @@ class ModelEstimate(_Model):
     prior_batch_size: int | None = None
     checkpoint_gib_per_epoch: Figure
     eval_minutes: Figure  # per evaluation job
+    startup_minutes: Figure | None = None  # per fine-tune job, outside its epochs, when a prior log measured it
 
 
 class RunEstimate(_Model):

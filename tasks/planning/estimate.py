@@ -33,6 +33,7 @@ from tasks.planning.formulas import (
     MEMORY_SCALE,
     MIN_EPOCH_MINUTES,
     OVERHEAD,
+    PILOT,
     SPEED_SCALE,
     _interp,
     _params,
@@ -61,6 +62,7 @@ class _Calc(NamedTuple):
     speed: Figure
     speed_prior: PriorRun | None
     eval_source: str | None = None  # set when earlier evaluation jobs measured the evaluation time
+    startup: Figure | None = None  # minutes per job before the first step and after the last save, when measured
 
 
 def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | None,
@@ -74,7 +76,8 @@ def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | No
         prior_p = _params(p.model)
         distance = 0.0 if same else (abs(math.log(prior_p / target)) if prior_p and target else math.inf)
         same_data = bool(dataset and p.dataset and Path(p.dataset).name == dataset.name)
-        return (distance, p.packed != packed, not same_data, not p.completed, -(p.modified or 0.0), str(p.log_path))
+        return (distance, p.packed != packed, not same_data, not p.pilot, not p.completed, -(p.modified or 0.0),
+                str(p.log_path))
 
     ranked = sorted((p for p in usable if p.model == model or (_params(p.model) and target)), key=key)
     if not ranked:
@@ -83,7 +86,8 @@ def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | No
 
 
 def _source(prior: PriorRun, same: bool) -> str:
-    return f"prior log {prior.log_path}" if same else f"scaled from {prior.model} prior log {prior.log_path}"
+    source = f"prior log {prior.log_path}" if same else f"scaled from {prior.model} prior log {prior.log_path}"
+    return f"{PILOT} {source}" if prior.pilot else source
 
 
 def _density_figure(run: Run, priors: list[PriorRun]) -> Figure:
@@ -93,7 +97,7 @@ def _density_figure(run: Run, priors: list[PriorRun]) -> Figure:
     data = Path(run.params.dataset.path)
     dp, _ = _choose(priors, run.model, True, data, lambda q: bool(q.packed and q.packing_density))
     if dp and dp.packing_density:
-        return Figure(value=dp.packing_density, source=f"prior log {dp.log_path}")
+        return Figure(value=dp.packing_density, source=_source(dp, True))
     return Figure(value=DEFAULT_PACKING_DENSITY, source=DEFAULT)
 
 
@@ -114,13 +118,27 @@ def _eval_minutes(run: Run, design: ExperimentDesign, test_samples: dict[str, in
     return job_minutes
 
 
-def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, source: str) -> Figure:
-    """Training seconds per epoch plus what the prior's job spent outside its bars, else x OVERHEAD."""
+def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, source: str,
+                   validation: bool) -> tuple[Figure, Figure | None]:
+    """(minutes per epoch, start-up minutes per job): training plus what the prior's job spent outside its bars.
+
+    Best: the prior's log timed each checkpoint save (and validation pass) and its job's elapsed time is
+    known, so start-up is counted once per job and saves once per epoch. Else the job's time outside
+    the bars spread over its epochs; else x OVERHEAD (a prior of another model, or no elapsed time).
+    """
+    if same and prior.startup_s is not None and prior.save_s is not None:
+        per_epoch, what = prior.save_s, "checkpoint save"
+        if validation and prior.validation_s is not None:
+            per_epoch, what = per_epoch + prior.validation_s, "checkpoint save and validation"
+        minutes = Figure(value=_r((train_s + per_epoch) / 60.0), source=f"{source}; + {per_epoch:.0f} s/epoch {what}")
+        startup = Figure(value=_r(prior.startup_s / 60.0),
+                         source=f"{source}: its job's elapsed time less training and checkpoint saves")
+        return minutes, startup
     if same and prior.overhead_s is not None and prior.epochs_completed:
         per_epoch = prior.overhead_s / prior.epochs_completed
         return Figure(value=_r((train_s + per_epoch) / 60.0),
-                      source=f"{source}; + {per_epoch:.0f} s/epoch outside training (its job's elapsed time)")
-    return Figure(value=_r(train_s / 60.0 * OVERHEAD), source=source)
+                      source=f"{source}; + {per_epoch:.0f} s/epoch outside training (its job's elapsed time)"), None
+    return Figure(value=_r(train_s / 60.0 * OVERHEAD), source=source), None
 
 
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
@@ -154,6 +172,10 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         batch = Figure(value=default_batch(params_b, p.packed, gpu.memory_gb), source=DEFAULT)
     bs, ga = int(batch.value), p.gradient_accumulation_steps
     steps = math.ceil(samples / density.value / (bs * ga)) if samples else 0
+    trained = samples  # examples one epoch trains on: fewer when max_steps_per_epoch ends it early
+    if p.max_steps_per_epoch and steps > p.max_steps_per_epoch:
+        steps = p.max_steps_per_epoch
+        trained = int(steps * bs * ga * density.value)
 
     sp, s_same = _choose(priors, model, p.packed, data, lambda q: bool(q.speed_it_s and q.batch_size))
     eval_it_s: Figure | None = None
@@ -163,7 +185,10 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         samples_per_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
         source = _source(sp, s_same)
         speed = Figure(value=_r(sp.speed_it_s / slowdown), source=source)
-        minutes = _epoch_minutes(samples / samples_per_s, sp, s_same, source)
+        minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, p.validation)
+        if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:
+            notes.append(f"{model}: {sp.log_path} ran without validation, so no validation pass is timed; "
+                         "the estimate leaves validation time out.")
         if minutes.source != source:
             notes.append(f"{model}: minutes per epoch from {minutes.source}.")
         if not s_same and minutes.value < MIN_EPOCH_MINUTES:  # scaling down by params has no floor of its own
@@ -173,11 +198,12 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
             notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; "
                          "treat it as preliminary.")
     else:
+        startup = None
         minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
         speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)
 
     job_minutes = _eval_minutes(run, design, test_samples, bs, eval_it_s, params_b, notes)
-    return _Calc(batch, density, steps, minutes, eval_it_s, job_minutes, peak, speed, sp)
+    return _Calc(batch, density, steps, minutes, eval_it_s, job_minutes, peak, speed, sp, startup=startup)
 
 
 def _with_measured_evals(run: Run, calc: _Calc, prior_evals: list[PriorEval], test_samples: dict[str, int]) -> _Calc:
@@ -219,7 +245,8 @@ def _usable_priors(priors: PriorScan | list[PriorRun]) -> tuple[list[PriorRun], 
 def _run_estimate(run: Run, c: _Calc, checkpoint: Figure, design: ExperimentDesign) -> RunEstimate:
     """One run's time, GPU-hours and disk (a control run: its evaluations only)."""
     is_ft = not run.is_control
-    train = c.minutes_per_epoch.value * run.params.epochs if is_ft else 0.0
+    startup = c.startup.value if c.startup else 0.0
+    train = c.minutes_per_epoch.value * run.params.epochs + startup if is_ft else 0.0
     ckpt = checkpoint.value * run.params.epochs if is_ft else 0.0
     eval_total = sum(c.job_minutes)
     return RunEstimate(
@@ -241,7 +268,8 @@ def _model_estimate(model: str, runs: list[Run], calcs: dict[str, _Calc], checkp
     return ModelEstimate(
         model=model, batch_size=c.batch, packing_density=c.density, peak_memory_gib=c.peak, speed_it_s=c.speed,
         prior_samples=sp.samples if sp else None, prior_batch_size=sp.batch_size if sp else None,
-        checkpoint_gib_per_epoch=checkpoint, eval_minutes=Figure(value=_r(job_max), source=eval_source))
+        checkpoint_gib_per_epoch=checkpoint, eval_minutes=Figure(value=_r(job_max), source=eval_source),
+        startup_minutes=c.startup)
 
 
 def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict[Path, int],
@@ -275,7 +303,7 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
     per_model_disk: dict[str, float] = {m: 0.0 for m in checkpoint}
     for run in runs:
         per_model_disk[run.model] += 0.0 if run.is_control else checkpoint[run.model].value * run.params.epochs
-    train_list = [calcs[r.name].minutes_per_epoch.value * r.params.epochs for r in runs if not r.is_control]
+    train_list = [run_estimates[r.name].train_minutes for r in runs if not r.is_control]
     eval_list = [m for r in runs for m in calcs[r.name].job_minutes]
     per_model = {model: _model_estimate(model, runs, calcs, checkpoint[model]) for model in checkpoint}
     for estimate in per_model.values():

@@ -14,6 +14,7 @@ from tasks.training.registry import lookup
 
 DEFAULT = "default, preliminary"
 DESIGN = "design"
+PILOT = "measured by pilot:"  # prefixes the source of a figure a pilot of this plan measured
 
 MEMORY_SAFETY = 0.7  # seed: "Conservative max (70% utilization)"
 MAX_BATCH = 64  # no estimate goes above this, however much memory is free

@@ -23,10 +23,18 @@ from tasks.planning.verify import check_disk, verify_resources
 from tasks.training.config import recipe_for
 from tasks.training.prior_logs import scan_prior_runs
 
+# Settings added after designs were first hashed: left out while unset, so that an earlier run group of the
+# same design keeps its hash (run-experiment resumes it by hash).
+_LATER_SETTINGS = (("training", "max_steps_per_epoch"),)
+
 
 def design_hash(design: ExperimentDesign) -> str:
     """sha256 of the canonical JSON of the resolved design (identifies the experiment)."""
-    canonical = json.dumps(design.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = design.model_dump(mode="json")
+    for section, key in _LATER_SETTINGS:
+        if data.get(section, {}).get(key) is None:
+            data[section].pop(key, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -13,7 +13,9 @@ The formats are those of torchtune 0.6.1's `lora_finetune_single_device` recipe:
 - `Packing dataset: 100%|...| 8000/8000 [...]` (examples in, before packing);
 - training bars `1|49|Loss: 1.23:  45%|████▌     | 49/109 [00:11<00:13,  4.34it/s]`, one tqdm
   refresh per `\r` (tqdm prints `s/it` below 1 it/s);
-- `Model checkpoint of size 2.30 GiB saved to .../epoch_0/...`.
+- `Model checkpoint of size 2.30 GiB saved to .../epoch_0/...` and `Checkpoint saved in 12.34 seconds.`
+  (the recipe's timing of each epoch's save; in sweepflow's `_val` recipes it holds the epoch-end
+  validation pass, whose own `Validation loss: ... in 3.21 s` line says how long that took).
 A log that cannot be parsed gives a `PriorRun` holding what was found and `problems` saying
 what was not; nothing here raises on bad input.
 """
@@ -32,7 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.core.errors import SweepflowError
-from tasks.model.layout import STATUS_FILE
+from tasks.model.layout import STATUS_FILE, is_pilot_group
 from tasks.model.status_file import StatusStore
 from tasks.training.registry import REGISTRY
 from tasks.training.torchtune_logs import TRAIN_BAR
@@ -53,6 +55,8 @@ _DENSITY = re.compile(r"(?:Average )?packing density:\s*([\d.]+)", re.IGNORECASE
 _PACKED_INTO = re.compile(r"Packed (\d+) examples into (\d+) sequences", re.IGNORECASE)
 _SAVED = re.compile(r"(?:Model|Adapter) checkpoint of size ([\d.]+) GiB saved to \S*?epoch_(\d+)/")
 _CLEAN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_SAVE_TIME = re.compile(r"Checkpoint saved in ([\d.]+) seconds")
+_VAL_TIME = re.compile(r"Validation loss: \S+ \(epoch (\d+), step \d+\) in ([\d.]+) s")
 _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|OUT_OF_MEMORY")
 _FLAT_KEYS = {  # regex fallback for a config block that YAML cannot load (truncated logs)
     "batch_size": re.compile(r"^batch_size: (\d+)\s*$", re.M),
@@ -101,8 +105,13 @@ class PriorRun(BaseModel):
     train_elapsed_s: float | None = None  # summed final elapsed of the epoch bars
     job_elapsed_s: float | None = None  # the SLURM job's elapsed time, from the run group's runs_status.yaml
     overhead_s: float | None = None  # job elapsed - training bars: start-up, checkpoint saves, validation
+    save_s: float | None = None  # seconds per epoch's checkpoint save (the recipe's own timing, validation taken out)
+    validation_s: float | None = None  # seconds per validation pass (sweepflow's _val recipes print them)
+    epoch_end_s: float | None = None  # seconds per epoch outside its bar: save + epoch-end validation, as logged
+    startup_s: float | None = None  # job elapsed - bars - saves: imports, model load, dataset, tear-down
     oom: bool = False
     completed: bool = False
+    pilot: bool = False  # the log is a pilot's (`<name>-pilot_<date>/<run>/`): measured for this very plan
     problems: list[str] = Field(default_factory=list)
 
 
@@ -160,6 +169,7 @@ def parse_log(path: Path, text: str | None = None) -> PriorRun:
         return PriorRun(log_path=path, problems=[f"cannot be read: {error}"])
     run = _parse_text(text, path)
     run.modified = modified
+    run.pilot = is_pilot_group(path.parent.parent)
     _add_sidecars(run, path.parent)
     return _summarize(run)
 
@@ -177,6 +187,7 @@ def _parse_text(text: str, path: Path) -> PriorRun:
     _parse_memory(run, text)
     _parse_packing(run, lines)
     _parse_saved(run, text)
+    _parse_timings(run, text)
     run.oom = bool(_OOM.search(text))
     if run.epochs and run.epochs_completed >= run.epochs and not run.oom:
         run.completed = True
@@ -376,6 +387,21 @@ def _parse_saved(run: PriorRun, text: str) -> None:
         run.checkpoint_source = "log lines"
 
 
+def _parse_timings(run: PriorRun, text: str) -> None:
+    """Seconds per checkpoint save and per validation pass, from the recipes' own timing lines."""
+    saves = [float(v) for v in _SAVE_TIME.findall(text)]
+    passes = [(int(epoch), float(v)) for epoch, v in _VAL_TIME.findall(text)]
+    computed = [v for _, v in passes if v > 0]  # 0.00: an epoch end that reused the pass of its step
+    if computed:
+        run.validation_s = round(statistics.mean(computed), 2)
+    if saves:
+        run.epoch_end_s = round(statistics.mean(saves), 2)
+        # the epoch-end validation pass runs inside the save's timing: the last pass logged per epoch
+        last_pass = {epoch: v for epoch, v in passes}
+        inside = statistics.mean(last_pass.values()) if last_pass else 0.0
+        run.save_s = round(max(run.epoch_end_s - inside, 0.0), 2)
+
+
 def folder_bytes(folder: Path) -> int:
     """Sum of the sizes of every file under a folder (what `du -b` reports), links not followed."""
     total = 0
@@ -433,6 +459,8 @@ def _add_job_elapsed(run: PriorRun, folder: Path) -> None:
     if elapsed and elapsed >= run.train_elapsed_s:
         run.job_elapsed_s = elapsed
         run.overhead_s = round(elapsed - run.train_elapsed_s, 1)
+        if run.epoch_end_s is not None and run.epochs_completed:
+            run.startup_s = round(max(run.overhead_s - run.epoch_end_s * run.epochs_completed, 0.0), 1)
 
 
 def _sidecars(folder: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -267,25 +267,78 @@ def test_scan_result_accepted_same_model_preferred_and_notes(tmp_path: Path) -> 
     assert any("did not finish" in n for n in est.notes)
 
 
-def test_time_outside_training_is_measured_from_the_jobs_elapsed_time(tmp_path: Path) -> None:
-    """A prior that is a sweepflow run: its runs_status.yaml gives the job's elapsed time, which replaces x1.5."""
+def _sweepflow_prior(tmp_path: Path, drop_save_times: bool = False) -> Path:
+    """The 1B fixture log as a sweepflow run group's fine-tune whose job took 150 s (its runs_status.yaml)."""
     import shutil
 
     group = tmp_path / "prior_group"
     run_dir = group / "Llama-3.2-1B-Instruct_5L_rank64"
     shutil.copytree(LOG_1B.parent, run_dir)
+    log = run_dir / "slurm-4812345.out"
+    if drop_save_times:  # a log without the recipe's save timing (other recipes, older torchtune)
+        log.write_text("".join(line for line in log.read_text().splitlines(keepends=True)
+                               if "Checkpoint saved in" not in line))
     (group / "runs_status.yaml").write_text(
         "run_group: prior_group\nruns:\n  Llama-3.2-1B-Instruct_5L_rank64:\n    finetune:\n      status: completed\n"
         "      job_id: '4812345'\n      attempts:\n      - job_id: '4812345'\n        slurm_state: COMPLETED\n"
         "        elapsed_s: 150.0\n    evaluations: {}\n"
     )
-    prior = parse_log(run_dir / "slurm-4812345.out")
+    return log
+
+
+def test_start_up_and_checkpoint_saves_are_measured_apart(tmp_path: Path) -> None:
+    """Job elapsed (150 s) - bars (84 s) = 66 s outside training: 2 saves the log timed (6.41 s, 7.41 s) and
+    52.2 s of start-up, which a run pays once per job, not once per epoch."""
+    prior = parse_log(_sweepflow_prior(tmp_path))
     assert (prior.train_elapsed_s, prior.job_elapsed_s, prior.overhead_s) == (84.0, 150.0, 66.0)
+    assert (prior.save_s, prior.epoch_end_s, prior.startup_s) == (6.91, 6.91, 52.2)
+
+    for epochs in (1, 4):
+        _, _, _, est = plan(tmp_path, [prior], models=[M1], training={"epochs": epochs})
+        r1 = est.runs[f"{M1}_rank4"]
+        train_s = TRAIN / (prior.speed_it_s * 4 * prior.packing_density)
+        assert r1.minutes_per_epoch == pytest.approx((train_s + 6.91) / 60, rel=1e-3)
+        assert r1.train_minutes == pytest.approx(epochs * (train_s + 6.91) / 60 + 52.2 / 60, abs=2e-3)
+        startup = est.per_model[M1].startup_minutes
+        assert startup is not None and startup.value == pytest.approx(52.2 / 60, abs=1e-3)
+        assert startup.source.startswith(f"prior log {prior.log_path}")
+
+
+def test_time_outside_training_is_spread_over_epochs_when_saves_are_not_timed(tmp_path: Path) -> None:
+    """A prior that is a sweepflow run without save timings: its job's elapsed time replaces x1.5, per epoch."""
+    prior = parse_log(_sweepflow_prior(tmp_path, drop_save_times=True))
+    assert (prior.overhead_s, prior.save_s, prior.startup_s) == (66.0, None, None)
 
     _, _, _, est = plan(tmp_path, [prior], models=[M1])
     r1 = est.runs[f"{M1}_rank4"]
     train_s = TRAIN / (prior.speed_it_s * 4 * prior.packing_density)
     assert r1.minutes_per_epoch == pytest.approx((train_s + 66.0 / 2) / 60, rel=1e-3)  # 33 s per epoch, not x1.5
     assert any("+ 33 s/epoch outside training (its job's elapsed time)" in n for n in est.notes)
+    assert est.per_model[M1].startup_minutes is None
 
     assert parse_log(LOG_1B).overhead_s is None  # no status file beside it: the x1.5 stays
+
+
+def test_max_steps_per_epoch_caps_steps_and_training_time(tmp_path: Path) -> None:
+    """A run that ends each epoch after N steps (a pilot) is estimated for those N steps only."""
+    prior = parse_log(LOG_1B)
+    _, _, _, full = plan(tmp_path, [prior], models=[M1], training={"batch_size": 4})
+    _, _, _, capped = plan(tmp_path, [prior], models=[M1], training={"batch_size": 4, "max_steps_per_epoch": 10})
+    f, c = full.runs[f"{M1}_rank4"], capped.runs[f"{M1}_rank4"]
+    assert f.steps_per_epoch > 10 and c.steps_per_epoch == 10
+    assert c.minutes_per_epoch < f.minutes_per_epoch / 10
+
+
+def test_a_pilots_log_is_preferred_and_named_as_pilot_measured(tmp_path: Path) -> None:
+    """Of two logs of the same model, the pilot's (`<name>-pilot_<date>/<run>/`) wins and its source says so."""
+    import shutil
+
+    pilot_group = tmp_path / "out" / "exp-pilot_2026-12-03"
+    shutil.copytree(LOG_1B.parent, pilot_group / "Llama-3.2-1B-Instruct_rank4")
+    (pilot_group / "experiment.yaml").write_text("run_group: exp-pilot_2026-12-03\n")
+    pilot_log = parse_log(pilot_group / "Llama-3.2-1B-Instruct_rank4" / LOG_1B.name)
+    older = parse_log(LOG_1B).model_copy(update={"modified": (pilot_log.modified or 0) + 100})  # newer on disk
+    assert pilot_log.pilot and not older.pilot
+    _, _, _, est = plan(tmp_path, [older, pilot_log], models=[M1])
+    assert est.per_model[M1].speed_it_s.source == f"measured by pilot: prior log {pilot_log.log_path}"
+    assert est.per_model[M1].checkpoint_gib_per_epoch.source.startswith("measured by pilot:")

@@ -16,8 +16,8 @@ from tests.support.setup_groups import planned
 ELAPSED = {"Llama-3.2-1B-Instruct": 42.0, "Llama-3.2-3B-Instruct": 96.0}
 
 
-def _finish_evaluations(group: Path) -> None:
-    """Mark every evaluation completed with its model's elapsed time, as sync records it from sacct."""
+def _finish_evaluations(group: Path, slower: float = 1.0) -> None:
+    """Mark every evaluation completed with its model's elapsed time (x `slower`), as sync records it from sacct."""
     path = group / "runs_status.yaml"
     status = yaml.safe_load(path.read_text())
     for i, (run, entry) in enumerate(status["runs"].items()):
@@ -25,7 +25,7 @@ def _finish_evaluations(group: Path) -> None:
         for j, stage in enumerate(entry["evaluations"].values()):
             job_id = str(1000 + 10 * i + j)
             stage.update(status="completed", job_id=job_id,
-                         attempts=[{"job_id": job_id, "slurm_state": "COMPLETED", "elapsed_s": ELAPSED[model]}])
+                         attempts=[{"job_id": job_id, "slurm_state": "COMPLETED", "elapsed_s": ELAPSED[model] * slower}])
     path.write_text(yaml.safe_dump(status, sort_keys=False))
 
 
@@ -64,3 +64,44 @@ def test_unfinished_or_unreadable_groups_teach_nothing(fake_site: FakeSite, tmp_
     assert scan_prior_evals([first.parent]) == []  # all pending
     (first / "runs_status.yaml").write_text("runs: [not, a, status]\n")
     assert scan_prior_evals([first.parent]) == []
+
+
+def _log_inspect_time(group: Path, seconds: float) -> None:
+    """A real inspect log per evaluation job of `group`, its stats saying inspect ran `seconds` on the samples."""
+    from inspect_ai.log import read_eval_log, write_eval_log
+
+    from tasks.model import load_plan
+    from tests.support.finished_runs import mock_eval
+
+    plan = load_plan(group)
+    for run in plan.runs:
+        for job in run.evaluations:
+            path = mock_eval(group, run.name, "base" if job.epoch is None else job.epoch, 4, plan.design_hash)
+            log = read_eval_log(str(path))
+            log.stats.started_at, log.stats.completed_at = "2026-01-01T00:00:00+00:00", f"2026-01-01T00:00:{seconds:02.0f}+00:00"
+            write_eval_log(log, str(path))
+
+
+def test_a_jobs_fixed_time_is_not_scaled_by_samples(fake_site: FakeSite) -> None:
+    """42 s jobs of which inspect spent 10 s on 20 samples: 32 s fixed + 0.5 s/sample; 40 samples -> 52 s, not 84 s."""
+    first = planned(fake_site.design(name="first"), base=fake_site.root)
+    _finish_evaluations(first)
+    _log_inspect_time(first, 10)
+    priors = scan_prior_evals([first.parent])
+    assert {p.eval_s for p in priors} == {10.0}
+
+    minutes, source = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 40) or (0.0, "")
+    assert minutes == pytest.approx(52.0 / 60) and "32 s fixed + 0.50 s/sample x 40" in source
+
+
+def test_a_pilots_evaluations_are_used_alone_and_say_so(fake_site: FakeSite) -> None:
+    """Beside an earlier full group, a pilot group (`<name>-pilot_<date>`) of the same model and task wins."""
+    first = planned(fake_site.design(name="first"), base=fake_site.root)
+    _finish_evaluations(first)
+    pilot = planned(fake_site.design(name="first-pilot"), base=fake_site.root)
+    _finish_evaluations(pilot, slower=2.0)
+    priors = scan_prior_evals([first.parent])
+    assert {p.group.name for p in priors if p.pilot} == {pilot.name}
+    minutes, source = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20) or (0.0, "")
+    assert minutes == pytest.approx(84.0 / 60) and source.startswith("measured by pilot: prior evaluations: ")
+    assert pilot.name in source and first.name not in source

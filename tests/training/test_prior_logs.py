@@ -190,3 +190,31 @@ def test_real_cpu_log_with_stalls_is_timed_by_its_clock() -> None:
     assert run.speed_it_s == pytest.approx(2000 / run.train_elapsed_s, rel=0.02)
     rates = sorted(float(r) for r in re.findall(r"\| \d+/1000 \[[\d:]+<[^,]*, ([\d.]+)it/s", log.read_text()))
     assert statistics.median(rates) > 1.5 * run.speed_it_s  # what the old estimate used
+
+
+def test_real_cpu_log_times_each_checkpoint_save() -> None:
+    """The demo's real log: torchtune's `Checkpoint saved in 0.01 seconds.` after each of its 2 epochs."""
+    log = Path(__file__).resolve().parents[1] / "fixtures" / "real_cpu_log" / "slurm-tiny.out"
+    run = parse_log_text(log.read_text(encoding="utf-8"), log)
+    assert (run.epoch_end_s, run.save_s, run.validation_s) == (0.01, 0.01, None)
+    assert run.startup_s is None  # no SLURM elapsed time beside a bare log
+
+
+def test_validation_passes_are_timed_and_taken_out_of_the_save() -> None:
+    """sweepflow's _val recipes: the epoch-end pass runs inside the save's timing; a reused pass prints 0.00 s."""
+    text = "\n".join([
+        "1|5|Loss: 1.0:  50%|█████     | 5/10 [00:05<00:05,  1.00it/s]",
+        "Validation loss: 1.2000 (epoch 0, step 5) in 2.00 s",
+        "1|10|Loss: 0.9: 100%|██████████| 10/10 [00:10<00:00,  1.00it/s]",
+        "Validation loss: 1.1000 (epoch 0, step 10) in 3.00 s",
+        "INFO:torchtune.utils._logging:Checkpoint saved in 5.00 seconds.",
+        "2|20|Loss: 0.8: 100%|██████████| 10/10 [00:10<00:00,  1.00it/s]",
+        "Validation loss: 1.0000 (epoch 1, step 20) in 3.00 s",
+        "INFO:torchtune.utils._logging:Checkpoint saved in 6.00 seconds.",
+        "Validation loss: 1.0000 (epoch 1, step 20) in 0.00 s",
+    ])
+    run = parse_log_text(text, Path("slurm-1.out"))
+    assert run.validation_s == pytest.approx((2 + 3 + 3) / 3, abs=0.01)  # the reused pass is not a pass
+    assert run.epoch_end_s == 5.5
+    # the last pass logged per epoch ran inside that epoch's save: 3.00 s (epoch 0) and 0.00 s (epoch 1)
+    assert run.save_s == pytest.approx(5.5 - 1.5)

@@ -26,6 +26,7 @@ from tasks.training.config import (
     yaml_scalar,
 )
 from tasks.training.registry import REGISTRY
+from tasks.training.prior_logs import parse_log_text
 from tests.support.tiny_training import make_run, tiny_run, tiny_setup, tune_run, write_config
 
 HOSTILE_PROMPT = (
@@ -219,6 +220,9 @@ def test_fixed_single_device_recipe_two_epochs_on_cpu_keeps_base_weights(tmp_pat
     proc = tune_run(recipe_for(1, True, "cpu"), ours, tmp_path)
     lines = re.findall(r"Validation loss: \S+ \((epoch \d+, step \d+\))", proc.stdout)
     assert lines == ["epoch 0, step 2)", "epoch 0, step 3)", "epoch 1, step 4)", "epoch 1, step 6)"]
+    timed = parse_log_text(proc.stdout + proc.stderr, ours / "slurm-1.out")  # what the planner reads of it
+    assert timed.validation_s is not None and timed.validation_s > 0
+    assert timed.epoch_end_s is not None and timed.save_s is not None and 0 <= timed.save_s <= timed.epoch_end_s
     records = [json.loads(line) for line in (ours / "validation_loss.jsonl").read_text().splitlines()]
     assert [r["epoch_end"] for r in records] == [False, True, False, True]
     assert all(r["val_loss"] > 0 and r["tokens"] > 0 for r in records)
