@@ -23,6 +23,10 @@ What it does
 8. **deliver-plan**: only after approval, write `experiment.yaml`, `runs_plan.md` and
    `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.planning.deliver`). Nothing is
    written to the output directory before this step (but the site check's own folders).
+With `pilot=true`, between 4 and 5: run the pilot-runs flow (a few steps of each model, one
+checkpoint save, short evaluations: `flows/pilot_runs.py`) and plan again from what it
+measured; the form and runs_plan.md name each figure the pilot measured ("measured by pilot").
+
 9. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
    configs, SLURM scripts) as a subflow.
 
@@ -84,7 +88,7 @@ from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail, plan_d
 from flows._notify import notify_check_failed
 from tasks.core import SweepflowError
 from tasks.model import Plan, SiteCheckReport, cluster_settings, read_design
-from tasks.planning import build_plan, deliver_plan, render_plan_markdown, time_limit_table
+from tasks.planning import build_plan, deliver_plan, pilot_figures, render_plan_markdown, time_limit_table
 
 
 def approval_timeout_s() -> int:
@@ -185,12 +189,25 @@ def _site_check_line(plan: Plan) -> str:
             f"reject, fix and plan again.\n\n{found}\n")
 
 
-def _approval_form(plan: Plan, plan_key: str) -> type[PlanApproval]:
+def _figures_table(plan: Plan) -> str:
+    """Each model's figures with where they came from; "measured by pilot" where the pilot measured them."""
+    rows = [f"| {f.model} | {f.name} | {f.value} | {'measured by pilot' if f.by_pilot else f.source} |"
+            for f in pilot_figures(plan)]
+    return "| model | figure | value | from |\n|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+
+
+def _pilot_line(pilot_problem: str | None) -> str:
+    return f"**Pilot FAILED**: {pilot_problem}\n\n" if pilot_problem else ""
+
+
+def _approval_form(plan: Plan, plan_key: str, pilot_problem: str | None = None) -> type[PlanApproval]:
     description = (
         f"## Approve the plan for `{plan.run_group}`?\n\n"
         f"{plan_summary(plan)}.\n\n"
         f"{_site_check_line(plan)}"
+        f"{_pilot_line(pilot_problem)}"
         f"{_leakage_line(plan)}"
+        f"{_figures_table(plan)}"
         f"The full plan is the artifact **{plan_key}** (this run's Artifacts tab).\n\n"
         f"Approving writes `experiment.yaml`, `runs_plan.md` and `runs_status.yaml` to "
         f"`{plan.group_dir}`. Rejecting writes nothing and ends this run Cancelled."
@@ -213,13 +230,13 @@ def _ui_link() -> str:
         return ""
 
 
-def _await_approval(plan: Plan, plan_key: str) -> State | None:
+def _await_approval(plan: Plan, plan_key: str, pilot_problem: str | None = None) -> State | None:
     """Pause for the approval form; None once approved, else the state that ends the run."""
     logger = get_run_logger()
     logger.info("Waiting for approval: open this run in the Prefect UI%s and submit the form", _ui_link())
     try:
         answer = pause_flow_run(
-            wait_for_input=_approval_form(plan, plan_key),
+            wait_for_input=_approval_form(plan, plan_key, pilot_problem),
             timeout=approval_timeout_s(),
             poll_interval=approval_poll_s(),
         )
@@ -248,6 +265,9 @@ def plan_runs(
     continue_to_setup: bool = False,
     check_site: bool | None = None,
     site_check_minutes: float = 15,
+    pilot: bool = False,
+    pilot_steps: int = 20,
+    pilot_eval_samples: int = 32,
 ) -> str | State:
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
@@ -262,6 +282,11 @@ def plan_runs(
             Unset: on the SLURM backend, unless the same shapes passed within 7 days.
         site_check_minutes: how long the check jobs may take, queue wait included; a check
             still unfinished then is cancelled and reported as timed out (not a failure).
+        pilot: before approval, run the pilot-runs flow (per model `pilot_steps` steps of its
+            first run, one checkpoint save, each evaluation task on `pilot_eval_samples` test
+            samples) and plan again from what it measured; the form names those figures.
+        pilot_steps: optimizer steps of each pilot fine-tune.
+        pilot_eval_samples: test samples of each pilot evaluation.
 
     Returns:
         The run group folder holding experiment.yaml, runs_plan.md and runs_status.yaml.
@@ -279,6 +304,13 @@ def plan_runs(
         if _check_refuses(checked):
             notify_check_failed(plan.run_group, checked.failures(), cluster_settings(plan.design),
                                 group_dir=plan.group_dir, checked_at=checked.checked_at)
+    pilot_problem: str | None = None
+    if pilot and not (checked is not None and _check_refuses(checked)):
+        measured = _run_pilot(design, date, pilot_steps, pilot_eval_samples)
+        if isinstance(measured, str):
+            pilot_problem = measured
+        else:
+            plan = measured.model_copy(update={"site_check": checked})
     markdown = render_plan_task(plan)
     logger.info("Planned %s", plan_summary(plan))
     for warning in time_limit_table(plan)["time_limit_warnings"]:
@@ -296,10 +328,12 @@ def plan_runs(
     if auto_approve and checked is not None and _check_refuses(checked):
         return fail("The site check failed; nothing was written (see the plan artifact's Site Check):\n  - "
                     + "\n  - ".join(checked.failures()))
+    if auto_approve and pilot_problem:
+        return fail(f"The pilot failed; nothing was written: {pilot_problem}")
     if auto_approve:
         logger.info("Plan auto-approved (auto_approve=true)")
     else:
-        refused = _await_approval(plan, plan_key)
+        refused = _await_approval(plan, plan_key, pilot_problem)
         if refused is not None:
             return refused
 
@@ -312,6 +346,21 @@ def plan_runs(
     if continue_to_setup:
         return _continue_to_setup(group_dir)
     return str(group_dir)
+
+
+def _run_pilot(design: str | dict[str, Any], date: str | None, steps: int, eval_samples: int) -> Plan | str:
+    """Run pilot-runs as a subflow and plan again from its measurements; the problem as a line if it failed."""
+    from flows.pilot_runs import pilot_runs  # the pilot runs whole stages; only on request
+
+    state = pilot_runs(design, date=date, steps=steps, eval_samples=eval_samples, return_state=True)
+    if not state.is_completed():
+        get_run_logger().error("Pilot: %s", state.message)
+        return f"pilot-runs ended {state.name}: {state.message}"
+    replanned = plan_design(design, date)
+    if isinstance(replanned, State):
+        return f"planning again after the pilot failed: {replanned.message}"
+    get_run_logger().info("Planned again from the pilot in %s", state.result())
+    return replanned
 
 
 def _continue_to_setup(group_dir: Path) -> str | State:
@@ -356,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print runs_plan.md; write nothing, no Prefect run")
     parser.add_argument("--continue-to-setup", action="store_true",
                         help="then run setup-experiment on the written plan")
+    parser.add_argument("--pilot", action="store_true",
+                        help="run the pilot (a few steps of each model, short evaluations) first and plan from it")
     parser.add_argument("--check-site", action=argparse.BooleanOptionalAction, default=None,
                         help="run the site check before approval (default: on SLURM, unless it passed recently)")
     args = parser.parse_args(argv)
@@ -381,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
             auto = True
         state = plan_runs(
             design_arg, auto_approve=auto, date=args.date, continue_to_setup=args.continue_to_setup,
-            check_site=args.check_site, return_state=True,
+            check_site=args.check_site, pilot=args.pilot, return_state=True,
         )
     except SweepflowError as error:
         print(str(error), file=sys.stderr)

@@ -13,6 +13,7 @@ A stage's folder is where its job is submitted from and where its job log lands.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,19 +36,25 @@ SETUP_RECORD = "setup_finetune.yaml"  # what the run was set up with (model, fac
 # default name, which the local backend keeps so that logs read the same everywhere).
 JOB_LOG = "slurm-{job_id}.out"
 # A pilot (a few steps of each model's first run, before the sweep) is a run group of its own,
-# `{output_dir}/{name}-pilot_{date}`: the planner learns from it as from any earlier group.
-PILOT_SUFFIX = "-pilot"
+# `{output_dir}/{name}-pilot-{hash6}_{date}` (hash6: of the pilot's settings, so a pilot at other
+# settings is another group): the planner learns from it as from any earlier group.
+_PILOT_GROUP = re.compile(r"^(?P<design>.+)-pilot-[0-9a-f]{6}_\d{4}-\d{2}-\d{2}$")
 
 
-def pilot_name(design_name: str) -> str:
-    """The design name of the pilot of design `design_name`."""
-    return design_name + PILOT_SUFFIX
+def pilot_name(design_name: str, digest: str) -> str:
+    """The design name of the pilot of design `design_name` whose settings hash to `digest`."""
+    return f"{design_name}-pilot-{digest[:6]}"
+
+
+def pilot_of(folder: Path) -> str | None:
+    """The design name whose pilot run group `folder` is (it holds an experiment.yaml); None: not a pilot."""
+    match = _PILOT_GROUP.match(folder.name)
+    return match["design"] if match and (folder / PLAN_FILE).is_file() else None
 
 
 def is_pilot_group(folder: Path) -> bool:
-    """A pilot's run group folder (`{name}-pilot_{YYYY-MM-DD}` holding an experiment.yaml)."""
-    name, _, day = folder.name.rpartition("_")
-    return name.endswith(PILOT_SUFFIX) and len(day) == 10 and (folder / PLAN_FILE).is_file()
+    """A pilot's run group folder."""
+    return pilot_of(folder) is not None
 
 
 def eval_script_name(job: EvalJob) -> str:

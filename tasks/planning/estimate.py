@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 from tasks.model.design import ExperimentDesign
 from tasks.model.plan import Estimates, Figure, ModelEstimate, Run, RunEstimate
+from tasks.planning.calibration import fit_speed_exponent
 from tasks.planning.formulas import (
     ADAPTER_ONLY_GIB,
     CHECKPOINT_GIB,
@@ -141,6 +142,18 @@ def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, source: str,
     return Figure(value=_r(train_s / 60.0 * OVERHEAD), source=source), None
 
 
+def _slowdown(priors: list[PriorRun], model: str, sp: PriorRun, same: bool, packed: bool,
+              data: Path) -> tuple[float, str | None]:
+    """How much slower `model` trains than `sp`'s model: 1 (same), fitted on the project's runs, else the seed's."""
+    if same:
+        return 1.0, None
+    fit = fit_speed_exponent(priors, packed, data)
+    fitted = fit.slowdown(model, sp.model or model) if fit else None
+    if fit and fitted:
+        return fitted, fit.describe()
+    return scale(SPEED_SCALE, model, sp.model or model), None
+
+
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
               priors: list[PriorRun], notes: list[str]) -> _Calc:
     p, model = run.params, run.model
@@ -180,10 +193,10 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
     sp, s_same = _choose(priors, model, p.packed, data, lambda q: bool(q.speed_it_s and q.batch_size))
     eval_it_s: Figure | None = None
     if sp and sp.speed_it_s and sp.batch_size:
-        slowdown = 1.0 if s_same else scale(SPEED_SCALE, model, sp.model or model)
+        slowdown, fitted = _slowdown(priors, model, sp, s_same, p.packed, data)
         prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
         samples_per_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
-        source = _source(sp, s_same)
+        source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")
         speed = Figure(value=_r(sp.speed_it_s / slowdown), source=source)
         minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, p.validation)
         if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tasks.core.errors import DesignError, Problem, SweepflowError
 from tasks.model.design import ExperimentDesign, PathsSpec
+from tasks.model.layout import pilot_of
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
@@ -82,25 +83,39 @@ def _count_records(path: Path, split: str) -> int:
     return len(data) if isinstance(data, list) else 0
 
 
-def prior_run_folders(paths: PathsSpec) -> tuple[list[Path], bool]:
+def prior_run_folders(paths: PathsSpec, design_name: str | None = None) -> tuple[list[Path], bool]:
     """(folders searched for prior logs, whether they are the default).
 
     The folders are `paths.prior_runs`, or, when it names none, `paths.output_dir` (the earlier
-    run groups: sweepflow learns from them).
+    run groups: sweepflow learns from them). With `design_name`, the pilot groups of that design
+    under `output_dir` are searched too, whatever `prior_runs` says.
     """
+    out = Path(paths.output_dir)
+    pilots = sorted(p for p in out.glob(f"{design_name}-pilot-*") if pilot_of(p) == design_name) \
+        if design_name and out.is_dir() else []
     if paths.prior_runs:
-        return list(paths.prior_runs), False
+        return list(paths.prior_runs) + pilots, False
     return ([paths.output_dir] if Path(paths.output_dir).is_dir() else []), True
 
 
+def _own_pilot(group: Path, design: ExperimentDesign) -> bool:
+    return pilot_of(group) == design.name
+
+
 def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> tuple[list[Run], Estimates]:
-    """Fill "auto" batch sizes and estimate every run from the prior logs `prior_run_folders` names."""
-    folders, default = prior_run_folders(site_paths(design))
+    """Fill "auto" batch sizes and estimate every run from the prior logs `prior_run_folders` names.
+
+    Only this design's own pilot counts as a pilot; another design's pilot is an earlier run like any.
+    """
+    folders, default = prior_run_folders(site_paths(design), design.name)
     priors = scan_prior_runs(folders)
     if default:  # earlier run groups: only fine-tunes that completed teach anything
         priors.runs = [p for p in priors.runs if p.completed]
+    for prior in priors.runs:
+        prior.pilot = prior.pilot and _own_pilot(prior.log_path.parent.parent, design)
     train = {d.path: d.splits.train for d in resources.datasets}
-    prior_evals = scan_prior_evals(folders)
+    prior_evals = [e.model_copy(update={"pilot": e.pilot and _own_pilot(e.group, design)})
+                   for e in scan_prior_evals(folders)]
     runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals)
     if default and priors.runs:
         estimates.notes.append(

@@ -28,6 +28,11 @@ from tasks.model.plan_file import load_plan
 from tasks.model.status_file import StatusStore
 from tasks.planning.formulas import PILOT
 
+# inspect's hf provider generates this many samples together (its max_connections, "effectively the batch
+# size"): a job of fewer samples times one part-filled batch, whose time per sample over-states a full
+# one's on a GPU (on a CPU, time grows with the batch). A pilot evaluates one full batch by default.
+GENERATION_BATCH = 32
+
 
 class PriorEval(BaseModel):
     """One finished evaluation job of an earlier run group."""
@@ -110,6 +115,10 @@ def eval_minutes_from_priors(
         per_sample = statistics.median((p.eval_s or 0.0) / (p.samples or 1) for p in timed)
         source = (f"{prefix}prior evaluations: {len(timed)} job(s) of {model} on {task} in {groups}: "
                   f"{fixed:.0f} s fixed + {per_sample:.2f} s/sample x {samples}")
+        fewest = min(p.samples or 0 for p in timed)
+        if fewest < GENERATION_BATCH < samples:
+            source += (f" (timed on {fewest} samples, part of one {GENERATION_BATCH}-sample generation batch: "
+                       "on a GPU the time per sample is likely over-stated)")
         return (fixed + per_sample * samples) / 60.0, source
     seconds = statistics.median(p.elapsed_s for p in same)
     counts = [p.samples for p in same if p.samples]

@@ -294,3 +294,22 @@ def test_approval_form_shows_a_failed_site_check():
     assert "finetune: partition gpu, 2 x GPU, 64G: failed: device cuda was asked for" in line
     _Plan.site_check = report.model_copy(update={"shapes": [report.shapes[0].model_copy(update={"outcome": "passed"})]})
     assert _site_check_line(_Plan()) == ""  # type: ignore[arg-type]
+
+
+def test_approval_form_names_the_figures_a_pilot_measured():
+    """The form's figures table says "measured by pilot" where the pilot measured a figure, else its source."""
+    from flows.plan_runs import _approval_form
+    from tests.support.seed_plan import build_plan as seed_plan
+
+    plan = seed_plan()
+    model = next(iter(plan.estimates.per_model))
+    m = plan.estimates.per_model[model]
+    pilot_speed = m.speed_it_s.model_copy(update={"source": "measured by pilot: prior log /x/slurm-1.out"})
+    per_model = {**plan.estimates.per_model, model: m.model_copy(update={"speed_it_s": pilot_speed})}
+    plan = plan.model_copy(update={"estimates": plan.estimates.model_copy(update={"per_model": per_model})})
+
+    text = _approval_form(plan, "plan-x", pilot_problem=None)._description
+    assert f"| {model} | training speed | {pilot_speed.value:.3g} it/s | measured by pilot |" in text
+    assert f"| {model} | checkpoint per epoch |" in text and "measured by pilot |" not in text.split("checkpoint per epoch")[1].split("\n")[0]
+    failed = _approval_form(plan, "plan-x", pilot_problem="pilot-runs ended Failed: OOM twice")._description
+    assert "**Pilot FAILED**: pilot-runs ended Failed: OOM twice" in failed

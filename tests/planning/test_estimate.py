@@ -333,9 +333,9 @@ def test_a_pilots_log_is_preferred_and_named_as_pilot_measured(tmp_path: Path) -
     """Of two logs of the same model, the pilot's (`<name>-pilot_<date>/<run>/`) wins and its source says so."""
     import shutil
 
-    pilot_group = tmp_path / "out" / "exp-pilot_2026-12-03"
+    pilot_group = tmp_path / "out" / "exp-pilot-0a1b2c_2026-12-03"
     shutil.copytree(LOG_1B.parent, pilot_group / "Llama-3.2-1B-Instruct_rank4")
-    (pilot_group / "experiment.yaml").write_text("run_group: exp-pilot_2026-12-03\n")
+    (pilot_group / "experiment.yaml").write_text("run_group: exp-pilot-0a1b2c_2026-12-03\n")
     pilot_log = parse_log(pilot_group / "Llama-3.2-1B-Instruct_rank4" / LOG_1B.name)
     older = parse_log(LOG_1B).model_copy(update={"modified": (pilot_log.modified or 0) + 100})  # newer on disk
     assert pilot_log.pilot and not older.pilot

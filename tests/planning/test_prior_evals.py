@@ -98,7 +98,7 @@ def test_a_pilots_evaluations_are_used_alone_and_say_so(fake_site: FakeSite) -> 
     """Beside an earlier full group, a pilot group (`<name>-pilot_<date>`) of the same model and task wins."""
     first = planned(fake_site.design(name="first"), base=fake_site.root)
     _finish_evaluations(first)
-    pilot = planned(fake_site.design(name="first-pilot"), base=fake_site.root)
+    pilot = planned(fake_site.design(name="first-pilot-0a1b2c"), base=fake_site.root)
     _finish_evaluations(pilot, slower=2.0)
     priors = scan_prior_evals([first.parent])
     assert {p.group.name for p in priors if p.pilot} == {pilot.name}
