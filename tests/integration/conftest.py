@@ -205,3 +205,18 @@ def job_dir(tmp_path: Path) -> Path:
     """A folder for job output; world-writable so that a job under any uid can write there."""
     tmp_path.chmod(0o777)
     return tmp_path
+
+
+@pytest.fixture
+def flows_on_slurm(slurm_cluster: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
+    """The environment in which flows called as plain Python submit to `slurm_cluster`: its SLURM_CONF,
+    offline Hugging Face, this repository as SWEEPFLOW_HOME, no Prefect server of the caller's; tmp_path
+    readable by the jobs (any uid)."""
+    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(name, "1")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
+    monkeypatch.setenv("SWEEPFLOW_HOME", str(Path(__file__).resolve().parents[2]))
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    tmp_path.chmod(0o755)
+    return slurm_cluster

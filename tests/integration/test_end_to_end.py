@@ -71,21 +71,15 @@ def _eval_log(run_dir: Path, epoch: str) -> Path:
     return found[0]
 
 
-def test_run_experiment_on_real_slurm(slurm_cluster, tmp_path, monkeypatch):
+def test_run_experiment_on_real_slurm(flows_on_slurm, tmp_path):
     from prefect.testing.utilities import prefect_test_harness
 
     from examples.tiny_demo.make_example import make_example
     from flows.run_experiment import run_experiment
     from tasks.model.status_file import StatusStore
 
-    # sbatch / squeue / sacct called by the flows read the cluster's config from the environment
-    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.setenv(name, "1")
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
-    monkeypatch.setenv("SWEEPFLOW_HOME", str(ROOT))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    tmp_path.chmod(0o755)  # the jobs (any uid) read the inputs and write into the run group
+    # the flows' sbatch / squeue / sacct read this cluster's config from the environment (flows_on_slurm)
+    slurm_cluster = flows_on_slurm
     timings: dict[str, float] = {}
     t0 = time.monotonic()
     try:

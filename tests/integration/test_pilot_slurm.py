@@ -39,7 +39,7 @@ def _design(tmp_path: Path, inputs: dict[str, Path]) -> Path:
     return path
 
 
-def test_plan_runs_with_a_pilot_on_real_slurm(slurm_cluster, tmp_path, monkeypatch):
+def test_plan_runs_with_a_pilot_on_real_slurm(flows_on_slurm, tmp_path):
     from prefect.testing.utilities import prefect_test_harness
 
     from examples.tiny_demo.make_example import make_example
@@ -47,13 +47,7 @@ def test_plan_runs_with_a_pilot_on_real_slurm(slurm_cluster, tmp_path, monkeypat
     from tasks.model import load_plan
     from tasks.model.status_file import StatusStore
 
-    monkeypatch.setenv("SLURM_CONF", str(slurm_cluster.conf))
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.setenv(name, "1")
-    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", "")
-    monkeypatch.setenv("SWEEPFLOW_HOME", str(ROOT))
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
-    tmp_path.chmod(0o755)
+    slurm_cluster = flows_on_slurm
     design = _design(tmp_path, make_example(tmp_path / "inputs"))
 
     with prefect_test_harness(server_startup_timeout=120):
