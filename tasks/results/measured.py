@@ -6,7 +6,8 @@ final attempt's torchtune log `{run}/slurm-<job id>.out` with the `epoch_N/` fol
 `logs/log_*.txt` beside it.
 Writes: `{group}/measured_runs.yaml` (header from `templates/state/measured_runs.yaml.j2`, body by
 PyYAML): per completed fine-tune its model, batch size, packing, samples, it/s, peak GPU memory,
-checkpoint GiB per epoch, training and SLURM elapsed time, and the log they come from.
+checkpoint GiB per epoch, training and SLURM elapsed time, start-up, seconds per checkpoint save and
+per validation pass, and the log they come from.
 
 How the next plan uses them: `tasks.planning.planner` searches the design's `paths.output_dir` (every
 earlier run group) for prior logs when `paths.prior_runs` names no folder, keeping the logs of
@@ -64,6 +65,9 @@ def measurements(group: GroupRef) -> list[dict[str, Any]]:
             "checkpoint_gib_per_epoch": _round(prior.checkpoint_gib_per_epoch),
             "train_elapsed_s": prior.train_elapsed_s,
             "slurm_elapsed_s": last.elapsed_s,
+            "startup_s": prior.startup_s,
+            "checkpoint_save_s": prior.save_s,
+            "validation_pass_s": prior.validation_s,
             "attempts": len(entry.finetune.attempts),
             "usable_for_estimates": bool(prior.model and prior.completed and not prior.oom),
             "problems": list(prior.problems),
