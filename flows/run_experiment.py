@@ -64,6 +64,8 @@ def run_experiment(
     poll_seconds: float = 10.0,
     summarize: bool = True,
     check_site: bool | None = None,
+    pilot: bool = False,
+    pilot_steps: int = 20,
 ) -> str | State:
     """Plan, set up, launch, watch and summarize an experiment; safe to run again.
 
@@ -76,6 +78,9 @@ def run_experiment(
         poll_seconds: time between status syncs.
         summarize: write summary.md and plots at the end.
         check_site: plan-runs' site check before approval (unset: on SLURM unless it passed recently).
+        pilot: plan-runs runs the pilot first (`pilot_steps` steps of each model, short
+            evaluations) and plans from what it measured.
+        pilot_steps: optimizer steps of each pilot fine-tune.
 
     Returns:
         The run group folder.
@@ -87,7 +92,8 @@ def run_experiment(
             logger.info("Resuming the run group of this design from %s", date)
 
     planned = _stage("plan-runs", plan_runs(
-        design, auto_approve=auto_approve, date=date, check_site=check_site, return_state=True
+        design, auto_approve=auto_approve, date=date, check_site=check_site, pilot=pilot, pilot_steps=pilot_steps,
+        return_state=True,
     ))
     if not isinstance(planned, str):
         return planned

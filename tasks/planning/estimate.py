@@ -5,10 +5,13 @@ Reads: nothing (pure): the design, its expanded runs, split counts, and prior ru
 size filled in, and `Estimates` in which every `Figure` names where its number came from:
 `prior log <path>`, `scaled from <model> prior log <path>`, `design`, or `default, preliminary`.
 
-Formulas are the seed's ("Resource Estimation" ... "Disk Space Estimation"), with two choices
+Formulas are the seed's ("Resource Estimation" ... "Disk Space Estimation"), with these choices
 made explicit: training keeps the prior run's *samples per second* constant when the batch size
-changes (more conservative than the seed's constant it/s), and every training time is multiplied
-by `OVERHEAD` for validation, checkpointing and start-up.
+changes (more conservative than the seed's constant it/s); time outside training is the prior's own
+(start-up once per job, checkpoint save and validation per epoch, from its log's timings and its
+SLURM elapsed time), else `OVERHEAD` x training; a model with no log of its own is scaled from the
+nearest size by an exponent fitted on the project's runs of two sizes (`tasks.planning.calibration`),
+else by the seed's table. A pilot's figures (`measured by pilot: ...`) are preferred.
 """
 
 from __future__ import annotations
@@ -154,6 +157,40 @@ def _slowdown(priors: list[PriorRun], model: str, sp: PriorRun, same: bool, pack
     return scale(SPEED_SCALE, model, sp.model or model), None
 
 
+class _Timing(NamedTuple):
+    prior: PriorRun | None  # None: no prior log had a speed (the caller takes the seed's defaults)
+    minutes_per_epoch: Figure
+    startup: Figure | None
+    speed: Figure
+    eval_it_s: Figure | None  # samples per second per batch slot: what inference is scaled from
+
+
+def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs: int, notes: list[str]) -> _Timing:
+    """Speed, minutes per epoch and start-up of a run from the most relevant prior log with a speed."""
+    p, model, data = run.params, run.model, Path(run.params.dataset.path)
+    sp, s_same = _choose(priors, model, p.packed, data, lambda q: bool(q.speed_it_s and q.batch_size))
+    if not (sp and sp.speed_it_s and sp.batch_size):
+        none = Figure(value=0.0, source=DEFAULT)
+        return _Timing(None, none, None, none, None)
+    slowdown, fitted = _slowdown(priors, model, sp, s_same, p.packed, data)
+    prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
+    samples_per_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
+    source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")
+    minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, p.validation)
+    if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:
+        notes.append(f"{model}: {sp.log_path} ran without validation, so no validation pass is timed; "
+                     "the estimate leaves validation time out.")
+    if minutes.source != source:
+        notes.append(f"{model}: minutes per epoch from {minutes.source}.")
+    if not s_same and minutes.value < MIN_EPOCH_MINUTES:  # scaling down by params has no floor of its own
+        minutes = Figure(value=MIN_EPOCH_MINUTES, source=source)
+    if not sp.completed:
+        notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; "
+                     "treat it as preliminary.")
+    return _Timing(sp, minutes, startup, Figure(value=_r(sp.speed_it_s / slowdown), source=source),
+                   Figure(value=samples_per_s / bs, source=source))
+
+
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
               priors: list[PriorRun], notes: list[str]) -> _Calc:
     p, model = run.params, run.model
@@ -190,28 +227,8 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         steps = p.max_steps_per_epoch
         trained = int(steps * bs * ga * density.value)
 
-    sp, s_same = _choose(priors, model, p.packed, data, lambda q: bool(q.speed_it_s and q.batch_size))
-    eval_it_s: Figure | None = None
-    if sp and sp.speed_it_s and sp.batch_size:
-        slowdown, fitted = _slowdown(priors, model, sp, s_same, p.packed, data)
-        prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
-        samples_per_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
-        source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")
-        speed = Figure(value=_r(sp.speed_it_s / slowdown), source=source)
-        minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, p.validation)
-        if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:
-            notes.append(f"{model}: {sp.log_path} ran without validation, so no validation pass is timed; "
-                         "the estimate leaves validation time out.")
-        if minutes.source != source:
-            notes.append(f"{model}: minutes per epoch from {minutes.source}.")
-        if not s_same and minutes.value < MIN_EPOCH_MINUTES:  # scaling down by params has no floor of its own
-            minutes = Figure(value=MIN_EPOCH_MINUTES, source=source)
-        eval_it_s = Figure(value=samples_per_s / bs, source=source)
-        if not sp.completed:
-            notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; "
-                         "treat it as preliminary.")
-    else:
-        startup = None
+    sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, notes)
+    if sp is None:
         minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
         speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)
 
@@ -223,7 +240,8 @@ def _with_measured_evals(run: Run, calc: _Calc, prior_evals: list[PriorEval], te
     """Each evaluation job's minutes from earlier evaluation jobs of the same model and task, where there are any."""
     minutes, source = list(calc.job_minutes), None
     for i, job in enumerate(run.evaluations):
-        measured = eval_minutes_from_priors(prior_evals, run.model, job.task, test_samples.get(job.task))
+        measured = eval_minutes_from_priors(prior_evals, run.model, job.task, test_samples.get(job.task),
+                                            base=job.epoch is None)
         if measured:
             minutes[i], source = measured[0], source or measured[1]
     return calc._replace(job_minutes=minutes, eval_source=source) if source else calc

@@ -46,6 +46,7 @@ class PriorEval(BaseModel):
     elapsed_s: float
     eval_s: float | None = None  # of which inspect's own time on the samples (its log's stats), when readable
     pilot: bool = False  # the job of a pilot of this plan
+    base: bool = False  # a base model's (control) evaluation: no checkpoint view or adapter merge first
 
 
 def _samples(plan: Plan, task: str) -> int | None:
@@ -71,7 +72,8 @@ def _group_evals(group: Path) -> list[PriorEval]:
             if attempt and attempt.elapsed_s:
                 found.append(PriorEval(group=group, model=run.model, task=job.task,
                                        samples=_samples(plan, job.task), elapsed_s=attempt.elapsed_s,
-                                       eval_s=_inspect_seconds(group, run.name, job), pilot=is_pilot_group(group)))
+                                       eval_s=_inspect_seconds(group, run.name, job), pilot=is_pilot_group(group),
+                                       base=job.epoch is None))
     return found
 
 
@@ -95,16 +97,18 @@ def scan_prior_evals(folders: list[Path]) -> list[PriorEval]:
 
 
 def eval_minutes_from_priors(
-    priors: list[PriorEval], model: str, task: str, samples: int | None
+    priors: list[PriorEval], model: str, task: str, samples: int | None, base: bool | None = None
 ) -> tuple[float, str] | None:
     """(minutes, source) of one evaluation job of `model` on `task` from earlier jobs of both.
 
-    A pilot's jobs are used alone when there are any (they ran this plan's very configuration).
+    A pilot's jobs are used alone when there are any (they ran this plan's very configuration);
+    with `base` given, jobs of the same kind (base model, or a fine-tuned checkpoint) where there are any.
     With inspect's own time known: median fixed seconds + median seconds per sample x `samples`;
     else the median job scaled by samples.
     """
     same = [p for p in priors if p.model == model and p.task == task]
     same = [p for p in same if p.pilot] or same
+    same = [p for p in same if base is None or p.base == base] or same
     if not same:
         return None
     groups = ", ".join(sorted({p.group.name for p in same}))

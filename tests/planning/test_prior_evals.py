@@ -16,8 +16,9 @@ from tests.support.setup_groups import planned
 ELAPSED = {"Llama-3.2-1B-Instruct": 42.0, "Llama-3.2-3B-Instruct": 96.0}
 
 
-def _finish_evaluations(group: Path, slower: float = 1.0) -> None:
-    """Mark every evaluation completed with its model's elapsed time (x `slower`), as sync records it from sacct."""
+def _finish_evaluations(group: Path, slower: float = 1.0, base_slower: float = 1.0) -> None:
+    """Mark every evaluation completed with its model's elapsed time (x `slower`; a base model's x `base_slower`
+    too), as sync records it from sacct."""
     path = group / "runs_status.yaml"
     status = yaml.safe_load(path.read_text())
     for i, (run, entry) in enumerate(status["runs"].items()):
@@ -25,7 +26,7 @@ def _finish_evaluations(group: Path, slower: float = 1.0) -> None:
         for j, stage in enumerate(entry["evaluations"].values()):
             job_id = str(1000 + 10 * i + j)
             stage.update(status="completed", job_id=job_id,
-                         attempts=[{"job_id": job_id, "slurm_state": "COMPLETED", "elapsed_s": ELAPSED[model] * slower}])
+                         attempts=[{"job_id": job_id, "slurm_state": "COMPLETED", "elapsed_s": ELAPSED[model] * slower * (base_slower if run.endswith("_base") else 1.0)}])
     path.write_text(yaml.safe_dump(status, sort_keys=False))
 
 
@@ -105,3 +106,14 @@ def test_a_pilots_evaluations_are_used_alone_and_say_so(fake_site: FakeSite) -> 
     minutes, source = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20) or (0.0, "")
     assert minutes == pytest.approx(84.0 / 60) and source.startswith("measured by pilot: prior evaluations: ")
     assert pilot.name in source and first.name not in source
+
+
+def test_base_model_evaluations_are_estimated_from_base_model_evaluations(fake_site: FakeSite) -> None:
+    """A control's job (no checkpoint view or merge first) took half as long: its estimate says so."""
+    first = planned(fake_site.design(name="first"), base=fake_site.root)
+    _finish_evaluations(first, base_slower=0.5)
+    priors = scan_prior_evals([first.parent])
+    assert {p.base for p in priors} == {True, False}
+    base, _ = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=True) or (0.0, "")
+    tuned, _ = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=False) or (0.0, "")
+    assert (base, tuned) == (pytest.approx(21.0 / 60), pytest.approx(42.0 / 60))
