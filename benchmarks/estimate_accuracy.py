@@ -6,7 +6,9 @@ For each finished run group (after launch-runs and its jobs ended), two tables:
 - **hindcast**: the group's own design planned again with `paths.prior_runs` = the group itself
   (its own logs and evaluation jobs are the priors), against what its jobs took;
 - **as planned**: the estimates its `experiment.yaml` holds (a forecast when it was planned
-  from an earlier group, e.g. a second `make demo`), against the same actual times.
+  from an earlier group, e.g. a second `make demo`), against the same actual times;
+- **forecast from its pilot alone**, when the design has pilot groups (pilot-runs) beside it:
+  the design planned from them only, against the same actual times.
 Actual times are summary.md's: the successful fine-tune attempt's SLURM elapsed time, and every
 evaluation attempt of the run together. Prints the error in percent per run and stage and the
 mean absolute error. Reads the groups' files; writes nothing.
@@ -19,25 +21,32 @@ from pathlib import Path
 
 from tasks.model import RunGroup
 from tasks.model.design import PathsSpec
+from tasks.model.layout import pilot_of
 from tasks.model.plan import Plan
 from tasks.planning import build_plan
 from tasks.results.collect import estimate_error_pct
 from tasks.results.summarize import summarize
 
 
-def replanned(plan: Plan, group_dir: Path) -> Plan:
-    """The group's design planned again, learning from the group itself."""
-    design = plan.design
-    if not isinstance(design.paths, PathsSpec):
+def replanned(plan: Plan, group_dir: Path, folders: list[Path]) -> Plan:
+    """The group's design planned again, learning from exactly `folders` (the group itself: a hindcast)."""
+    if not isinstance(plan.design.paths, PathsSpec):
         raise SystemExit(f"{group_dir}: the plan's paths are not resolved; cannot plan again")
-    paths = design.paths.model_copy(update={"prior_runs": [group_dir]})
-    return build_plan(design.model_copy(update={"paths": paths}), date="2099-01-01")
+    return build_plan(plan.design, date="2099-01-01", priors_from=folders)
+
+
+def own_pilots(plan: Plan) -> list[Path]:
+    """The pilot groups of the group's design beside it."""
+    assert isinstance(plan.design.paths, PathsSpec)
+    return [p for p in sorted(Path(plan.design.paths.output_dir).glob(f"{plan.design.name}-pilot-*"))
+            if pilot_of(p) == plan.design.name]
 
 
 def table(title: str, plan: Plan, group_dir: Path) -> None:
     """One table of estimated vs actual minutes, then the mean absolute errors."""
     actual = {r.run: r for r in summarize(group_dir).resources}
-    print(f"\n{title}\n{'run':42} {'train est':>9} {'actual':>7} {'error':>7}   {'eval est':>8} {'actual':>7} {'error':>7}")
+    head = f"{'run':42} {'train est':>9} {'actual':>7} {'error':>7}   {'eval est':>8} {'actual':>7} {'error':>7}"
+    print(f"\n{title}\n{head}")
     errors: dict[str, list[float]] = {"train": [], "eval": []}
     for run in plan.runs:
         est, got = plan.estimates.runs.get(run.name), actual.get(run.name)
@@ -73,8 +82,12 @@ def main(argv: list[str]) -> int:
         group_dir = Path(name).resolve()
         plan = RunGroup(group_dir).plan
         print(f"# {group_dir.name}")
-        table("hindcast (planned again from its own jobs), minutes", replanned(plan, group_dir), group_dir)
+        table("hindcast (planned again from its own jobs), minutes", replanned(plan, group_dir, [group_dir]), group_dir)
         table("as planned (experiment.yaml), minutes", plan, group_dir)
+        pilots = own_pilots(plan)
+        if pilots:
+            title = f"forecast from its pilot alone ({', '.join(p.name for p in pilots)}), minutes"
+            table(title, replanned(plan, group_dir, pilots), group_dir)
     return 0
 
 

@@ -267,7 +267,7 @@ def plan_runs(
     site_check_minutes: float = 15,
     pilot: bool = False,
     pilot_steps: int = 20,
-    pilot_eval_samples: int = 32,
+    pilot_eval_samples: int = 64,
 ) -> str | State:
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 

@@ -4,10 +4,17 @@ Layer 3 (imports `core`, `model`, `backends`). `best_epoch` and `merge_adapter` 
 jobs (`python -m tasks.evaluation.best_epoch RUN_DIR`, `python -m tasks.evaluation.merge_adapter ...`).
 """
 
-from tasks.evaluation.eval_logs import EvalLogEntry, epoch_label, eval_seconds, read_log_headers
+from tasks.evaluation.eval_logs import (
+    EvalLogEntry,
+    SampleTiming,
+    epoch_label,
+    eval_seconds,
+    read_log_headers,
+    sample_timing,
+)
 from tasks.evaluation.inspect_tasks import inspect_task_functions, task_args, task_reference
 
 __all__ = [
-    "EvalLogEntry", "epoch_label", "eval_seconds", "inspect_task_functions", "read_log_headers", "task_args",
-    "task_reference",
+    "EvalLogEntry", "SampleTiming", "epoch_label", "eval_seconds", "inspect_task_functions", "read_log_headers",
+    "sample_timing", "task_args", "task_reference",
 ]

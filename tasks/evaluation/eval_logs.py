@@ -7,6 +7,7 @@ The sync (did the job succeed?) and the results (what did it score?) both read l
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +44,35 @@ def eval_seconds(entry: EvalLogEntry) -> float | None:
         return None
     seconds = (completed - started).total_seconds()
     return seconds if seconds >= 0 else None
+
+
+@dataclass(frozen=True)
+class SampleTiming:
+    """How one evaluation's samples went through the model, `batch` at a time."""
+
+    first_batch_s: float  # until the first `batch` samples had finished: the warm-up rides on it
+    steady_per_sample_s: float | None  # after it: median sample latency / batch (None: nothing after it)
+
+
+def sample_timing(entry: EvalLogEntry, batch: int) -> SampleTiming | None:
+    """The log's sample summaries read as batches of `batch` samples in flight; None without summaries.
+
+    With `batch` samples in flight, each sample waits about one batch, and a batch serves `batch`
+    samples: the time per sample is the median latency after the first batch over `batch`. Sample
+    times have sub-second resolution, inspect's start/end stats whole seconds.
+    """
+    from inspect_ai.log import read_eval_log_sample_summaries  # slow import: only when there are logs
+
+    try:
+        summaries = read_eval_log_sample_summaries(str(entry.path))
+    except Exception:  # inspect raises many kinds on a file it cannot read
+        return None
+    times = [s.total_time for s in summaries if s.total_time is not None]
+    if not times:
+        return None
+    later = times[batch:]
+    return SampleTiming(first_batch_s=max(times[:batch]),
+                        steady_per_sample_s=statistics.median(later) / batch if later else None)
 
 
 def epoch_label(epoch: EpochRef) -> str:

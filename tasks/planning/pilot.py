@@ -30,7 +30,8 @@ from tasks.planning.formulas import PILOT
 from tasks.planning.planner import design_hash
 
 DEFAULT_STEPS = 20
-DEFAULT_EVAL_SAMPLES = 32  # one full generation batch of inspect's hf provider (tasks.planning.prior_evals)
+# two generation batches of inspect's hf provider: the second times evaluation without its warm-up
+DEFAULT_EVAL_SAMPLES = 64
 
 
 def _first_level(levels: list[Any] | dict[str, Any]) -> list[Any] | dict[str, Any]:

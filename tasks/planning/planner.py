@@ -102,12 +102,15 @@ def _own_pilot(group: Path, design: ExperimentDesign) -> bool:
     return pilot_of(group) == design.name
 
 
-def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> tuple[list[Run], Estimates]:
+def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources,
+             priors_from: list[Path] | None = None) -> tuple[list[Run], Estimates]:
     """Fill "auto" batch sizes and estimate every run from the prior logs `prior_run_folders` names.
 
+    `priors_from`: exactly these folders instead (benchmarks compare what each source predicts).
     Only this design's own pilot counts as a pilot; another design's pilot is an earlier run like any.
     """
-    folders, default = prior_run_folders(site_paths(design), design.name)
+    folders, default = (list(priors_from), False) if priors_from is not None else \
+        prior_run_folders(site_paths(design), design.name)
     priors = scan_prior_runs(folders)
     if default:  # earlier run groups: only fine-tunes that completed teach anything
         priors.runs = [p for p in priors.runs if p.completed]
@@ -124,13 +127,17 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     return runs, estimates
 
 
-def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime | None = None) -> Plan:
-    """The whole plan, or a DesignError listing every problem. Writes nothing."""
+def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime | None = None,
+               priors_from: list[Path] | None = None) -> Plan:
+    """The whole plan, or a DesignError listing every problem. Writes nothing.
+
+    `priors_from`: estimate from exactly these folders' prior runs (default: `prior_run_folders`).
+    """
     paths = site_paths(design)
     group = run_group_name(design, date)
     runs = expand_design(design)
     resources = verify_resources(design, runs)
-    runs, estimates = estimate(design, runs, resources)
+    runs, estimates = estimate(design, runs, resources, priors_from)
     disk_problems = check_disk(resources, estimates.disk.total_gib, paths.output_dir)
     if disk_problems:
         raise DesignError(disk_problems, heading="Not enough disk for this plan")

@@ -7,13 +7,18 @@ attempt's SLURM elapsed time, model loading and result logging included) and the
 A group that cannot be read is skipped; nothing here raises on bad input.
 
 An evaluation job's time is fixed (start-up, model load, merge, tear-down: elapsed less inspect's
-own time) plus per sample (inspect's time / samples), so a pilot's 20-sample job predicts a
-2,000-sample one without multiplying its model load by 100. A job with no readable log is scaled
-by samples as a whole.
+own time), plus inspect's first generation batch (its warm-up included), plus a time per sample
+after it, so a pilot's 64-sample job predicts a 2,000-sample one without multiplying its model
+load or its warm-up by 30. The time per sample after the first batch comes from inspect's clock
+(whole seconds) for a job of `STEADY_BATCHES` batches or more, else from its samples' latencies
+(`tasks.evaluation.sample_timing`). A job of one batch or less has no warm-up-free rate: each later
+batch is taken to last as long as its first (an upper bound). A job with no readable log is
+scaled by samples as a whole.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from pathlib import Path
@@ -21,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.core.errors import SweepflowError
-from tasks.evaluation import eval_seconds, read_log_headers
+from tasks.evaluation import SampleTiming, eval_seconds, read_log_headers, sample_timing
 from tasks.model.layout import PLAN_FILE, STATUS_FILE, GroupLayout, is_pilot_group
 from tasks.model.plan import EvalJob, Plan
 from tasks.model.plan_file import load_plan
@@ -32,6 +37,7 @@ from tasks.planning.formulas import PILOT
 # size"): a job of fewer samples times one part-filled batch, whose time per sample over-states a full
 # one's on a GPU (on a CPU, time grows with the batch). A pilot evaluates one full batch by default.
 GENERATION_BATCH = 32
+STEADY_BATCHES = 4  # a job of this many batches or more is timed by inspect's clock, a shorter one by its samples'
 
 
 class PriorEval(BaseModel):
@@ -45,6 +51,8 @@ class PriorEval(BaseModel):
     samples: int | None  # evaluated samples (the design's limit, else the test split), when known
     elapsed_s: float
     eval_s: float | None = None  # of which inspect's own time on the samples (its log's stats), when readable
+    first_batch_s: float | None = None  # of which its first GENERATION_BATCH samples (warm-up included)
+    steady_per_sample_s: float | None = None  # after the first batch, per sample (from the samples' latencies)
     pilot: bool = False  # the job of a pilot of this plan
     base: bool = False  # a base model's (control) evaluation: no checkpoint view or adapter merge first
 
@@ -70,18 +78,38 @@ def _group_evals(group: Path) -> list[PriorEval]:
             stage = entry.evaluations.get(job.key) if entry else None
             attempt = stage.attempts[-1] if stage and stage.status == "completed" and stage.attempts else None
             if attempt and attempt.elapsed_s:
+                eval_s, timing = _inspect_seconds(group, run.name, job)
                 found.append(PriorEval(group=group, model=run.model, task=job.task,
-                                       samples=_samples(plan, job.task), elapsed_s=attempt.elapsed_s,
-                                       eval_s=_inspect_seconds(group, run.name, job), pilot=is_pilot_group(group),
-                                       base=job.epoch is None))
+                                       samples=_samples(plan, job.task), elapsed_s=attempt.elapsed_s, eval_s=eval_s,
+                                       first_batch_s=min(timing.first_batch_s, eval_s) if timing and eval_s else None,
+                                       steady_per_sample_s=timing.steady_per_sample_s if timing else None,
+                                       pilot=is_pilot_group(group), base=job.epoch is None))
     return found
 
 
-def _inspect_seconds(group: Path, run: str, job: EvalJob) -> float | None:
-    """The seconds inspect spent in the newest successful log of this job."""
+def _inspect_seconds(group: Path, run: str, job: EvalJob) -> tuple[float | None, SampleTiming | None]:
+    """(inspect's seconds, how its samples went) in the newest successful log of this job."""
     logs = [e for e in read_log_headers(GroupLayout(group).eval_logs_dir(run, job.task))
             if e.status == "success" and e.is_for(run, job.epoch)]
-    return eval_seconds(max(logs, key=lambda e: e.mtime)) if logs else None
+    if not logs:
+        return None, None
+    newest = max(logs, key=lambda e: e.mtime)
+    seconds = eval_seconds(newest)
+    return seconds, (sample_timing(newest, GENERATION_BATCH) if seconds is not None else None)
+
+
+def inspect_seconds_for(prior: PriorEval, samples: int) -> float:
+    """Inspect's seconds for `samples` samples, predicted from one earlier job (see the module doc)."""
+    n, total = prior.samples or 1, prior.eval_s or 0.0
+    first = prior.first_batch_s
+    if first is None:
+        return total / n * samples
+    later = max(samples - GENERATION_BATCH, 0)
+    if n >= STEADY_BATCHES * GENERATION_BATCH:  # enough batches: inspect's own whole-second clock is exact enough
+        return first + (total - first) / (n - GENERATION_BATCH) * later
+    if prior.steady_per_sample_s is not None:
+        return first + prior.steady_per_sample_s * later
+    return first * math.ceil(samples / GENERATION_BATCH)
 
 
 def scan_prior_evals(folders: list[Path]) -> list[PriorEval]:
@@ -116,14 +144,14 @@ def eval_minutes_from_priors(
     timed = [p for p in same if p.eval_s is not None and p.samples]
     if timed and samples:
         fixed = statistics.median(max(p.elapsed_s - (p.eval_s or 0.0), 0.0) for p in timed)
-        per_sample = statistics.median((p.eval_s or 0.0) / (p.samples or 1) for p in timed)
+        inspect_s = statistics.median(inspect_seconds_for(p, samples) for p in timed)
         source = (f"{prefix}prior evaluations: {len(timed)} job(s) of {model} on {task} in {groups}: "
-                  f"{fixed:.0f} s fixed + {per_sample:.2f} s/sample x {samples}")
+                  f"{fixed:.0f} s fixed + {inspect_s:.0f} s of inspect for {samples} samples")
         fewest = min(p.samples or 0 for p in timed)
-        if fewest < GENERATION_BATCH < samples:
-            source += (f" (timed on {fewest} samples, part of one {GENERATION_BATCH}-sample generation batch: "
-                       "on a GPU the time per sample is likely over-stated)")
-        return (fixed + per_sample * samples) / 60.0, source
+        if fewest <= GENERATION_BATCH < samples:
+            source += (f" (timed on {fewest} samples, one generation batch: each further batch is taken "
+                       "to last as long as the first, an upper bound)")
+        return (fixed + inspect_s) / 60.0, source
     seconds = statistics.median(p.elapsed_s for p in same)
     counts = [p.samples for p in same if p.samples]
     note = ""

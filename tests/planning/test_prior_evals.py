@@ -9,7 +9,7 @@ import yaml
 
 from tasks.model import parse_design
 from tasks.planning import build_plan
-from tasks.planning.prior_evals import eval_minutes_from_priors, scan_prior_evals
+from tasks.planning.prior_evals import PriorEval, eval_minutes_from_priors, scan_prior_evals
 from tests.support.fakesite import FakeSite
 from tests.support.setup_groups import planned
 
@@ -83,16 +83,37 @@ def _log_inspect_time(group: Path, seconds: float) -> None:
             write_eval_log(log, str(path))
 
 
-def test_a_jobs_fixed_time_is_not_scaled_by_samples(fake_site: FakeSite) -> None:
-    """42 s jobs of which inspect spent 10 s on 20 samples: 32 s fixed + 0.5 s/sample; 40 samples -> 52 s, not 84 s."""
+def test_inspect_time_and_first_batch_are_read_from_real_logs(fake_site: FakeSite) -> None:
     first = planned(fake_site.design(name="first"), base=fake_site.root)
     _finish_evaluations(first)
     _log_inspect_time(first, 10)
     priors = scan_prior_evals([first.parent])
     assert {p.eval_s for p in priors} == {10.0}
+    assert all(p.first_batch_s is not None and 0 <= p.first_batch_s <= 10.0 for p in priors)
+    assert all(p.steady_per_sample_s is None for p in priors)  # 4 samples: nothing after the first batch
 
-    minutes, source = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 40) or (0.0, "")
-    assert minutes == pytest.approx(52.0 / 60) and "32 s fixed + 0.50 s/sample x 40" in source
+
+def _job(samples: int, elapsed: float, inspect_s: float, first: float | None, steady: float | None = None) -> PriorEval:
+    return PriorEval(group=Path("/out/g_2026-01-01"), model="M", task="cap", samples=samples, elapsed_s=elapsed,
+                     eval_s=inspect_s, first_batch_s=first, steady_per_sample_s=steady)
+
+
+def test_fixed_time_and_warm_up_are_not_scaled_by_samples() -> None:
+    """The demo's measured job: 65 s, of which inspect 20 s for 500 samples, its first batch 4.5 s."""
+    job = _job(500, 65.0, 20.0, 4.5)
+    same, source = eval_minutes_from_priors([job], "M", "cap", 500) or (0.0, "")
+    assert same == pytest.approx(65.0 / 60)  # its own sample count: exactly what it took
+    assert "45 s fixed + 20 s of inspect for 500 samples" in source
+    double, _ = eval_minutes_from_priors([job], "M", "cap", 1000) or (0.0, "")
+    assert double == pytest.approx((45.0 + 4.5 + 15.5 / 468 * 968) / 60)  # not 2 x 65 s
+
+
+def test_one_batch_jobs_bound_each_later_batch_by_the_first() -> None:
+    """A 32-sample job (one generation batch, warm-up included): 16 batches of 500 at most as long each."""
+    minutes, source = eval_minutes_from_priors([_job(32, 19.0, 6.0, 6.0)], "M", "cap", 500) or (0.0, "")
+    assert minutes == pytest.approx((13.0 + 6.0 * 16) / 60) and "one generation batch" in source
+    linear, _ = eval_minutes_from_priors([_job(20, 42.0, 10.0, None)], "M", "cap", 40) or (0.0, "")
+    assert linear == pytest.approx((32.0 + 20.0) / 60)  # no sample summaries: inspect's time per sample
 
 
 def test_a_pilots_evaluations_are_used_alone_and_say_so(fake_site: FakeSite) -> None:
@@ -117,3 +138,17 @@ def test_base_model_evaluations_are_estimated_from_base_model_evaluations(fake_s
     base, _ = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=True) or (0.0, "")
     tuned, _ = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=False) or (0.0, "")
     assert (base, tuned) == (pytest.approx(21.0 / 60), pytest.approx(42.0 / 60))
+
+
+def test_a_pilots_two_batches_give_the_rate_after_warm_up() -> None:
+    """The pilot measured on this machine: 64 samples, inspect 8 s (whole seconds), first batch 4.2 s, then
+    latencies of 1.25 s per sample with 32 in flight. 500 samples: 4.2 + 0.039 x 468 s, not 8 / 64 x 500 s.
+    (The sweep's own 500-sample jobs then took 19-20 s of inspect.)"""
+    pilot = _job(64, 18.0, 8.0, 4.217, steady=0.039)
+    minutes, source = eval_minutes_from_priors([pilot], "M", "cap", 500) or (0.0, "")
+    assert minutes == pytest.approx((10.0 + 4.217 + 0.039 * 468) / 60)
+    assert "one generation batch" not in source
+    # a job of 4 batches or more is timed by inspect's own clock (its sample latencies are ignored)
+    big = _job(500, 33.0, 20.0, 4.187, steady=0.5)
+    own, _ = eval_minutes_from_priors([big], "M", "cap", 500) or (0.0, "")
+    assert own == pytest.approx(33.0 / 60)
