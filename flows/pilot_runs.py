@@ -124,7 +124,7 @@ def pilot_runs(
     create_markdown_artifact(markdown=report, key=f"pilot-{artifact_slug(Path(group_dir).name)}",
                              description=f"What the pilot of {plan.design.name} measured")
     if problems:
-        return fail("The pilot did not finish cleanly; the sweep would likely fail the same way:\n  - "
+        return fail("The pilot did not finish cleanly (a failure here is likely the sweep's too):\n  - "
                     + "\n  - ".join(problems))
     logger.info("Pilot finished: %s", group_dir)
     return str(group_dir)

@@ -15,6 +15,10 @@ What it does
    `<output_dir>/.site_checks/`). A pass of the same shapes within 7 days is reused. The
    result is the plan's "Site Check" section; a failed check is shown on the approval form
    and, with `auto_approve`, ends the run Failed.
+   With `pilot=true`, the **pilot-runs** flow then runs as a subflow (a few steps of each
+   model, one checkpoint save, short evaluations: `flows/pilot_runs.py`) and the plan is made
+   again from what it measured; the form and runs_plan.md name each figure the pilot measured
+   ("measured by pilot"). A failed pilot is shown on the form; with `auto_approve` it ends the run Failed.
 5. **render-plan**: render `runs_plan.md` (`tasks.planning.plan_markdown`).
 6. **Present**: publish the plan as a markdown artifact (key `plan-<run group>`) and the
    runs as a table artifact (key `runs-<run group>`).
@@ -22,11 +26,7 @@ What it does
    (approve, or reject with a comment). A rejected plan ends the run Cancelled.
 8. **deliver-plan**: only after approval, write `experiment.yaml`, `runs_plan.md` and
    `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.planning.deliver`). Nothing is
-   written to the output directory before this step (but the site check's own folders).
-With `pilot=true`, between 4 and 5: run the pilot-runs flow (a few steps of each model, one
-checkpoint save, short evaluations: `flows/pilot_runs.py`) and plan again from what it
-measured; the form and runs_plan.md name each figure the pilot measured ("measured by pilot").
-
+   written to the output directory before this step (but the site check's and the pilot's own folders).
 9. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
    configs, SLURM scripts) as a subflow.
 
