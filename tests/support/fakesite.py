@@ -41,7 +41,8 @@ def cap(dataset=None, system_prompt="", split="test", input_field="input", outpu
 
 def make_models(models_dir: Path, names: list[str]) -> None:
     """A folder per model: config.json, the weight files torchtune loads (a few zero bytes) and,
-    for Llama-3.x, the real Llama-3 tokenizer files (tests/support/llama3_real.py)."""
+    for Llama-3.x, the real Llama-3 tokenizer files (tests/support/llama3_real.py); for other
+    families, placeholder tokenizer files (the planner checks they exist; nothing here reads them)."""
     for name in names:
         folder = models_dir / name
         spec = lookup(name)
@@ -52,6 +53,9 @@ def make_models(models_dir: Path, names: list[str]) -> None:
         (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
         for weight in spec.checkpoint_files:
             (folder / weight).write_bytes(b"\0" * 256)
+        for tokenizer_file in (*spec.tokenizer_files.values(), "tokenizer.json", "tokenizer_config.json"):
+            (folder / tokenizer_file).parent.mkdir(parents=True, exist_ok=True)
+            (folder / tokenizer_file).write_text("{}")
 
 
 def make_site(root: Path, models: list[str] = MODELS, rows: int = 200) -> dict:
