@@ -57,7 +57,9 @@ def pilot_design(plan: Plan, steps: int = DEFAULT_STEPS, eval_samples: int = DEF
         "name": f"{design.name}-pilot",
         "question": f"Pilot of {design.name}: training speed, peak GPU memory, checkpoint size and evaluation "
                     f"time per model at the sweep's settings, before the sweep spends its GPU-hours.",
-        "factors": {name: _first_level(levels) for name, levels in design.factors.items()},
+        # every factor at its first level; epochs, when it is a factor, at 1 like the rest of the pilot
+        "factors": {name: [1] if name == "epochs" else _first_level(levels)
+                    for name, levels in design.factors.items()},
         "controls": False,
         "training": training,
         "evaluation": evaluation,

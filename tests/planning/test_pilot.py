@@ -74,5 +74,8 @@ def test_pilot_problems_name_every_stage_that_did_not_complete(fake_site: FakeSi
     pilot_dir = planned(pilot_design(plan), base=fake_site.root)
     problems = pilot_problems(pilot_dir)
     assert problems and all("pending" in line for line in problems)  # nothing ran yet
+    epochs_factor = build_plan(parse_design(fake_site.design(models=[M1], factors={"epochs": [3, 2]}),
+                                            base=fake_site.root), date=DATE)
+    assert pilot_design(epochs_factor).factors == {"epochs": [1]}  # one short epoch, whatever the factor says
     with pytest.raises(ValueError, match="at least 1 step"):
         pilot_design(plan, steps=0)
