@@ -6,8 +6,8 @@ fine-tune of the design's first run limited to 5 optimizer steps (torchtune's
 `sbatch`; then it plans again. Checks: the pilot group holds exactly that (config, bar, epoch_0,
 completed SLURM jobs), and the delivered plan's figures come from it and say so: training speed,
 start-up, checkpoint size and evaluation time are `measured by pilot: ...` in experiment.yaml
-and runs_plan.md, and the evaluation estimate is the pilot's fixed time plus its time per sample
-times the sweep's 100 samples.
+and runs_plan.md, and the evaluation estimate is the pilot's fixed time plus inspect's time scaled to the
+sweep's 100 samples.
 """
 
 from __future__ import annotations
@@ -80,7 +80,10 @@ def test_plan_runs_with_a_pilot_on_real_slurm(flows_on_slurm, tmp_path):
     assert m.checkpoint_gib_per_epoch.source.startswith("measured by pilot:")
     assert m.startup_minutes is not None and m.startup_minutes.source.startswith("measured by pilot:")
     assert m.eval_minutes.source.startswith("measured by pilot: prior evaluations: 1 job(s)")
-    assert "s/sample x 100" in m.eval_minutes.source  # fixed + per sample, scaled to the sweep's 100 samples
+    # fixed time + inspect's time scaled to the sweep's 100 samples; 4 samples are one generation batch,
+    # so each further batch is taken to last as long as the pilot's one, and the source says so
+    assert "s fixed + " in m.eval_minutes.source and "s of inspect for 100 samples" in m.eval_minutes.source
+    assert "timed on 4 samples, one generation batch" in m.eval_minutes.source
     text = (group / "runs_plan.md").read_text()
     assert text.count("measured by pilot:") >= 4
     # the sweep's own runs: 2 epochs of the full split, not the pilot's 5 steps
