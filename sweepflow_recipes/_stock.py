@@ -14,7 +14,7 @@ from types import ModuleType
 
 import torchtune
 from omegaconf import DictConfig
-from torchtune import config
+from torchtune import config, utils
 
 STOCK_RECIPES_DIR = Path(torchtune.__file__).resolve().parent.parent / "recipes"
 
@@ -42,10 +42,28 @@ def run_recipe(recipe_cls: type, cfg: DictConfig, name: str) -> None:
     """What the stock `recipe_main` does once the process is set up, for any recipe class.
 
     `name` must be one word: it is logged as `Running <name> with resolved config:`,
-    which `tasks/prior_logs.py` parses.
+    which `tasks/training/prior_logs.py` parses, as it does the epoch length logged after setup.
     """
     config.log_config(recipe_name=name, cfg=cfg)
     recipe = recipe_cls(cfg=cfg)
     recipe.setup(cfg=cfg)
+    log_epoch_length(recipe)
     recipe.train()
     recipe.cleanup()
+
+
+def log_epoch_length(recipe: object) -> None:
+    """Log a full epoch's optimizer steps, before `max_steps_per_epoch` caps the training bar.
+
+    The bar's total is the capped count, so a short run (a pilot) would not show how long the
+    epoch really is, nor, for packed data, how many packed sequences the dataset made.
+    """
+    dataloader = getattr(recipe, "_dataloader", None)
+    if dataloader is None or not getattr(recipe, "_is_rank_zero", True):
+        return
+    batches = len(dataloader)
+    accumulation = int(getattr(recipe, "_gradient_accumulation_steps", 1) or 1)
+    utils.get_logger("INFO").info(
+        f"Epoch length: {batches // accumulation} optimizer steps ({batches} batches per rank), "
+        f"max_steps_per_epoch: {getattr(recipe, 'max_steps_per_epoch', None)}"
+    )

@@ -48,6 +48,7 @@ from tasks.planning.formulas import (
     default_eval_minutes,
     disk_estimate,
     eval_job_minutes,
+    periodic_validation_passes,
     scale,
     scenarios,
 )
@@ -74,14 +75,17 @@ def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | No
     """The most relevant prior having a figure: same model first, else the nearest size in the registry."""
     usable = [p for p in priors if has(p) and not p.oom and p.model]
     target = _params(model)
+    newest_pilot = {p.model: p.modified or 0.0 for p in sorted(usable, key=lambda q: q.modified or 0.0) if p.pilot}
 
     def key(p: PriorRun) -> tuple:
         same = p.model == model
         prior_p = _params(p.model)
         distance = 0.0 if same else (abs(math.log(prior_p / target)) if prior_p and target else math.inf)
         same_data = bool(dataset and p.dataset and Path(p.dataset).name == dataset.name)
-        return (distance, p.packed != packed, not same_data, not p.pilot, not p.completed, -(p.modified or 0.0),
-                str(p.log_path))
+        # a pilot outranks older logs; a finished run logged after it (the sweep it planned) ranks with it
+        after_pilot = p.completed and p.model in newest_pilot and (p.modified or 0.0) > newest_pilot[p.model]
+        return (distance, p.packed != packed, not same_data, not (p.pilot or after_pilot), not p.completed,
+                -(p.modified or 0.0), str(p.log_path))
 
     ranked = sorted((p for p in usable if p.model == model or (_params(p.model) and target)), key=key)
     if not ranked:
@@ -123,25 +127,31 @@ def _eval_minutes(run: Run, design: ExperimentDesign, test_samples: dict[str, in
 
 
 def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, source: str,
-                   validation: bool) -> tuple[Figure, Figure | None]:
+                   validation_passes: float | None) -> tuple[Figure, Figure | None]:
     """(minutes per epoch, start-up minutes per job): training plus what the prior's job spent outside its bars.
 
-    Best: the prior's log timed each checkpoint save (and validation pass) and its job's elapsed time is
-    known, so start-up is counted once per job and saves once per epoch. Else the job's time outside
-    the bars spread over its epochs; else x OVERHEAD (a prior of another model, or no elapsed time).
+    `validation_passes`: passes per epoch inside its steps (validate_every_n_steps), None without
+    validation; each epoch also ends with one. Best: the prior's log timed each checkpoint save (and
+    validation pass) and its job's elapsed time is known, so start-up is counted once per job and
+    saves once per epoch. Else the job's time outside the bars spread over its epochs; else
+    x OVERHEAD (a prior of another model, or no elapsed time).
     """
+    periodic_s = (validation_passes or 0.0) * (prior.validation_s or 0.0) if same else 0.0
+    periodic = f" + {periodic_s:.0f} s/epoch of {validation_passes:g} validation passes" if periodic_s else ""
     if same and prior.startup_s is not None and prior.save_s is not None:
         per_epoch, what = prior.save_s, "checkpoint save"
-        if validation and prior.validation_s is not None:
+        if validation_passes is not None and prior.validation_s is not None:
             per_epoch, what = per_epoch + prior.validation_s, "checkpoint save and validation"
-        minutes = Figure(value=_r((train_s + per_epoch) / 60.0), source=f"{source}; + {per_epoch:.0f} s/epoch {what}")
+        minutes = Figure(value=_r((train_s + per_epoch + periodic_s) / 60.0),
+                         source=f"{source}; + {per_epoch:.0f} s/epoch {what}{periodic}")
         startup = Figure(value=_r(prior.startup_s / 60.0),
                          source=f"{source}: its job's elapsed time less training and checkpoint saves")
         return minutes, startup
     if same and prior.overhead_s is not None and prior.epochs_completed:
         per_epoch = prior.overhead_s / prior.epochs_completed
-        return Figure(value=_r((train_s + per_epoch) / 60.0),
-                      source=f"{source}; + {per_epoch:.0f} s/epoch outside training (its job's elapsed time)"), None
+        return Figure(value=_r((train_s + per_epoch + periodic_s) / 60.0),
+                      source=f"{source}; + {per_epoch:.0f} s/epoch outside training (its job's elapsed time)"
+                      + periodic), None
     return Figure(value=_r(train_s / 60.0 * OVERHEAD), source=source), None
 
 
@@ -165,7 +175,8 @@ class _Timing(NamedTuple):
     eval_it_s: Figure | None  # samples per second per batch slot: what inference is scaled from
 
 
-def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs: int, notes: list[str]) -> _Timing:
+def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs: int, steps: int,
+            notes: list[str]) -> _Timing:
     """Speed, minutes per epoch and start-up of a run from the most relevant prior log with a speed."""
     p, model, data = run.params, run.model, Path(run.params.dataset.path)
     sp, s_same = _choose(priors, model, p.packed, data, lambda q: bool(q.speed_it_s and q.batch_size))
@@ -176,7 +187,8 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
     prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
     samples_per_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
     source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")
-    minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, p.validation)
+    passes = periodic_validation_passes(steps, p.validate_every_n_steps, p.epochs) if p.validation else None
+    minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, passes)
     if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:
         notes.append(f"{model}: {sp.log_path} ran without validation, so no validation pass is timed; "
                      "the estimate leaves validation time out.")
@@ -227,7 +239,7 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         steps = p.max_steps_per_epoch
         trained = int(steps * bs * ga * density.value)
 
-    sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, notes)
+    sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, steps, notes)
     if sp is None:
         minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
         speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)

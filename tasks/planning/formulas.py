@@ -98,6 +98,18 @@ def default_batch(params_b: float, packed: bool, gpu_gb: float) -> int:
     return DEFAULT_BATCH[(packed, gpu_class)][_size_class(params_b)]
 
 
+def periodic_validation_passes(steps_per_epoch: int, every: int | None, epochs: int) -> float:
+    """Validation passes run inside an epoch's steps (every `every` steps, not at its last), averaged over epochs.
+
+    sweepflow's `_val` recipes validate after each global step that is a multiple of `every`, except
+    an epoch's last step, whose pass is the epoch-end one.
+    """
+    if not every or steps_per_epoch < 1 or epochs < 1:
+        return 0.0
+    total = sum(((e + 1) * steps_per_epoch - 1) // every - (e * steps_per_epoch) // every for e in range(epochs))
+    return total / epochs
+
+
 def default_epoch_minutes(params_b: float) -> float:
     """Seed defaults per epoch (overhead included); tiny models scale down by params, 70B up by params."""
     if params_b < 1.0:

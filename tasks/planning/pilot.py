@@ -87,7 +87,9 @@ def _figures(model: str, named: dict[str, tuple[Figure | None, str]]) -> list[Pi
     for name, (figure, unit) in named.items():
         if figure is None:
             continue
-        value = f"{figure.value:g}{unit}" if name == "batch size" else f"{figure.value:.3g}{unit}"
+        number = f"{figure.value:g}" if name == "batch size" else \
+            (f"{figure.value:,.0f}" if abs(figure.value) >= 100 else f"{figure.value:.3g}")
+        value = f"{number}{unit}"
         out.append(PilotFigure(model=model, name=name, value=value, source=figure.source,
                                by_pilot=figure.source.startswith(PILOT)))
     return out

@@ -53,6 +53,7 @@ class PriorEval(BaseModel):
     eval_s: float | None = None  # of which inspect's own time on the samples (its log's stats), when readable
     first_batch_s: float | None = None  # of which its first GENERATION_BATCH samples (warm-up included)
     steady_per_sample_s: float | None = None  # after the first batch, per sample (from the samples' latencies)
+    finished: str | None = None  # when the job ended (ISO time, as runs_status.yaml has it)
     pilot: bool = False  # the job of a pilot of this plan
     base: bool = False  # a base model's (control) evaluation: no checkpoint view or adapter merge first
 
@@ -79,11 +80,14 @@ def _group_evals(group: Path) -> list[PriorEval]:
             attempt = stage.attempts[-1] if stage and stage.status == "completed" and stage.attempts else None
             if attempt and attempt.elapsed_s:
                 eval_s, timing = _inspect_seconds(group, run.name, job)
+                if eval_s is not None and timing:  # inspect's clock has whole seconds, the latencies finer ones
+                    eval_s = max(eval_s, timing.first_batch_s)
                 found.append(PriorEval(group=group, model=run.model, task=job.task,
                                        samples=_samples(plan, job.task), elapsed_s=attempt.elapsed_s, eval_s=eval_s,
                                        first_batch_s=min(timing.first_batch_s, eval_s) if timing and eval_s else None,
                                        steady_per_sample_s=timing.steady_per_sample_s if timing else None,
-                                       pilot=is_pilot_group(group), base=job.epoch is None))
+                                       finished=attempt.finished, pilot=is_pilot_group(group),
+                                       base=job.epoch is None))
     return found
 
 
@@ -115,13 +119,25 @@ def inspect_seconds_for(prior: PriorEval, samples: int) -> float:
 def scan_prior_evals(folders: list[Path]) -> list[PriorEval]:
     """Every finished evaluation job of the run groups under `folders` (epoch_* folders not entered)."""
     found: list[PriorEval] = []
+    seen: set[Path] = set()  # folders may nest (a pilot group under output_dir): each group is read once
     for folder in folders:
         for root, dirs, files in os.walk(folder):
             dirs[:] = sorted(d for d in dirs if not d.startswith(("epoch_", ".")))
             if PLAN_FILE in files and STATUS_FILE in files:
-                found += _group_evals(Path(root))
+                if Path(root).resolve() not in seen:
+                    seen.add(Path(root).resolve())
+                    found += _group_evals(Path(root))
                 dirs[:] = []  # a run group holds no other group
     return found
+
+
+def _most_relevant(jobs: list[PriorEval]) -> list[PriorEval]:
+    """Jobs that ended after the newest pilot job (the sweep it planned), else the pilot's, else all."""
+    pilots = [p for p in jobs if p.pilot]
+    if not pilots:
+        return jobs
+    since = max(p.finished or "" for p in pilots)
+    return [p for p in jobs if not p.pilot and (p.finished or "") > since] or pilots
 
 
 def eval_minutes_from_priors(
@@ -129,14 +145,14 @@ def eval_minutes_from_priors(
 ) -> tuple[float, str] | None:
     """(minutes, source) of one evaluation job of `model` on `task` from earlier jobs of both.
 
-    A pilot's jobs are used alone when there are any (they ran this plan's very configuration);
-    with `base` given, jobs of the same kind (base model, or a fine-tuned checkpoint) where there are any.
-    With inspect's own time known: median fixed seconds + median seconds per sample x `samples`;
-    else the median job scaled by samples.
+    With `base` given, jobs of the same kind (base model, or a fine-tuned checkpoint) where there
+    are any; among them a pilot's jobs alone (they ran this plan's configuration), unless jobs
+    ended after them. With inspect's own time known: median fixed seconds + median seconds per
+    sample x `samples`; else the median job scaled by samples.
     """
     same = [p for p in priors if p.model == model and p.task == task]
-    same = [p for p in same if p.pilot] or same
     same = [p for p in same if base is None or p.base == base] or same
+    same = _most_relevant(same)
     if not same:
         return None
     groups = ", ".join(sorted({p.group.name for p in same}))

@@ -58,7 +58,8 @@ def measurements(group: GroupRef) -> list[dict[str, Any]]:
             "lora_rank": run.params.lora_rank,
             "epochs": run.params.epochs,
             "samples": prior.samples,
-            "steps_per_epoch": prior.steps_per_epoch,
+            "steps_per_epoch": prior.steps_per_epoch,  # the bar's: max_steps_per_epoch where that ended the epoch
+            "full_steps_per_epoch": prior.full_steps_per_epoch,
             "speed_it_s": prior.speed_it_s,
             "peak_memory_gib": prior.peak_memory_gib,
             "packing_density": prior.packing_density,

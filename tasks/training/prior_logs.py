@@ -15,7 +15,10 @@ The formats are those of torchtune 0.6.1's `lora_finetune_single_device` recipe:
   refresh per `\r` (tqdm prints `s/it` below 1 it/s);
 - `Model checkpoint of size 2.30 GiB saved to .../epoch_0/...` and `Checkpoint saved in 12.34 seconds.`
   (the recipe's timing of each epoch's save; in sweepflow's `_val` recipes it holds the epoch-end
-  validation pass, whose own `Validation loss: ... in 3.21 s` line says how long that took).
+  validation pass, whose own `Validation loss: ... in 3.21 s` line says how long that took); the
+  distributed recipe's `Saving checkpoint took 12.34 secs` times the save alone;
+- sweepflow's recipes' `Epoch length: 712 optimizer steps (...)`, a whole epoch even where
+  `max_steps_per_epoch` caps the bar (a pilot), so packing density and the epoch's size stay known.
 A log that cannot be parsed gives a `PriorRun` holding what was found and `problems` saying
 what was not; nothing here raises on bad input.
 """
@@ -55,12 +58,15 @@ _DENSITY = re.compile(r"(?:Average )?packing density:\s*([\d.]+)", re.IGNORECASE
 _PACKED_INTO = re.compile(r"Packed (\d+) examples into (\d+) sequences", re.IGNORECASE)
 _SAVED = re.compile(r"(?:Model|Adapter) checkpoint of size ([\d.]+) GiB saved to \S*?epoch_(\d+)/")
 _CLEAN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
-_SAVE_TIME = re.compile(r"Checkpoint saved in ([\d.]+) seconds")
+_SAVE_TIME = re.compile(r"Checkpoint saved in ([\d.]+) seconds")  # single device: epoch-end validation inside
+_SAVE_ONLY_TIME = re.compile(r"Saving checkpoint took ([\d.]+) secs")  # distributed: the save alone
+_EPOCH_LENGTH = re.compile(r"Epoch length: (\d+) optimizer steps")
 _VAL_TIME = re.compile(r"Validation loss: \S+ \(epoch (\d+), step \d+\) in ([\d.]+) s")
 _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|OUT_OF_MEMORY")
 _FLAT_KEYS = {  # regex fallback for a config block that YAML cannot load (truncated logs)
     "batch_size": re.compile(r"^batch_size: (\d+)\s*$", re.M),
     "epochs": re.compile(r"^epochs: (\d+)\s*$", re.M),
+    "max_steps_per_epoch": re.compile(r"^max_steps_per_epoch: (\d+)\s*$", re.M),
     "gradient_accumulation_steps": re.compile(r"^gradient_accumulation_steps: (\d+)\s*$", re.M),
     "lora_rank": re.compile(r"^  lora_rank: (\d+)\s*$", re.M),
     "max_seq_len": re.compile(r"^  max_seq_len: (\d+)\s*$", re.M),
@@ -90,7 +96,9 @@ class PriorRun(BaseModel):
     save_adapter_weights_only: bool | None = None
     samples: int | None = None  # training examples per epoch
     samples_source: str | None = None  # packing bar | packed line | steps x batch (lower bound)
-    steps_per_epoch: int | None = None  # training bar total (optimizer steps)
+    steps_per_epoch: int | None = None  # training bar total (optimizer steps): max_steps_per_epoch where that caps it
+    max_steps_per_epoch: int | None = None  # the config's cap on an epoch's steps (a pilot's few steps)
+    full_steps_per_epoch: int | None = None  # a whole epoch's optimizer steps (sweepflow's recipes log it)
     epochs_completed: int = 0
     speed_it_s: float | None = None  # optimizer steps per second: steps / the bars' elapsed time past warm-up
     speed_source: str | None = None  # "steps / bar elapsed time", or "median bar rate" for bars too short to time
@@ -107,6 +115,7 @@ class PriorRun(BaseModel):
     overhead_s: float | None = None  # job elapsed - training bars: start-up, checkpoint saves, validation
     save_s: float | None = None  # seconds per epoch's checkpoint save (the recipe's own timing, validation taken out)
     validation_s: float | None = None  # seconds per validation pass (sweepflow's _val recipes print them)
+    periodic_validation_s: float = 0.0  # seconds of validate_every_n_steps passes inside the bars (not in the speed)
     epoch_end_s: float | None = None  # seconds per epoch outside its bar: save + epoch-end validation, as logged
     startup_s: float | None = None  # job elapsed - bars - saves: imports, model load, dataset, tear-down
     oom: bool = False
@@ -135,6 +144,7 @@ def _read(path: Path) -> str:
 def scan_prior_runs(folders: list[Path]) -> PriorScan:
     """Parse every torchtune log under the folders (recursively, sorted, epoch_* folders not entered)."""
     scan = PriorScan(folders=list(folders))
+    seen: set[Path] = set()  # folders may nest (a pilot group under output_dir): each log is read once
     for folder in folders:
         folder = Path(folder)
         if not folder.is_dir():
@@ -144,8 +154,9 @@ def scan_prior_runs(folders: list[Path]) -> PriorScan:
             dirs[:] = sorted(d for d in dirs if not d.startswith("epoch_"))
             for name in sorted(files):
                 path = Path(root) / name
-                if not name.endswith((".out", ".log")):
+                if not name.endswith((".out", ".log")) or path.resolve() in seen:
                     continue
+                seen.add(path.resolve())
                 try:
                     text = _read(path)
                 except OSError as error:
@@ -183,11 +194,11 @@ def _parse_text(text: str, path: Path) -> PriorRun:
     run = PriorRun(log_path=Path(path))
     lines = [_PREFIX.sub("", seg) for seg in re.split(r"\r\n|\r|\n", text.replace("\x00", ""))]
     _parse_config(run, lines)
-    _parse_bars(run, lines)
+    inside_bars = _parse_timings(run, text)
+    _parse_bars(run, lines, inside_bars)
     _parse_memory(run, text)
     _parse_packing(run, lines)
     _parse_saved(run, text)
-    _parse_timings(run, text)
     run.oom = bool(_OOM.search(text))
     if run.epochs and run.epochs_completed >= run.epochs and not run.oom:
         run.completed = True
@@ -268,6 +279,7 @@ def _parse_config(run: PriorRun, lines: list[str]) -> None:
 
     run.batch_size = pick(_int(config.get("batch_size")), "batch_size", int)
     run.epochs = pick(_int(config.get("epochs")), "epochs", int)
+    run.max_steps_per_epoch = pick(_int(config.get("max_steps_per_epoch")), "max_steps_per_epoch", int)
     run.gradient_accumulation_steps = pick(
         _int(config.get("gradient_accumulation_steps")), "gradient_accumulation_steps", int
     )
@@ -295,24 +307,33 @@ def _seconds(clock: str) -> float:
     return total
 
 
-def _elapsed_speed(refreshes: dict[int, list[tuple[int, float]]]) -> tuple[float, float] | None:
-    """(steps, seconds) the epoch bars' own clocks show after each epoch's warm-up; None when too short to time.
+def _elapsed_speed(refreshes: dict[int, list[tuple[int, float]]],
+                   inside_bars: dict[int, float]) -> tuple[float, float] | None:
+    """(steps, seconds of training) the epoch bars' own clocks show after each epoch's warm-up.
 
     tqdm's elapsed field has whole seconds: an epoch is timed from its first refresh past the
-    warm-up to its last, or from its start when that span is under `MIN_TIMED_S`.
+    warm-up to its last, less the validation passes run inside it (`inside_bars`, per 0-based epoch), when
+    that span is at least `MIN_TIMED_S`. None when no epoch is that long: a short bar timed from
+    its start would spread the first step's warm-up (CUDA init, data loader start) over every step.
     """
     steps = seconds = 0.0
-    for points in refreshes.values():
+    for epoch, points in refreshes.items():
         n_end, t_end = points[-1]
         n_warm, t_warm = next(((n, t) for n, t in points if n > WARMUP_UPDATES), points[0])
-        if t_end - t_warm >= MIN_TIMED_S:
-            steps, seconds = steps + n_end - n_warm, seconds + t_end - t_warm
-        elif t_end >= 1:
-            steps, seconds = steps + n_end, seconds + t_end
+        training_s = t_end - t_warm - inside_bars.get(epoch - 1, 0.0)  # the bar counts epochs from 1
+        if t_end - t_warm >= MIN_TIMED_S and training_s > 0 and n_end > n_warm:
+            steps, seconds = steps + n_end - n_warm, seconds + training_s
     return (steps, seconds) if seconds >= 1 and steps > 0 else None
 
 
-def _parse_bars(run: PriorRun, lines: list[str]) -> None:
+def _from_start(refreshes: dict[int, list[tuple[int, float]]]) -> float | None:
+    """Steps per second over the bars' whole elapsed time (warm-up included): bars with too few refreshes."""
+    steps = sum(points[-1][0] for points in refreshes.values())
+    seconds = sum(points[-1][1] for points in refreshes.values())
+    return steps / seconds if seconds >= 1 and steps > 0 else None
+
+
+def _parse_bars(run: PriorRun, lines: list[str], inside_bars: dict[int, float]) -> None:
     rates: list[float] = []
     all_rates: list[float] = []
     refreshes: dict[int, list[tuple[int, float]]] = {}  # epoch -> (n, elapsed s) of each refresh
@@ -329,14 +350,20 @@ def _parse_bars(run: PriorRun, lines: list[str]) -> None:
         all_rates.append(rate)
         if n > WARMUP_UPDATES:
             rates.append(rate)
-    timed = _elapsed_speed(refreshes)
-    rates = rates or all_rates
+    timed = _elapsed_speed(refreshes, inside_bars)
+    from_start = _from_start(refreshes)
     if timed:  # the bars' own clocks: stalls, data loading and logging count, as they do in the job
         run.speed_it_s, run.speed_source = round(timed[0] / timed[1], 4), "steps / bar elapsed time"
         run.speed_updates = len(rates)
-    elif rates:  # too short to time by whole seconds: the bar's instantaneous rates
-        run.speed_it_s, run.speed_source = round(statistics.median(rates), 4), "median bar rate"
+    elif rates:  # too short to time by whole seconds: the bar's rates past its warm-up
+        run.speed_it_s, run.speed_source = round(statistics.median(rates), 4), "median bar rate past warm-up"
         run.speed_updates = len(rates)
+    elif from_start:
+        run.speed_it_s, run.speed_source = round(from_start, 4), "steps / bar elapsed time, warm-up included"
+        run.speed_updates = len(all_rates)
+    elif all_rates:
+        run.speed_it_s, run.speed_source = round(statistics.median(all_rates), 4), "median bar rate"
+        run.speed_updates = len(all_rates)
     if refreshes:
         run.epochs_completed = sum(1 for points in refreshes.values() if points[-1][0] >= (run.steps_per_epoch or 0))
         run.train_elapsed_s = round(sum(points[-1][1] for points in refreshes.values()), 1)
@@ -353,6 +380,8 @@ def _parse_memory(run: PriorRun, text: str) -> None:
 def _parse_packing(run: PriorRun, lines: list[str]) -> None:
     examples: int | None = None
     for line in lines:
+        if match := _EPOCH_LENGTH.search(line):
+            run.full_steps_per_epoch = int(match[1])
         if (match := _PACK_BAR.search(line)) and match["n"] == match["total"]:
             examples = int(match["total"])
         if match := _PACKED_INTO.search(line):
@@ -367,14 +396,16 @@ def _parse_packing(run: PriorRun, lines: list[str]) -> None:
         run.samples, run.samples_source = examples, "packing bar"
         run.packed = True if run.packed is None else run.packed
     per_step = (run.batch_size or 0) * (run.gradient_accumulation_steps or 1)
-    if run.packing_density is None and run.packed and examples and run.steps_per_epoch and per_step:
+    capped = run.max_steps_per_epoch is not None and (run.steps_per_epoch or 0) >= run.max_steps_per_epoch
+    whole_epoch = run.full_steps_per_epoch or (None if capped else run.steps_per_epoch)  # a capped bar is not one
+    if run.packing_density is None and run.packed and examples and whole_epoch and per_step:
         # torchtune drops the last partial batch, so this slightly over-states density (an upper bound)
-        run.packing_density = round(examples / (run.steps_per_epoch * per_step), 2)
+        run.packing_density = round(examples / (whole_epoch * per_step), 2)
         run.packing_density_source = "derived: packing bar / (steps per epoch x batch size)"
     if run.packed is False:
         run.packing_density, run.packing_density_source = 1.0, "not packed"
-        if run.samples is None and run.steps_per_epoch and per_step:
-            run.samples, run.samples_source = run.steps_per_epoch * per_step, "steps x batch (lower bound)"
+        if run.samples is None and whole_epoch and per_step:
+            run.samples, run.samples_source = whole_epoch * per_step, "steps x batch (lower bound)"
 
 
 def _parse_saved(run: PriorRun, text: str) -> None:
@@ -387,19 +418,30 @@ def _parse_saved(run: PriorRun, text: str) -> None:
         run.checkpoint_source = "log lines"
 
 
-def _parse_timings(run: PriorRun, text: str) -> None:
-    """Seconds per checkpoint save and per validation pass, from the recipes' own timing lines."""
-    saves = [float(v) for v in _SAVE_TIME.findall(text)]
-    passes = [(int(epoch), float(v)) for epoch, v in _VAL_TIME.findall(text)]
-    computed = [v for _, v in passes if v > 0]  # 0.00: an epoch end that reused the pass of its step
+def _parse_timings(run: PriorRun, text: str) -> dict[int, float]:
+    """Seconds per checkpoint save and per validation pass, from the recipes' own timing lines.
+
+    Returns the seconds of validation passes run inside each epoch's bar (validate_every_n_steps):
+    every pass of an epoch but its last, which ran at the epoch's end (in an epoch with a save).
+    """
+    single, alone = [float(v) for v in _SAVE_TIME.findall(text)], [float(v) for v in _SAVE_ONLY_TIME.findall(text)]
+    passes: dict[int, list[float]] = {}
+    for epoch, seconds in _VAL_TIME.findall(text):
+        passes.setdefault(int(epoch), []).append(float(seconds))
+    computed = [v for values in passes.values() for v in values if v > 0]  # 0.00: an epoch end reusing its step's pass
     if computed:
         run.validation_s = round(statistics.mean(computed), 2)
-    if saves:
-        run.epoch_end_s = round(statistics.mean(saves), 2)
-        # the epoch-end validation pass runs inside the save's timing: the last pass logged per epoch
-        last_pass = {epoch: v for epoch, v in passes}
-        inside = statistics.mean(last_pass.values()) if last_pass else 0.0
-        run.save_s = round(max(run.epoch_end_s - inside, 0.0), 2)
+    saved = len(single or alone)
+    inside_bars = {epoch: sum(values[:-1] if epoch < saved else values) for epoch, values in passes.items()}
+    run.periodic_validation_s = round(sum(inside_bars.values()), 2)
+    epoch_end = [values[-1] for epoch, values in passes.items() if epoch < saved]
+    if single:  # the epoch-end validation pass runs inside this timing
+        run.epoch_end_s = round(statistics.mean(single), 2)
+        run.save_s = round(max(run.epoch_end_s - (statistics.mean(epoch_end) if epoch_end else 0.0), 0.0), 2)
+    elif alone:  # the distributed recipe times its save alone; the epoch-end pass ran before it
+        run.save_s = round(statistics.mean(alone), 2)
+        run.epoch_end_s = round(run.save_s + (statistics.mean(epoch_end) if epoch_end else 0.0), 2)
+    return inside_bars
 
 
 def folder_bytes(folder: Path) -> int:

@@ -69,6 +69,8 @@ def test_plan_runs_with_a_pilot_on_real_slurm(flows_on_slurm, tmp_path):
     assert slurm_cluster.job(job_id)["JobState"] == "COMPLETED"
     log = (run_dir / f"slurm-{job_id}.out").read_text()
     assert "| 5/5 [" in log and "Checkpoint saved in" in log and (run_dir / "epoch_0").is_dir()
+    # the bar stops at 5, but the recipe logged the whole epoch: what packing density and steps are read from
+    assert "Epoch length: 1000 optimizer steps" in log and "max_steps_per_epoch: 5" in log
     assert (pilot / "measured_runs.yaml").is_file()
     eval_stage = status.runs["Llama-3-Tiny-Instruct_rank16"].evaluations["capitalization_epoch_0"]
     assert slurm_cluster.job(eval_stage.job_id)["JobState"] == "COMPLETED"

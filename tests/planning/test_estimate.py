@@ -330,15 +330,70 @@ def test_max_steps_per_epoch_caps_steps_and_training_time(tmp_path: Path) -> Non
 
 
 def test_a_pilots_log_is_preferred_and_named_as_pilot_measured(tmp_path: Path) -> None:
-    """Of two logs of the same model, the pilot's (`<name>-pilot_<date>/<run>/`) wins and its source says so."""
+    """Of logs of the same model, the pilot's (`<name>-pilot_<date>/<run>/`) wins over older ones and over
+    unfinished newer ones, and its source says so; a finished run logged after it (the sweep it planned) wins."""
     import shutil
 
     pilot_group = tmp_path / "out" / "exp-pilot-0a1b2c_2026-12-03"
     shutil.copytree(LOG_1B.parent, pilot_group / "Llama-3.2-1B-Instruct_rank4")
     (pilot_group / "experiment.yaml").write_text("run_group: exp-pilot-0a1b2c_2026-12-03\n")
     pilot_log = parse_log(pilot_group / "Llama-3.2-1B-Instruct_rank4" / LOG_1B.name)
-    older = parse_log(LOG_1B).model_copy(update={"modified": (pilot_log.modified or 0) + 100})  # newer on disk
-    assert pilot_log.pilot and not older.pilot
+    older = parse_log(LOG_1B).model_copy(update={"modified": (pilot_log.modified or 0) - 100})
+    assert pilot_log.pilot and not older.pilot and older.completed
     _, _, _, est = plan(tmp_path, [older, pilot_log], models=[M1])
     assert est.per_model[M1].speed_it_s.source == f"measured by pilot: prior log {pilot_log.log_path}"
     assert est.per_model[M1].checkpoint_gib_per_epoch.source.startswith("measured by pilot:")
+
+    running = older.model_copy(update={"modified": (pilot_log.modified or 0) + 100, "completed": False})
+    _, _, _, est = plan(tmp_path, [running, pilot_log], models=[M1])
+    assert est.per_model[M1].speed_it_s.source.startswith("measured by pilot:")
+
+    sweep = older.model_copy(update={"modified": (pilot_log.modified or 0) + 100})  # finished after the pilot
+    _, _, _, est = plan(tmp_path, [sweep, pilot_log], models=[M1])
+    assert est.per_model[M1].speed_it_s.source == f"prior log {sweep.log_path}"
+
+
+def test_periodic_validation_passes_are_counted_per_epoch() -> None:
+    from tasks.planning.formulas import periodic_validation_passes
+
+    # global steps 1..712 and 713..1424, a pass at each multiple of 100 but an epoch's last step
+    assert periodic_validation_passes(712, 100, 2) == pytest.approx((7 + 7) / 2)
+    assert periodic_validation_passes(200, 100, 2) == pytest.approx((1 + 1) / 2)  # 200 and 400 are epoch ends
+    assert periodic_validation_passes(712, None, 2) == 0.0
+
+
+def test_a_sweep_validating_every_n_steps_pays_each_pass(tmp_path: Path) -> None:
+    """The prior timed a validation pass (8 s); a 20-step pilot ran none of the sweep's periodic passes, so the
+    estimate adds them: every 100 steps of a ~178-step epoch, plus the epoch-end one."""
+    prior = parse_log(_sweepflow_prior(tmp_path)).model_copy(update={"validation_s": 8.0})
+    common = {"batch_size": 4, "validation": True}
+    _, _, _, end_only = plan(tmp_path, [prior], models=[M1], training=common)
+    _, _, _, every = plan(tmp_path, [prior], models=[M1], training={**common, "validate_every_n_steps": 100})
+    e, p = end_only.runs[f"{M1}_rank4"], every.runs[f"{M1}_rank4"]
+    assert e.steps_per_epoch == p.steps_per_epoch
+    from tasks.planning.formulas import periodic_validation_passes
+    passes = periodic_validation_passes(p.steps_per_epoch, 100, 2)
+    assert passes >= 1
+    assert p.minutes_per_epoch - e.minutes_per_epoch == pytest.approx(passes * 8.0 / 60, abs=2e-3)
+
+
+def test_a_capped_pilots_packing_density_plans_the_sweeps_whole_epochs(tmp_path: Path) -> None:
+    """A pilot ended after 20 of its 178 steps (max_steps_per_epoch): the sweep's steps per epoch come out as
+    from the full log of the same run, not 9x fewer (density 2000 / (20 x 4) = 25)."""
+    import shutil
+
+    from tests.training.test_prior_logs import _as_pilot
+
+    pilot_run = tmp_path / "out" / "exp-pilot-0a1b2c_2026-12-03" / "Llama-3.2-1B-Instruct_rank4"
+    shutil.copytree(LOG_1B.parent, pilot_run)
+    (pilot_run.parent / "experiment.yaml").write_text("run_group: exp-pilot-0a1b2c_2026-12-03\n")
+    log = pilot_run / LOG_1B.name
+    log.write_text(_as_pilot(epoch_length_line=True), encoding="utf-8")
+    pilot = parse_log(log)
+    assert pilot.pilot and pilot.steps_per_epoch == 20
+    _, _, _, from_full = plan(tmp_path, [parse_log(LOG_1B)], models=[M1], training={"batch_size": 4})
+    _, _, _, from_pilot = plan(tmp_path, [pilot], models=[M1], training={"batch_size": 4})
+    full, piloted = from_full.runs[f"{M1}_rank4"], from_pilot.runs[f"{M1}_rank4"]
+    assert piloted.steps_per_epoch == full.steps_per_epoch
+    assert from_pilot.per_model[M1].packing_density.source.startswith("measured by pilot:")
+    assert piloted.minutes_per_epoch == pytest.approx(full.minutes_per_epoch, rel=0.25)

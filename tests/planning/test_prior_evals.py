@@ -152,3 +152,48 @@ def test_a_pilots_two_batches_give_the_rate_after_warm_up() -> None:
     big = _job(500, 33.0, 20.0, 4.187, steady=0.5)
     own, _ = eval_minutes_from_priors([big], "M", "cap", 500) or (0.0, "")
     assert own == pytest.approx(33.0 / 60)
+
+
+def test_a_sub_second_inspect_clock_takes_the_samples_latencies() -> None:
+    """inspect's start/end have whole seconds: a fast job can read 0 s; its sample latencies are finer."""
+    from tasks.planning.prior_evals import inspect_seconds_for
+
+    clock_zero = _job(4, 20.0, 0.0, None)
+    assert inspect_seconds_for(clock_zero, 100) == 0.0  # what a 0 s clock alone predicts: nothing per sample
+    with_latencies = _job(4, 20.0, 0.42, 0.42)  # as _group_evals now records it: max(clock, first batch)
+    assert inspect_seconds_for(with_latencies, 100) == pytest.approx(0.42 * 4)  # 4 batches of 32, each <= first
+
+
+def test_zero_second_inspect_clock_is_read_from_real_logs(fake_site: FakeSite) -> None:
+    first = planned(fake_site.design(name="first"), base=fake_site.root)
+    _finish_evaluations(first)
+    _log_inspect_time(first, 0)
+    priors = scan_prior_evals([first.parent])
+    assert priors and all(p.eval_s is not None and p.eval_s > 0 for p in priors)  # the latencies, not 0 s
+    assert all(p.first_batch_s == p.eval_s for p in priors)  # 4 samples: all in the first batch
+
+
+def _kind(base: bool, pilot: bool, elapsed: float, finished: str) -> PriorEval:
+    return PriorEval(group=Path(f"/out/g{'-pilot-0a1b2c' if pilot else ''}_2026-01-01"), model="M", task="cap",
+                     samples=20, elapsed_s=elapsed, base=base, pilot=pilot, finished=finished)
+
+
+def test_base_model_jobs_come_from_base_model_jobs_before_a_pilots() -> None:
+    """A pilot has no control run: a base model's estimate keeps the earlier base job, not the pilot's merge."""
+    earlier_base = _kind(base=True, pilot=False, elapsed=30.0, finished="2026-01-01T09:00:00")
+    pilot_tuned = _kind(base=False, pilot=True, elapsed=90.0, finished="2026-01-02T09:00:00")
+    base, source = eval_minutes_from_priors([earlier_base, pilot_tuned], "M", "cap", 20, base=True) or (0.0, "")
+    assert base == pytest.approx(0.5) and not source.startswith("measured by pilot")
+    tuned, source = eval_minutes_from_priors([earlier_base, pilot_tuned], "M", "cap", 20, base=False) or (0.0, "")
+    assert tuned == pytest.approx(1.5) and source.startswith("measured by pilot")
+
+
+def test_jobs_that_ended_after_the_pilot_outrank_it() -> None:
+    """Planning the design again after its sweep: the sweep's own full jobs, not the pilot's short ones."""
+    older = _kind(base=False, pilot=False, elapsed=10.0, finished="2026-01-01T09:00:00")
+    pilot = _kind(base=False, pilot=True, elapsed=20.0, finished="2026-01-02T09:00:00")
+    sweep = _kind(base=False, pilot=False, elapsed=40.0, finished="2026-01-02T12:00:00")
+    assert eval_minutes_from_priors([older, pilot], "M", "cap", 20) == (pytest.approx(20 / 60), pytest.approx(
+        "measured by pilot: prior evaluations: 1 job(s) of M on cap in g-pilot-0a1b2c_2026-01-01"))
+    minutes, source = eval_minutes_from_priors([older, pilot, sweep], "M", "cap", 20) or (0.0, "")
+    assert minutes == pytest.approx(40 / 60) and not source.startswith("measured by pilot")

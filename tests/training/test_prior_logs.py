@@ -143,14 +143,37 @@ def test_s_per_it_and_warmup_skip() -> None:
     bars = "\r".join(f"1|{n}|Loss: 1.0:  {n}%|#         | {n}/100 [00:{n:02d}<01:00, {rate}]"
                      for n, rate in [(1, "9.00s/it"), (2, "5.00s/it"), (3, "3.00s/it"), (4, "2.00s/it"), (5, "2.00s/it"), (6, " 1.25it/s")])
     run = parse_log_text(bars + "\n", Path("x.out"))
-    # the clock: steps 4->6 in 4->6 s is under MIN_TIMED_S, so from the start: 6 steps in 6 s
-    assert run.speed_it_s == pytest.approx(1.0) and run.speed_source == "steps / bar elapsed time"
+    # the clock: steps 4->6 in 4->6 s is under MIN_TIMED_S: the median rate past the 3 warm-up updates
+    assert run.speed_it_s == pytest.approx(0.5) and run.speed_source == "median bar rate past warm-up"
     fast = "\r".join(f"1|{n}|Loss: 1.0:  {n}%|#         | {n}/100 [00:00<00:01, {rate}]"
                       for n, rate in [(1, "9.00s/it"), (2, "5.00s/it"), (3, "3.00s/it"), (4, "2.00s/it"),
                                       (5, "2.00s/it"), (6, " 1.25it/s")])
     run = parse_log_text(fast + "\n", Path("x.out"))  # no whole second on the clock: the rates' median
-    assert run.speed_it_s == pytest.approx(0.5) and run.speed_source == "median bar rate"
+    assert run.speed_it_s == pytest.approx(0.5) and run.speed_source == "median bar rate past warm-up"
     assert run.steps_per_epoch == 100 and run.epochs_completed == 0
+    few = "\r".join(f"1|{n}|Loss: 1.0:  {n}%|#         | {n}/100 [00:{2 * n:02d}<01:00, {rate}]"
+                     for n, rate in [(1, "9.00s/it"), (2, "5.00s/it"), (3, "3.00s/it")])
+    run = parse_log_text(few + "\n", Path("x.out"))  # nothing past warm-up: the clock from the bar's start
+    assert run.speed_it_s == pytest.approx(0.5) and run.speed_source == "steps / bar elapsed time, warm-up included"
+
+
+def _pilot_bar(steps: int, first_step_s: float, it_s: float) -> str:
+    """A tqdm bar as torchtune prints it: a slow first step (CUDA init), then `it_s`, whole-second clock."""
+    refreshes = []
+    for n in range(1, steps + 1):
+        t = first_step_s + (n - 1) / it_s
+        refreshes.append(f"1|{n}|Loss: 1.0:  {n * 100 // steps}%|#         | {n}/{steps} "
+                         f"[{int(t) // 60:02d}:{int(t) % 60:02d}<00:01, {it_s:.2f}it/s]")
+    return "\r".join(refreshes) + "\n"
+
+
+def test_a_short_pilot_bar_does_not_spread_the_first_steps_warm_up() -> None:
+    # 20 steps at 4.35 it/s after a 2.6 s first step: under MIN_TIMED_S past warm-up, so the rate is the bars'
+    # (timed from the start it would be 20 steps / 6 s = 3.3 it/s, 31 % slow for the whole sweep)
+    run = parse_log_text(_pilot_bar(20, 2.6, 4.35), Path("x.out"))
+    assert run.speed_it_s == pytest.approx(4.35, rel=0.02) and run.speed_source == "median bar rate past warm-up"
+    run = parse_log_text(_pilot_bar(200, 2.6, 4.35), Path("x.out"))  # long enough: the clock past warm-up
+    assert run.speed_it_s == pytest.approx(4.35, rel=0.05) and run.speed_source == "steps / bar elapsed time"
 
 
 def test_model_from_component_and_from_plan_beside(tmp_path: Path) -> None:
@@ -218,3 +241,58 @@ def test_validation_passes_are_timed_and_taken_out_of_the_save() -> None:
     assert run.epoch_end_s == 5.5
     # the last pass logged per epoch ran inside that epoch's save: 3.00 s (epoch 0) and 0.00 s (epoch 1)
     assert run.save_s == pytest.approx(5.5 - 1.5)
+
+
+def _as_pilot(epoch_length_line: bool) -> str:
+    """The 1B fixture's start (config, packing bar) as a 20-step pilot of one epoch: torchtune's bar total is
+    `max_steps_per_epoch`, and sweepflow's recipes log the whole epoch's steps before the bar."""
+    head = LOG_1B.read_text(encoding="utf-8").split("INFO:torchtune.utils._logging:Learning rate scheduler")[0]
+    head = head.replace("max_steps_per_epoch: null", "max_steps_per_epoch: 20").replace("epochs: 2\n", "epochs: 1\n")
+    length = ("INFO:torchtune.utils._logging:Epoch length: 178 optimizer steps (178 batches per rank), "
+              "max_steps_per_epoch: 20\n") if epoch_length_line else ""
+    return head + length + _pilot_bar(20, 2.6, 4.35) + "INFO:torchtune.utils._logging:Checkpoint saved in 9.00 seconds.\n"
+
+
+def test_a_pilots_capped_bar_is_not_taken_for_a_whole_epoch() -> None:
+    """A 20-step pilot on packed data: 2000 examples over 20 steps x 4 would read as density 25 (the sweep then
+    planned 9x too short); the logged epoch length gives the real 2.81, and without it no density is derived."""
+    full = parse_log(LOG_1B)
+    pilot = parse_log_text(_as_pilot(epoch_length_line=True), Path("slurm-1.out"))
+    assert (pilot.max_steps_per_epoch, pilot.steps_per_epoch, pilot.full_steps_per_epoch) == (20, 20, 178)
+    assert pilot.packing_density == full.packing_density == 2.81 and pilot.completed
+    old = parse_log_text(_as_pilot(epoch_length_line=False), Path("slurm-1.out"))
+    assert old.packing_density is None and old.samples == 2000  # examples in: the packing bar is whole
+
+
+def test_an_unpacked_pilot_does_not_count_its_few_steps_as_the_dataset() -> None:
+    text = _as_pilot(epoch_length_line=False).replace("  packed: true", "  packed: false")
+    run = parse_log_text(text.replace("Packing dataset", "Preparing"), Path("slurm-1.out"))
+    assert run.packed is False and run.samples is None  # not 20 steps x 4 = 80 "samples"
+    run = parse_log_text(_as_pilot(epoch_length_line=True).replace("  packed: true", "  packed: false")
+                         .replace("Packing dataset", "Preparing"), Path("slurm-1.out"))
+    assert (run.samples, run.samples_source) == (178 * 4, "steps x batch (lower bound)")
+
+
+def test_periodic_validation_is_taken_out_of_the_speed() -> None:
+    """validate_every_n_steps: passes inside the bar. 100 steps at 2 it/s plus 2 passes of 10 s = 70 s of bar."""
+    refreshes = []
+    for n in range(1, 101):
+        t = n / 2 + (10 if n > 33 else 0) + (10 if n > 66 else 0)
+        refreshes.append(f"1|{n}|Loss: 1.0:  {n}%|#         | {n}/100 [00:{int(t):02d}<00:10,  2.00it/s]")
+        if n in (33, 66):
+            refreshes.append(f"\nValidation loss: 1.0000 (epoch 0, step {n}) in 10.00 s\n")
+    text = "\r".join(refreshes) + "\nValidation loss: 0.9000 (epoch 0, step 100) in 4.00 s\n" \
+        "INFO:torchtune.utils._logging:Checkpoint saved in 6.00 seconds.\n"
+    run = parse_log_text(text, Path("slurm-1.out"))
+    assert run.periodic_validation_s == 20.0 and run.validation_s == 8.0
+    assert run.save_s == 2.0 and run.epoch_end_s == 6.0
+    assert run.speed_it_s == pytest.approx(2.0, rel=0.03)  # not 96 steps / 68 s = 1.4 it/s
+
+
+def test_the_distributed_recipe_times_its_save_alone() -> None:
+    """lora_finetune_distributed: `Saving checkpoint took X secs`, the epoch-end validation pass before it."""
+    text = "\n".join(["1|10|Loss: 0.9: 100%|██████████| 10/10 [00:10<00:00,  1.00it/s]",
+                      "Validation loss: 1.1000 (epoch 0, step 10) in 3.00 s",
+                      "INFO:torchtune.utils._logging:Saving checkpoint took 12.50 secs"])
+    run = parse_log_text(text, Path("slurm-1.out"))
+    assert (run.save_s, run.epoch_end_s, run.validation_s) == (12.5, 15.5, 3.0)
