@@ -9,12 +9,13 @@ from tasks.evaluation.eval_logs import (
     SampleTiming,
     epoch_label,
     eval_seconds,
+    evaluated_samples,
     read_log_headers,
     sample_timing,
 )
 from tasks.evaluation.inspect_tasks import inspect_task_functions, task_args, task_reference
 
 __all__ = [
-    "EvalLogEntry", "SampleTiming", "epoch_label", "eval_seconds", "inspect_task_functions", "read_log_headers",
-    "sample_timing", "task_args", "task_reference",
+    "EvalLogEntry", "SampleTiming", "epoch_label", "eval_seconds", "evaluated_samples", "inspect_task_functions",
+    "read_log_headers", "sample_timing", "task_args", "task_reference",
 ]

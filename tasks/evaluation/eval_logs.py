@@ -46,6 +46,13 @@ def eval_seconds(entry: EvalLogEntry) -> float | None:
     return seconds if seconds >= 0 else None
 
 
+def evaluated_samples(entry: EvalLogEntry) -> int | None:
+    """Samples the evaluation completed, as its log's results count them (None: no results)."""
+    results: Any = getattr(entry.header, "results", None)
+    count = getattr(results, "completed_samples", None) or getattr(results, "total_samples", None)
+    return count if isinstance(count, int) and count > 0 else None
+
+
 @dataclass(frozen=True)
 class SampleTiming:
     """How one evaluation's samples went through the model, `batch` at a time."""

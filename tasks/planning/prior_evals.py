@@ -3,7 +3,8 @@
 Reads, under the prior-run folders (recursively): each sweepflow run group's `experiment.yaml`
 (model, task and sample count of every evaluation job), `runs_status.yaml` (the completed
 attempt's SLURM elapsed time, model loading and result logging included) and the job's inspect
-`.eval` log header (the seconds inspect spent on the samples). Writes: nothing.
+`.eval` log header (the seconds inspect spent on the samples, and how many it completed, which
+outranks the plan's count: a task's own dataset may hold fewer than the limit). Writes: nothing.
 A group that cannot be read is skipped; nothing here raises on bad input.
 
 An evaluation job's time is fixed (start-up, model load, merge, tear-down: elapsed less inspect's
@@ -26,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from tasks.core.errors import SweepflowError
-from tasks.evaluation import SampleTiming, eval_seconds, read_log_headers, sample_timing
+from tasks.evaluation import SampleTiming, eval_seconds, evaluated_samples, read_log_headers, sample_timing
 from tasks.model.layout import PLAN_FILE, STATUS_FILE, GroupLayout, is_pilot_group
 from tasks.model.plan import EvalJob, Plan
 from tasks.model.plan_file import load_plan
@@ -59,6 +60,7 @@ class PriorEval(BaseModel):
 
 
 def _samples(plan: Plan, task: str) -> int | None:
+    """Samples the plan meant to evaluate (a task's own dataset: the limit, its size not counted then)."""
     limit = plan.design.evaluation.limit
     if task in plan.resources.eval_datasets:  # its own dataset: not counted at plan time
         return limit
@@ -79,11 +81,12 @@ def _group_evals(group: Path) -> list[PriorEval]:
             stage = entry.evaluations.get(job.key) if entry else None
             attempt = stage.attempts[-1] if stage and stage.status == "completed" and stage.attempts else None
             if attempt and attempt.elapsed_s:
-                eval_s, timing = _inspect_seconds(group, run.name, job)
+                eval_s, timing, logged = _inspect_seconds(group, run.name, job)
                 if eval_s is not None and timing:  # inspect's clock has whole seconds, the latencies finer ones
                     eval_s = max(eval_s, timing.first_batch_s)
                 found.append(PriorEval(group=group, model=run.model, task=job.task,
-                                       samples=_samples(plan, job.task), elapsed_s=attempt.elapsed_s, eval_s=eval_s,
+                                       samples=logged or _samples(plan, job.task), elapsed_s=attempt.elapsed_s,
+                                       eval_s=eval_s,
                                        first_batch_s=min(timing.first_batch_s, eval_s) if timing and eval_s else None,
                                        steady_per_sample_s=timing.steady_per_sample_s if timing else None,
                                        finished=attempt.finished, pilot=is_pilot_group(group),
@@ -91,15 +94,16 @@ def _group_evals(group: Path) -> list[PriorEval]:
     return found
 
 
-def _inspect_seconds(group: Path, run: str, job: EvalJob) -> tuple[float | None, SampleTiming | None]:
-    """(inspect's seconds, how its samples went) in the newest successful log of this job."""
+def _inspect_seconds(group: Path, run: str, job: EvalJob) -> tuple[float | None, SampleTiming | None, int | None]:
+    """(inspect's seconds, how its samples went, samples it completed) in the newest successful log of this job."""
     logs = [e for e in read_log_headers(GroupLayout(group).eval_logs_dir(run, job.task))
             if e.status == "success" and e.is_for(run, job.epoch)]
     if not logs:
-        return None, None
+        return None, None, None
     newest = max(logs, key=lambda e: e.mtime)
     seconds = eval_seconds(newest)
-    return seconds, (sample_timing(newest, GENERATION_BATCH) if seconds is not None else None)
+    timing = sample_timing(newest, GENERATION_BATCH) if seconds is not None else None
+    return seconds, timing, evaluated_samples(newest)
 
 
 def inspect_seconds_for(prior: PriorEval, samples: int) -> float:

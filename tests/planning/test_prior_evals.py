@@ -89,6 +89,7 @@ def test_inspect_time_and_first_batch_are_read_from_real_logs(fake_site: FakeSit
     _log_inspect_time(first, 10)
     priors = scan_prior_evals([first.parent])
     assert {p.eval_s for p in priors} == {10.0}
+    assert {p.samples for p in priors} == {4}  # what each log completed, not the plan's 20 (the test split)
     assert all(p.first_batch_s is not None and 0 <= p.first_batch_s <= 10.0 for p in priors)
     assert all(p.steady_per_sample_s is None for p in priors)  # 4 samples: nothing after the first batch
 
