@@ -47,10 +47,17 @@ def eval_seconds(entry: EvalLogEntry) -> float | None:
 
 
 def evaluated_samples(entry: EvalLogEntry) -> int | None:
-    """Samples the evaluation completed, as its log's results count them (None: no results)."""
+    """Dataset samples the evaluation completed (None: no results in its log).
+
+    inspect counts each sample once per epoch of the task (`Task(epochs=N)`); the plan counts
+    dataset samples, so the log's count is divided by the epochs.
+    """
     results: Any = getattr(entry.header, "results", None)
     count = getattr(results, "completed_samples", None) or getattr(results, "total_samples", None)
-    return count if isinstance(count, int) and count > 0 else None
+    epochs = getattr(getattr(getattr(entry.header, "eval", None), "config", None), "epochs", None)
+    if not isinstance(count, int) or count <= 0:
+        return None
+    return max(count // epochs, 1) if isinstance(epochs, int) and epochs > 1 else count
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ The formats are those of torchtune 0.6.1's `lora_finetune_single_device` recipe:
 - `Model checkpoint of size 2.30 GiB saved to .../epoch_0/...` and `Checkpoint saved in 12.34 seconds.`
   (the recipe's timing of each epoch's save; in sweepflow's `_val` recipes it holds the epoch-end
   validation pass, whose own `Validation loss: ... in 3.21 s` line says how long that took); the
-  distributed recipe's `Saving checkpoint took 12.34 secs` times the save alone;
+  distributed recipe's `Getting ... state dict took` and `Saving checkpoint took 12.34 secs` time the save
+  alone (validation runs before them);
 - sweepflow's recipes' `Epoch length: 712 optimizer steps (...)`, a whole epoch even where
   `max_steps_per_epoch` caps the bar (a pilot), so packing density and the epoch's size stay known.
 A log that cannot be parsed gives a `PriorRun` holding what was found and `problems` saying
@@ -59,7 +60,9 @@ _PACKED_INTO = re.compile(r"Packed (\d+) examples into (\d+) sequences", re.IGNO
 _SAVED = re.compile(r"(?:Model|Adapter) checkpoint of size ([\d.]+) GiB saved to \S*?epoch_(\d+)/")
 _CLEAN_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _SAVE_TIME = re.compile(r"Checkpoint saved in ([\d.]+) seconds")  # single device: epoch-end validation inside
-_SAVE_ONLY_TIME = re.compile(r"Saving checkpoint took ([\d.]+) secs")  # distributed: the save alone
+# distributed: gathering the state dicts (the optimizer's line counts from the same start), then writing them
+_DIST_SAVE_TIME = re.compile(r"(Getting full model state dict|Getting optimizer state dict|Saving checkpoint) "
+                             r"took ([\d.]+) secs")
 _EPOCH_LENGTH = re.compile(r"Epoch length: (\d+) optimizer steps")
 _VAL_TIME = re.compile(r"Validation loss: \S+ \(epoch (\d+), step \d+\) in ([\d.]+) s")
 _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|OUT_OF_MEMORY")
@@ -424,17 +427,18 @@ def _parse_timings(run: PriorRun, text: str) -> dict[int, float]:
     Returns the seconds of validation passes run inside each epoch's bar (validate_every_n_steps):
     every pass of an epoch but its last, which ran at the epoch's end (in an epoch with a save).
     """
-    single, alone = [float(v) for v in _SAVE_TIME.findall(text)], [float(v) for v in _SAVE_ONLY_TIME.findall(text)]
+    single, alone = [float(v) for v in _SAVE_TIME.findall(text)], _distributed_saves(text)
     passes: dict[int, list[float]] = {}
     for epoch, seconds in _VAL_TIME.findall(text):
         passes.setdefault(int(epoch), []).append(float(seconds))
     computed = [v for values in passes.values() for v in values if v > 0]  # 0.00: an epoch end reusing its step's pass
     if computed:
         run.validation_s = round(statistics.mean(computed), 2)
-    saved = len(single or alone)
-    inside_bars = {epoch: sum(values[:-1] if epoch < saved else values) for epoch, values in passes.items()}
+    # the epochs with a save are the log's first ones (a resumed job's log starts at its resume epoch)
+    saved = set(sorted(passes)[: len(single or alone)])
+    inside_bars = {epoch: sum(values[:-1] if epoch in saved else values) for epoch, values in passes.items()}
     run.periodic_validation_s = round(sum(inside_bars.values()), 2)
-    epoch_end = [values[-1] for epoch, values in passes.items() if epoch < saved]
+    epoch_end = [values[-1] for epoch, values in passes.items() if epoch in saved]
     if single:  # the epoch-end validation pass runs inside this timing
         run.epoch_end_s = round(statistics.mean(single), 2)
         run.save_s = round(max(run.epoch_end_s - (statistics.mean(epoch_end) if epoch_end else 0.0), 0.0), 2)
@@ -442,6 +446,19 @@ def _parse_timings(run: PriorRun, text: str) -> dict[int, float]:
         run.save_s = round(statistics.mean(alone), 2)
         run.epoch_end_s = round(run.save_s + (statistics.mean(epoch_end) if epoch_end else 0.0), 2)
     return inside_bars
+
+
+def _distributed_saves(text: str) -> list[float]:
+    """Seconds of each save of the distributed recipe: its state-dict gather plus the write."""
+    saves: list[float] = []
+    gathered = 0.0
+    for what, seconds in _DIST_SAVE_TIME.findall(text):
+        if what == "Saving checkpoint":
+            saves.append(gathered + float(seconds))
+            gathered = 0.0
+        else:  # the optimizer's line includes the model's gather (one clock for both)
+            gathered = max(gathered, float(seconds))
+    return saves
 
 
 def folder_bytes(folder: Path) -> int:

@@ -290,9 +290,32 @@ def test_periodic_validation_is_taken_out_of_the_speed() -> None:
 
 
 def test_the_distributed_recipe_times_its_save_alone() -> None:
-    """lora_finetune_distributed: `Saving checkpoint took X secs`, the epoch-end validation pass before it."""
+    """lora_finetune_distributed: the state-dict gather (its optimizer line counts from the same start) then the
+    write, `Saving checkpoint took X secs` from a new start; the epoch-end validation pass runs before both."""
+    log = "INFO:torchtune.utils._logging:"
     text = "\n".join(["1|10|Loss: 0.9: 100%|██████████| 10/10 [00:10<00:00,  1.00it/s]",
                       "Validation loss: 1.1000 (epoch 0, step 10) in 3.00 s",
-                      "INFO:torchtune.utils._logging:Saving checkpoint took 12.50 secs"])
+                      f"{log}Getting full model state dict took 4.00 secs",
+                      f"{log}Getting optimizer state dict took 6.50 secs",  # intermediate epoch: 2.5 s more
+                      f"{log}Saving checkpoint took 12.50 secs",
+                      "2|20|Loss: 0.8: 100%|██████████| 10/10 [00:10<00:00,  1.00it/s]",
+                      "Validation loss: 1.0000 (epoch 1, step 20) in 3.00 s",
+                      f"{log}Getting full model state dict took 3.50 secs",  # last epoch: no optimizer state
+                      f"{log}Saving checkpoint took 11.50 secs"])
     run = parse_log_text(text, Path("slurm-1.out"))
-    assert (run.save_s, run.epoch_end_s, run.validation_s) == (12.5, 15.5, 3.0)
+    assert (run.save_s, run.epoch_end_s, run.validation_s) == (17.0, 20.0, 3.0)  # mean of 19.0 and 15.0 s
+
+
+def test_a_resumed_jobs_log_starts_at_its_resume_epoch() -> None:
+    """Resumed at epoch 1 (of 0-2): its first passes are epoch 1's; the epoch-end ones are still told apart."""
+    text = "\n".join(["2|30|Loss: 0.9:  50%|█████     | 5/10 [00:05<00:05,  1.00it/s]",
+                      "Validation loss: 1.2000 (epoch 1, step 15) in 2.00 s",
+                      "2|40|Loss: 0.9: 100%|██████████| 10/10 [00:12<00:00,  1.00it/s]",
+                      "Validation loss: 1.1000 (epoch 1, step 20) in 4.00 s",
+                      "INFO:torchtune.utils._logging:Checkpoint saved in 5.00 seconds.",
+                      "3|50|Loss: 0.8: 100%|██████████| 10/10 [00:10<00:00,  1.00it/s]",
+                      "Validation loss: 1.0000 (epoch 2, step 30) in 4.00 s",
+                      "INFO:torchtune.utils._logging:Checkpoint saved in 5.00 seconds."])
+    run = parse_log_text(text, Path("slurm-1.out"))
+    assert run.periodic_validation_s == 2.0  # epoch 1's step-15 pass only
+    assert run.save_s == 1.0  # 5 s of save timing less its 4 s epoch-end pass
