@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import torch
 import torchtune
 from omegaconf import DictConfig
 from torchtune import config, utils
@@ -63,7 +64,9 @@ def log_epoch_length(recipe: object) -> None:
         return
     batches = len(dataloader)
     accumulation = int(getattr(recipe, "_gradient_accumulation_steps", 1) or 1)
+    world = torch.distributed.get_world_size() if torch.distributed.is_available() and \
+        torch.distributed.is_initialized() else 1
     utils.get_logger("INFO").info(
-        f"Epoch length: {batches // accumulation} optimizer steps ({batches} batches per rank), "
+        f"Epoch length: {batches // accumulation} optimizer steps ({batches} batches per rank, world size {world}), "
         f"max_steps_per_epoch: {getattr(recipe, 'max_steps_per_epoch', None)}"
     )

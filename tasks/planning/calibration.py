@@ -40,7 +40,10 @@ class SpeedFit(NamedTuple):
 
 
 def samples_per_second(p: PriorRun) -> float | None:
-    """Training examples per second of a prior (it/s x batch x accumulation x packing density)."""
+    """Training examples per second per GPU of a prior: it/s x batch x accumulation x packing density.
+
+    The bars of a distributed run count each rank's steps of its own batches.
+    """
     if not (p.speed_it_s and p.batch_size):
         return None
     density = p.packing_density or 1.0

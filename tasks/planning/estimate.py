@@ -175,9 +175,14 @@ class _Timing(NamedTuple):
     eval_it_s: Figure | None  # samples per second per batch slot: what inference is scaled from
 
 
-def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs: int, steps: int,
+def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs: int, steps: int, ranks: int,
             notes: list[str]) -> _Timing:
-    """Speed, minutes per epoch and start-up of a run from the most relevant prior log with a speed."""
+    """Speed, minutes per epoch and start-up of a run from the most relevant prior log with a speed.
+
+    `trained`: examples per epoch over all `ranks` (GPUs of a distributed run); `steps`: per rank.
+    The prior's bars give examples per second per GPU (a rank's steps of its own batches); throughput
+    is taken to grow linearly with GPUs where the prior ran on another count (an upper bound).
+    """
     p, model, data = run.params, run.model, Path(run.params.dataset.path)
     sp, s_same = _choose(priors, model, p.packed, data, lambda q: bool(q.speed_it_s and q.batch_size))
     if not (sp and sp.speed_it_s and sp.batch_size):
@@ -185,8 +190,12 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
         return _Timing(None, none, None, none, None)
     slowdown, fitted = _slowdown(priors, model, sp, s_same, p.packed, data)
     prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
-    samples_per_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
+    prior_ranks = sp.world_size or (ranks if "Distributed" in (sp.recipe or "") else 1)
+    per_gpu = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
+    samples_per_s = per_gpu * ranks
     source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")
+    if ranks != prior_ranks:
+        source += f", x{ranks / prior_ranks:g} for {ranks} GPU(s), it ran on {prior_ranks} (linear: an upper bound)"
     passes = periodic_validation_passes(steps, p.validate_every_n_steps, p.epochs) if p.validation else None
     minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, passes)
     if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:
@@ -200,7 +209,7 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
         notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; "
                      "treat it as preliminary.")
     return _Timing(sp, minutes, startup, Figure(value=_r(sp.speed_it_s / slowdown), source=source),
-                   Figure(value=samples_per_s / bs, source=source))
+                   Figure(value=per_gpu / bs, source=source))
 
 
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
@@ -232,14 +241,14 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
                          f"so memory per sample is under-stated and batch size {value} may be optimistic.")
     else:
         batch = Figure(value=default_batch(params_b, p.packed, gpu.memory_gb), source=DEFAULT)
-    bs, ga = int(batch.value), p.gradient_accumulation_steps
-    steps = math.ceil(samples / density.value / (bs * ga)) if samples else 0
+    bs, ga, ranks = int(batch.value), p.gradient_accumulation_steps, gpu.count  # >1: the distributed recipe
+    steps = math.ceil(samples / density.value / (bs * ga * ranks)) if samples else 0  # per rank, as torchtune's bar
     trained = samples  # examples one epoch trains on: fewer when max_steps_per_epoch ends it early
     if p.max_steps_per_epoch and steps > p.max_steps_per_epoch:
         steps = p.max_steps_per_epoch
-        trained = int(steps * bs * ga * density.value)
+        trained = int(steps * bs * ga * ranks * density.value)
 
-    sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, steps, notes)
+    sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, steps, ranks, notes)
     if sp is None:
         minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
         speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)

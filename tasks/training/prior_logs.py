@@ -18,8 +18,9 @@ The formats are those of torchtune 0.6.1's `lora_finetune_single_device` recipe:
   validation pass, whose own `Validation loss: ... in 3.21 s` line says how long that took); the
   distributed recipe's `Getting ... state dict took` and `Saving checkpoint took 12.34 secs` time the save
   alone (validation runs before them);
-- sweepflow's recipes' `Epoch length: 712 optimizer steps (...)`, a whole epoch even where
-  `max_steps_per_epoch` caps the bar (a pilot), so packing density and the epoch's size stay known.
+- sweepflow's recipes' `Epoch length: 712 optimizer steps (712 batches per rank, world size 1)`, a
+  whole epoch even where `max_steps_per_epoch` caps the bar (a pilot), so packing density and the
+  epoch's size stay known, and the ranks of a distributed run (each rank's bar counts its own steps).
 A log that cannot be parsed gives a `PriorRun` holding what was found and `problems` saying
 what was not; nothing here raises on bad input.
 """
@@ -63,7 +64,7 @@ _SAVE_TIME = re.compile(r"Checkpoint saved in ([\d.]+) seconds")  # single devic
 # distributed: gathering the state dicts (the optimizer's line counts from the same start), then writing them
 _DIST_SAVE_TIME = re.compile(r"(Getting full model state dict|Getting optimizer state dict|Saving checkpoint) "
                              r"took ([\d.]+) secs")
-_EPOCH_LENGTH = re.compile(r"Epoch length: (\d+) optimizer steps")
+_EPOCH_LENGTH = re.compile(r"Epoch length: (\d+) optimizer steps(?: \(\d+ batches per rank, world size (\d+)\))?")
 _VAL_TIME = re.compile(r"Validation loss: \S+ \(epoch (\d+), step \d+\) in ([\d.]+) s")
 _OOM = re.compile(r"CUDA out of memory|OutOfMemoryError|OUT_OF_MEMORY")
 _FLAT_KEYS = {  # regex fallback for a config block that YAML cannot load (truncated logs)
@@ -101,7 +102,8 @@ class PriorRun(BaseModel):
     samples_source: str | None = None  # packing bar | packed line | steps x batch (lower bound)
     steps_per_epoch: int | None = None  # training bar total (optimizer steps): max_steps_per_epoch where that caps it
     max_steps_per_epoch: int | None = None  # the config's cap on an epoch's steps (a pilot's few steps)
-    full_steps_per_epoch: int | None = None  # a whole epoch's optimizer steps (sweepflow's recipes log it)
+    full_steps_per_epoch: int | None = None  # a whole epoch's optimizer steps per rank (sweepflow's recipes log it)
+    world_size: int | None = None  # ranks (GPUs) of the run, as sweepflow's recipes log it; None: not logged (1)
     epochs_completed: int = 0
     speed_it_s: float | None = None  # optimizer steps per second: steps / the bars' elapsed time past warm-up
     speed_source: str | None = None  # "steps / bar elapsed time", or "median bar rate" for bars too short to time
@@ -385,6 +387,7 @@ def _parse_packing(run: PriorRun, lines: list[str]) -> None:
     for line in lines:
         if match := _EPOCH_LENGTH.search(line):
             run.full_steps_per_epoch = int(match[1])
+            run.world_size = int(match[2]) if match[2] else None
         if (match := _PACK_BAR.search(line)) and match["n"] == match["total"]:
             examples = int(match["total"])
         if match := _PACKED_INTO.search(line):
@@ -398,7 +401,12 @@ def _parse_packing(run: PriorRun, lines: list[str]) -> None:
     if examples and run.samples is None:
         run.samples, run.samples_source = examples, "packing bar"
         run.packed = True if run.packed is None else run.packed
-    per_step = (run.batch_size or 0) * (run.gradient_accumulation_steps or 1)
+    # examples per optimizer step, all ranks together (each rank's bar counts its own steps)
+    ranks = run.world_size or (None if "Distributed" in (run.recipe or "") else 1)
+    if ranks is None:
+        run.problems.append("a distributed run whose log does not say its GPUs (sweepflow's recipes log "
+                            "`Epoch length: ... world size N`): no packing density or sample count derived")
+    per_step = (run.batch_size or 0) * (run.gradient_accumulation_steps or 1) * (ranks or 0)
     capped = run.max_steps_per_epoch is not None and (run.steps_per_epoch or 0) >= run.max_steps_per_epoch
     whole_epoch = run.full_steps_per_epoch or (None if capped else run.steps_per_epoch)  # a capped bar is not one
     if run.packing_density is None and run.packed and examples and whole_epoch and per_step:

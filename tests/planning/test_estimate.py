@@ -397,3 +397,17 @@ def test_a_capped_pilots_packing_density_plans_the_sweeps_whole_epochs(tmp_path:
     assert piloted.steps_per_epoch == full.steps_per_epoch
     assert from_pilot.per_model[M1].packing_density.source.startswith("measured by pilot:")
     assert piloted.minutes_per_epoch == pytest.approx(full.minutes_per_epoch, rel=0.25)
+
+
+def test_a_multi_gpu_run_counts_steps_per_rank_and_scales_throughput(tmp_path: Path) -> None:
+    """4 GPUs (the distributed recipe): each rank's bar has a quarter of the steps; from a 1-GPU prior the
+    epoch takes a quarter of the time (linear scaling, an upper bound on speed, and the source says so)."""
+    prior = parse_log(LOG_1B)
+    _, _, _, one = plan(tmp_path, [prior], models=[M1], training={"batch_size": 4})
+    _, _, _, four = plan(tmp_path, [prior], models=[M1], training={"batch_size": 4},
+                         gpu={"count": 4, "memory_gb": 80, "available": 4})
+    r1, r4 = one.runs[f"{M1}_rank4"], four.runs[f"{M1}_rank4"]
+    assert r4.steps_per_epoch == math.ceil(r1.steps_per_epoch / 4)
+    assert r4.minutes_per_epoch == pytest.approx(r1.minutes_per_epoch / 4, rel=0.02)
+    assert "x4 for 4 GPU(s), it ran on 1 (linear: an upper bound)" in four.per_model[M1].speed_it_s.source
+    assert r4.gpu_hours == pytest.approx(r1.gpu_hours, rel=0.05)  # 4 GPUs for a quarter of the time

@@ -248,7 +248,7 @@ def _as_pilot(epoch_length_line: bool) -> str:
     `max_steps_per_epoch`, and sweepflow's recipes log the whole epoch's steps before the bar."""
     head = LOG_1B.read_text(encoding="utf-8").split("INFO:torchtune.utils._logging:Learning rate scheduler")[0]
     head = head.replace("max_steps_per_epoch: null", "max_steps_per_epoch: 20").replace("epochs: 2\n", "epochs: 1\n")
-    length = ("INFO:torchtune.utils._logging:Epoch length: 178 optimizer steps (178 batches per rank), "
+    length = ("INFO:torchtune.utils._logging:Epoch length: 178 optimizer steps (178 batches per rank, world size 1), "
               "max_steps_per_epoch: 20\n") if epoch_length_line else ""
     return head + length + _pilot_bar(20, 2.6, 4.35) + "INFO:torchtune.utils._logging:Checkpoint saved in 9.00 seconds.\n"
 
@@ -319,3 +319,17 @@ def test_a_resumed_jobs_log_starts_at_its_resume_epoch() -> None:
     run = parse_log_text(text, Path("slurm-1.out"))
     assert run.periodic_validation_s == 2.0  # epoch 1's step-15 pass only
     assert run.save_s == 1.0  # 5 s of save timing less its 4 s epoch-end pass
+
+
+def test_a_distributed_runs_density_counts_every_ranks_batches() -> None:
+    """4 GPUs: each rank's bar shows 45 steps of its own batches of 4, so 2000 examples / (45 x 4 x 4) = 2.78."""
+    text = _as_pilot(epoch_length_line=True).replace("LoRAFinetuneRecipeSingleDevice", "LoRAFinetuneRecipeDistributed")
+    four = text.replace("Epoch length: 178 optimizer steps (178 batches per rank, world size 1)",
+                        "Epoch length: 45 optimizer steps (45 batches per rank, world size 4)")
+    run = parse_log_text(four, Path("slurm-1.out"))
+    assert (run.recipe, run.world_size, run.full_steps_per_epoch) == ("LoRAFinetuneRecipeDistributed", 4, 45)
+    assert run.packing_density == round(2000 / (45 * 4 * 4), 2)
+    unknown = parse_log_text(_as_pilot(epoch_length_line=False).replace("max_steps_per_epoch: 20", "max_steps_per_epoch: null")
+                             .replace("LoRAFinetuneRecipeSingleDevice", "LoRAFinetuneRecipeDistributed"), Path("s.out"))
+    assert unknown.world_size is None and unknown.packing_density is None  # its GPUs unknown: not derived
+    assert any("does not say its GPUs" in p for p in unknown.problems)

@@ -258,3 +258,13 @@ def test_distributed_val_recipe_runs_on_cpu_with_gloo(tmp_path: Path) -> None:
     for epoch in (0, 1):
         assert list((run_dir / f"epoch_{epoch}").glob("model-*.safetensors"))
         assert (run_dir / f"epoch_{epoch}" / "adapter_model.safetensors").is_file()
+    # what the planner reads from this real distributed log (the bar on stderr, validation lines on stdout)
+    from tasks.training.prior_logs import parse_log_text
+
+    prior = parse_log_text(proc.stderr + "\n" + proc.stdout, run_dir / "slurm-1.out")
+    assert (prior.recipe, prior.world_size) == ("LoRAFinetuneRecipeDistributedVal", 1)
+    assert (prior.max_steps_per_epoch, prior.steps_per_epoch) == (3, 3)
+    assert prior.full_steps_per_epoch is not None and prior.full_steps_per_epoch > 3  # the whole epoch, logged
+    assert prior.packing_density is not None and prior.packing_density >= 1.0
+    assert prior.save_s is not None and prior.validation_s is not None
+    assert prior.periodic_validation_s > 0  # the step-2 and step-4 passes ran inside the bars
