@@ -350,7 +350,7 @@ def plan_runs(
 
 def _run_pilot(design: str | dict[str, Any], date: str | None, steps: int, eval_samples: int) -> Plan | str:
     """Run pilot-runs as a subflow and plan again from its measurements; the problem as a line if it failed."""
-    from flows.pilot_runs import pilot_runs  # the pilot runs whole stages; only on request
+    from flows._pilot import pilot_runs  # the pilot runs whole stages; only on request
 
     state = pilot_runs(design, date=date, steps=steps, eval_samples=eval_samples, return_state=True)
     if not state.is_completed():

@@ -1,0 +1,106 @@
+"""The pilot-runs flow itself (plan, pilot design, deliver, set up, launch, report).
+
+Shared by flows/pilot_runs.py (its deployment and shell command) and plan-runs (`pilot=true`),
+so that no stage flow imports another. What it does and how to run it: flows/pilot_runs.py.
+"""
+
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
+
+from flows._common import TASK_OPTIONS, artifact_slug, build_plan_task, domain_task, fail, plan_design
+from flows._launch import launch_runs
+from flows._setup import setup_experiment
+from tasks.core import SweepflowError
+from tasks.model import Plan
+from tasks.planning import (
+    DEFAULT_EVAL_SAMPLES,
+    DEFAULT_STEPS,
+    deliver_plan,
+    pilot_design,
+    pilot_problems,
+    render_pilot_report,
+)
+from tasks.results import record_measurements
+
+
+def _deliver(plan: Plan) -> Path:
+    return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
+
+
+pilot_design_task = task(name="pilot-design", **TASK_OPTIONS)(pilot_design)
+deliver_pilot_task = domain_task("deliver-pilot", _deliver)
+record_measurements_task = domain_task("record-measurements", record_measurements)
+
+
+def _stage(name: str, state: Any) -> Any:
+    """A subflow's result, or a Failed state that names the stage."""
+    if state.is_completed():
+        return state.result()
+    return fail(f"The pilot's {name} ended {state.name}: {state.message}")
+
+
+@flow(name="pilot-runs", persist_result=False, log_prints=True)
+def pilot_runs(
+    design: str | dict[str, Any],
+    date: str | None = None,
+    steps: int = DEFAULT_STEPS,
+    eval_samples: int = DEFAULT_EVAL_SAMPLES,
+    max_attempts: int = 3,
+    poll_seconds: float = 10.0,
+    max_wait_hours: float = 12.0,
+) -> str | State:
+    """Run the pilot of a design and report what it measured; returns the pilot's run group folder.
+
+    Args:
+        design: design YAML path, YAML text, or the design as a mapping (as plan-runs takes it).
+        date: the pilot group's date (default: today).
+        steps: optimizer steps of each pilot fine-tune (its one epoch ends there).
+        eval_samples: test samples each pilot evaluation looks at.
+        max_attempts: submissions per pilot fine-tune (an OOM is retried at half the batch).
+        poll_seconds: time between status syncs.
+        max_wait_hours: give up waiting after this long (queue waits included); the jobs go on.
+    """
+    logger = get_run_logger()
+    if steps < 1 or eval_samples < 1:
+        return fail(f"A pilot needs steps >= 1 and eval_samples >= 1 (got steps={steps}, eval_samples={eval_samples})")
+    plan = plan_design(design, date)
+    if isinstance(plan, State):
+        return plan
+    pilot = pilot_design_task(plan, steps, eval_samples)
+    pilot_plan = build_plan_task(pilot, date=date)
+    if isinstance(pilot_plan, SweepflowError):
+        return fail(f"The pilot could not be planned:\n{pilot_plan}", pilot_plan)
+    group_dir = deliver_pilot_task(pilot_plan)
+    if isinstance(group_dir, SweepflowError):
+        return fail(str(group_dir), group_dir)
+    logger.info("Pilot of %s: %d run(s) in %s", plan.design.name, len(pilot_plan.runs), group_dir)
+
+    done = _stage("setup-experiment", setup_experiment(str(group_dir), return_state=True))
+    if isinstance(done, State):
+        return done
+    counts = _stage("launch-runs", launch_runs(str(group_dir), max_attempts=max_attempts, poll_seconds=poll_seconds,
+                                               max_wait_hours=max_wait_hours, return_state=True))
+    if isinstance(counts, State):
+        return counts
+
+    record_measurements_task(group_dir)
+    problems = pilot_problems(group_dir)
+    replanned = plan_design(plan.design.model_dump(mode="json"), date)
+    if isinstance(replanned, State):
+        return replanned
+    report = render_pilot_report(replanned, group_dir, steps, eval_samples, problems)
+    create_markdown_artifact(markdown=report, key=f"pilot-{artifact_slug(Path(group_dir).name)}",
+                             description=f"What the pilot of {plan.design.name} measured")
+    if problems:
+        return fail("The pilot did not finish cleanly (a failure here is likely the sweep's too):\n  - "
+                    + "\n  - ".join(problems))
+    logger.info("Pilot finished: %s", group_dir)
+    return str(group_dir)
