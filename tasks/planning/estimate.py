@@ -190,7 +190,7 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
         return _Timing(None, none, None, none, None)
     slowdown, fitted = _slowdown(priors, model, sp, s_same, p.packed, data)
     prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
-    prior_ranks = sp.world_size or (ranks if "Distributed" in (sp.recipe or "") else 1)
+    prior_ranks = sp.ranks or ranks  # a distributed log that does not say: taken as this plan's
     per_gpu = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
     samples_per_s = per_gpu * ranks
     source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")

@@ -128,6 +128,11 @@ class PriorRun(BaseModel):
     pilot: bool = False  # the log is a pilot's (`<name>-pilot_<date>/<run>/`): measured for this very plan
     problems: list[str] = Field(default_factory=list)
 
+    @property
+    def ranks(self) -> int | None:
+        """GPUs the run trained on: as logged, 1 for a single-device recipe, None if a distributed log does not say."""
+        return self.world_size or (None if "Distributed" in (self.recipe or "") else 1)
+
 
 class PriorScan(BaseModel):
     """What a scan of the `prior_runs` folders found."""
@@ -402,7 +407,7 @@ def _parse_packing(run: PriorRun, lines: list[str]) -> None:
         run.samples, run.samples_source = examples, "packing bar"
         run.packed = True if run.packed is None else run.packed
     # examples per optimizer step, all ranks together (each rank's bar counts its own steps)
-    ranks = run.world_size or (None if "Distributed" in (run.recipe or "") else 1)
+    ranks = run.ranks
     if ranks is None:
         run.problems.append("a distributed run whose log does not say its GPUs (sweepflow's recipes log "
                             "`Epoch length: ... world size N`): no packing density or sample count derived")
