@@ -75,6 +75,13 @@ class Run(_Model):
     factors: dict[str, str] = Field(default_factory=dict)  # factor -> level label
     params: RunParams
     evaluations: list[EvalJob] = Field(default_factory=list)
+    replicate: int = 1  # 1..design.replicates; every replicate of a cell trains with its own seed
+    cell: str = ""  # the design cell (model x factor levels) this run replicates; "" means `name`
+
+    @property
+    def cell_name(self) -> str:
+        """The run's design cell: its name without the replicate suffix (controls: the run's name)."""
+        return self.cell or self.name
 
     @property
     def is_control(self) -> bool:

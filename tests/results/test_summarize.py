@@ -151,8 +151,10 @@ def test_write_summary_markdown_and_pngs(group: Path) -> None:
     paths = write_summary(group)
     assert paths[0] == group / "summary.md"
     assert {p.relative_to(group).as_posix() for p in paths[1:]} == {
-        "plots/loss_curves.png", "plots/accuracy_by_model.png", "plots/accuracy_by_lora_rank.png"}
-    for png in paths[1:]:
+        "results/samples.csv", "results/effects.csv", "results/replicates.csv",
+        "plots/loss_curves.png", "plots/accuracy_by_model.png", "plots/accuracy_by_lora_rank.png",
+        "plots/interaction_model_x_lora_rank.png"}
+    for png in (p for p in paths[1:] if p.suffix == ".png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     text = paths[0].read_text()
