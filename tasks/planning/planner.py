@@ -19,6 +19,7 @@ from tasks.model.layout import pilot_of
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
+from tasks.planning.power import statistical_power
 from tasks.planning.prior_evals import scan_prior_evals
 from tasks.planning.verify import check_disk, verify_resources
 from tasks.training.config import recipe_for
@@ -147,7 +148,9 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
     if disk_problems:
         raise DesignError(disk_problems, heading="Not enough disk for this plan")
     created = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    power = statistical_power(design, runs, eval_sample_counts(design, resources))
     return Plan(
+        power=power,
         run_group=group,
         created=created,
         design_hash=design_hash(design),
