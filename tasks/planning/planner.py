@@ -148,7 +148,8 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
     if disk_problems:
         raise DesignError(disk_problems, heading="Not enough disk for this plan")
     created = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-    power = statistical_power(design, runs, eval_sample_counts(design, resources))
+    folders = priors_from if priors_from is not None else prior_run_folders(paths, design.name)[0]
+    power = statistical_power(design, runs, eval_sample_counts(design, resources), folders)
     return Plan(
         power=power,
         run_group=group,

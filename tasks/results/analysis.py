@@ -70,14 +70,17 @@ class Analysis(BaseModel):
         return list(dict.fromkeys(e.task for e in self.effects))
 
     def table(self) -> list[dict[str, object]]:
-        """Rows for Prefect's table artifact (numbers rounded for reading; the CSV keeps them whole)."""
-        def num(value: float | None, digits: int = 3) -> str:
-            return "n/a" if value is None else f"{value:.{digits}g}" if digits == 2 else f"{value:+.{digits}f}"
+        """Rows for Prefect's table artifact (rounded for reading; effects.csv keeps every digit).
 
-        return [{"task": e.task, "epoch": e.epoch, "contrast": e.contrast, "estimate": num(e.estimate),
+        The UI renders cells as Markdown, where a lone "-" becomes a bullet: missing values are "n/a".
+        """
+        def signed(value: float | None) -> str:
+            return "n/a" if value is None else f"{value:+.3f}"
+
+        return [{"task": e.task, "epoch": e.epoch, "contrast": e.contrast, "estimate": signed(e.estimate),
                  "95% CI": "n/a" if e.ci_low is None else f"[{e.ci_low:+.3f}, {e.ci_high:+.3f}]",
-                 "p (Holm)": num(e.p_adjusted, 2), "items": e.n_items, "replicates": e.n_replicates,
-                 "note": e.note} for e in self.effects]
+                 "p (Holm)": "n/a" if e.p_adjusted is None else f"{e.p_adjusted:.2g}",
+                 "items": e.n_items, "replicates": e.n_replicates, "note": e.note} for e in self.effects]
 
 
 def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | None:

@@ -167,9 +167,7 @@ def _with_interval(effect: Effect, estimate: _Estimate, alpha: float) -> Effect:
 
     effect.estimate, effect.method = estimate.value, estimate.method
     if estimate.se == 0 or not math.isfinite(estimate.se):
-        effect.ci_low = effect.ci_high = estimate.value
-        effect.p_value = 1.0 if estimate.value == 0 else None
-        effect.note = "no variation in the scores compared: the interval is a point"
+        effect.note = "the scores compared do not vary at all: no interval or test can be made from them"
         return effect
     half = float(stats.t.ppf(1 - alpha / 2, estimate.df)) * estimate.se
     effect.ci_low, effect.ci_high = estimate.value - half, estimate.value + half
@@ -180,11 +178,24 @@ def _with_interval(effect: Effect, estimate: _Estimate, alpha: float) -> Effect:
 # ---------------------------------------------------------------------------- fine-tuned vs base
 
 
+def _exact_bounds(differences: Any, alpha: float) -> tuple[float, float]:
+    """An interval for a paired 0/1 difference whose items all differ alike (a bootstrap then gives a point).
+
+    The difference is p(only tuned right) - p(only base right); each has a Clopper-Pearson interval at
+    alpha/2 (statsmodels), and their extremes bound the difference with at least 1 - alpha coverage.
+    """
+    from statsmodels.stats.proportion import proportion_confint
+
+    n = len(differences)
+    gained, lost = int((differences > 0).sum()), int((differences < 0).sum())
+    low_g, high_g = proportion_confint(gained, n, alpha=alpha / 2, method="beta")
+    low_l, high_l = proportion_confint(lost, n, alpha=alpha / 2, method="beta")
+    return float(low_g - high_l), float(high_g - low_l)
+
+
 def _bootstrap_ci(differences: Any, alpha: float) -> tuple[float, float]:
     from scipy import stats
 
-    if np.ptp(differences) == 0:
-        return float(differences[0]), float(differences[0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = stats.bootstrap((differences,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=1 - alpha,
@@ -239,13 +250,20 @@ def vs_base(cell: list[ScoredEvaluation], base: ScoredEvaluation | None, alpha: 
             item_part.value, math.hypot(item_part.se, math.sqrt(seed.variance / len(cell))), float(seed.df),
             "paired over items: OLS with item-clustered SE, replicates as rows, plus the seed variance of the "
             f"cell's mean (pooled over replicates; variances added); t with {seed.df} df"), alpha)
-    effect.estimate = float(np.mean(tuned - reference))
-    effect.ci_low, effect.ci_high = _bootstrap_ci(tuned - reference, alpha)
+    differences = tuned - reference
+    effect.estimate = float(np.mean(differences))
     effect.p_value, test = paired_test(tuned, reference)
-    effect.method = (f"paired over items: bootstrap CI (BCa, {BOOTSTRAP_RESAMPLES} resamples), {test} "
-                     "(seed variance unmeasured: 1 replicate)")
-    if effect.ci_low == effect.ci_high:
-        effect.note = "every item's difference is the same: the bootstrap interval is a point"
+    if np.ptp(differences) > 0:
+        effect.ci_low, effect.ci_high = _bootstrap_ci(differences, alpha)
+        interval = f"bootstrap CI (BCa, {BOOTSTRAP_RESAMPLES} resamples)"
+    elif np.isin(differences, (-1.0, 0.0, 1.0)).all():
+        effect.ci_low, effect.ci_high = _exact_bounds(differences, alpha)
+        interval = ("every item's difference is the same (a bootstrap would give a point), so an exact CI from "
+                    "the Clopper-Pearson bounds of the discordant shares")
+    else:
+        effect.note = "every item's difference is the same and the scores are not 0/1: no interval can be made"
+        interval = "no CI"
+    effect.method = f"paired over items: {interval}, {test} (seed variance unmeasured: 1 replicate)"
     return effect
 
 

@@ -86,3 +86,33 @@ def test_replicated_plan_has_no_seed_warning(fake_site, tmp_path: Path) -> None:
     plan = build_plan(parse_design(data, base=tmp_path), date="2025-10-18")
     assert plan.power is not None and not [w for w in plan.power.warnings if "replicates" in w]
     assert plan.power.cells == 4 and len(plan.finetune_runs) == 8
+
+
+def test_power_learns_the_paired_sd_from_earlier_results(fake_site, tmp_path: Path) -> None:
+    import csv
+    import statistics
+
+    data = fake_site.design(name="learned")
+    task = data["evaluation"]["tasks"][0]["name"]
+    model = data["models"][0]
+    prior = tmp_path / "prior" / "old_2025-01-01" / "results"
+    prior.mkdir(parents=True)
+    base = [1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
+    tuned = [1, 1, 0, 1, 1, 0, 1, 1, 0, 1]
+    with (prior / "samples.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "kind", "model", "lora_rank", "replicate", "seed", "task", "epoch", "sample_id",
+                         "sample_epoch", "target", "answer", "score"])
+        for i, (b, t) in enumerate(zip(base, tuned, strict=True)):
+            writer.writerow([f"{model}_base", "control", model, "base", "", "", task, "base", i, 1, "x", "x", b])
+            writer.writerow([f"{model}_rank4", "finetune", model, "rank4", 1, 42, task, "1", i, 1, "x", "x", t])
+            writer.writerow([f"{model}_rank4", "finetune", model, "rank4", 1, 42, "other", "1", i, 1, "x", "x", 0])
+    data["paths"] = {**data["paths"], "prior_runs": [str(tmp_path / "prior")]}
+    plan = build_plan(parse_design(data, base=tmp_path), date="2025-10-18")
+    assert plan.power is not None
+    [row] = plan.power.tasks
+    expected = statistics.stdev([t - b for b, t in zip(base, tuned, strict=True)])
+    assert row.sd == pytest.approx(expected) and "old_2025-01-01" in row.sd_source
+    conservative = build_plan(parse_design(fake_site.design(name="fresh"), base=tmp_path), date="2025-10-18")
+    assert conservative.power is not None and conservative.power.tasks[0].sd == pytest.approx(math.sqrt(0.5))
+    assert row.detectable == pytest.approx(conservative.power.tasks[0].detectable * expected / math.sqrt(0.5))

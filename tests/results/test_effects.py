@@ -136,6 +136,19 @@ def test_replicates_pool_seed_variance_into_the_intervals() -> None:
     assert row.estimate == pytest.approx(0.9) and row.n_replicates == 2 and "4 df" in row.method
 
 
+def test_no_discordant_item_gives_exact_bounds_not_a_point() -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    row = vs_base([scored("cell", [0.0] * 500)], base([0.0] * 500), ALPHA)
+    upper = proportion_confint(0, 500, alpha=ALPHA / 2, method="beta")[1]  # 0 of 500 items discordant
+    assert row.estimate == 0 and row.p_value == 1.0
+    assert (row.ci_low, row.ci_high) == pytest.approx((-upper, upper)) and 0.006 < upper < 0.01
+    all_gained = vs_base([scored("cell", [1.0] * 50)], base([0.0] * 50), ALPHA)
+    edge = (ALPHA / 4) ** (1 / 50)  # Clopper-Pearson: 50 of 50 has lower bound (alpha/4)^(1/n); 0 of 50 upper 1 - that
+    assert all_gained.estimate == 1.0 and all_gained.ci_high == pytest.approx(1.0)
+    assert all_gained.ci_low == pytest.approx(edge - (1 - edge))
+
+
 def test_holm_adjustment_by_hand() -> None:
     effects = [Effect(task="t", epoch="1", kind="vs base", contrast=c, estimate=0.1, ci_low=0.0, ci_high=0.2,
                       p_value=p, n_items=100, n_replicates=1)
