@@ -151,8 +151,11 @@ def runs_table(plan: Plan) -> list[dict[str, Any]]:
 def plan_summary(plan: Plan) -> str:
     """One line: runs, evaluation jobs, GPU-hours and disk of the plan."""
     finetunes, controls = len(plan.finetune_runs), len(plan.control_runs)
+    replicates = plan.design.replicates
+    tuned = (f"{finetunes // replicates} cells x {replicates} replicates = {finetunes} fine-tuned" if replicates > 1
+             else f"{finetunes} fine-tuned")
     return (
-        f"{plan.run_group}: {len(plan.runs)} runs ({finetunes} fine-tuned, {controls} control), "
+        f"{plan.run_group}: {len(plan.runs)} runs ({tuned}, {controls} control), "
         f"{len(plan.eval_jobs)} evaluation jobs, about {plan.estimates.total_gpu_hours:.1f} GPU-hours "
         f"and {plan.estimates.disk.total_gib:.1f} GiB of disk"
     )
