@@ -6,7 +6,8 @@ Reads and writes nothing: works on the per-sample scores of `tasks.results.sampl
 Every comparison is paired by test item (the runs answer the same items) and made per task and
 evaluated epoch:
 - **fine-tuned cell vs its model's base run**: the mean per-item difference, replicates averaged
-  per item. One replicate: a 95 % interval from a bootstrap over items (BCa, scipy) and the exact
+  per item. One replicate: a 95 % interval from a bootstrap over items (BCa up to 2,000 items, else
+  percentile; scipy) and the exact
   McNemar test (0/1 scores) or a paired permutation test (other scores). Several replicates: the
   item part from an OLS of per-item scores with item-clustered errors, plus the seed part of the
   cell's mean (the replicates' variance, pooled over the cells of the task and epoch, / R), the
@@ -38,6 +39,7 @@ Kind = Literal["vs base", "main effect", "interaction"]
 BOOTSTRAP_RESAMPLES = 9_999
 PERMUTATIONS = 9_999
 RANDOM_SEED = 20_251_018  # every resampling uses this seed: the same logs give the same intervals
+BCA_MAX_ITEMS = 2_000  # BCa's jackknife grows with items squared; above this the percentile interval
 
 
 class Effect(BaseModel):
@@ -193,14 +195,16 @@ def _exact_bounds(differences: Any, alpha: float) -> tuple[float, float]:
     return float(low_g - high_l), float(high_g - low_l)
 
 
-def _bootstrap_ci(differences: Any, alpha: float) -> tuple[float, float]:
+def _bootstrap_ci(differences: Any, alpha: float) -> tuple[float, float, str]:
+    """(low, high, method) of a bootstrap interval of the mean difference over items (scipy, fixed seed)."""
     from scipy import stats
 
+    method = "BCa" if len(differences) <= BCA_MAX_ITEMS else "percentile"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = stats.bootstrap((differences,), np.mean, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=1 - alpha,
-                                 method="BCa", random_state=np.random.default_rng(RANDOM_SEED))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+                                 method=method, random_state=np.random.default_rng(RANDOM_SEED))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high), method
 
 
 def paired_test(tuned: Any, base: Any) -> tuple[float, str]:
@@ -254,8 +258,8 @@ def vs_base(cell: list[ScoredEvaluation], base: ScoredEvaluation | None, alpha: 
     effect.estimate = float(np.mean(differences))
     effect.p_value, test = paired_test(tuned, reference)
     if np.ptp(differences) > 0:
-        effect.ci_low, effect.ci_high = _bootstrap_ci(differences, alpha)
-        interval = f"bootstrap CI (BCa, {BOOTSTRAP_RESAMPLES} resamples)"
+        effect.ci_low, effect.ci_high, kind = _bootstrap_ci(differences, alpha)
+        interval = f"bootstrap CI ({kind}, {BOOTSTRAP_RESAMPLES} resamples)"
     elif np.isin(differences, (-1.0, 0.0, 1.0)).all():
         effect.ci_low, effect.ci_high = _exact_bounds(differences, alpha)
         interval = ("every item's difference is the same (a bootstrap would give a point), so an exact CI from "
