@@ -22,7 +22,7 @@ from tasks.core.files import atomic_write_text
 from tasks.model.layout import RESULT_TABLES, GroupLayout
 from tasks.model.plan import Plan
 from tasks.results.collect import EvalResult
-from tasks.results.effects import Effect, adjust_holm, factor_effects, pooled_seed_variance, vs_base
+from tasks.results.effects import Effect, adjust_holm, clip_to_scale, factor_effects, pooled_seed_variance, vs_base
 from tasks.results.samples import ScoredEvaluation, samples_csv, scored_evaluations
 
 EFFECT_COLUMNS = ["task", "epoch", "kind", "contrast", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted",
@@ -99,6 +99,14 @@ def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | Non
                            item_se=item_se, n_items=min(len(s.scores) for s in cell))
 
 
+def _span(evaluations: list[ScoredEvaluation]) -> float:
+    """Highest minus lowest score these evaluations can give: 1 for 0/1 (and C/I/P/N) scores, else as seen."""
+    values = [v for s in evaluations for v in s.scores.values()]
+    if not values or (min(values) >= 0 and max(values) <= 1):
+        return 1.0
+    return max(values) - min(values)
+
+
 def analyze(plan: Plan, results: list[EvalResult]) -> Analysis:
     """Every comparison the plan's evaluations allow (reads the `.eval` logs' samples)."""
     spec = plan.design.analysis
@@ -122,10 +130,10 @@ def analyze(plan: Plan, results: list[EvalResult]) -> Analysis:
             for scored in at_epoch:
                 cells.setdefault(scored.cell, []).append(scored)
             seed = pooled_seed_variance(list(cells.values()))
-            if plan.control_runs:
-                analysis.effects += [vs_base(cell, bases.get(cell[0].model), spec.alpha, seed)
-                                     for cell in cells.values()]
-            analysis.effects += factor_effects(at_epoch, run_levels, factors, spec.alpha, seed)
+            found = [vs_base(cell, bases.get(cell[0].model), spec.alpha, seed)
+                     for cell in cells.values()] if plan.control_runs else []
+            found += factor_effects(at_epoch, run_levels, factors, spec.alpha, seed)
+            analysis.effects += clip_to_scale(found, _span([*at_epoch, *bases.values()]))
             for cell in cells.values():
                 spread = _spread(cell, spec.alpha)
                 if spread is not None:

@@ -351,6 +351,20 @@ def factor_effects(evaluations: list[ScoredEvaluation], run_levels: dict[str, di
 # ---------------------------------------------------------------------------- family
 
 
+def clip_to_scale(effects: list[Effect], span: float) -> list[Effect]:
+    """Clip intervals to what the scores allow: a difference within +-span, a difference of differences 2 x span.
+
+    `span` is the highest score minus the lowest the comparisons' evaluations can give (1 for 0/1
+    scores); a t interval from a normal approximation can otherwise reach past 100 % accuracy.
+    """
+    for effect in effects:
+        bound = span * (2 if effect.kind == "interaction" else 1)
+        if effect.ci_low is not None and effect.ci_high is not None:
+            effect.ci_low, effect.ci_high = max(effect.ci_low, -bound), min(effect.ci_high, bound)
+    return effects
+
+
+
 def adjust_holm(effects: list[Effect], alpha: float, power: float) -> list[Effect]:
     """Holm-adjust p-values over each task's comparisons; size what a within-noise difference needs."""
     from scipy import stats
@@ -373,4 +387,5 @@ def adjust_holm(effects: list[Effect], alpha: float, power: float) -> list[Effec
     return effects
 
 
-__all__ = ["Effect", "SeedVariance", "adjust_holm", "factor_effects", "paired_test", "pooled_seed_variance", "vs_base"]
+__all__ = ["Effect", "SeedVariance", "adjust_holm", "clip_to_scale", "factor_effects", "paired_test",
+           "pooled_seed_variance", "vs_base"]

@@ -183,3 +183,13 @@ def test_power_figures_match_the_normal_approximation() -> None:
     assert detectable_difference(n, 0.05, 0.8) == pytest.approx(z * sd / math.sqrt(n), rel=0.01)
     assert items_needed(0.05, sd, 0.05, 0.8) == pytest.approx((z * sd / 0.05) ** 2, rel=0.01)
     assert items_needed(0.0, sd, 0.05, 0.8) is None
+
+
+def test_intervals_are_clipped_to_what_scores_allow() -> None:
+    from tasks.results.effects import clip_to_scale
+
+    rows = [Effect(task="t", epoch="1", kind="vs base", contrast="a", estimate=0.99, ci_low=0.95, ci_high=1.03),
+            Effect(task="t", epoch="1", kind="interaction", contrast="b", estimate=-1.9, ci_low=-2.2, ci_high=-1.6)]
+    clip_to_scale(rows, 1.0)
+    assert (rows[0].ci_low, rows[0].ci_high) == (0.95, 1.0)
+    assert (rows[1].ci_low, rows[1].ci_high) == (-2.0, -1.6)
