@@ -21,7 +21,7 @@ from tasks.model.design import ExperimentDesign
 from tasks.model.layout import RESULTS_DIR
 from tasks.model.plan import Run, StatisticalPower, TaskPower
 
-CONSERVATIVE = "conservative: two independent runs at 50 % accuracy (no earlier results of this task)"
+CONSERVATIVE = "conservative: two independent runs at 50 % accuracy; no earlier results of this task"
 SAMPLES_CSV = f"{RESULTS_DIR}/samples.csv"
 
 
