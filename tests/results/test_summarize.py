@@ -191,7 +191,8 @@ def test_flow_publishes_artifacts(group: Path) -> None:
             found = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     keys = {a.key: a for a in found if a.key}
-    assert set(keys) == {"summary-exp-2026-01-02", "results-exp-2026-01-02"}
+    assert set(keys) == {"summary-exp-2026-01-02", "results-exp-2026-01-02", "effects-exp-2026-01-02"}
+    assert keys["effects-exp-2026-01-02"].type == "table"
     assert (group / "measured_runs.yaml").exists()
 
 
