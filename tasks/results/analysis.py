@@ -84,6 +84,7 @@ class Analysis(BaseModel):
 
 
 def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | None:
+    """The cell's accuracy per replicate, their mean with a t interval (clipped to 0..1 for 0/1 scores)."""
     from scipy import stats
 
     if len(cell) < 2 or any(s.unusable or not s.scores for s in cell):
@@ -91,11 +92,14 @@ def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | Non
     accuracies = [statistics.fmean(s.scores.values()) for s in cell]
     mean, sd = statistics.fmean(accuracies), statistics.stdev(accuracies)
     half = float(stats.t.ppf(1 - alpha / 2, len(cell) - 1)) * sd / math.sqrt(len(cell))
+    low, high = mean - half, mean + half
+    if _span(cell) == 1.0 and all(0 <= v <= 1 for s in cell for v in s.scores.values()):
+        low, high = max(low, 0.0), min(high, 1.0)
     item_se = statistics.fmean(
         statistics.stdev(s.scores.values()) / math.sqrt(len(s.scores)) if len(s.scores) > 1 else 0.0 for s in cell)
     first = cell[0]
     return ReplicateSpread(task=first.task, epoch=first.epoch_text, cell=first.cell, accuracies=accuracies,
-                           seeds=[], mean=mean, ci_low=mean - half, ci_high=mean + half, seed_sd=sd,
+                           seeds=[], mean=mean, ci_low=low, ci_high=high, seed_sd=sd,
                            item_se=item_se, n_items=min(len(s.scores) for s in cell))
 
 

@@ -65,12 +65,15 @@ def conclusions(analysis: Analysis) -> list[TaskConclusions]:
                               "test items only, and a difference between two runs may be the seed's. "
                               "`replicates: 2` or more measures it.")
         for spread in spreads:
-            ratio = spread.seed_to_item
-            size = ("as large as or larger than" if ratio >= SEED_DOMINATES else "smaller than")
+            where = (f"`{spread.cell}` at epoch {spread.epoch}: accuracy {spread.mean:.3f} over "
+                     f"{len(spread.accuracies)} seeds (95 % CI {spread.ci_low:.3f} to {spread.ci_high:.3f})")
+            if spread.seed_sd == 0 and spread.item_se == 0:
+                mine.seeds.append(f"{where}; every seed scored every item alike")
+                continue
+            size = "as large as or larger than" if spread.seed_to_item >= SEED_DOMINATES else "smaller than"
             mine.seeds.append(
-                f"`{spread.cell}` at epoch {spread.epoch}: accuracy {spread.mean:.3f} over {len(spread.accuracies)} "
-                f"seeds (95 % CI {spread.ci_low:.3f} to {spread.ci_high:.3f}); seed SD {spread.seed_sd:.3f} is "
-                f"{size} the test items' SE {spread.item_se:.3f}")
+                f"{where}; seed SD {spread.seed_sd:.3f} is {size} the test items' SE {spread.item_se:.3f}"
+                + (" (the seed decides this cell's result)" if spread.seed_to_item >= 10 else ""))
         found.append(mine)
     return found
 

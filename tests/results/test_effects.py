@@ -193,3 +193,14 @@ def test_intervals_are_clipped_to_what_scores_allow() -> None:
     clip_to_scale(rows, 1.0)
     assert (rows[0].ci_low, rows[0].ci_high) == (0.95, 1.0)
     assert (rows[1].ci_low, rows[1].ci_high) == (-2.0, -1.6)
+
+
+def test_replicate_spread_interval_stays_within_accuracy() -> None:
+    from tasks.results.analysis import _spread
+
+    cell = [scored("c_rep1", [0.0] * 99 + [1.0], cell="c", replicate=1),
+            scored("c_rep2", [1.0] * 100, cell="c", replicate=2)]  # one seed learned, one did not
+    spread = _spread(cell, ALPHA)
+    assert spread is not None and spread.mean == pytest.approx(0.505)
+    assert (spread.ci_low, spread.ci_high) == (0.0, 1.0)  # the t interval (df 1) reaches far past both
+    assert spread.seed_sd == pytest.approx(np.std([0.01, 1.0], ddof=1)) and spread.seed_to_item > 10
