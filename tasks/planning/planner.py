@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from datetime import date as date_cls
 from pathlib import Path
+from typing import Any
 
 from tasks.core.errors import DesignError, Problem, SweepflowError
 from tasks.model.design import ExperimentDesign, PathsSpec
@@ -27,6 +28,7 @@ from tasks.training.prior_logs import scan_prior_runs
 # Settings added after designs were first hashed: left out while unset, so that an earlier run group of the
 # same design keeps its hash (run-experiment resumes it by hash).
 _LATER_SETTINGS = (("training", "max_steps_per_epoch"),)
+_LATER_TASK_SETTINGS: dict[str, Any] = {"inspect_task": None, "args": {}, "own_data": None}
 
 
 def design_hash(design: ExperimentDesign) -> str:
@@ -35,6 +37,10 @@ def design_hash(design: ExperimentDesign) -> str:
     for section, key in _LATER_SETTINGS:
         if data.get(section, {}).get(key) is None:
             data[section].pop(key, None)
+    for task in data["evaluation"]["tasks"]:
+        for key, unset in _LATER_TASK_SETTINGS.items():
+            if task.get(key) == unset:
+                task.pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
