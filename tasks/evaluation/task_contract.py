@@ -75,7 +75,7 @@ def contract_problems(task: EvalTask, signature: TaskSignature, prompts: Iterabl
         what = f"the file {task.dataset}" if task.dataset else "the design's dataset (own_data: false)"
         problems.append(
             f"task {task.name} evaluates {what} but none of its parameters receives it; add "
-            f"`args: {{<its data parameter>: ${{dataset}}}}` ({signature.listed()})"
+            f"`<its data parameter>: ${{dataset}}` under the task's `args:` ({signature.listed()})"
             + (", or set `own_data: true` if the task reads that file itself" if task.dataset else "")
         )
     used = next(((run, prompt) for run, prompt in prompts if prompt), None)
@@ -85,7 +85,7 @@ def contract_problems(task: EvalTask, signature: TaskSignature, prompts: Iterabl
         problems.append(
             f"task {task.name}: training uses a system prompt (run {run}: {shown!r}) but none of the task's "
             f"parameters receives it, so evaluation would prompt the model differently; add "
-            f"`args: {{<its system-prompt parameter>: ${{system_prompt}}}}` ({signature.listed()})"
+            f"`<its system-prompt parameter>: ${{system_prompt}}` under the task's `args:` ({signature.listed()})"
         )
     return problems
 

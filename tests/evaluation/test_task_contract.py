@@ -52,8 +52,8 @@ def test_the_system_prompt_must_reach_the_task_when_training_used_one() -> None:
     signature = TaskSignature(("data_path", "instructions"))
     (problem,) = contract_problems(_task(), signature, [("r1", ""), ("r2", "Answer in one word.")])
     assert problem.startswith("task t: training uses a system prompt (run r2: 'Answer in one word.')")
-    assert "add `args: {<its system-prompt parameter>: ${system_prompt}}` (its parameters: data_path, instructions)" \
-        in problem
+    assert "add `<its system-prompt parameter>: ${system_prompt}` under the task's `args:` " \
+        "(its parameters: data_path, instructions)" in problem
     mapped = _task(args={"instructions": "${system_prompt}"})
     assert contract_problems(mapped, signature, [("r2", "Answer in one word.")]) == []
     assert bound_arguments(mapped, signature) == {"instructions": "${system_prompt}"}
@@ -80,7 +80,7 @@ def test_a_task_declared_to_evaluate_a_file_must_receive_it() -> None:
     signature = TaskSignature(("path",))
     (problem,) = contract_problems(_task(dataset="/data/x.json"), signature, [])
     assert problem.startswith("task t evaluates the file /data/x.json but none of its parameters receives it; add "
-                              "`args: {<its data parameter>: ${dataset}}` (its parameters: path)")
+                              "`<its data parameter>: ${dataset}` under the task's `args:` (its parameters: path)")
     assert "or set `own_data: true`" in problem
     (declared,) = contract_problems(_task(own_data=False), signature, [])
     assert "evaluates the design's dataset (own_data: false)" in declared

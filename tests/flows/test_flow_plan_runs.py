@@ -135,7 +135,7 @@ def test_task_that_cannot_get_what_fidelity_needs_is_refused_and_nothing_written
     assert "evaluation.tasks[0].args: task cap: args names 'shots', which the task does not have " \
         "(its parameters: dataset, prompt)" in state.message
     assert "task cap: training uses a system prompt (run " in state.message
-    assert "add `args: {<its system-prompt parameter>: ${system_prompt}}`" in state.message
+    assert "add `<its system-prompt parameter>: ${system_prompt}` under the task's `args:`" in state.message
     assert "Traceback" not in state.message
     assert not (tmp_path / "out").exists()
 

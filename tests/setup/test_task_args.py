@@ -98,8 +98,8 @@ def test_own_data_task_refused_when_the_training_prompt_would_not_reach_it(tmp_p
     (problem,) = error.problems
     assert problem.field == "evaluation.tasks[0].args"
     assert problem.message.startswith("task own: training uses a system prompt (run Llama-3.2-1B-Instruct_rank4: ")
-    assert "add `args: {<its system-prompt parameter>: ${system_prompt}}` (its parameters: instructions, count)" \
-        in problem.message
+    assert "add `<its system-prompt parameter>: ${system_prompt}` under the task's `args:` " \
+        "(its parameters: instructions, count)" in problem.message
 
 
 def test_bad_mappings_are_refused_at_plan_time_naming_task_and_field(tmp_path: Path) -> None:
@@ -137,8 +137,8 @@ def test_registered_task_with_an_unmapped_data_parameter_is_refused(tmp_path: Pa
     (problem,) = _refused(tmp_path, _design(tmp_path, [task])).problems
     assert problem.field == "evaluation.tasks[0].args"
     assert "task caps evaluates the design's dataset (own_data: false) but none of its parameters receives it; add " \
-        "`args: {<its data parameter>: ${dataset}}` (its parameters: data_file, instructions, part, limit)" \
-        in problem.message
+        "`<its data parameter>: ${dataset}` under the task's `args:` " \
+        "(its parameters: data_file, instructions, part, limit)" in problem.message
 
 
 @pytest.mark.parametrize("name", ["sweepflow_fixture_tasks/missing", "no_such_package/task"])
