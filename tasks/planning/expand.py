@@ -102,8 +102,46 @@ def run_name(model: str, labels: dict[str, str], rank: int) -> str:
     return "_".join(parts)
 
 
+REPLICATE_SEED_STEP = 1000  # replicate r trains with the cell's seed + 1000 x (r - 1)
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The training seed of a cell's `replicate` (1-based): deterministic, distinct, and readable in configs."""
+    return seed + REPLICATE_SEED_STEP * (replicate - 1)
+
+
+def _replicates(design: ExperimentDesign, run: Run) -> list[Run]:
+    """The design's replicates of one fine-tuned cell, named `{cell}_rep{r}` when there is more than one."""
+    if design.replicates == 1:
+        return [run]
+    return [
+        run.model_copy(update={
+            "name": f"{run.name}_rep{r}", "replicate": r, "cell": run.name,
+            "params": run.params.model_copy(update={"seed": replicate_seed(run.params.seed, r)}),
+        })
+        for r in range(1, design.replicates + 1)
+    ]
+
+
+def _same_training(runs: list[Run]) -> list[Problem]:
+    """Two fine-tunes with identical settings are one run twice (e.g. a seed level equal to a replicate's seed)."""
+    seen: dict[str, str] = {}
+    problems = []
+    for run in runs:
+        if run.is_control:
+            continue
+        key = f"{run.model}|{run.params.model_dump_json()}"
+        if key in seen:
+            problems.append(Problem(field="factors", message=(
+                f"runs {seen[key]!r} and {run.name!r} would train with identical settings (seed "
+                f"{run.params.seed}); replicate r uses the seed + {REPLICATE_SEED_STEP} x (r - 1), so give seed "
+                "levels that differ from those")))
+        seen.setdefault(key, run.name)
+    return problems
+
+
 def expand_design(design: ExperimentDesign) -> list[Run]:
-    """All runs of the design, fine-tuned first (models x factor levels), then controls."""
+    """All runs of the design, fine-tuned first (models x factor levels x replicates), then controls."""
     problems: list[Problem] = []
     for i, model in enumerate(design.models):
         if lookup(model) is None:
@@ -124,7 +162,7 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
             values = {factor: value for factor, (_, value) in zip(levels, combo, strict=True)}
             params = _params(design, model, values)
             name = run_name(model, labels, params.lora_rank)
-            runs.append(Run(
+            runs += _replicates(design, Run(
                 name=name, kind="finetune", model=model, model_dir=models_dir / model, factors=labels, params=params
             ))
     if design.controls:
@@ -144,6 +182,7 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
             problems.append(Problem(
                 field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"
             ))
+    problems += _same_training(runs)
     if problems:
         raise DesignError(problems)
     return _attach_evaluations(design, runs)
@@ -153,7 +192,7 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
     problems: list[Problem] = []
     tasks = [t.name for t in design.evaluation.tasks]
     matrix = design.evaluation.matrix or {}
-    known = {r.name for r in runs}
+    known = {r.name for r in runs} | {r.cell_name for r in runs}  # a cell names all its replicates
     for run_key, run_tasks in matrix.items():
         if run_key not in known:
             problems.append(Problem(
@@ -172,7 +211,7 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
             ))
     result: list[Run] = []
     for run in runs:
-        run_tasks = [t for t in tasks if t in matrix.get(run.name, tasks)]
+        run_tasks = [t for t in tasks if t in matrix.get(run.name, matrix.get(run.cell_name, tasks))]
         if run.is_control:
             epochs: list[EpochRef] = [None]
         else:
@@ -188,8 +227,8 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
 
 
 def count_runs(design: ExperimentDesign) -> int:
-    """How many runs the design expands to: models x factor levels, plus one control per model."""
+    """How many runs the design expands to: models x factor levels x replicates, plus one control per model."""
     return (
-        len(design.models) * math.prod(len(v) for v in design.factors.values())
+        len(design.models) * math.prod(len(v) for v in design.factors.values()) * design.replicates
         + (len(design.models) if design.controls else 0)
     )
