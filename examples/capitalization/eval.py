@@ -13,9 +13,9 @@ Which dataset file, first match wins:
         -M device=cpu -M do_sample=false --max-tokens 12 \\
         -T dataset=words_5L_80P_5000.json -T system_prompt="" [--limit 50]
 
-sweepflow's task contract: a task takes `dataset`, `system_prompt`, `split`, `input_field` and
-`output_field` (sweepflow passes all five from the design through task_args.yaml, and plan-runs
-refuses a task that cannot take one). The system prompt must be the one used in training; an
+sweepflow passes parameters named `dataset`, `system_prompt`, `split`, `input_field` and
+`output_field` by name from the design through task_args.yaml (a task with other names maps them
+with the design's `args:`). The system prompt must be the one used in training; an
 empty prompt adds no system message, as torchtune adds none when `new_system_prompt` is unset.
 sweepflow's evaluation jobs also pass `--model-config model_args.yaml` (the chat format torchtune
 trained on; see README "Fidelity"). Generation

@@ -6,10 +6,12 @@ and transformers are imported inside the checks, so a missing one is a finding, 
     python /path/to/sweepflow/tasks/core/site_probe.py --spec site_check_spec.json --record site_probe.json
 
 The spec (JSON, written by `tasks/setup/site_check.py`) names each planned model (its folder,
-the torchtune tokenizer builder and files, the checkpoint files, the registry's hidden size)
-and the folders whose free space matters. For each model the probe reads `config.json`, builds
-the torchtune tokenizer exactly as the fine-tune's config will, loads the Hugging Face tokenizer
-offline as inspect's hf/ provider does, and checks the checkpoint files are there and non-empty.
+the torchtune tokenizer builder and files, the checkpoint files, the registry's hidden size),
+the registered inspect tasks the evaluations name (`package/task`: each must resolve in the
+job's Python, as `inspect eval` will resolve it) and the folders whose free space matters.
+For each model the probe reads `config.json`, builds the torchtune tokenizer exactly as the
+fine-tune's config will, loads the Hugging Face tokenizer offline as inspect's hf/ provider does,
+and checks the checkpoint files are there and non-empty.
 Prints `sweepflow site-check: ok: ...` or `sweepflow site-check: FAILED: ...` and exits 0 or 86.
 Reads: the spec, the model folders. Writes: the `--record` JSON.
 """
@@ -77,6 +79,20 @@ def probe_model(model: dict[str, Any]) -> dict[str, Any]:
     return {"name": model["name"], "ok": True, "detail": f"config.json matches; {'; '.join(loaded)}"}
 
 
+def probe_task(name: str) -> dict[str, Any]:
+    """{name, ok, detail} for one registered inspect task (`package/task`), resolved as `inspect eval` will."""
+    try:
+        from inspect_ai._util.registry import registry_lookup
+
+        found = registry_lookup("task", name)
+    except Exception as error:  # inspect missing, or the package's import fails: the finding itself
+        return {"name": name, "ok": False, "detail": f"inspect cannot load it: {type(error).__name__}: {error}"}
+    if found is None:
+        return {"name": name, "ok": False,
+                "detail": "inspect has no registered task of this name in the job's Python (is its package installed?)"}
+    return {"name": name, "ok": True, "detail": "registered task resolves"}
+
+
 def free_space(folders: dict[str, str]) -> dict[str, float]:
     """Free GiB under each folder (its nearest existing parent)."""
     free = {}
@@ -97,15 +113,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     spec = json.loads(Path(args.spec).read_text(encoding="utf-8"))
     models = [probe_model(m) for m in spec["models"]]
+    tasks = [probe_task(name) for name in spec.get("inspect_tasks", [])]
     free = free_space(spec["folders"])
-    found = {"models": models, "free_gib": free, "seconds": round(time.monotonic() - started, 1)}
+    found = {"models": models, "tasks": tasks, "free_gib": free, "seconds": round(time.monotonic() - started, 1)}
     Path(args.record).write_text(json.dumps(found, indent=2) + "\n", encoding="utf-8")
-    bad = [f"{m['name']}: {m['detail']}" for m in models if not m["ok"]]
+    bad = [f"{m['name']}: {m['detail']}" for m in models + tasks if not m["ok"]]
     if bad:
         print(f"{FAILED_MARK} {'; '.join(bad)}", flush=True)
         return EXIT_CODE
     space = ", ".join(f"{label} {gib} GiB free" for label, gib in free.items())
-    print(f"{OK_MARK} {len(models)} model(s) load ({', '.join(m['name'] for m in models)}); {space}", flush=True)
+    resolved = f"; {len(tasks)} registered task(s) resolve ({', '.join(t['name'] for t in tasks)})" if tasks else ""
+    print(f"{OK_MARK} {len(models)} model(s) load ({', '.join(m['name'] for m in models)}){resolved}; {space}",
+          flush=True)
     return 0
 
 

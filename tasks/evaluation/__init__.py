@@ -13,9 +13,18 @@ from tasks.evaluation.eval_logs import (
     read_log_headers,
     sample_timing,
 )
-from tasks.evaluation.inspect_tasks import inspect_task_functions, task_args, task_reference
+from tasks.evaluation.inspect_tasks import (
+    TaskNotFound,
+    TaskSignature,
+    eval_task_reference,
+    inspect_task_functions,
+    task_reference,
+    task_signature,
+)
+from tasks.evaluation.task_contract import bound_arguments, contract_problems, own_data, task_args
 
 __all__ = [
-    "EvalLogEntry", "SampleTiming", "epoch_label", "eval_seconds", "evaluated_samples", "inspect_task_functions",
-    "read_log_headers", "sample_timing", "task_args", "task_reference",
+    "EvalLogEntry", "SampleTiming", "TaskNotFound", "TaskSignature", "bound_arguments", "contract_problems",
+    "epoch_label", "eval_seconds", "eval_task_reference", "evaluated_samples", "inspect_task_functions", "own_data",
+    "read_log_headers", "sample_timing", "task_args", "task_reference", "task_signature",
 ]

@@ -1,24 +1,41 @@
-"""How sweepflow calls an inspect-ai task: its reference, its arguments, and the contract they meet.
+"""How sweepflow names an inspect-ai task and reads which parameters it takes.
 
-Reads: an evaluation script's source (parsed, never imported). Writes: nothing.
-Every evaluation passes, through `task_args.yaml`, the `TASK_PARAMETERS`: `system_prompt` (the
-run's training prompt: the seed's rule that evaluation uses the prompt training used),
-`dataset`, `split` (the design's test split) and `input_field` / `output_field`. inspect only
-warns ("param ... not used by task") when a task lacks one and then evaluates the task's own
-default data without the prompt, so `contract_problems` refuses such a task at plan time.
+Reads: an evaluation script's source (parsed, never imported), or, for a registered task
+(`package/task`), inspect's registry, which imports the package through its `inspect_ai` entry
+point. Writes: nothing. What sweepflow passes to those parameters, and what it requires of them,
+is `tasks/evaluation/task_contract.py`.
 """
 
 from __future__ import annotations
 
 import ast
+import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from tasks.core.errors import SweepflowError
 from tasks.model.design import EvalTask
-from tasks.model.plan import Run
 
-TASK_PARAMETERS = ("system_prompt", "dataset", "split", "input_field", "output_field")
 
+@dataclass(frozen=True)
+class TaskSignature:
+    """The parameters of an inspect `@task` function; `takes_any` when it has `**kwargs`."""
+
+    parameters: tuple[str, ...]
+    takes_any: bool = False
+
+    def takes(self, name: str) -> bool:
+        """Whether inspect would hand the task an argument of this name."""
+        return self.takes_any or name in self.parameters
+
+    def listed(self) -> str:
+        """The parameters, for a message."""
+        shown = ", ".join(self.parameters) or "none"
+        return f"its parameters: {shown}{', **kwargs' if self.takes_any else ''}"
+
+
+class TaskNotFound(SweepflowError):
+    """An evaluation task that cannot be found: no such @task function, or no such registered task."""
 
 def _task_definitions(script: Path) -> dict[str, ast.FunctionDef]:
     try:
@@ -41,27 +58,6 @@ def inspect_task_functions(script: Path) -> list[str]:
     return list(_task_definitions(script))
 
 
-def contract_problems(script: Path, function: str | None) -> list[str]:
-    """Why the task cannot take what sweepflow passes (empty when it can), each naming the parameter."""
-    definitions = _task_definitions(script)
-    if function is None and len(definitions) != 1:
-        if not definitions:
-            return ["has no @task function (inspect-ai's `from inspect_ai import task`)"]
-        return [f"has {len(definitions)} @task functions ({', '.join(definitions)}); name one in task_function"]
-    name = function or next(iter(definitions))
-    node = definitions.get(name)
-    if node is None:
-        return [f"has no @task function {name!r} (found: {', '.join(definitions) or 'none'})"]
-    if node.args.kwarg is not None:
-        return []
-    params = {a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs}
-    missing = [p for p in TASK_PARAMETERS if p not in params]
-    return [
-        f"task {name} has no parameter {p!r}; sweepflow passes {', '.join(TASK_PARAMETERS)} to every evaluation task"
-        for p in missing
-    ]
-
-
 def task_reference(script: Path, function: str | None) -> str:
     """`script@function` for `inspect eval`: it only resolves an absolute path with the @ form."""
     if function is None:
@@ -70,17 +66,56 @@ def task_reference(script: Path, function: str | None) -> str:
     return f"{script}@{function}" if function else str(script)
 
 
-def task_args(run: Run, task: EvalTask) -> dict[str, Any]:
-    """The `-T` arguments of one evaluation (written to task_args.yaml, never on a command line).
+def script_signature(script: Path, function: str | None) -> TaskSignature:
+    """The parameters of the `@task` function `function` (default: the only one) in `script`."""
+    definitions = _task_definitions(script)
+    if function is None and len(definitions) != 1:
+        if not definitions:
+            raise TaskNotFound("has no @task function (inspect-ai's `from inspect_ai import task`)")
+        found = ", ".join(definitions)
+        raise TaskNotFound(f"has {len(definitions)} @task functions ({found}); name one in task_function")
+    name = function or next(iter(definitions))
+    node = definitions.get(name)
+    if node is None:
+        raise TaskNotFound(f"has no @task function {name!r} (found: {', '.join(definitions) or 'none'})")
+    args = node.args
+    return TaskSignature(
+        tuple(a.arg for a in args.posonlyargs + args.args + args.kwonlyargs), takes_any=args.kwarg is not None
+    )
 
-    The task contract (`TASK_PARAMETERS`): the training system prompt, the data file, its test
-    split and the field names, so the task evaluates the design's data the way training read it.
-    """
-    fields = run.params.dataset
-    return {
-        "system_prompt": run.params.system_prompt,
-        "dataset": str(task.dataset or fields.path),
-        "split": fields.test_split,
-        "input_field": fields.input_field,
-        "output_field": fields.output_field,
-    }
+
+def registered_signature(name: str) -> TaskSignature:
+    """The parameters of the registered task `name` (`package/task`), as inspect resolves it here."""
+    from inspect_ai._util.registry import registry_lookup
+
+    try:
+        found = registry_lookup("task", name)
+    except Exception as error:  # the package's own import code: any error is a finding
+        raise TaskNotFound(f"inspect could not load the package of {name!r}: {type(error).__name__}: {error}") from None
+    if found is None:
+        package = name.split("/")[0]
+        raise TaskNotFound(
+            f"inspect has no registered task {name!r} in this Python (is the package {package!r} installed? "
+            "inspect finds a package's tasks through its `inspect_ai` entry point)"
+        )
+    params = inspect.signature(found).parameters.values()  # type: ignore[arg-type]
+    return TaskSignature(
+        tuple(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)),
+        takes_any=any(p.kind == p.VAR_KEYWORD for p in params),
+    )
+
+
+def task_signature(task: EvalTask) -> TaskSignature:
+    """The parameters of a design's evaluation task, a script's or a registered one's (TaskNotFound if none)."""
+    if task.inspect_task is not None:
+        return registered_signature(task.inspect_task)
+    assert task.script is not None  # the design allows exactly one of script and inspect_task
+    return script_signature(task.script, task.task_function)
+
+
+def eval_task_reference(task: EvalTask) -> str:
+    """What `inspect eval` is given for a design's task: the registered name, or `script@function`."""
+    if task.inspect_task is not None:
+        return task.inspect_task
+    assert task.script is not None
+    return task_reference(task.script, task.task_function)

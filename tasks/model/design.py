@@ -18,6 +18,7 @@ from pydantic import (
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -109,19 +110,80 @@ class TrainingSpec(_Strict):
         return value
 
 
+TASK_PLACEHOLDERS = ("system_prompt", "dataset", "split", "input_field", "output_field")
+PLACEHOLDER = re.compile(r"^\$\{(\w+)\}$")
+REGISTERED_TASK = re.compile(r"^[A-Za-z_]\w*/[A-Za-z_]\w*$")
+_ARGS_HELP = (
+    "The task's own parameter -> a placeholder (${system_prompt}, ${dataset}, ${split}, ${input_field}, "
+    "${output_field}: the run's values) or a literal value; a parameter named like a placeholder and not "
+    "mapped here gets it by name"
+)
+_OWN_DATA_HELP = (
+    "true: the task reads its own data (`dataset`, when given, names that file); false: it evaluates the "
+    "design's data (`dataset` or the training file's test split), which must reach one of its parameters; "
+    "unset: own data when no parameter receives ${dataset} and `dataset` is not given"
+)
+
+
+def _placeholder_problem(value: Any) -> str | None:
+    """Why a mapped value is not a valid placeholder (None for a valid one or a literal)."""
+    known = ", ".join(f"${{{p}}}" for p in TASK_PLACEHOLDERS)
+    if isinstance(value, str) and "${" in value:
+        found = PLACEHOLDER.match(value)
+        if found is None:
+            return f"{value!r}: a placeholder must be the whole value, one of {known}"
+        if found.group(1) not in TASK_PLACEHOLDERS:
+            return f"unknown placeholder {value!r} (placeholders: {known})"
+    elif isinstance(value, dict | list) and "${" in repr(value):
+        return f"{value!r}: a placeholder must be the whole value, one of {known}, not inside a list or mapping"
+    return None
+
+
 class EvalTask(_Strict):
-    """One evaluation task: its inspect-ai script, optional dataset and `@task` function."""
+    """One evaluation task: an inspect-ai script (and `@task` function) or a registered task, and its arguments."""
 
     name: str = Field(description="Task identifier; used in directory and status names")
-    script: Path = Field(description="inspect-ai task file")
+    script: Path | None = Field(None, description="inspect-ai task file (or give inspect_task)")
+    inspect_task: str | None = Field(
+        None, description="A registered inspect task, named as inspect names it: inspect_evals/gsm8k, package/task"
+    )
     dataset: Path | None = Field(None, description="Evaluation data when it is not the training file's test split")
     description: str = ""
     task_function: str | None = Field(None, description="@task function inside the script (default: the only one)")
+    args: dict[str, Any] = Field(default_factory=dict, description=_ARGS_HELP)
+    own_data: bool | None = Field(None, description=_OWN_DATA_HELP)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _safe_name(value, "task name")
+
+    @field_validator("inspect_task")
+    @classmethod
+    def _registered(cls, value: str | None) -> str | None:
+        if value is not None and not REGISTERED_TASK.match(value):
+            raise ValueError(f"{value!r}: name a registered task as inspect does, package/task (inspect_evals/gsm8k)")
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        task = info.data.get("name", "?")
+        for parameter, mapped in value.items():
+            if not str(parameter).isidentifier():
+                raise ValueError(f"task {task}: {parameter!r} is not a parameter name")
+            problem = _placeholder_problem(mapped)
+            if problem:
+                raise ValueError(f"task {task}, parameter {parameter}: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EvalTask:
+        if (self.script is None) == (self.inspect_task is None):
+            raise ValueError(f"task {self.name}: give either script (a task file) or inspect_task (package/task)")
+        if self.inspect_task is not None and self.task_function is not None:
+            raise ValueError(f"task {self.name}: task_function goes with script; inspect_task names the task itself")
+        return self
 
 
 EvalEpochs = Literal["last", "all", "best"] | Annotated[list[NonNegativeInt], Field(min_length=1)]

@@ -100,7 +100,10 @@ def resolve_paths(design: ExperimentDesign, base: Path) -> ExperimentDesign:
     dataset = design.dataset.model_copy(update={"path": _resolve(design.dataset.path, base)})
     tasks = [
         t.model_copy(
-            update={"script": _resolve(t.script, base), "dataset": _resolve(t.dataset, base) if t.dataset else None}
+            update={
+                "script": _resolve(t.script, base) if t.script else None,
+                "dataset": _resolve(t.dataset, base) if t.dataset else None,
+            }
         )
         for t in design.evaluation.tasks
     ]

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.templating import fmt_minutes, fmt_num, format_number, plural, render_template
+from tasks.evaluation import TaskNotFound, own_data, task_signature
 from tasks.model.design import PathsSpec, design_type
 from tasks.model.factors import FACTORS, factor_levels, factor_title
 from tasks.model.plan import Plan, Run
@@ -234,6 +235,29 @@ def _parameter_context(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _task_rows(plan: Plan) -> list[dict[str, Any]]:
+    """Per evaluation task: what inspect is given, which data it evaluates, and the arguments mapped to it."""
+    rows = []
+    for task in plan.design.evaluation.tasks:
+        try:
+            reads_own = own_data(task, task_signature(task))
+        except TaskNotFound:  # verification refused such a plan; a hand-built one still renders
+            reads_own = bool(task.own_data)
+        if task.inspect_task is not None:
+            source = f"`{task.inspect_task}` (registered)"
+        else:
+            function = f" (`@{task.task_function}`)" if task.task_function else ""
+            source = f"`{plan.resources.eval_scripts.get(task.name, task.script)}`{function}"
+        named = plan.resources.eval_datasets.get(task.name, task.dataset)
+        if reads_own:
+            data = "Own data (the task reads it)" + (f": `{named}`" if named else "")
+        else:
+            data = f"`{named}`" if named else "Same as training (test split)"
+        args = ", ".join(f"`{name}` = `{value}`" for name, value in task.args.items())
+        rows.append({"task": task, "source": source, "data": data, "args": args})
+    return rows
+
+
 def plan_context(plan: Plan) -> dict[str, Any]:
     """Everything reports/runs_plan.md.j2 shows, computed from the Plan (no numbers are made up here)."""
     design, est, res = plan.design, plan.estimates, plan.resources
@@ -257,6 +281,7 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         "extra_titles": [factor_title(f) for f in extra],
         "run_rows": _run_rows(plan, extra),
         "task_names": task_names,
+        "task_rows": _task_rows(plan),
         "matrix": _matrix(plan, task_names),
         "epochs_text": _epochs_text(plan),
         "finetune_formula": _job_formula(plan.finetune_runs, base=False),

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, datetime
 from datetime import date as date_cls
 from pathlib import Path
+from typing import Any
 
 from tasks.core.errors import DesignError, Problem, SweepflowError
 from tasks.model.design import AnalysisSpec, ExperimentDesign, PathsSpec
@@ -30,6 +31,8 @@ from tasks.training.prior_logs import scan_prior_runs
 _LATER_SETTINGS = (("training", "max_steps_per_epoch"),)
 # Top-level settings added later: left out while at their default, for the same reason.
 _LATER_DEFAULTS = {"replicates": 1, "analysis": AnalysisSpec().model_dump(mode="json")}
+# Evaluation-task settings added later (issue 21): left out of each task while unset.
+_LATER_TASK_SETTINGS: dict[str, Any] = {"inspect_task": None, "args": {}, "own_data": None}
 
 
 def design_hash(design: ExperimentDesign) -> str:
@@ -41,6 +44,10 @@ def design_hash(design: ExperimentDesign) -> str:
     for key, default in _LATER_DEFAULTS.items():
         if data.get(key) == default:
             data.pop(key, None)
+    for task in data["evaluation"]["tasks"]:
+        for key, unset in _LATER_TASK_SETTINGS.items():
+            if task.get(key) == unset:
+                task.pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

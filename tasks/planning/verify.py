@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.errors import DesignError, Problem
-from tasks.evaluation.inspect_tasks import contract_problems
-from tasks.model.design import DatasetSpec, ExperimentDesign, PathsSpec
+from tasks.evaluation.inspect_tasks import TaskNotFound, task_signature
+from tasks.evaluation.task_contract import contract_problems
+from tasks.model.design import DatasetSpec, EvalTask, ExperimentDesign, PathsSpec
 from tasks.model.plan import DatasetInfo, ModelInfo, Run, SplitCounts, VerifiedResources
 from tasks.training.registry import REGISTRY, ModelSpec, lookup
 
@@ -308,6 +309,27 @@ def _check_output_dir(output_dir: Path, problems: list[Problem]) -> float | None
         return None
 
 
+def _task_problems(task: EvalTask, field: str, runs: list[Run], eval_scripts: dict[str, Path]) -> list[Problem]:
+    """An evaluation task's problems: its file or registered name, and whether it takes what fidelity needs."""
+    if task.script is not None:
+        script = Path(task.script)
+        where, path = f"{field}.script", str(script)
+        if not script.is_file():
+            what = "is a folder, not an inspect-ai task file" if script.is_dir() else "evaluation script not found"
+            return [Problem(field=where, message=f"{task.name}: {what}", path=path)]
+        eval_scripts[task.name] = script
+    else:
+        where, path = f"{field}.inspect_task", None
+    try:
+        signature = task_signature(task)
+    except TaskNotFound as error:
+        return [Problem(field=where, message=f"{task.name}: {error}", path=path)]
+    prompts = [(r.name, r.params.system_prompt) for r in runs if any(j.task == task.name for j in r.evaluations)]
+    return [
+        Problem(field=f"{field}.args", message=why, path=path) for why in contract_problems(task, signature, prompts)
+    ]
+
+
 def verify_resources(design: ExperimentDesign, runs: list[Run]) -> VerifiedResources:
     """Check models, datasets, evaluation files and the output folder; report every problem at once."""
     paths = _paths(design)
@@ -343,18 +365,7 @@ def verify_resources(design: ExperimentDesign, runs: list[Run]) -> VerifiedResou
     eval_scripts: dict[str, Path] = {}
     eval_datasets: dict[str, Path] = {}
     for i, task in enumerate(design.evaluation.tasks):
-        script = Path(task.script)
-        if script.is_file():
-            eval_scripts[task.name] = script
-            problems += [
-                Problem(field=f"evaluation.tasks[{i}].script", message=f"{task.name}: {why}", path=str(script))
-                for why in contract_problems(script, task.task_function)
-            ]
-        else:
-            what = "is a folder, not an inspect-ai task file" if script.is_dir() else "evaluation script not found"
-            problems.append(Problem(
-                field=f"evaluation.tasks[{i}].script", message=f"{task.name}: {what}", path=str(script)
-            ))
+        problems += _task_problems(task, f"evaluation.tasks[{i}]", runs or [], eval_scripts)
         if task.dataset is not None:
             data = Path(task.dataset)
             if data.is_file():

@@ -128,17 +128,19 @@ def check_case(files: dict[str, Any], run: Run, trained: Run, task: EvalTask, co
 
 
 def _check_case(where: str, files: dict[str, Any], run: Run, trained: Run, task: EvalTask, count: int) -> FidelityCheck:
-    from tasks.evaluation.inspect_tasks import task_reference
+    from tasks.evaluation.inspect_tasks import eval_task_reference, task_signature
+    from tasks.evaluation.task_contract import own_data
 
     config = f"{trained.name}/{FINETUNE_CONFIG}"
     trainer = training_tokenizer(files[config].content, config)
     eval_rel = f"{run.name}/evaluations/{task.name}"
     args, model_args = _load(files, f"{eval_rel}/task_args.yaml"), _load(files, f"{eval_rel}/model_args.yaml")
-    prompts = load_task_prompts(task_reference(task.script, task.task_function), args, count)
+    prompts = load_task_prompts(eval_task_reference(task), args, count)
     if not prompts.messages:
         raise FidelityError(f"{where}: the task has no samples to check")
-    own_data = task.dataset is not None
-    rows = _rows_from_prompts(run, prompts.messages, prompts.targets) if own_data else _test_rows(run, count)
+    # a task with its own data (or another file) is compared on its own samples' text and target
+    from_prompts = task.dataset is not None or own_data(task, task_signature(task))
+    rows = _rows_from_prompts(run, prompts.messages, prompts.targets) if from_prompts else _test_rows(run, count)
     model_dir = Path(run.model_dir)
     first = 0
     for k, (row, chat) in enumerate(zip(rows, prompts.messages, strict=False), start=1):  # the shorter decides

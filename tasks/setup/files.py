@@ -20,9 +20,10 @@ from tasks.core.files import dump_yaml
 from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
 from tasks.evaluation.chat_format import model_args
-from tasks.evaluation.inspect_tasks import task_args, task_reference
+from tasks.evaluation.inspect_tasks import TaskNotFound, TaskSignature, eval_task_reference, task_signature
+from tasks.evaluation.task_contract import task_args
 from tasks.model.cluster import ClusterSettings, JobEnv
-from tasks.model.design import PathsSpec, design_type
+from tasks.model.design import EvalTask, PathsSpec, design_type
 from tasks.model.factors import factor_levels
 from tasks.model.layout import GroupLayout, eval_job_name, eval_script_name
 from tasks.model.plan import Plan, Run
@@ -123,6 +124,13 @@ def _orchestrator_pins() -> tuple[str, ...]:
     return tuple(f"{name}=={metadata.version(name)}" for name in ("inspect_ai", "transformers"))
 
 
+def _signature(task: EvalTask) -> TaskSignature:
+    try:
+        return task_signature(task)
+    except TaskNotFound as error:  # planned where it resolved: the package or file changed since
+        raise SweepflowError(f"experiment.yaml: evaluation task {task.name}: {error}") from None
+
+
 def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
     files: dict[str, GeneratedFile] = {}
     layout = GroupLayout(plan.group_dir)
@@ -132,10 +140,11 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
     if spec is None:  # verification refuses such a plan; an edited experiment.yaml could still name one
         raise SweepflowError(f"experiment.yaml: run {run.name}: model {run.model!r} is not a supported model")
     family = spec.family
+    signatures = {name: _signature(tasks[name]) for name in {job.task for job in run.evaluations}}
     for task_name in sorted({job.task for job in run.evaluations}, key=list(tasks).index):
         task = tasks[task_name]
         eval_dir = layout.eval_dir(run.name, task.name)
-        args = task_args(run, task)
+        args = task_args(run, task, signatures[task.name])
         files[f"{run.name}/evaluations/{task.name}/task_args.yaml"] = GeneratedFile(
             content=render_template("inspect/task_args.yaml.j2", task=task, body=_dump(args))
         )
@@ -145,7 +154,7 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
                 body=dump_yaml(model_args(family, cluster.device), literal_blocks=True),
             )
         )
-        task_ref = task_reference(task.script, task.task_function)
+        task_ref = eval_task_reference(task)
         for job in (j for j in run.evaluations if j.task == task.name):
             base = run.is_control
             model_path = run.model_dir if base else layout.epoch_dir(run.name, str(job.epoch))

@@ -92,6 +92,13 @@ def _folders(plan: Plan) -> dict[str, str]:
     return folders
 
 
+def _registered_tasks(plan: Plan, shape: SiteShape) -> list[str]:
+    """The registered inspect tasks (`package/task`) an evaluation shape must resolve in the job's Python."""
+    if "eval" not in shape.stages:
+        return []
+    return sorted({t.inspect_task for t in plan.design.evaluation.tasks if t.inspect_task is not None})
+
+
 def _requirements(shape: SiteShape) -> list[str]:
     found: dict[str, None] = {}
     for stage in shape.stages:
@@ -107,6 +114,8 @@ def fingerprint(plan: Plan, cluster: ClusterSettings, shape: SiteShape, backend:
         "job_env": job_environment(cluster).model_dump(mode="json"), "requirements": _requirements(shape),
         "models": _models_spec(plan),
     }
+    if _registered_tasks(plan, shape):  # only then: earlier passes of plans without one keep their fingerprint
+        what["inspect_tasks"] = _registered_tasks(plan, shape)
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -127,7 +136,9 @@ def check_files(plan: Plan, cluster: ClusterSettings, shape: SiteShape, folder: 
         "jobs/site_check.slurm.j2", shape=shape, cluster=cluster, directives=job_directives(spec), folder=str(folder),
         probe=str(SWEEPFLOW_HOME / "tasks" / "core" / "site_probe.py"), **context,
     )
-    probe_spec = {"models": _models_spec(plan), "folders": _folders(plan)}
+    probe_spec = {
+        "models": _models_spec(plan), "inspect_tasks": _registered_tasks(plan, shape), "folders": _folders(plan),
+    }
     return {"site_check.slurm": script, "site_check_spec.json": json.dumps(probe_spec, indent=2) + "\n"}
 
 

@@ -122,17 +122,21 @@ def test_run_pauses_for_approval(prefect_server, fake_site, tmp_path, approve):
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_task_that_cannot_take_the_contract_is_refused_and_nothing_written(prefect_server, fake_site, tmp_path):
+def test_task_that_cannot_get_what_fidelity_needs_is_refused_and_nothing_written(prefect_server, fake_site, tmp_path):
     from flows.plan_runs import plan_runs
 
-    design = fake_site.design(name="contract")
+    design = fake_site.design(name="contract", training={"epochs": 1, "system_prompt": "Capitalize."})
+    design["evaluation"]["tasks"][0]["args"] = {"shots": 3}
     Path(design["evaluation"]["tasks"][0]["script"]).write_text(
         "from inspect_ai import task\n\n@task\ndef cap(dataset=None, prompt=''):\n    pass\n"
     )
     state = plan_runs(design, auto_approve=True, date=DATE, return_state=True)
     assert state.is_failed()
-    assert "evaluation.tasks[0].script: cap: task cap has no parameter 'system_prompt'" in state.message
-    assert "no parameter 'split'" in state.message and "Traceback" not in state.message
+    assert "evaluation.tasks[0].args: task cap: args names 'shots', which the task does not have " \
+        "(its parameters: dataset, prompt)" in state.message
+    assert "task cap: training uses a system prompt (run " in state.message
+    assert "add `<its system-prompt parameter>: ${system_prompt}` under the task's `args:`" in state.message
+    assert "Traceback" not in state.message
     assert not (tmp_path / "out").exists()
 
 

@@ -118,3 +118,34 @@ def test_a_check_that_does_not_finish_in_time_is_cancelled_and_reported(fake_sit
     assert shape.outcome == "timed out"
     assert "not finished within 0 min" in shape.message and "cancelled" in shape.message
     assert recent_pass(plan, cluster, "local") is None
+
+
+def test_a_registered_task_must_resolve_in_the_job_environment(fake_site, tmp_path, monkeypatch):
+    """The orchestrator resolves the fixture task package (plan-time check); the job's Python must too."""
+    import shutil
+
+    from inspect_ai._util.entrypoints import clear_entry_points_state
+
+    site = tmp_path / "pkgs" / "site-packages"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "task_package", site)
+    monkeypatch.syspath_prepend(str(site))
+    clear_entry_points_state()
+    design = fake_site.design(cluster=CPU_LOCAL)
+    design["evaluation"]["tasks"] = [{
+        "name": "caps", "inspect_task": "sweepflow_fixture_tasks/capitals",
+        "args": {"data_file": "${dataset}", "instructions": "${system_prompt}"},
+    }]
+    plan = build_plan(parse_design(design, base=fake_site.root), date="2026-01-02")
+
+    report = _check(plan, cluster_settings(plan.design))  # the job's PYTHONPATH lacks the package
+    (shape,) = report.shapes
+    assert shape.outcome == "failed"
+    assert shape.message.startswith("sweepflow_fixture_tasks/capitals: inspect has no registered task of this name")
+
+    with_package = cluster_settings(plan.design).model_copy(update={"env_setup": [f"export PYTHONPATH={site}"]})
+    report = _check(plan, with_package)
+    assert report.passed, report.failures()
+    (shape,) = report.shapes
+    log = (shape.folder / f"slurm-{shape.job_id}.out").read_text()
+    assert "1 registered task(s) resolve (sweepflow_fixture_tasks/capitals)" in log
+    clear_entry_points_state()

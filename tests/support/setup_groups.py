@@ -27,9 +27,9 @@ import pytest
 import yaml
 
 import tasks.setup.files as setup_files
+from tasks.evaluation.inspect_tasks import eval_task_reference
 from tasks.model.design import ExperimentDesign
 from tasks.model.design_file import parse_design
-from tasks.evaluation.inspect_tasks import task_reference
 from tasks.model.plan import Plan
 from tasks.model.plan_file import load_plan
 from tasks.planning.deliver import deliver_plan
@@ -165,7 +165,7 @@ def expected_eval_argv(plan: Plan, run_name: str, task_name: str, epoch: Any, mo
     """The `inspect eval` command line an evaluation script should run (the intended one)."""
     evaluation = plan.design.evaluation
     task = next(t for t in evaluation.tasks if t.name == task_name)
-    ref = task_reference(task.script, task.task_function)
+    ref = eval_task_reference(task)
     label = f"hf/{run_name}" if epoch is None else f"hf/{run_name}_epoch_{epoch}"
     argv = ["eval", ref, "--model", label, "--model-config", "model_args.yaml", "-M", f"model_path={model_path}"]
     argv += ["--max-tokens", str(evaluation.max_tokens)]
