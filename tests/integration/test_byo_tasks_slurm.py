@@ -40,6 +40,7 @@ def _design(tmp_path: Path, inputs: dict[str, Path], site: Path) -> Path:
     data = yaml.safe_load(DESIGN.read_text())
     data["name"] = "byo_tasks"
     data["factors"] = {"lora_rank": [16]}
+    data["replicates"] = 1  # one run: the test is about the tasks
     data["controls"] = True
     data["training"]["epochs"] = 1
     data["dataset"]["path"] = str(inputs["dataset"])
