@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from tasks.core.durations import parse_duration
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign
 
@@ -130,6 +131,23 @@ class ClusterSettings(BaseModel):
             raise ValueError(f"{value!r} is not a SLURM time limit like 04:00:00, 1-00:00:00 or 90")
         return value
 
+    @model_validator(mode="after")
+    def _within_max_time(self) -> ClusterSettings:
+        """Refuse a limit above the partition's MaxTime (sbatch would, mid-sweep), naming both fields."""
+        cap = parse_duration(self.max_time_limit)
+        if cap is None:
+            return self
+        for name in ("time_limit", "eval_time_limit"):
+            value = getattr(self, name)
+            seconds = parse_duration(value)
+            if seconds is not None and seconds > cap:
+                raise ValueError(
+                    f"{name} {value} is above max_time_limit {self.max_time_limit} (the partition's MaxTime): "
+                    f"sbatch would refuse every such job; lower {name} or leave it out (the estimate is then "
+                    "capped by max_time_limit)"
+                )
+        return self
+
     @field_validator("notify_block")
     @classmethod
     def _notify_block(cls, value: str | None) -> str | None:
@@ -162,7 +180,7 @@ def cluster_settings(design: ExperimentDesign, overrides: dict[str, Any] | None 
     except ValidationError as error:
         problems = [
             Problem(
-                field="cluster." + ".".join(str(p) for p in e["loc"]),
+                field=".".join(["cluster", *(str(p) for p in e["loc"])]),
                 message=str(e["msg"]).removeprefix("Value error, "),
             )
             for e in error.errors()
