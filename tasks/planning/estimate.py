@@ -24,9 +24,8 @@ from typing import NamedTuple
 from tasks.model.design import ExperimentDesign
 from tasks.model.plan import Estimates, Figure, ModelEstimate, Run, RunEstimate
 from tasks.planning.calibration import fit_speed_exponent
+from tasks.planning.checkpoint_disk import checkpoint_figure
 from tasks.planning.formulas import (
-    ADAPTER_ONLY_GIB,
-    CHECKPOINT_GIB,
     DEFAULT,
     DEFAULT_PACKING_DENSITY,
     DESIGN,
@@ -39,7 +38,6 @@ from tasks.planning.formulas import (
     OVERHEAD,
     PILOT,
     SPEED_SCALE,
-    _interp,
     _params,
     _r,
     batch_from_memory,
@@ -53,6 +51,7 @@ from tasks.planning.formulas import (
     scenarios,
 )
 from tasks.planning.prior_evals import PriorEval, eval_minutes_from_priors
+from tasks.training.checkpoint_size import CheckpointSize
 from tasks.training.prior_logs import PriorRun, PriorScan
 
 
@@ -268,17 +267,17 @@ def _with_measured_evals(run: Run, calc: _Calc, prior_evals: list[PriorEval], te
     return calc._replace(job_minutes=minutes, eval_source=source) if source else calc
 
 
-def _checkpoint_figure(model: str, adapter_only: bool, priors: list[PriorRun]) -> Figure:
-    def fits(q: PriorRun) -> bool:
-        return bool(q.checkpoint_gib_per_epoch) and bool(q.save_adapter_weights_only) == adapter_only
+def _checkpoint_figure(run: Run, computed: CheckpointSize | None, priors: list[PriorRun], notes: list[str]) -> Figure:
+    """GiB per epoch of the run's checkpoints (`tasks.planning.checkpoint_disk`), from the most relevant prior."""
+    adapter_only = run.params.save_adapter_weights_only
 
-    cp, same = _choose(priors, model, True, None, fits)
-    if cp and cp.checkpoint_gib_per_epoch:
-        ratio = 1.0 if same else scale(CHECKPOINT_GIB, model, cp.model or model)
-        return Figure(value=cp.checkpoint_gib_per_epoch * ratio, source=_source(cp, same))
-    if adapter_only:
-        return Figure(value=ADAPTER_ONLY_GIB, source=DEFAULT)
-    return Figure(value=_r(_interp(CHECKPOINT_GIB, _params(model) or 1.24)), source=DEFAULT)
+    def fits(q: PriorRun) -> bool:
+        measured = q.checkpoint_gib_per_epoch is not None or q.checkpoint_du_gib_per_epoch is not None
+        return measured and bool(q.save_adapter_weights_only) == adapter_only
+
+    cp, same = _choose(priors, run.model, True, None, fits)
+    pilot = f"{PILOT} " if cp and cp.pilot else ""
+    return checkpoint_figure(run.model, run.params.lora_rank, adapter_only, computed, cp, same, pilot, notes)
 
 
 def _usable_priors(priors: PriorScan | list[PriorRun]) -> tuple[list[PriorRun], list[str]]:
@@ -326,11 +325,13 @@ def _model_estimate(model: str, runs: list[Run], calcs: dict[str, _Calc], checkp
 
 def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict[Path, int],
                   test_samples: dict[str, int], priors: PriorScan | list[PriorRun],
-                  prior_evals: list[PriorEval] | None = None) -> tuple[list[Run], Estimates]:
+                  prior_evals: list[PriorEval] | None = None,
+                  checkpoints: dict[str, CheckpointSize | None] | None = None) -> tuple[list[Run], Estimates]:
     """Fill "auto" batch sizes and estimate time, GPU-hours and disk for every run (controls: evaluation only).
 
     `train_samples`: dataset path -> train split size; `test_samples`: task -> test samples;
-    `priors`: a `scan_prior_runs` result (its missing folders become notes) or its runs.
+    `priors`: a `scan_prior_runs` result (its missing folders become notes) or its runs;
+    `checkpoints`: run name -> one epoch's save computed from the model's dims and files (none: priors/defaults).
     """
     priors, notes = _usable_priors(priors)
     calcs: dict[str, _Calc] = {}
@@ -346,15 +347,16 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         else r.model_copy(update={"params": r.params.model_copy(update={"batch_size": int(calcs[r.name].batch.value)})})
         for r in runs
     ]
-    checkpoint = {
-        m: _checkpoint_figure(m, any(r.params.save_adapter_weights_only for r in runs if r.model == m), priors)
-        for m in dict.fromkeys(r.model for r in runs)
-    }
+    per_run = {r.name: _checkpoint_figure(r, (checkpoints or {}).get(r.name), priors, notes) for r in runs}
+    first: dict[str, str] = {}  # per model: its first fine-tuned run (what the per-model table shows)
+    for r in sorted(runs, key=lambda r: r.is_control):
+        first.setdefault(r.model, r.name)
+    checkpoint = {m: per_run[first[m]] for m in dict.fromkeys(r.model for r in runs)}
 
-    run_estimates = {run.name: _run_estimate(run, calcs[run.name], checkpoint[run.model], design) for run in runs}
+    run_estimates = {run.name: _run_estimate(run, calcs[run.name], per_run[run.name], design) for run in runs}
     per_model_disk: dict[str, float] = {m: 0.0 for m in checkpoint}
     for run in runs:
-        per_model_disk[run.model] += 0.0 if run.is_control else checkpoint[run.model].value * run.params.epochs
+        per_model_disk[run.model] += 0.0 if run.is_control else per_run[run.name].value * run.params.epochs
     train_list = [run_estimates[r.name].train_minutes for r in runs if not r.is_control]
     eval_list = [m for r in runs for m in calcs[r.name].job_minutes]
     per_model = {model: _model_estimate(model, runs, calcs, checkpoint[model]) for model in checkpoint}

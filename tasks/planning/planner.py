@@ -21,8 +21,10 @@ from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
 from tasks.planning.prior_evals import scan_prior_evals
 from tasks.planning.verify import check_disk, verify_resources
+from tasks.training.checkpoint_size import CheckpointSize, checkpoint_size
 from tasks.training.config import recipe_for
 from tasks.training.prior_logs import scan_prior_runs
+from tasks.training.registry import lookup
 
 # Settings added after designs were first hashed: left out while unset, so that an earlier run group of the
 # same design keeps its hash (run-experiment resumes it by hash).
@@ -102,6 +104,24 @@ def _own_pilot(group: Path, design: ExperimentDesign) -> bool:
     return pilot_of(group) == design.name
 
 
+def checkpoint_sizes(runs: list[Run], resources: VerifiedResources) -> dict[str, CheckpointSize | None]:
+    """Run name -> one epoch's checkpoint as torchtune writes it, from its model folder's dims and files."""
+    folders = {m.name: Path(m.path) for m in resources.models}
+    sizes: dict[tuple, CheckpointSize | None] = {}
+    out: dict[str, CheckpointSize | None] = {}
+    for run in runs:
+        p, spec = run.params, lookup(run.model)
+        key = (run.model, p.lora_rank, tuple(p.lora_attn_modules), p.apply_lora_to_mlp, p.save_adapter_weights_only,
+               p.dtype)
+        if key not in sizes:
+            folder = folders.get(run.model)
+            sizes[key] = None if folder is None else checkpoint_size(
+                folder, list(spec.checkpoint_files) if spec else [], p.lora_rank, list(p.lora_attn_modules),
+                p.apply_lora_to_mlp, p.save_adapter_weights_only, p.dtype)
+        out[run.name] = sizes[key]
+    return out
+
+
 def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources,
              priors_from: list[Path] | None = None) -> tuple[list[Run], Estimates]:
     """Fill "auto" batch sizes and estimate every run from the prior logs `prior_run_folders` names.
@@ -119,7 +139,8 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     train = {d.path: d.splits.train for d in resources.datasets}
     prior_evals = [e.model_copy(update={"pilot": e.pilot and _own_pilot(e.group, design)})
                    for e in scan_prior_evals(folders)]
-    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals)
+    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals,
+                                    checkpoint_sizes(runs, resources))
     if default and priors.runs:
         estimates.notes.append(
             f"paths.prior_runs names no folder, so the earlier run groups under {folders[0]} were searched: "
