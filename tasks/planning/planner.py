@@ -20,6 +20,7 @@ from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
 from tasks.planning.prior_evals import scan_prior_evals
+from tasks.planning.training_data import training_tokens
 from tasks.planning.verify import check_disk, verify_resources
 from tasks.training.checkpoint_size import CheckpointSize, checkpoint_size
 from tasks.training.config import recipe_for
@@ -29,6 +30,7 @@ from tasks.training.registry import lookup
 # Settings added after designs were first hashed: left out while unset, so that an earlier run group of the
 # same design keeps its hash (run-experiment resumes it by hash).
 _LATER_SETTINGS = (("training", "max_steps_per_epoch"),)
+_LATER_FLAGS = (("training", "accept_truncation"), ("evaluation", "accept_train_test_overlap"))  # left out while false
 
 
 def design_hash(design: ExperimentDesign) -> str:
@@ -36,6 +38,9 @@ def design_hash(design: ExperimentDesign) -> str:
     data = design.model_dump(mode="json")
     for section, key in _LATER_SETTINGS:
         if data.get(section, {}).get(key) is None:
+            data[section].pop(key, None)
+    for section, key in _LATER_FLAGS:
+        if data.get(section, {}).get(key) is False:
             data[section].pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -139,8 +144,10 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     train = {d.path: d.splits.train for d in resources.datasets}
     prior_evals = [e.model_copy(update={"pilot": e.pilot and _own_pilot(e.group, design)})
                    for e in scan_prior_evals(folders)]
+    tokens, token_notes = training_tokens(design, runs, resources)
     runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals,
-                                    checkpoint_sizes(runs, resources))
+                                    checkpoint_sizes(runs, resources), tokens)
+    estimates.notes += token_notes
     if default and priors.runs:
         estimates.notes.append(
             f"paths.prior_runs names no folder, so the earlier run groups under {folders[0]} were searched: "
