@@ -19,8 +19,10 @@ from tasks.model.layout import pilot_of
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
+from tasks.planning.leakage import eval_dataset_problems, leakage_problems
 from tasks.planning.prior_evals import scan_prior_evals
 from tasks.planning.training_data import training_tokens
+from tasks.planning.verify import HEADING as VERIFY_HEADING
 from tasks.planning.verify import check_disk, verify_resources
 from tasks.training.checkpoint_size import CheckpointSize, checkpoint_size
 from tasks.training.config import recipe_for
@@ -155,6 +157,16 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     return runs, estimates
 
 
+def check_evaluation_data(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> None:
+    """Every task's own dataset parsed; train/test overlap refused unless the design accepts it (`DesignError`)."""
+    problems = eval_dataset_problems(design, resources.eval_datasets)
+    if problems:
+        raise DesignError(problems, heading=VERIFY_HEADING)
+    leaks = leakage_problems(design, runs, resources.eval_datasets)
+    if leaks:
+        raise DesignError(leaks, heading="Evaluated test data overlaps the training data")
+
+
 def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime | None = None,
                priors_from: list[Path] | None = None) -> Plan:
     """The whole plan, or a DesignError listing every problem. Writes nothing.
@@ -165,6 +177,7 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
     group = run_group_name(design, date)
     runs = expand_design(design)
     resources = verify_resources(design, runs)
+    check_evaluation_data(design, runs, resources)
     runs, estimates = estimate(design, runs, resources, priors_from)
     disk_problems = check_disk(resources, estimates.disk.total_gib, paths.output_dir)
     if disk_problems:
