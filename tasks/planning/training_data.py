@@ -37,6 +37,7 @@ def training_tokens(design: ExperimentDesign, runs: list[Run],
     notes: list[str] = []
     over: dict[tuple[str, str, int], DataTokens] = {}
     failed: set[str] = set()  # models whose tokenizer could not be built: tried once
+    memo: dict[tuple, DataTokens] = {}
     for run in runs:
         p, spec, folder = run.params, lookup(run.model), folders.get(run.model)
         if run.is_control or spec is None or folder is None or run.model in failed:
@@ -45,6 +46,11 @@ def training_tokens(design: ExperimentDesign, runs: list[Run],
         key = (path, p.dataset.train_split)
         if key not in records:
             records[key] = _train_records(path, p.dataset.train_split)
+        memo_key = (run.model, key, p.dataset.input_field, p.dataset.output_field, p.system_prompt, p.max_seq_len,
+                    p.packed)
+        if memo_key in memo:  # runs that differ only in settings the tokens do not depend on (rank, rate, ...)
+            out[run.name] = memo[memo_key]
+            continue
         try:
             lengths = sample_lengths(spec, folder, records[key], p.dataset.input_field, p.dataset.output_field,
                                      p.system_prompt, f"{hashes.get(path, path)}:{p.dataset.train_split}")
@@ -54,7 +60,7 @@ def training_tokens(design: ExperimentDesign, runs: list[Run],
                          "steps come from prior logs or the seed's default instead.")
             continue
         tokens = data_tokens(lengths, p.max_seq_len, p.packed, f"{run.model}'s torchtune tokenizer")
-        out[run.name] = tokens
+        out[run.name] = memo[memo_key] = tokens
         if tokens.over_max:
             over.setdefault((str(path), run.model, p.max_seq_len), tokens)
     if over and not design.training.accept_truncation:

@@ -64,7 +64,13 @@ def pack_count(lengths: list[int], max_seq_len: int) -> int:
 
 
 def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    stat = path.stat()
+    return _sha_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha_of(path: str, size: int, mtime_ns: int) -> str:  # keyed by size and mtime: a changed file is read again
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @lru_cache(maxsize=8)
