@@ -77,3 +77,24 @@ def test_a_long_record_is_named(tmp_path: Path) -> None:
         build_plan(ExperimentDesign.model_validate(data), date="2026-12-01")
     message = str(error.value)
     assert "1 of 8000 training samples are longer than max_seq_len 2048" in message and "record 7:" in message
+
+
+def test_a_700_run_plan_stays_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Overview and compute summary first; the directory tree as a pattern with examples; <= 3 lines per run."""
+    import tasks.planning.planner as planner
+    from tasks.planning.plan_markdown import render_plan_markdown
+
+    monkeypatch.setattr(planner, "check_disk", lambda *args, **kwargs: [])  # ~7 TiB: this test is about the text
+    data = della_design(tmp_path, ranks=list(range(1, 351)))
+    plan = build_plan(ExperimentDesign.model_validate(data), date="2026-12-01")
+    assert len(plan.runs) == 702
+    lines = render_plan_markdown(plan).splitlines()
+    assert len(lines) <= 3 * len(plan.runs)
+    overview = lines[:lines.index("## Variables")]
+    compute = next(line for line in overview if line.startswith("- **Compute**"))
+    assert f"{plan.estimates.total_gpu_hours:.1f}" in compute and "GiB" in compute
+    assert "  ... 699 more run folders of the same shape (All Runs lists every name)" in lines
+    all_runs = lines[lines.index("## All Runs"):lines.index("## Resources")]
+    assert sum(line.startswith(f"| {M1}_rank") for line in all_runs) == 350  # the table stays complete
+    limits = lines[lines.index("### Job Time Limits"):lines.index("### Disk Space Estimates")]
+    assert any("and 349 more (350 runs) | fine-tune |" in line for line in limits)
