@@ -17,6 +17,7 @@ from tasks.core.errors import DesignError, Problem, SweepflowError
 from tasks.model.design import ExperimentDesign, PathsSpec
 from tasks.model.layout import pilot_of
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
+from tasks.planning.accuracy import accuracy_text
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
 from tasks.planning.leakage import eval_dataset_problems, leakage_problems
@@ -150,6 +151,7 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals,
                                     checkpoint_sizes(runs, resources), tokens)
     estimates.notes += token_notes
+    estimates.accuracy = accuracy_text(folders)
     if default and priors.runs:
         estimates.notes.append(
             f"paths.prior_runs names no folder, so the earlier run groups under {folders[0]} were searched: "
