@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 from tasks.core.durations import parse_duration
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign
+from tasks.model.yaml_types import explain_yaml_type
 
 # sbatch reads `#SBATCH` lines itself, without a shell: values there must be plain tokens.
 DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/-]+$")
@@ -181,7 +182,7 @@ def cluster_settings(design: ExperimentDesign, overrides: dict[str, Any] | None 
         problems = [
             Problem(
                 field=".".join(["cluster", *(str(p) for p in e["loc"])]),
-                message=str(e["msg"]).removeprefix("Value error, "),
+                message=explain_yaml_type(e) or str(e["msg"]).removeprefix("Value error, "),
             )
             for e in error.errors()
         ]
