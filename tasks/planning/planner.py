@@ -14,6 +14,7 @@ from datetime import date as date_cls
 from pathlib import Path
 
 from tasks.core.errors import DesignError, Problem, SweepflowError
+from tasks.model.cluster import cluster_settings, job_env_problem
 from tasks.model.design import ExperimentDesign, PathsSpec
 from tasks.model.layout import pilot_of
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
@@ -159,6 +160,15 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     return runs, estimates
 
 
+def _check_job_env(design: ExperimentDesign) -> None:
+    """A CUDA SLURM design must name its jobs' environment (or say it means the orchestrator's)."""
+    if design.cluster is None or isinstance(design.cluster, str):  # no settings, or a block not yet loaded
+        return
+    problem = job_env_problem(cluster_settings(design))
+    if problem:
+        raise DesignError([problem], heading="The cluster settings have problems")
+
+
 def check_evaluation_data(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> None:
     """Every task's own dataset parsed; train/test overlap refused unless the design accepts it (`DesignError`)."""
     problems = eval_dataset_problems(design, resources.eval_datasets)
@@ -177,6 +187,7 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
     """
     paths = site_paths(design)
     group = run_group_name(design, date)
+    _check_job_env(design)
     runs = expand_design(design)
     resources = verify_resources(design, runs)
     check_evaluation_data(design, runs, resources)

@@ -89,3 +89,14 @@ def test_a_sweep_that_overflows_the_disk_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DesignError) as error:
         build_plan(ExperimentDesign.model_validate(della_design(tmp_path, ranks=ranks)), date="2026-12-01")
     assert "Not enough disk" in str(error.value) and "paths.output_dir" in str(error.value)
+
+
+def test_a_cuda_slurm_design_without_job_env_is_refused_with_the_fix(tmp_path: Path) -> None:
+    data = della_design(tmp_path)
+    data["cluster"] = {k: v for k, v in data["cluster"].items() if k != "job_env"}
+    with pytest.raises(DesignError) as error:
+        build_plan(ExperimentDesign.model_validate(data), date="2026-12-01")
+    [problem] = error.value.problems
+    assert problem.field == "cluster.job_env" and "use_orchestrator_env: true" in problem.message
+    data["cluster"]["use_orchestrator_env"] = True  # meant: planned
+    assert build_plan(ExperimentDesign.model_validate(data), date="2026-12-01").runs
