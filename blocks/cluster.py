@@ -67,6 +67,10 @@ class SlurmCluster(Block):
         None, description="The jobs' Python: module lines, then a conda env (name or prefix) or a venv folder; "
         "empty: this clone's .venv"
     )
+    use_orchestrator_env: bool = Field(
+        False, description="With no job_env, run CUDA SLURM jobs in this clone's .venv on purpose "
+        "(else planning refuses a CUDA SLURM design with no job_env)"
+    )
     eval_partition: str | None = Field(None, description="Partition of evaluation jobs (empty: partition)")
     eval_constraint: str | None = Field(None, description="Constraint of evaluation jobs (empty: constraint)")
     eval_gpu_type: str | None = Field(

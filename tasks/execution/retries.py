@@ -74,6 +74,7 @@ def retry_context(
         gradient_accumulation_steps=overrides.gradient_accumulation_steps or run.params.gradient_accumulation_steps,
         time_limit=(last.time_limit if last and last.time_limit else script_limit),
         default_time_limit=script_limit,
+        max_time_limit=cluster.max_time_limit,
         node=last.node if last else None,
         excluded_nodes=excluded,
         resume_epoch=overrides.resume_epoch,

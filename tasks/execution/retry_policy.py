@@ -7,7 +7,10 @@ Policy (`decide`), by FailureCause:
 - oom: divide the batch size by its smallest prime factor (halve it when even) and multiply
   gradient accumulation by the same, so batch x accumulation (the effective batch) is
   unchanged; restart from scratch. Batch size 1: not retried.
-- timeout: more time (`--time`, x2) and resume after the last saved epoch (if any).
+- timeout: more time (`--time`, x2, never above the partition's `max_time_limit`) and resume
+  after the last saved epoch (if any). One already at the maximum resumes with the same time
+  when an epoch is on disk to resume from, and is not retried when none is (it would time out
+  again at the same point).
 - node (NODE_FAIL, PREEMPTED, BOOT_FAIL): resubmit as is, excluding the failed node.
 - cancelled (by a user), dependency, launch, error (code or data): never retried.
 At most `max_attempts` submissions per fine-tune (the first one included).
@@ -20,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from tasks.backends import FailureCause, JobOverrides
-from tasks.core.durations import scale_duration
+from tasks.core.durations import format_duration, parse_duration, scale_duration
 from tasks.model.status import StageStatus
 
 RemedyKind = Literal["resubmit_smaller_batch", "resume_more_time", "resubmit_exclude_node", "none"]
@@ -43,6 +46,7 @@ class RetryContext(BaseModel):
     gradient_accumulation_steps: int
     time_limit: str  # the limit the failed attempt ran with
     default_time_limit: str  # the cluster's fine-tune limit (the script's #SBATCH --time)
+    max_time_limit: str | None = None  # the partition's MaxTime (cluster settings): no retry asks for more
     node: str | None = None  # where the failed attempt ran
     excluded_nodes: list[str] = Field(default_factory=list)  # by earlier retries
     resume_epoch: int | None = None  # the config currently resumes after this epoch
@@ -117,14 +121,7 @@ def decide(cause: FailureCause | str | None, attempts_so_far: int, max_attempts:
             f"(effective batch {bs * ga} unchanged)",
         )
     if cause == "timeout":
-        new_time = scale_duration(ctx.time_limit, TIME_MULTIPLIER)
-        where = (f"resume after epoch_{ctx.resumable_epoch}" if ctx.resumable_epoch is not None
-                 else "no finished epoch to resume from, restart")
-        return Remedy(
-            kind="resume_more_time", cause=cause, time_multiplier=TIME_MULTIPLIER, time_limit=new_time,
-            resume_epoch=ctx.resumable_epoch, **same,
-            description=f"TIMEOUT: {where} with time {ctx.time_limit}→{new_time}",
-        )
+        return _timeout_remedy(ctx, same)
     excluded = list(ctx.excluded_nodes)
     if ctx.node and ctx.node not in excluded:
         excluded.append(ctx.node)
@@ -134,6 +131,34 @@ def decide(cause: FailureCause | str | None, attempts_so_far: int, max_attempts:
         kind="resubmit_exclude_node", cause=cause, batch_size=bs, gradient_accumulation_steps=ga,
         time_limit=carry_time, exclude_nodes=excluded, resume_epoch=resume,
         description=f"node failure: resubmit as is, {what}",
+    )
+
+
+def _more_time(ctx: RetryContext) -> tuple[str, float]:
+    """The next attempt's --time (x TIME_MULTIPLIER, capped by max_time_limit) and the multiplier it amounts to."""
+    wanted = scale_duration(ctx.time_limit, TIME_MULTIPLIER)
+    cap, now = parse_duration(ctx.max_time_limit), parse_duration(ctx.time_limit) or 0.0
+    if cap is None or (parse_duration(wanted) or 0.0) <= cap:
+        return wanted, TIME_MULTIPLIER
+    return format_duration(cap), (cap / now if now else 1.0)
+
+
+def _timeout_remedy(ctx: RetryContext, same: dict) -> Remedy:
+    new_time, factor = _more_time(ctx)
+    resumable = ctx.resumable_epoch is not None
+    if factor <= 1.0 and not resumable:
+        return Remedy(
+            kind="none", cause="timeout",
+            description=f"TIMEOUT: not retried: it ran with {ctx.time_limit}, the partition's maximum "
+            f"(max_time_limit {ctx.max_time_limit}), and saved no epoch to resume from, so it would time out "
+            "again; lower max_steps_per_epoch or epochs, or use a partition with a longer MaxTime",
+        )
+    where = f"resume after epoch_{ctx.resumable_epoch}" if resumable else "no finished epoch to resume from, restart"
+    capped = f" (capped by max_time_limit {ctx.max_time_limit})" if factor < TIME_MULTIPLIER else ""
+    return Remedy(
+        kind="resume_more_time", cause="timeout", time_multiplier=round(factor, 4), time_limit=new_time,
+        resume_epoch=ctx.resumable_epoch, **same,
+        description=f"TIMEOUT: {where} with time {ctx.time_limit}→{new_time}{capped}",
     )
 
 

@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
+from tasks.core.durations import parse_duration
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign
+from tasks.model.yaml_types import explain_yaml_type
 
 # sbatch reads `#SBATCH` lines itself, without a shell: values there must be plain tokens.
 DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/-]+$")
@@ -99,6 +101,10 @@ class ClusterSettings(BaseModel):
         "cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)"
     )
     job_env: JobEnv | None = Field(None, description="The jobs' Python environment (default: this clone's .venv)")
+    use_orchestrator_env: bool = Field(
+        False, description="With no job_env, run CUDA SLURM jobs in this clone's own .venv on purpose (it has the "
+        "GPU builds); without it, planning refuses a CUDA SLURM design that names no job_env"
+    )
     eval_partition: str | None = Field(None, description="Partition of evaluation jobs (default: partition)")
     eval_constraint: str | None = Field(None, description="Constraint of evaluation jobs (default: constraint)")
     eval_gpu_type: str | None = Field(
@@ -130,6 +136,23 @@ class ClusterSettings(BaseModel):
             raise ValueError(f"{value!r} is not a SLURM time limit like 04:00:00, 1-00:00:00 or 90")
         return value
 
+    @model_validator(mode="after")
+    def _within_max_time(self) -> ClusterSettings:
+        """Refuse a limit above the partition's MaxTime (sbatch would, mid-sweep), naming both fields."""
+        cap = parse_duration(self.max_time_limit)
+        if cap is None:
+            return self
+        for name in ("time_limit", "eval_time_limit"):
+            value = getattr(self, name)
+            seconds = parse_duration(value)
+            if seconds is not None and seconds > cap:
+                raise ValueError(
+                    f"{name} {value} is above max_time_limit {self.max_time_limit} (the partition's MaxTime): "
+                    f"sbatch would refuse every such job; lower {name} or leave it out (the estimate is then "
+                    "capped by max_time_limit)"
+                )
+        return self
+
     @field_validator("notify_block")
     @classmethod
     def _notify_block(cls, value: str | None) -> str | None:
@@ -150,6 +173,23 @@ class ClusterSettings(BaseModel):
         return value
 
 
+def job_env_problem(cluster: ClusterSettings) -> Problem | None:
+    """A CUDA design on SLURM that names no job environment: its jobs would run in the orchestrator's venv.
+
+    That venv is usually a CPU build on a login node, and the first job's preflight fails mid-sweep;
+    refused at plan time unless `use_orchestrator_env` says it is meant.
+    """
+    if cluster.device != "cuda" or cluster.backend != "slurm" or cluster.job_env or cluster.use_orchestrator_env:
+        return None
+    return Problem(
+        field="cluster.job_env",
+        message="CUDA jobs on SLURM need their Python environment named: set job_env (e.g. "
+        "{modules: [anaconda3/2024.6], conda: torch-env}, or {venv: /path/to/venv}) to the environment with "
+        "torchtune and a CUDA build of torch on the compute nodes; or set use_orchestrator_env: true to run the jobs "
+        "in this clone's own .venv on purpose",
+    )
+
+
 def cluster_settings(design: ExperimentDesign, overrides: dict[str, Any] | None = None) -> ClusterSettings:
     """The design's inline cluster fields, then `overrides`, over the defaults; `DesignError` names bad fields."""
     raw = design.cluster
@@ -162,8 +202,8 @@ def cluster_settings(design: ExperimentDesign, overrides: dict[str, Any] | None 
     except ValidationError as error:
         problems = [
             Problem(
-                field="cluster." + ".".join(str(p) for p in e["loc"]),
-                message=str(e["msg"]).removeprefix("Value error, "),
+                field=".".join(["cluster", *(str(p) for p in e["loc"])]),
+                message=explain_yaml_type(e) or str(e["msg"]).removeprefix("Value error, "),
             )
             for e in error.errors()
         ]

@@ -90,6 +90,10 @@ class TrainingSpec(_Strict):
     weight_decay: float = Field(0.01, ge=0.0)
     num_warmup_steps: NonNegativeInt = 100
     max_seq_len: PositiveInt = 2048
+    accept_truncation: bool = Field(
+        False, description="Train although some samples are longer than max_seq_len (torchtune cuts them: the "
+        "model never sees their ends); false: planning refuses such data, with the counts"
+    )
     seed: int = 42
     dtype: Literal["bf16", "fp32"] = "bf16"
     save_adapter_weights_only: bool = Field(
@@ -199,6 +203,10 @@ class EvaluationSpec(_Strict):
     )
     max_tokens: PositiveInt = 32
     limit: PositiveInt | None = Field(None, description="Evaluate only the first N samples")
+    accept_train_test_overlap: bool = Field(
+        False, description="Evaluate although test inputs (any task's, transfer sets included) also occur in the "
+        "training data (compared case- and whitespace-insensitively); false: planning refuses, with the counts"
+    )
 
     @field_validator("tasks")
     @classmethod

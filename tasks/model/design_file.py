@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign, PathsSpec, cross_field_problems
+from tasks.model.yaml_types import explain_yaml_type
 
 _BRANCH_TAG = re.compile(
     r"^(?:(?:list|dict|set|tuple|frozenset|literal|function-\w+|is-instance|nullable)\[.*\]"
@@ -70,7 +71,8 @@ def problems_from_validation(error: ValidationError, source: str) -> list[Proble
                 entries.append((field, message, False) if sep else ("design", line, False))
             continue
         branch_level = bool(_BRANCH_TAG.match(str(loc[-1])))
-        entries.append((_loc(loc), _message(err), branch_level and err["type"] in _TYPE_MISMATCH))
+        message = explain_yaml_type(err) or _message(err)  # "1:30:00 was read as 5400 seconds; quote it"
+        entries.append((_loc(loc), message, branch_level and err["type"] in _TYPE_MISMATCH))
     seen: dict[str, Problem] = {}
     fields = [f for f, _, _ in entries]
     for field, message, mismatch in entries:

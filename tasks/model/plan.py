@@ -201,6 +201,7 @@ class Estimates(_Model):
     disk: DiskEstimate
     scenarios: list[Scenario]
     notes: list[str] = Field(default_factory=list)
+    accuracy: str | None = None  # how far this site's earlier estimates were off (tasks.planning.accuracy)
 
     @property
     def total_gpu_hours(self) -> float:

@@ -24,9 +24,8 @@ from typing import NamedTuple
 from tasks.model.design import ExperimentDesign
 from tasks.model.plan import Estimates, Figure, ModelEstimate, Run, RunEstimate
 from tasks.planning.calibration import fit_speed_exponent
+from tasks.planning.checkpoint_disk import checkpoint_figure
 from tasks.planning.formulas import (
-    ADAPTER_ONLY_GIB,
-    CHECKPOINT_GIB,
     DEFAULT,
     DEFAULT_PACKING_DENSITY,
     DESIGN,
@@ -39,7 +38,6 @@ from tasks.planning.formulas import (
     OVERHEAD,
     PILOT,
     SPEED_SCALE,
-    _interp,
     _params,
     _r,
     batch_from_memory,
@@ -53,6 +51,8 @@ from tasks.planning.formulas import (
     scenarios,
 )
 from tasks.planning.prior_evals import PriorEval, eval_minutes_from_priors
+from tasks.training.checkpoint_size import CheckpointSize
+from tasks.training.data_tokens import DataTokens
 from tasks.training.prior_logs import PriorRun, PriorScan
 
 
@@ -107,6 +107,16 @@ def _density_figure(run: Run, priors: list[PriorRun]) -> Figure:
     if dp and dp.packing_density:
         return Figure(value=dp.packing_density, source=_source(dp, True))
     return Figure(value=DEFAULT_PACKING_DENSITY, source=DEFAULT)
+
+
+def _tokens_density(run: Run, tokens: DataTokens) -> Figure:
+    """Samples per packed sequence of this very data, tokenized and packed as torchtune will (1 unpacked)."""
+    what = (f"tokenized: {tokens.samples} samples, {tokens.tokens:,} tokens ({tokens.mean_tokens:.1f} per sample) "
+            f"by {tokens.tokenizer}")
+    if not run.params.packed:
+        return Figure(value=1.0, source=f"{DESIGN} (unpacked); {what}")
+    return Figure(value=round(tokens.samples_per_pack, 4),
+                  source=f"{what}, packed into {tokens.packs} sequences of {tokens.max_seq_len} tokens")
 
 
 def _eval_minutes(run: Run, design: ExperimentDesign, test_samples: dict[str, int], batch: int,
@@ -176,7 +186,7 @@ class _Timing(NamedTuple):
 
 
 def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs: int, steps: int, ranks: int,
-            notes: list[str]) -> _Timing:
+            notes: list[str], own_tokens: bool = False) -> _Timing:
     """Speed, minutes per epoch and start-up of a run from the most relevant prior log with a speed.
 
     `trained`: examples per epoch over all `ranks` (GPUs of a distributed run); `steps`: per rank.
@@ -192,8 +202,18 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
     prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
     prior_ranks = sp.ranks or ranks  # a distributed log that does not say: taken as this plan's
     per_gpu = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
-    samples_per_s = per_gpu * ranks
+    eval_per_gpu = per_gpu  # inference runs sample by sample: scaled from the prior's own samples per second
     source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")
+    if own_tokens and p.packed and sp.packed and sp.max_seq_len:
+        # the prior's throughput is packs of its max_seq_len per second: converted to this data's packs
+        tokens_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * sp.max_seq_len / slowdown
+        per_gpu = tokens_s / p.max_seq_len * density.value
+        source += (f", as {tokens_s:,.0f} tokens/s per GPU (its packs of {sp.max_seq_len} tokens) over this data's "
+                   f"{density.value:.3g} samples per {p.max_seq_len}-token pack")
+    elif own_tokens and p.packed:
+        notes.append(f"{run.model}: the prior log {sp.log_path} trained unpacked, so its samples per second are "
+                     "carried over as they are (not converted by tokens); treat training time as preliminary.")
+    samples_per_s = per_gpu * ranks
     if ranks != prior_ranks:
         source += f", x{ranks / prior_ranks:g} for {ranks} GPU(s), it ran on {prior_ranks} (linear: an upper bound)"
     passes = periodic_validation_passes(steps, p.validate_every_n_steps, p.epochs) if p.validation else None
@@ -209,17 +229,17 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
         notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; "
                      "treat it as preliminary.")
     return _Timing(sp, minutes, startup, Figure(value=_r(sp.speed_it_s / slowdown), source=source),
-                   Figure(value=per_gpu / bs, source=source))
+                   Figure(value=eval_per_gpu / bs, source=source))
 
 
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
-              priors: list[PriorRun], notes: list[str]) -> _Calc:
+              priors: list[PriorRun], notes: list[str], tokens: DataTokens | None = None) -> _Calc:
     p, model = run.params, run.model
     params_b = _params(model) or 1.24
     gpu = design.gpu
     data = Path(p.dataset.path)
 
-    density = _density_figure(run, priors)
+    density = _density_figure(run, priors) if tokens is None else _tokens_density(run, tokens)
 
     mp, m_same = _choose(priors, model, p.packed, data, lambda q: bool(q.peak_memory_gib and q.batch_size))
     peak: Figure | None = None
@@ -248,7 +268,8 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         steps = p.max_steps_per_epoch
         trained = int(steps * bs * ga * ranks * density.value)
 
-    sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, steps, ranks, notes)
+    sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, steps, ranks, notes,
+                                                     tokens is not None)
     if sp is None:
         minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
         speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)
@@ -268,17 +289,17 @@ def _with_measured_evals(run: Run, calc: _Calc, prior_evals: list[PriorEval], te
     return calc._replace(job_minutes=minutes, eval_source=source) if source else calc
 
 
-def _checkpoint_figure(model: str, adapter_only: bool, priors: list[PriorRun]) -> Figure:
-    def fits(q: PriorRun) -> bool:
-        return bool(q.checkpoint_gib_per_epoch) and bool(q.save_adapter_weights_only) == adapter_only
+def _checkpoint_figure(run: Run, computed: CheckpointSize | None, priors: list[PriorRun], notes: list[str]) -> Figure:
+    """GiB per epoch of the run's checkpoints (`tasks.planning.checkpoint_disk`), from the most relevant prior."""
+    adapter_only = run.params.save_adapter_weights_only
 
-    cp, same = _choose(priors, model, True, None, fits)
-    if cp and cp.checkpoint_gib_per_epoch:
-        ratio = 1.0 if same else scale(CHECKPOINT_GIB, model, cp.model or model)
-        return Figure(value=cp.checkpoint_gib_per_epoch * ratio, source=_source(cp, same))
-    if adapter_only:
-        return Figure(value=ADAPTER_ONLY_GIB, source=DEFAULT)
-    return Figure(value=_r(_interp(CHECKPOINT_GIB, _params(model) or 1.24)), source=DEFAULT)
+    def fits(q: PriorRun) -> bool:
+        measured = q.checkpoint_gib_per_epoch is not None or q.checkpoint_du_gib_per_epoch is not None
+        return measured and bool(q.save_adapter_weights_only) == adapter_only
+
+    cp, same = _choose(priors, run.model, True, None, fits)
+    pilot = f"{PILOT} " if cp and cp.pilot else ""
+    return checkpoint_figure(run.model, run.params.lora_rank, adapter_only, computed, cp, same, pilot, notes)
 
 
 def _usable_priors(priors: PriorScan | list[PriorRun]) -> tuple[list[PriorRun], list[str]]:
@@ -326,11 +347,15 @@ def _model_estimate(model: str, runs: list[Run], calcs: dict[str, _Calc], checkp
 
 def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict[Path, int],
                   test_samples: dict[str, int], priors: PriorScan | list[PriorRun],
-                  prior_evals: list[PriorEval] | None = None) -> tuple[list[Run], Estimates]:
+                  prior_evals: list[PriorEval] | None = None,
+                  checkpoints: dict[str, CheckpointSize | None] | None = None,
+                  data_tokens: dict[str, DataTokens] | None = None) -> tuple[list[Run], Estimates]:
     """Fill "auto" batch sizes and estimate time, GPU-hours and disk for every run (controls: evaluation only).
 
     `train_samples`: dataset path -> train split size; `test_samples`: task -> test samples;
-    `priors`: a `scan_prior_runs` result (its missing folders become notes) or its runs.
+    `priors`: a `scan_prior_runs` result (its missing folders become notes) or its runs;
+    `checkpoints`: run name -> one epoch's save computed from the model's dims and files (none: priors/defaults);
+    `data_tokens`: run name -> its training split tokenized and packed (none: a prior's packing density).
     """
     priors, notes = _usable_priors(priors)
     calcs: dict[str, _Calc] = {}
@@ -338,7 +363,8 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         path = Path(run.params.dataset.path)
         if path not in train_samples:
             raise ValueError(f"no train split count for {path} (run {run.name})")
-        calc = _calc_run(run, design, train_samples[path], test_samples, priors, notes)
+        own = (data_tokens or {}).get(run.name)
+        calc = _calc_run(run, design, own.samples if own else train_samples[path], test_samples, priors, notes, own)
         calcs[run.name] = _with_measured_evals(run, calc, prior_evals or [], test_samples)
 
     out_runs = [
@@ -346,15 +372,16 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         else r.model_copy(update={"params": r.params.model_copy(update={"batch_size": int(calcs[r.name].batch.value)})})
         for r in runs
     ]
-    checkpoint = {
-        m: _checkpoint_figure(m, any(r.params.save_adapter_weights_only for r in runs if r.model == m), priors)
-        for m in dict.fromkeys(r.model for r in runs)
-    }
+    per_run = {r.name: _checkpoint_figure(r, (checkpoints or {}).get(r.name), priors, notes) for r in runs}
+    first: dict[str, str] = {}  # per model: its first fine-tuned run (what the per-model table shows)
+    for r in sorted(runs, key=lambda r: r.is_control):
+        first.setdefault(r.model, r.name)
+    checkpoint = {m: per_run[first[m]] for m in dict.fromkeys(r.model for r in runs)}
 
-    run_estimates = {run.name: _run_estimate(run, calcs[run.name], checkpoint[run.model], design) for run in runs}
+    run_estimates = {run.name: _run_estimate(run, calcs[run.name], per_run[run.name], design) for run in runs}
     per_model_disk: dict[str, float] = {m: 0.0 for m in checkpoint}
     for run in runs:
-        per_model_disk[run.model] += 0.0 if run.is_control else checkpoint[run.model].value * run.params.epochs
+        per_model_disk[run.model] += 0.0 if run.is_control else per_run[run.name].value * run.params.epochs
     train_list = [run_estimates[r.name].train_minutes for r in runs if not r.is_control]
     eval_list = [m for r in runs for m in calcs[r.name].job_minutes]
     per_model = {model: _model_estimate(model, runs, calcs, checkpoint[model]) for model in checkpoint}

@@ -18,6 +18,7 @@ from tasks.model.design import PathsSpec, design_type
 from tasks.model.factors import FACTORS, factor_levels, factor_title
 from tasks.model.plan import Plan, Run
 from tasks.model.site_check import SiteCheckReport
+from tasks.planning.plan_layout import large_plan_context
 from tasks.planning.time_limits import time_limit_table
 
 _CONFIG_FIELDS = ("learning_rate", "weight_decay", "num_warmup_steps", "lora_dropout", "seed", "max_seq_len", "dtype")
@@ -269,6 +270,7 @@ def plan_context(plan: Plan) -> dict[str, Any]:
     task_names = [t.name for t in design.evaluation.tasks]
     train_samples = {str(d.path): d.splits.train for d in res.datasets}
     n_evals = len(plan.eval_jobs)
+    limits = time_limit_table(plan)
     return {
         "plan": plan,
         "design": design,
@@ -293,7 +295,8 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         **_scenario_context(plan),
         **_parameter_context(plan),
         "batch_by_model": [_batches(plan, m) for m in design.models if m in est.per_model],
-        **time_limit_table(plan),
+        **limits,
+        **large_plan_context(plan, limits["time_limit_rows"]),  # issue 20: large plans stay readable
         "scratch": (paths.scratch_dir or paths.output_dir) if paths else plan.group_dir.parent,
         "replicate_seeds": _replicate_seeds(plan),
     }

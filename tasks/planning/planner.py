@@ -15,20 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.errors import DesignError, Problem, SweepflowError
+from tasks.model.cluster import cluster_settings, job_env_problem
 from tasks.model.design import AnalysisSpec, ExperimentDesign, PathsSpec
 from tasks.model.layout import pilot_of
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
+from tasks.planning.accuracy import accuracy_text
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
+from tasks.planning.leakage import eval_dataset_problems, leakage_problems
 from tasks.planning.power import statistical_power
 from tasks.planning.prior_evals import scan_prior_evals
+from tasks.planning.training_data import training_tokens
+from tasks.planning.verify import HEADING as VERIFY_HEADING
 from tasks.planning.verify import check_disk, verify_resources
+from tasks.training.checkpoint_size import CheckpointSize, checkpoint_size
 from tasks.training.config import recipe_for
 from tasks.training.prior_logs import scan_prior_runs
+from tasks.training.registry import lookup
 
 # Settings added after designs were first hashed: left out while unset, so that an earlier run group of the
 # same design keeps its hash (run-experiment resumes it by hash).
 _LATER_SETTINGS = (("training", "max_steps_per_epoch"),)
+_LATER_FLAGS = (("training", "accept_truncation"), ("evaluation", "accept_train_test_overlap"))  # left out while false
 # Top-level settings added later: left out while at their default, for the same reason.
 _LATER_DEFAULTS = {"replicates": 1, "analysis": AnalysisSpec().model_dump(mode="json")}
 # Evaluation-task settings added later (issue 21): left out of each task while unset.
@@ -40,6 +48,9 @@ def design_hash(design: ExperimentDesign) -> str:
     data = design.model_dump(mode="json")
     for section, key in _LATER_SETTINGS:
         if data.get(section, {}).get(key) is None:
+            data[section].pop(key, None)
+    for section, key in _LATER_FLAGS:
+        if data.get(section, {}).get(key) is False:
             data[section].pop(key, None)
     for key, default in _LATER_DEFAULTS.items():
         if data.get(key) == default:
@@ -115,6 +126,24 @@ def _own_pilot(group: Path, design: ExperimentDesign) -> bool:
     return pilot_of(group) == design.name
 
 
+def checkpoint_sizes(runs: list[Run], resources: VerifiedResources) -> dict[str, CheckpointSize | None]:
+    """Run name -> one epoch's checkpoint as torchtune writes it, from its model folder's dims and files."""
+    folders = {m.name: Path(m.path) for m in resources.models}
+    sizes: dict[tuple, CheckpointSize | None] = {}
+    out: dict[str, CheckpointSize | None] = {}
+    for run in runs:
+        p, spec = run.params, lookup(run.model)
+        key = (run.model, p.lora_rank, tuple(p.lora_attn_modules), p.apply_lora_to_mlp, p.save_adapter_weights_only,
+               p.dtype)
+        if key not in sizes:
+            folder = folders.get(run.model)
+            sizes[key] = None if folder is None else checkpoint_size(
+                folder, list(spec.checkpoint_files) if spec else [], p.lora_rank, list(p.lora_attn_modules),
+                p.apply_lora_to_mlp, p.save_adapter_weights_only, p.dtype)
+        out[run.name] = sizes[key]
+    return out
+
+
 def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources,
              priors_from: list[Path] | None = None) -> tuple[list[Run], Estimates]:
     """Fill "auto" batch sizes and estimate every run from the prior logs `prior_run_folders` names.
@@ -132,12 +161,35 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
     train = {d.path: d.splits.train for d in resources.datasets}
     prior_evals = [e.model_copy(update={"pilot": e.pilot and _own_pilot(e.group, design)})
                    for e in scan_prior_evals(folders)]
-    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals)
+    tokens, token_notes = training_tokens(design, runs, resources)
+    runs, estimates = estimate_plan(design, runs, train, eval_sample_counts(design, resources), priors, prior_evals,
+                                    checkpoint_sizes(runs, resources), tokens)
+    estimates.notes += token_notes
+    estimates.accuracy = accuracy_text(folders)
     if default and priors.runs:
         estimates.notes.append(
             f"paths.prior_runs names no folder, so the earlier run groups under {folders[0]} were searched: "
             f"estimates learn from {len(priors.runs)} completed fine-tune log(s) there (sources say which).")
     return runs, estimates
+
+
+def _check_job_env(design: ExperimentDesign) -> None:
+    """A CUDA SLURM design must name its jobs' environment (or say it means the orchestrator's)."""
+    if design.cluster is None or isinstance(design.cluster, str):  # no settings, or a block not yet loaded
+        return
+    problem = job_env_problem(cluster_settings(design))
+    if problem:
+        raise DesignError([problem], heading="The cluster settings have problems")
+
+
+def check_evaluation_data(design: ExperimentDesign, runs: list[Run], resources: VerifiedResources) -> None:
+    """Every task's own dataset parsed; train/test overlap refused unless the design accepts it (`DesignError`)."""
+    problems = eval_dataset_problems(design, resources.eval_datasets)
+    if problems:
+        raise DesignError(problems, heading=VERIFY_HEADING)
+    leaks = leakage_problems(design, runs, resources.eval_datasets)
+    if leaks:
+        raise DesignError(leaks, heading="Evaluated test data overlaps the training data")
 
 
 def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime | None = None,
@@ -148,8 +200,10 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
     """
     paths = site_paths(design)
     group = run_group_name(design, date)
+    _check_job_env(design)
     runs = expand_design(design)
     resources = verify_resources(design, runs)
+    check_evaluation_data(design, runs, resources)
     runs, estimates = estimate(design, runs, resources, priors_from)
     disk_problems = check_disk(resources, estimates.disk.total_gib, paths.output_dir)
     if disk_problems:

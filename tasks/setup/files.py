@@ -26,7 +26,7 @@ from tasks.model.cluster import ClusterSettings, JobEnv
 from tasks.model.design import EvalTask, PathsSpec, design_type
 from tasks.model.factors import factor_levels
 from tasks.model.layout import GroupLayout, eval_job_name, eval_script_name
-from tasks.model.plan import Plan, Run
+from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.status import FinetuneOverrides
 from tasks.planning.time_limits import eval_time_limit, finetune_time_limit
 from tasks.training.config import recipe_for
@@ -80,6 +80,18 @@ def eval_job_spec(cluster: ClusterSettings, name: str, time_limit: str, gpu_type
         "partition": cluster.eval_partition or cluster.partition,
         "constraint": cluster.eval_constraint or cluster.constraint,
     })
+
+
+def _submissions(plan: Plan) -> list[dict[str, Any]]:
+    """submit_all.sh's jobs per run, relative to the group: its fine-tune (none for a control) and evaluations."""
+    layout = GroupLayout(plan.group_dir)
+
+    def where(run: Run, job: EvalJob | None) -> dict[str, str]:
+        script, folder = layout.job_files(run.name, job)
+        return {"dir": folder.relative_to(plan.group_dir).as_posix(), "script": script.name}
+
+    return [{"name": run.name, "finetune": None if run.is_control else where(run, None),
+             "evals": [where(run, job) for job in run.evaluations]} for run in plan.runs]
 
 
 def job_environment(cluster: ClusterSettings) -> JobEnv:
@@ -254,6 +266,6 @@ def experiment_files(
         )
     )
     files["submit_all.sh"] = GeneratedFile(
-        executable=True, content=render_template("slurm/submit_all.sh.j2", plan=plan, runs=plan.finetune_runs)
+        executable=True, content=render_template("slurm/submit_all.sh.j2", plan=plan, runs=_submissions(plan))
     )
     return files

@@ -115,6 +115,7 @@ class PriorRun(BaseModel):
     checkpoint_gib_per_epoch: float | None = None
     checkpoint_epochs: int = 0
     checkpoint_source: str | None = None  # du of epoch_* | log lines
+    checkpoint_du_gib_per_epoch: float | None = None  # the epoch_* folders' size beside the log (pruned: below it)
     train_elapsed_s: float | None = None  # summed final elapsed of the epoch bars
     job_elapsed_s: float | None = None  # the SLURM job's elapsed time, from the run group's runs_status.yaml
     overhead_s: float | None = None  # job elapsed - training bars: start-up, checkpoint saves, validation
@@ -489,7 +490,9 @@ def folder_bytes(folder: Path) -> int:
 def _add_sidecars(run: PriorRun, folder: Path) -> None:
     epochs = sorted(p for p in folder.glob("epoch_*") if p.is_dir())
     sizes = [folder_bytes(p) for p in epochs]
-    if sizes and sum(sizes) > 0:
+    if sizes:  # kept apart: folders pruned after the run (placeholders) do not override what torchtune logged
+        run.checkpoint_du_gib_per_epoch = sum(sizes) / len(sizes) / 1024**3
+    if sizes and sum(sizes) > 0 and run.checkpoint_gib_per_epoch is None:
         run.checkpoint_gib_per_epoch = sum(sizes) / len(sizes) / 1024**3
         run.checkpoint_epochs = len(sizes)
         run.checkpoint_source = "du of epoch_* folders"

@@ -263,3 +263,17 @@ def test_torchtune_resumes_from_the_config_written_after_a_timeout(tmp_path: Pat
     assert len(logs) == 2
     resumed = logs[-1].read_text()
     assert "Step 1 |" not in resumed and "Step 4 |" in resumed, resumed[:500]  # epoch 1 only (global steps 4-6)
+
+
+def test_timeout_retry_never_asks_for_more_than_the_partitions_maximum() -> None:
+    capped = decide("timeout", 1, 3, ctx(time_limit="04:00:00", max_time_limit="06:00:00", resumable_epoch=0))
+    assert (capped.kind, capped.time_limit, capped.resume_epoch) == ("resume_more_time", "06:00:00", 0)
+    assert capped.time_multiplier == 1.5 and "capped by max_time_limit 06:00:00" in capped.description
+    # at the maximum with an epoch on disk: resume with the same time (the next epochs fit)
+    same = decide("timeout", 1, 3, ctx(time_limit="06:00:00", max_time_limit="06:00:00", resumable_epoch=1))
+    assert (same.kind, same.time_limit, same.resume_epoch) == ("resume_more_time", "06:00:00", 1)
+    # at the maximum and nothing to resume from: it would time out again; not submitted, and says why
+    stuck = decide("timeout", 1, 3, ctx(time_limit="06:00:00", max_time_limit="06:00:00"))
+    assert not stuck.retry and stuck.time_limit is None
+    assert "max_time_limit 06:00:00" in stuck.description and "no epoch to resume from" in stuck.description
+    assert decide("timeout", 1, 3, ctx(time_limit="04:00:00")).time_limit == "08:00:00"  # no maximum: doubled

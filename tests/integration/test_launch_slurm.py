@@ -63,7 +63,7 @@ MODEL = "Llama-3.2-1B-Instruct"
 EPOCHS = (0, 1)
 # small jobs: the local node has 2 CPUs and ~22 GB; a 1-minute fine-tune limit for the TIMEOUT case
 SITE = {"mem": "100M", "eval_mem": "100M", "cpus_per_task": 1, "time_limit": "1", "eval_time_limit": "5",
-        "backend": "slurm", "max_queued_jobs": 50}
+        "backend": "slurm", "max_queued_jobs": 50, "use_orchestrator_env": True}
 
 A, B, C, D, E = (f"{MODEL}_rank{r}" for r in (1, 2, 3, 4, 5))
 

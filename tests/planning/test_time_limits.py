@@ -43,3 +43,23 @@ def test_plan_and_scripts_use_each_runs_limit(fake_site, tmp_path: Path) -> None
     text = (group / "runs_plan.md").read_text()
     assert f"| {run.name} | fine-tune | 00:01:00 | cluster settings (**below the estimate**) |" in text
     assert "**Warning**: fine-tune " in text
+
+
+def test_explicit_limit_above_the_partitions_maximum_is_refused_naming_both_fields() -> None:
+    from tasks.core.errors import DesignError
+    from tasks.model.cluster import cluster_settings
+    from tasks.model.design import ExperimentDesign
+    from tests.support.fakesite import design
+
+    base = design(Path("/nonexistent"))
+    data = {**base, "cluster": {"eval_time_limit": "00:45:00", "max_time_limit": "00:10:00"}}
+    try:
+        cluster_settings(ExperimentDesign.model_validate(data))
+    except DesignError as error:
+        [problem] = error.problems
+        assert problem.field == "cluster"
+        assert "eval_time_limit 00:45:00 is above max_time_limit 00:10:00" in problem.message
+    else:
+        raise AssertionError("an eval_time_limit above max_time_limit was accepted")
+    ok = {**base, "cluster": {"time_limit": "1-00:00:00", "max_time_limit": "1-00:00:00"}}
+    assert cluster_settings(ExperimentDesign.model_validate(ok)).time_limit == "1-00:00:00"

@@ -59,3 +59,18 @@ def test_scripts_pass_bash_n_and_shellcheck_cpu(seed_group: Path) -> None:
         check_scripts(paths)
     finally:
         shutil.rmtree(report.preview_dir)
+
+
+def test_submit_all_submits_every_stage_chained_afterok(seed_group: Path, tmp_path: Path) -> None:
+    from tests.support.setup_groups import Sandbox
+
+    plan = plan_of(seed_group)
+    calls = [c for c in Sandbox(tmp_path).run(seed_group / "submit_all.sh") if c["prog"] == "sbatch"]
+    assert len(calls) == len(plan.finetune_runs) + len(plan.eval_jobs)
+    finetunes = [c for c in calls if c["argv"][-1] == "finetune.slurm"]
+    assert len(finetunes) == len(plan.finetune_runs)
+    for run in plan.runs:
+        evals = [c for c in calls if f"/{run.name}/evaluations/" in c["cwd"] + "/"]
+        assert len(evals) == len(run.evaluations)
+        dependency = [] if run.is_control else ["--dependency=afterok:4242"]  # the id without ";cluster"
+        assert all(c["argv"][1:-1] == dependency for c in evals), (run.name, evals)

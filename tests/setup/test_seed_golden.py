@@ -90,9 +90,10 @@ def test_seed_2x2_files_follow_the_plan(seed_group: Path) -> None:
     assert not any(f.startswith("Llama-3.2-1B-Instruct_base/evaluations/reasoning") for f in files)
     assert not any(f.startswith("Llama-3.2-3B-Instruct_base/finetune") for f in files)
     submit = (seed_group / "submit_all.sh").read_text()
-    assert [line for line in submit.splitlines() if "sbatch finetune.slurm" in line] == [
-        f"(cd {run} && sbatch finetune.slurm)" for run in finetuned
+    assert [line for line in submit.splitlines() if " finetune.slurm" in line] == [
+        f"ft=$(submit {run} finetune.slurm)" for run in finetuned
     ]
+    assert submit.count('"--dependency=afterok:$ft"') == sum(len(plan.run(r).evaluations) for r in finetuned)
     args = yaml.safe_load((seed_group / finetuned[0] / "evaluations" / "reasoning" / "task_args.yaml").read_text())
     assert args == {
         "system_prompt": "", "dataset": str(plan.design.evaluation.tasks[1].dataset), "split": "test",

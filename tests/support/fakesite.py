@@ -39,15 +39,39 @@ def cap(dataset=None, system_prompt="", split="test", input_field="input", outpu
 '''
 
 
-def make_models(models_dir: Path, names: list[str]) -> None:
-    """A folder per model: config.json, the weight files torchtune loads (a few zero bytes) and,
-    for Llama-3.x, the real Llama-3 tokenizer files (tests/support/llama3_real.py); for other
+# config.json shapes of the real checkpoints (meta-llama/<name>/config.json), and their weight files' sizes
+REAL_CONFIGS = {
+    "Llama-3.2-1B-Instruct": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+                              "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64,
+                              "tie_word_embeddings": True, "torch_dtype": "bfloat16"},
+    "Llama-3.2-3B-Instruct": {"hidden_size": 3072, "intermediate_size": 8192, "num_hidden_layers": 28,
+                              "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128,
+                              "tie_word_embeddings": True, "torch_dtype": "bfloat16"},
+    "Llama-3.1-8B-Instruct": {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+                              "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+                              "tie_word_embeddings": False, "torch_dtype": "bfloat16"},
+}
+REAL_WEIGHT_BYTES = {
+    "Llama-3.2-1B-Instruct": [2_471_645_608],
+    "Llama-3.2-3B-Instruct": [4_965_799_096, 1_459_729_952],
+}
+
+
+def make_models(models_dir: Path, names: list[str], real_size_weights: bool = False) -> None:
+    """A folder per model: config.json (a real checkpoint's dims, `REAL_CONFIGS`), the weight files torchtune
+    loads (a few zero bytes; `real_size_weights`: sparse files of the real checkpoint's sizes, which take no
+    disk) and, for Llama-3.x, the real Llama-3 tokenizer files (tests/support/llama3_real.py); for other
     families, placeholder tokenizer files (the planner checks they exist; nothing here reads them)."""
     for name in names:
         folder = models_dir / name
         spec = lookup(name)
         if spec.family == "llama3":
-            make_llama3_instruct_folder(folder, spec.checkpoint_files, (spec.hidden_size, spec.num_layers))
+            make_llama3_instruct_folder(folder, spec.checkpoint_files, (spec.hidden_size, spec.num_layers),
+                                        config=REAL_CONFIGS.get(name))
+            sizes = REAL_WEIGHT_BYTES.get(name) if real_size_weights else None
+            for weight, size in zip(spec.checkpoint_files, sizes or [], strict=False):
+                with (folder / weight).open("r+b") as handle:
+                    handle.truncate(size)
             continue
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))

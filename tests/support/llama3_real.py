@@ -81,11 +81,13 @@ def hf_tokenizer_json() -> Path:
     return out
 
 
-def make_llama3_instruct_folder(folder: Path, weight_files: list[str] = (), dims: tuple[int, int] = (64, 2)) -> Path:
+def make_llama3_instruct_folder(folder: Path, weight_files: list[str] = (), dims: tuple[int, int] = (64, 2),
+                                config: dict | None = None) -> Path:
     """A Llama-3.2-Instruct-shaped folder with the real tokenizer; `weight_files` get a few zero bytes.
 
     `dims`: config.json's (hidden_size, num_hidden_layers); a named registry model's own, where
-    verification compares them (the weights are never loaded).
+    verification compares them (the weights are never loaded). `config`: more config.json fields
+    (a real model's whole shape: `tests.support.fakesite.REAL_CONFIGS`).
     """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "original").mkdir(exist_ok=True)
@@ -105,7 +107,7 @@ def make_llama3_instruct_folder(folder: Path, weight_files: list[str] = (), dims
         "hidden_size": dims[0], "intermediate_size": 256, "num_hidden_layers": dims[1], "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 2048, "rms_norm_eps": 1e-5,
         "rope_theta": 500000.0, "tie_word_embeddings": True, "torch_dtype": "float32",
-        "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009],
+        "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], **(config or {}),
     }, indent=2))
     for name in weight_files:
         (folder / name).write_bytes(b"\0" * 256)

@@ -132,6 +132,8 @@ if name == "hostname":
     print("stub-node")
 if name == "python":
     print(os.environ.get("STUB_BEST_EPOCH", ""))
+if name == "sbatch" and "--parsable" in sys.argv:
+    print("4242;cluster")  # what `sbatch --parsable` prints on a multi-cluster site
 """
 
 
