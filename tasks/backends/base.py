@@ -43,6 +43,8 @@ class JobInfo(BaseModel):
     elapsed_s: float | None = None
     max_rss: str | None = None
     work_dir: str | None = None  # the folder it was submitted from (tells our jobs from others')
+    submitted: str | None = None  # when the scheduler accepted it (ISO 8601, UTC), where it says
+    started: str | None = None  # when it started running (ISO 8601, UTC), where it says
 
 
 class JobSpec(BaseModel):

@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,10 @@ def _advance(store: _Store) -> None:
             running += 1
 
 
+def _iso(stamp: float | None) -> str | None:
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds") if stamp else None
+
+
 def _info(rec: dict[str, Any]) -> JobInfo:
     start, end = rec.get("start_time"), rec.get("end_time")
     elapsed = (end or time.time()) - start if start else 0.0
@@ -205,6 +210,7 @@ def _info(rec: dict[str, Any]) -> JobInfo:
         job_id=rec["job_id"], name=rec.get("name"), status=map_state(rec["state"], rec.get("reason")),
         raw_state=rec["state"], exit_code=rec.get("exit_code"), reason=rec.get("reason"),
         node=rec.get("node"), elapsed_s=round(max(elapsed, 0.0), 3), work_dir=rec.get("cwd"),
+        submitted=_iso(rec.get("submit_time")), started=_iso(start),
     )
 
 
