@@ -11,7 +11,6 @@ The second case is the README's other path: runs_status.yaml deleted, set up aga
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,39 +18,11 @@ from tasks.backends.local import LocalBackend
 from tasks.execution.submit import submit_pending
 from tasks.execution.sync import sync_jobs
 from tasks.model.group import RunGroup
-from tasks.model.layout import eval_job_name
 from tasks.setup.experiment import set_up_group
 from tests.support.fake_scheduler import cluster, make_group
-from tests.support.finished_runs import mock_eval
+from tests.support.stand_in_jobs import run_every_stage
 
 LATER = (datetime.now(UTC) + timedelta(hours=2)).isoformat(timespec="seconds")  # the relaunch, long after
-
-
-def _run_every_stage(group: Path, backend: LocalBackend, scripts: Path) -> None:
-    """Every stage's job, as sbatch ran it before the crash; evaluations log once it ended."""
-    g = RunGroup.of(group)
-    submitted = []
-    for run in g.plan.runs:
-        jobs = [None, *run.evaluations] if not run.is_control else list(run.evaluations)
-        for job in jobs:
-            name = run.name if job is None else eval_job_name(job)
-            _, cwd = g.layout.job_files(run.name, job)
-            body = "mkdir -p epoch_0 epoch_1 && touch epoch_0/adapter_model.safetensors " \
-                   "epoch_1/adapter_model.safetensors" if job is None else "true"
-            script = scripts / f"{name}.sh"
-            script.write_text(f"#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --time=0:30\n{body}\n")
-            submitted.append(backend.submit(script, cwd))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        infos = backend.query(submitted)
-        if all(i.status == "completed" for i in infos.values()) and len(infos) == len(submitted):
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(f"stand-in jobs did not finish: {backend.query(submitted)}")
-    for run in g.plan.runs:
-        for job in run.evaluations:
-            mock_eval(group, run.name, "base" if job.epoch is None else job.epoch, 3, g.plan.design_hash)
 
 
 def _relaunch_and_sync(group: Path, backend: LocalBackend) -> dict[str, str]:
@@ -65,9 +36,7 @@ def _relaunch_and_sync(group: Path, backend: LocalBackend) -> dict[str, str]:
 def test_jobs_adopted_after_a_crash_stay_completed(tmp_path: Path) -> None:
     group = make_group(tmp_path / "out")
     backend = LocalBackend(tmp_path / "local", max_parallel=4)
-    scripts = tmp_path / "scripts"
-    scripts.mkdir()
-    _run_every_stage(group, backend, scripts)
+    run_every_stage(group, backend, tmp_path / "scripts")
 
     states = _relaunch_and_sync(group, backend)
     lost = {k: v for k, v in states.items() if not v.startswith(("completed", "skipped"))}
