@@ -6,6 +6,8 @@ import errno
 
 from pydantic import BaseModel, ValidationError
 
+MAX_MESSAGE = 500  # characters of one problem shown: a value quoted in a message never floods the log
+
 
 class Problem(BaseModel):
     """One thing wrong with a design or its resources."""
@@ -16,7 +18,8 @@ class Problem(BaseModel):
 
     def __str__(self) -> str:
         where = f" [{self.path}]" if self.path else ""
-        return f"{self.field}: {self.message}{where}"
+        message = self.message if len(self.message) <= MAX_MESSAGE else self.message[:MAX_MESSAGE] + " [...]"
+        return f"{self.field}: {message}{where}"
 
 
 class SweepflowError(Exception):
