@@ -42,7 +42,7 @@ def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, 
             if name == "lora_rank" and isinstance(raw, dict):
                 label = label if label.startswith("rank") else f"rank{label}"
                 pairs[i] = (label, value)
-            if not SAFE_LABEL.match(pairs[i][0]):
+            if not SAFE_LABEL.fullmatch(pairs[i][0]):
                 problems.append(Problem(
                     field=f"{field}[{i}]",
                     message=f"level label {pairs[i][0]!r} may contain only letters, digits, '.' and '-'",
@@ -147,7 +147,7 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
             field="factors", message=f"two runs would both be named {name!r}; give the levels distinct labels"
         ))
     for name in names:
-        if not SAFE_NAME.match(name):
+        if not SAFE_NAME.fullmatch(name):
             problems.append(Problem(
                 field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"
             ))

@@ -65,7 +65,7 @@ def parse_job_id(stdout: str) -> str | None:
     """`sbatch --parsable` prints `ID` or `ID;cluster`."""
     first = stdout.strip().splitlines()[0] if stdout.strip() else ""
     job_id = first.split(";", 1)[0].strip()
-    return job_id if _JOB_ID.match(job_id) else None
+    return job_id if _JOB_ID.fullmatch(job_id) else None
 
 
 def is_transient_submit_error(stderr: str) -> bool:
