@@ -200,6 +200,7 @@ def _describe(cause: str | None, info: JobInfo, key: str, log: Path) -> tuple[st
         "oom": f"out of memory ({info.raw_state}{where})",
         "timeout": f"time limit reached ({info.raw_state})",
         "node": f"node failure ({info.raw_state}{where})",
+        "disk": f"disk full: no space left on the device{where} ({info.raw_state}); see {log}",
         "launch": f"job could not start ({info.reason or info.raw_state}, exit {info.exit_code})",
         "environment": f"job environment: {failure_line(read_log_tail(log)) or 'preflight failed'}; see {log}",
     }.get(cause or "", f"job failed ({info.raw_state}, exit {info.exit_code}); see {log}")

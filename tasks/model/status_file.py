@@ -38,6 +38,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
+from tasks.core.errors import FileSystemError, domain_error
 from tasks.core.files import (
     FileFormatError,
     atomic_write_bytes,
@@ -371,11 +372,14 @@ class StatusStore:
         A full write: the YAML (atomically, durably), then its cache (when the file is large),
         then the journal is removed (it is part of the YAML now).
         """
-        if before is not None and not full and self.journal and self._journaled(data, before):
-            return
-        raw, body, index = _render(data, now, before)
-        self._rotate_backups()
-        atomic_write_bytes(self.path, raw)
+        try:
+            if before is not None and not full and self.journal and self._journaled(data, before):
+                return
+            raw, body, index = _render(data, now, before)
+            self._rotate_backups()
+            atomic_write_bytes(self.path, raw)
+        except OSError as error:  # a full disk, a read-only or immutable file: said with the file's name
+            raise _write_error(self.path, error) from None
         self.bytes_written += len(raw)
         if len(raw) >= self.cache_min_bytes:
             self._write_cache(raw, body, index)
@@ -529,7 +533,10 @@ class StatusBatch:
         valid = RunStatus.model_validate(entry.model_dump(mode="json"))  # a bad value fails here, unwritten
         self.status.runs[run] = valid
         line = status_journal.entry_line(run, valid.model_dump(mode="json"))
-        journal = status_journal.append(self.store.journal_path, self.before.raw, self.before.journal, [line])
+        try:
+            journal = status_journal.append(self.store.journal_path, self.before.raw, self.before.journal, [line])
+        except OSError as error:
+            raise _write_error(self.store.journal_path, error) from None
         self.store.bytes_written += len(line)
         self.before = self.before._replace(journal=journal)
         return True
@@ -540,6 +547,14 @@ class StatusBatch:
             entry.finetune = stage
         else:
             entry.evaluations[key] = stage
+
+
+def _write_error(path: Path, error: OSError) -> FileSystemError:
+    """The OSError of a status write, naming the file it was for (nothing was half-written: writes are atomic)."""
+    found = domain_error(error)
+    cause = found.cause if isinstance(found, FileSystemError) else "other"
+    hint = str(found).split(": ", 1)[-1] if found is not None else str(error)
+    return FileSystemError(str(path), cause, f"not updated ({hint})")
 
 
 def _with_journal(status: RunsStatus, journal: Journal | None, source: Path | None = None) -> RunsStatus:
