@@ -29,7 +29,7 @@ from tasks.model import status_journal
 from tasks.model.group import RunGroup
 from tasks.model.status_file import StatusDamaged
 from tasks.setup.experiment import set_up_group
-from tests.support.fake_scheduler import cluster, make_group
+from tests.support.fake_scheduler import cluster, launched_group, make_group
 from tests.support.stand_in_jobs import run_every_stage
 
 LATER = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
@@ -108,3 +108,22 @@ def test_unparseable_status_and_bad_journal_line_are_refused_naming_the_file(tmp
     status_journal.append(journal, path.read_bytes(), None, [bad])  # a journal of this very file, one bad entry
     with pytest.raises(SweepflowError, match=re.escape(str(journal))):
         sync_jobs(group, backend)
+
+
+def test_a_stale_journal_restores_the_runs_the_file_lost(tmp_path: Path) -> None:
+    """The journal's entries count even when its base is no longer the file on disk (a rewrite since)."""
+    group, _ = launched_group(tmp_path)
+    store = RunGroup.of(group).status
+    status = store.read()
+    lost = list(status.runs)[-1]
+    job = status.stage(lost).job_id
+    line = status_journal.entry_line(lost, status.runs[lost].model_dump(mode="json"))
+    journal = group / ".sweepflow" / "runs_status.journal.jsonl"
+    status_journal.append(journal, b"an earlier runs_status.yaml", None, [line])  # stale: another base
+    shutil.rmtree(group / ".sweepflow" / "backups")
+    path = group / "runs_status.yaml"
+    text = path.read_text()
+    path.write_text(text[: text.index(f"  {lost}:")])  # the last run cut off
+    report = set_up_group(group)
+    assert report.status_restored and "from journal" in report.status_restored
+    assert RunGroup.of(group).status.read().stage(lost).job_id == job  # not pending: its job id is back
