@@ -44,7 +44,7 @@ def own_pilots(plan: Plan) -> list[Path]:
 
 def table(title: str, plan: Plan, group_dir: Path) -> None:
     """One table of estimated vs actual minutes, then the mean absolute errors."""
-    actual = {r.run: r for r in summarize(group_dir).resources}
+    actual = {r.run: r for r in summarize(group_dir, compare=False).resources}
     head = f"{'run':42} {'train est':>9} {'actual':>7} {'error':>7}   {'eval est':>8} {'actual':>7} {'error':>7}"
     print(f"\n{title}\n{head}")
     errors: dict[str, list[float]] = {"train": [], "eval": []}

@@ -151,8 +151,11 @@ def runs_table(plan: Plan) -> list[dict[str, Any]]:
 def plan_summary(plan: Plan) -> str:
     """One line: runs, evaluation jobs, GPU-hours and disk of the plan."""
     finetunes, controls = len(plan.finetune_runs), len(plan.control_runs)
+    replicates = plan.design.replicates
+    tuned = (f"{finetunes // replicates} cells x {replicates} replicates = {finetunes} fine-tuned" if replicates > 1
+             else f"{finetunes} fine-tuned")
     return (
-        f"{plan.run_group}: {len(plan.runs)} runs ({finetunes} fine-tuned, {controls} control), "
+        f"{plan.run_group}: {len(plan.runs)} runs ({tuned}, {controls} control), "
         f"{len(plan.eval_jobs)} evaluation jobs, about {plan.estimates.total_gpu_hours:.1f} GPU-hours "
         f"and {plan.estimates.disk.total_gib:.1f} GiB of disk"
     )
@@ -200,6 +203,16 @@ def _pilot_line(pilot_problem: str | None) -> str:
     return f"**Pilot FAILED**: {pilot_problem}\n\n" if pilot_problem else ""
 
 
+def _power_lines(plan: Plan) -> str:
+    """The statistical power warnings (unmeasured seed variance, a test set too small for the target)."""
+    if plan.power is None:
+        return ""
+    rows = "".join(f"- {t.task}: {t.n_items} test items detect a difference of "
+                   f"{t.detectable:.3f} or more\n" for t in plan.power.tasks if t.detectable is not None)
+    warnings = "".join(f"- **Warning**: {w}\n" for w in plan.power.warnings)
+    return f"**Statistical power** ({plan.power.power:.0%} power, alpha {plan.power.alpha:g}):\n\n{rows}{warnings}\n"
+
+
 def _approval_form(plan: Plan, plan_key: str, pilot_problem: str | None = None) -> type[PlanApproval]:
     description = (
         f"## Approve the plan for `{plan.run_group}`?\n\n"
@@ -207,6 +220,7 @@ def _approval_form(plan: Plan, plan_key: str, pilot_problem: str | None = None) 
         f"{_site_check_line(plan)}"
         f"{_pilot_line(pilot_problem)}"
         f"{_leakage_line(plan)}"
+        f"{_power_lines(plan)}"
         f"{_figures_table(plan)}"
         f"The full plan is the artifact **{plan_key}** (this run's Artifacts tab).\n\n"
         f"Approving writes `experiment.yaml`, `runs_plan.md` and `runs_status.yaml` to "
@@ -315,6 +329,8 @@ def plan_runs(
     logger.info("Planned %s", plan_summary(plan))
     for warning in time_limit_table(plan)["time_limit_warnings"]:
         logger.warning("Time limit: %s", warning)
+    for warning in plan.power.warnings if plan.power else []:
+        logger.warning("Statistical power: %s", warning)
     for dataset in plan.resources.datasets:
         if dataset.test_in_train:
             logger.warning(

@@ -9,12 +9,17 @@ What it does
    (it/s, peak memory, checkpoint size, elapsed). The next plan-runs of a design without
    `paths.prior_runs` learns from these runs' logs (`tasks.results.measured`, `tasks.planning.planner`).
 3. **write-summary**: write `summary.md` (results run x task x epoch with accuracy and sample
-   counts, fine-tuned vs base delta per task, training loss per run, estimated vs actual time
-   and memory per run, GPU-hours per factor level with failed attempts included) and the plots
-   `plots/loss_curves.png` and `plots/accuracy_by_<factor>.png` into the run group.
-4. **Publish**: `summary.md` as a markdown artifact (key `summary-<run group>`) and the results
+   counts, what the data support, the paired comparisons with intervals and Holm-adjusted
+   p-values, the replicates' spread, training loss per run, estimated vs actual time and memory
+   per run, GPU-hours per factor level with failed attempts included), the tables
+   `results/samples.csv`, `results/effects.csv`, `results/replicates.csv` and the plots
+   (`plots/loss_curves.png`, `plots/accuracy_by_<factor>.png` with 95 % intervals, and
+   `plots/interaction_<a>_x_<b>.png` when two factors vary) into the run group
+   (`tasks.results.analysis`, `tasks.results.effects`, `tasks.results.plots`).
+4. **Publish**: `summary.md` as a markdown artifact (key `summary-<run group>`), the results
    as a table artifact (key `results-<run group>`: run, task, epoch, accuracy, samples, delta vs
-   base).
+   base) and the comparisons as a table artifact (key `effects-<run group>`: estimate, 95 % CI,
+   Holm-adjusted p, items, replicates).
 
 Missing results (a failed run, an evaluation without a log) show as "-" with the reason from
 runs_status.yaml. It can run at any time, also while jobs still run; each run rewrites the files.
@@ -60,6 +65,11 @@ def publish_summary(summary: Summary) -> None:
         table=summary.table(), key=f"results-{slug}",
         description=f"{summary.run_group}: {scored} of {len(summary.results)} evaluations scored",
     )
+    if summary.analysis is not None and summary.analysis.effects:
+        create_table_artifact(
+            table=summary.analysis.table(), key=f"effects-{slug}",
+            description=f"{summary.run_group}: paired comparisons, 95 % intervals, Holm-adjusted p-values",
+        )
 
 
 @flow(name="summarize-experiment", persist_result=False, log_prints=True)

@@ -169,6 +169,18 @@ class GpuSpec(_Strict):
     available: PositiveInt = Field(4, description="GPUs you can get at once (the 'mixed' wall-clock scenario)")
 
 
+class AnalysisSpec(_Strict):
+    """How results are judged: the test level, the power asked for, and the difference that matters."""
+
+    alpha: float = Field(0.05, gt=0.0, lt=0.5, description="Significance level of every test and 1 - CI level")
+    power: float = Field(0.8, ge=0.5, lt=1.0, description="Power the plan's detectable difference is computed at")
+    min_difference: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="Smallest accuracy difference the question is about (e.g. 0.05); the plan warns when the "
+        "test set cannot detect it",
+    )
+
+
 FactorLevels = Annotated[list[Any], Field(min_length=1)] | Annotated[dict[str, Any], Field(min_length=1)]
 
 
@@ -184,6 +196,11 @@ class ExperimentDesign(_Strict):
         description="Factor -> levels (a list, or {label: value}); every model x level combination is a run",
     )
     controls: bool = Field(True, description="Add one evaluation-only base-model run per model")
+    replicates: int = Field(
+        1, ge=1, le=100, strict=True,
+        description="Train every fine-tuned cell this many times with distinct seeds (training.seed, then "
+        "+1000 per replicate); base models are evaluated once (decoding is greedy)",
+    )
     dataset: DatasetSpec
     training: TrainingSpec = TrainingSpec()
     evaluation: EvaluationSpec
@@ -192,6 +209,7 @@ class ExperimentDesign(_Strict):
         None, description="Name of a saved slurm-cluster block, or its fields inline"
     )
     gpu: GpuSpec = GpuSpec()
+    analysis: AnalysisSpec = AnalysisSpec()
     creator: str | None = None
     notes: str = ""
 

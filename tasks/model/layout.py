@@ -3,6 +3,7 @@
 Reads and writes nothing. A run group is one folder (`{output_dir}/{name}_{date}`):
 
     experiment.yaml  runs_plan.md  runs_status.yaml  measured_runs.yaml  summary.md  plots/
+    results/          samples.csv  effects.csv  replicates.csv (the summary's tables, for pandas or R)
     README.md  submit_all.sh  .sweepflow/ (sweepflow's own state: caches, manifest, local jobs)
     <run>/            finetune.yaml  finetune.slurm  setup_finetune.yaml  <job log>  logs/
                       epoch_<N>/  provenance/
@@ -25,6 +26,8 @@ STATUS_FILE = "runs_status.yaml"
 MEASURED_FILE = "measured_runs.yaml"
 SUMMARY_FILE = "summary.md"
 PLOTS_DIR = "plots"
+RESULTS_DIR = "results"
+RESULT_TABLES = ("samples.csv", "effects.csv", "replicates.csv")  # per sample, per comparison, per cell
 STATE_DIR = ".sweepflow"  # sweepflow's own state; nothing in it is a source of truth
 EVALUATIONS_DIR = "evaluations"
 LOGS_DIR = "logs"  # torchtune's metric logs (fine-tune), inspect's .eval logs (evaluation)
@@ -114,6 +117,11 @@ class GroupLayout:
     def plots_dir(self) -> Path:
         """`plots/`: the summary's figures."""
         return self.root / PLOTS_DIR
+
+    @property
+    def results_dir(self) -> Path:
+        """`results/`: the summary's tables as CSV (samples, effects, replicates)."""
+        return self.root / RESULTS_DIR
 
     @property
     def state_dir(self) -> Path:

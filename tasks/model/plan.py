@@ -75,6 +75,13 @@ class Run(_Model):
     factors: dict[str, str] = Field(default_factory=dict)  # factor -> level label
     params: RunParams
     evaluations: list[EvalJob] = Field(default_factory=list)
+    replicate: int = 1  # 1..design.replicates; every replicate of a cell trains with its own seed
+    cell: str = ""  # the design cell (model x factor levels) this run replicates; "" means `name`
+
+    @property
+    def cell_name(self) -> str:
+        """The run's design cell: its name without the replicate suffix (controls: the run's name)."""
+        return self.cell or self.name
 
     @property
     def is_control(self) -> bool:
@@ -201,6 +208,28 @@ class Estimates(_Model):
         return self.training_gpu_hours + self.eval_gpu_hours
 
 
+class TaskPower(_Model):
+    """What one task's test set can resolve: the smallest paired accuracy difference detectable."""
+
+    task: str
+    n_items: int  # test items each evaluation scores
+    detectable: float | None  # at the design's alpha and power (None: no items known)
+    sd: float  # the per-item SD of a paired difference assumed
+    sd_source: str
+    items_for_target: int | None = None  # items that analysis.min_difference would need, when set
+
+
+class StatisticalPower(_Model):
+    """The plan's statistical resolution: per task, and the warnings shown before approval."""
+
+    alpha: float
+    power: float
+    replicates: int
+    cells: int  # fine-tuned design cells (models x factor levels)
+    tasks: list[TaskPower] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
 class Plan(_Model):
     """The resolved, verified, estimated plan of one run group."""
 
@@ -215,6 +244,7 @@ class Plan(_Model):
     resources: VerifiedResources
     estimates: Estimates
     site_check: SiteCheckReport | None = None  # the check before the sweep, when plan-runs ran one
+    power: StatisticalPower | None = None  # what the test sets can resolve (plans made before it: None)
 
     def run(self, name: str) -> Run:
         """The run called `name`; `KeyError` when the plan has none."""

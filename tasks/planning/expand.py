@@ -108,8 +108,46 @@ def run_name(model: str, labels: dict[str, str], rank: int) -> str:
     return "_".join(parts)
 
 
+REPLICATE_SEED_STEP = 1000  # replicate r trains with the cell's seed + 1000 x (r - 1)
+
+
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The training seed of a cell's `replicate` (1-based): deterministic, distinct, and readable in configs."""
+    return seed + REPLICATE_SEED_STEP * (replicate - 1)
+
+
+def _replicates(design: ExperimentDesign, run: Run) -> list[Run]:
+    """The design's replicates of one fine-tuned cell, named `{cell}_rep{r}` when there is more than one."""
+    if design.replicates == 1:
+        return [run]
+    return [
+        run.model_copy(update={
+            "name": f"{run.name}_rep{r}", "replicate": r, "cell": run.name,
+            "params": run.params.model_copy(update={"seed": replicate_seed(run.params.seed, r)}),
+        })
+        for r in range(1, design.replicates + 1)
+    ]
+
+
+def _same_training(runs: list[Run]) -> list[Problem]:
+    """Two fine-tunes with identical settings are one run twice (e.g. a seed level equal to a replicate's seed)."""
+    seen: dict[str, str] = {}
+    problems = []
+    for run in runs:
+        if run.is_control:
+            continue
+        key = f"{run.model}|{run.params.model_dump_json()}"
+        if key in seen:
+            problems.append(Problem(field="factors", message=(
+                f"runs {seen[key]!r} and {run.name!r} would train with identical settings (seed "
+                f"{run.params.seed}); replicate r uses the seed + {REPLICATE_SEED_STEP} x (r - 1), so give seed "
+                "levels that differ from those")))
+        seen.setdefault(key, run.name)
+    return problems
+
+
 def expand_design(design: ExperimentDesign) -> list[Run]:
-    """All runs of the design, fine-tuned first (models x factor levels), then controls."""
+    """All runs of the design, fine-tuned first (models x factor levels x replicates), then controls."""
     problems: list[Problem] = []
     for i, model in enumerate(design.models):
         if lookup(model) is None:
@@ -131,7 +169,7 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
             values = {factor: value for factor, (_, value) in zip(levels, combo, strict=True)}
             params = _params(design, model, values)
             name = run_name(model, labels, params.lora_rank)
-            runs.append(Run(
+            runs += _replicates(design, Run(
                 name=name, kind="finetune", model=model, model_dir=models_dir / model, factors=labels, params=params
             ))
     if design.controls:
@@ -151,6 +189,7 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
             problems.append(Problem(
                 field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"
             ))
+    problems += _same_training(runs)
     if problems:
         raise DesignError(problems)
     return _attach_evaluations(design, runs)
@@ -160,7 +199,7 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
     problems: list[Problem] = []
     tasks = [t.name for t in design.evaluation.tasks]
     matrix = design.evaluation.matrix or {}
-    known = {r.name for r in runs}
+    known = {r.name for r in runs} | {r.cell_name for r in runs}  # a cell names all its replicates
     for run_key, run_tasks in matrix.items():
         if run_key not in known:
             problems.append(Problem(
@@ -179,7 +218,7 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
             ))
     result: list[Run] = []
     for run in runs:
-        run_tasks = [t for t in tasks if t in matrix.get(run.name, tasks)]
+        run_tasks = [t for t in tasks if t in matrix.get(run.name, matrix.get(run.cell_name, tasks))]
         if run.is_control:
             epochs: list[EpochRef] = [None]
         else:
@@ -197,13 +236,15 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
 def run_multipliers(design: ExperimentDesign) -> list[tuple[str, int]]:
     """The factors whose product is the number of fine-tuned runs: (what, how many), in design order.
 
-    A new multiplier of the fine-tuned runs (say replicates) is one more entry here.
+    A new multiplier of the fine-tuned runs is one more entry here (replicates count only above 1).
     """
-    return [("models", len(design.models)), *((f"factors.{n}", len(v)) for n, v in design.factors.items())]
+    replicates = [("replicates", design.replicates)] if design.replicates > 1 else []
+    return [("models", len(design.models)), *((f"factors.{n}", len(v)) for n, v in design.factors.items()),
+            *replicates]
 
 
 def count_runs(design: ExperimentDesign) -> int:
-    """How many runs the design expands to: models x factor levels, plus one control per model."""
+    """How many runs the design expands to: models x factor levels x replicates, plus one control per model."""
     return math.prod(n for _, n in run_multipliers(design)) + (len(design.models) if design.controls else 0)
 
 

@@ -61,6 +61,7 @@ def pilot_design(plan: Plan, steps: int = DEFAULT_STEPS, eval_samples: int = DEF
         "factors": {name: [1] if name == "epochs" else _first_level(levels)
                     for name, levels in design.factors.items()},
         "controls": False,
+        "replicates": 1,  # a pilot measures speed, memory and size, which the seed does not change
         "training": training,
         "evaluation": evaluation,
         "notes": f"{steps} steps of each model's first run of {design.name}, one checkpoint save, "

@@ -270,7 +270,18 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         "batch_by_model": [_batches(plan, m) for m in design.models if m in est.per_model],
         **time_limit_table(plan),
         "scratch": (paths.scratch_dir or paths.output_dir) if paths else plan.group_dir.parent,
+        "replicate_seeds": _replicate_seeds(plan),
     }
+
+
+def _replicate_seeds(plan: Plan) -> list[tuple[int, list[int]]]:
+    """(replicate, its distinct seeds over the cells) in replicate order: what runs_plan.md's overview lists."""
+    seeds: dict[int, list[int]] = {}
+    for run in plan.finetune_runs:
+        mine = seeds.setdefault(run.replicate, [])
+        if run.params.seed not in mine:
+            mine.append(run.params.seed)
+    return sorted(seeds.items())
 
 
 def render_plan_markdown(plan: Plan) -> str:

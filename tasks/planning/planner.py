@@ -14,11 +14,12 @@ from datetime import date as date_cls
 from pathlib import Path
 
 from tasks.core.errors import DesignError, Problem, SweepflowError
-from tasks.model.design import ExperimentDesign, PathsSpec
+from tasks.model.design import AnalysisSpec, ExperimentDesign, PathsSpec
 from tasks.model.layout import pilot_of
 from tasks.model.plan import Estimates, Plan, Run, VerifiedResources
 from tasks.planning.estimate import estimate_plan
 from tasks.planning.expand import expand_design
+from tasks.planning.power import statistical_power
 from tasks.planning.prior_evals import scan_prior_evals
 from tasks.planning.verify import check_disk, verify_resources
 from tasks.training.config import recipe_for
@@ -27,6 +28,8 @@ from tasks.training.prior_logs import scan_prior_runs
 # Settings added after designs were first hashed: left out while unset, so that an earlier run group of the
 # same design keeps its hash (run-experiment resumes it by hash).
 _LATER_SETTINGS = (("training", "max_steps_per_epoch"),)
+# Top-level settings added later: left out while at their default, for the same reason.
+_LATER_DEFAULTS = {"replicates": 1, "analysis": AnalysisSpec().model_dump(mode="json")}
 
 
 def design_hash(design: ExperimentDesign) -> str:
@@ -35,6 +38,9 @@ def design_hash(design: ExperimentDesign) -> str:
     for section, key in _LATER_SETTINGS:
         if data.get(section, {}).get(key) is None:
             data[section].pop(key, None)
+    for key, default in _LATER_DEFAULTS.items():
+        if data.get(key) == default:
+            data.pop(key, None)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -142,7 +148,10 @@ def build_plan(design: ExperimentDesign, date: str | None = None, now: datetime 
     if disk_problems:
         raise DesignError(disk_problems, heading="Not enough disk for this plan")
     created = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+    folders = priors_from if priors_from is not None else prior_run_folders(paths, design.name)[0]
+    power = statistical_power(design, runs, eval_sample_counts(design, resources), folders)
     return Plan(
+        power=power,
         run_group=group,
         created=created,
         design_hash=design_hash(design),

@@ -1,11 +1,10 @@
-"""The experiment summary of a run group: results, base-model deltas, loss, resources, plots.
+"""The experiment summary of a run group: results, comparisons, loss, resources, plots.
 
 Reads: everything `tasks.results.collect` reads (experiment.yaml, runs_status.yaml, `.eval` logs,
 DiskLogger metric files, fine-tune SLURM logs). `summarize(group_dir)` writes nothing.
-Writes (`write_summary`): `{group}/summary.md` (from `templates/reports/summary.md.j2`),
-`{group}/plots/loss_curves.png` (training loss per step, one line per run) and
-`{group}/plots/accuracy_by_<factor>.png` (accuracy at the last evaluated epoch per level of each
-factor, `model` included), each atomically. Plots use matplotlib's Agg backend (no display).
+Writes (`write_summary`): `{group}/summary.md` (from `templates/reports/summary.md.j2`), the
+tables `{group}/results/*.csv` (tasks.results.analysis) and the plots (tasks.results.plots), each
+atomically.
 
 A figure that does not exist (a failed run, an evaluation without a log) is shown as "-" with the
 reason from runs_status.yaml.
@@ -13,21 +12,18 @@ reason from runs_status.yaml.
 
 from __future__ import annotations
 
-import os
 import statistics
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
 from tasks.core.files import atomic_write_text
 from tasks.core.templating import render_template
 from tasks.model.group import GroupRef, RunGroup
-from tasks.model.layout import PLOTS_DIR
 from tasks.model.plan import EpochRef, Plan
 from tasks.model.status import RunsStatus
+from tasks.results.analysis import Analysis, analyze, write_tables
 from tasks.results.collect import (
     EvalResult,
     LossCurve,
@@ -38,10 +34,8 @@ from tasks.results.collect import (
     loss_curve,
     run_resources,
 )
-
-LOSS_PLOT = "loss_curves.png"
-BASE_LEVEL = "base (not fine-tuned)"
-MAX_LEGEND = 16  # more runs than this: no legend in the loss plot
+from tasks.results.conclusions import TaskConclusions, conclusions
+from tasks.results.plots import BASE_LEVEL, plot_files, write_plots
 
 
 class TaskDelta(BaseModel):
@@ -105,6 +99,8 @@ class Summary(BaseModel):
     gpu_hours_est: float
     notes: list[str] = Field(default_factory=list)
     curves: dict[str, LossCurve] = Field(default_factory=dict, exclude=True)
+    analysis: Analysis | None = None  # the comparisons (None: summarize(..., compare=False))
+    conclusions: list[TaskConclusions] = Field(default_factory=list)
 
     def mean_abs_error_pct(self, stage: str) -> tuple[float, int] | None:
         """(mean absolute estimate error in percent, runs it is over) for `train` or `eval`; None without any."""
@@ -136,6 +132,12 @@ def _num(value: float | None, signed: bool = False, digits: int = 3) -> str:
     if value is None:
         return "-"
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _pval(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2g}" if value >= 1e-4 else "< 0.0001"
 
 
 def samples_text(result: EvalResult) -> str:
@@ -230,8 +232,11 @@ def _gpu_hours(levels: dict[str, list[str]], run_levels: dict[str, dict[str, str
     return rows
 
 
-def summarize(group: GroupRef) -> Summary:
-    """Everything summary.md shows, computed from the files of the run group (writes nothing)."""
+def summarize(group: GroupRef, compare: bool = True) -> Summary:
+    """Everything summary.md shows, computed from the files of the run group (writes nothing).
+
+    `compare=False` leaves out the comparisons (they read every sample of every `.eval` log).
+    """
     group = RunGroup.of(group)
     plan = group.plan
     status = group.status.read()
@@ -251,7 +256,9 @@ def summarize(group: GroupRef) -> Summary:
                      "waiting); their GPU-hours count as 0.")
     if not any(r.accuracy is not None for r in results):
         notes.append("No evaluation has a score yet.")
+    analysis = analyze(plan, results) if compare else None
     return Summary(
+        analysis=analysis, conclusions=conclusions(analysis) if analysis else [],
         run_group=plan.run_group, question=plan.design.question, group_dir=plan.group_dir, design_hash=plan.design_hash,
         written=datetime.now(UTC).isoformat(timespec="seconds"), factors=levels,
         run_levels=run_levels, state_counts=counts,
@@ -262,87 +269,10 @@ def summarize(group: GroupRef) -> Summary:
     )
 
 
-# ---------------------------------------------------------------------------- plots
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:  # fig: a matplotlib Figure
-    """Save a figure atomically (temporary file + rename), then close it (saved or not)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-        os.close(fd)
-        try:
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
-    finally:
-        _pyplot().close(fig)
-
-
-def plot_losses(summary: Summary, path: Path) -> Path:
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for run, curve in summary.curves.items():
-        ax.plot(curve.steps, curve.losses, label=run, linewidth=1)
-    if not summary.curves:
-        ax.text(0.5, 0.5, "no training loss logged yet", ha="center", va="center", transform=ax.transAxes)
-    ax.set(xlabel="step", ylabel="training loss", title=f"Training loss - {summary.run_group}")
-    if 0 < len(summary.curves) <= MAX_LEGEND:
-        ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_accuracy(summary: Summary, factor: str, path: Path) -> Path:
-    """Accuracy at the last evaluated epoch per level: one point per run, a line through the means per task."""
-    plt = _pyplot()
-    plan_levels = summary.factors[factor]
-    final = final_results(summary.results)
-    level_of = {r.run: summary.run_levels.get(r.run, {}).get(factor, BASE_LEVEL) for r in final.values()}
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(plan_levels) + 3), 4.5))
-    for i, task in enumerate(dict.fromkeys(r.task for r in summary.results)):
-        means = []
-        for x, label in enumerate(plan_levels):
-            values = [
-                r.accuracy for r in final.values()
-                if r.task == task and level_of[r.run] == label and r.accuracy is not None
-            ]
-            ax.scatter([x + 0.05 * i] * len(values), values, s=18, alpha=0.6, color=f"C{i}")
-            means.append(statistics.fmean(values) if values else float("nan"))
-        ax.plot(range(len(plan_levels)), means, marker="o", color=f"C{i}", label=task)
-    ax.set_xticks(range(len(plan_levels)), plan_levels, rotation=20 if len(plan_levels) > 4 else 0)
-    ax.set(xlabel=factor, ylabel="accuracy (last evaluated epoch)", ylim=(-0.02, 1.02),
-           title=f"Accuracy by {factor} - {summary.run_group}")
-    ax.legend(fontsize="small")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
-
-
-def plot_files(summary: Summary) -> dict[str, Path]:
-    """Plot name (as summary.md links it) -> path."""
-    names = {"loss": Path(PLOTS_DIR) / LOSS_PLOT}
-    for factor in summary.factors:
-        names[f"accuracy_by_{factor}"] = Path(PLOTS_DIR) / f"accuracy_by_{factor}.png"
-    return names
-
-
 def render_summary(summary: Summary) -> str:
     """summary.md's text for `summary`."""
     return render_template("reports/summary.md.j2", s=summary, plots=plot_files(summary), epoch_label=epoch_label,
-                           num=_num, samples=samples_text)
+                           num=_num, samples=samples_text, pval=_pval)
 
 
 def write_summary(group: GroupRef, summary: Summary | None = None) -> list[Path]:
@@ -350,12 +280,9 @@ def write_summary(group: GroupRef, summary: Summary | None = None) -> list[Path]
     group = RunGroup.of(group)
     summary = summary or summarize(group)
     written = [atomic_write_text(group.layout.summary_file, render_summary(summary))]
-    for name, rel in plot_files(summary).items():
-        if name == "loss":
-            written.append(plot_losses(summary, group.root / rel))
-        else:
-            written.append(plot_accuracy(summary, name.removeprefix("accuracy_by_"), group.root / rel))
-    return written
+    if summary.analysis is not None:
+        written += write_tables(group.plan, summary.analysis)
+    return written + write_plots(summary, group.root)
 
 
 __all__ = ["GpuHoursRow", "LossRow", "Summary", "TaskDelta", "render_summary", "summarize", "write_summary"]

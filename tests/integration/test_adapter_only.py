@@ -40,7 +40,7 @@ def _group(tmp_path: Path) -> Path:
     dataset = tmp_path / "words.json"
     dataset.write_text(json.dumps({"train": rows * 3, "validation": rows[:2], "test": rows[:4]}))
     data = yaml.safe_load(DESIGN.read_text())
-    data.update(name="adapter_only", factors={"lora_rank": [8]}, controls=False)
+    data.update(name="adapter_only", factors={"lora_rank": [8]}, controls=False, replicates=1)
     data["training"].update(epochs=1, batch_size=2, num_warmup_steps=0, save_adapter_weights_only=True)
     data["dataset"]["path"] = str(dataset)
     data["evaluation"].update(epochs="last", limit=4)

@@ -1,17 +1,20 @@
 """The whole mission on the REAL local SLURM cluster, with nothing faked.
 
 `flows.run_experiment.run_experiment` is called as plain Python (a temporary Prefect server
-from `prefect_test_harness`) on a design derived from `examples/tiny_demo/design.yaml`: one
-LoRA fine-tune (rank 16, 2 epochs) of the tiny Llama-3 made locally, plus the base-model
-control; the evaluations look at the first 100 test words. The jobs go through `sbatch` to
+from `prefect_test_harness`) on a design derived from `examples/tiny_demo/design.yaml`: LoRA
+ranks 4 and 16 with `replicates: 2` (four fine-tunes of 2 epochs of the tiny Llama-3 made
+locally, seeds 42 and 1042), plus the base-model control; the last epoch of each run and the
+base model are evaluated on the first 100 test words. The jobs go through `sbatch` to
 the cluster of the `slurm_cluster` fixture (skipped with the fixture's reason when SLURM
 cannot run on this machine). Measured on 2 shared CPU cores: see the timings it prints.
 
 Checks: every stage completed (the base model's fine-tune skipped); each job id in
 runs_status.yaml is a real SLURM job (`scontrol show job` / `sacct` agree: COMPLETED, the
 right job name); none of them is left in `squeue`; the `.eval` logs, summary.md and the plots
-exist; the fine-tuned model at epoch_1 beats the base model (read from the `.eval` logs with
-inspect-ai) and gets at least half of the words right.
+exist; the rank-16 model at epoch_1 beats the base model (read from the `.eval` logs with
+inspect-ai) and gets at least half of the words right; results/effects.csv has every fine-tuned
+cell against the base model and the rank main effect, with intervals that include the seed
+variance, and results/samples.csv one row per run x sample.
 """
 
 from __future__ import annotations
@@ -31,15 +34,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.slurm]
 
 
 def _design(tmp_path: Path, inputs: dict[str, Path]) -> Path:
-    """The tiny demo's design with absolute paths into tmp_path, one rank, 100 eval samples."""
+    """The tiny demo's design with absolute paths into tmp_path, two ranks x 2 replicates, 100 eval samples."""
     data = yaml.safe_load(DESIGN.read_text())
     data["name"] = "e2e_tiny_cap"
-    data["factors"] = {"lora_rank": [16]}
+    data["factors"] = {"lora_rank": [4, 16]}
+    data["replicates"] = 2
     data["controls"] = True
     data["training"]["epochs"] = 2
     data["dataset"]["path"] = str(inputs["dataset"])
     data["evaluation"]["limit"] = 100
-    data["evaluation"]["epochs"] = "all"
+    data["evaluation"]["epochs"] = "last"
     for task in data["evaluation"]["tasks"]:
         task["script"] = str(EVAL_SCRIPT)
     data["paths"] = {"models_dir": str(inputs["models_dir"]), "output_dir": str(tmp_path / "experiments")}
@@ -69,6 +73,24 @@ def _eval_log(run_dir: Path, epoch: str) -> Path:
             found.append(path)
     assert len(found) == 1, f"expected one successful .eval log for epoch {epoch} under {run_dir}: {found}"
     return found[0]
+
+
+def _check_result_tables(group: Path) -> None:
+    """effects.csv: each cell vs base and the rank main effect, with numbers; samples.csv: every sample."""
+    import csv
+
+    effects = list(csv.DictReader((group / "results" / "effects.csv").open()))
+    vs_base = {r["contrast"]: r for r in effects if r["kind"] == "vs base"}
+    assert set(vs_base) == {f"Llama-3-Tiny-Instruct_rank{r} - Llama-3-Tiny-Instruct_base (base)" for r in (4, 16)}
+    [rank] = [r for r in effects if r["kind"] == "main effect" and r["contrast"].startswith("lora_rank: rank16 - rank4")]
+    for row in [*vs_base.values(), rank]:
+        assert row["estimate"] and row["ci_low"] and row["p_adjusted"], row
+        assert float(row["ci_low"]) <= float(row["estimate"]) <= float(row["ci_high"]), row
+        assert row["n_items"] == "100" and row["n_replicates"] == "2" and "seed variance" in row["method"], row
+    print("effects.csv:\n" + (group / "results" / "effects.csv").read_text())
+    samples = list(csv.DictReader((group / "results" / "samples.csv").open()))
+    assert len(samples) == 5 * 100  # 4 fine-tunes + the base model, 100 words each
+    assert {s["seed"] for s in samples if s["kind"] == "finetune"} == {"42", "1042"}
 
 
 def test_run_experiment_on_real_slurm(flows_on_slurm, tmp_path):
@@ -107,12 +129,13 @@ def test_run_experiment_on_real_slurm(flows_on_slurm, tmp_path):
         stages = list(status.stages())
         finetuned = [run for run, key, s in stages if key == "finetune" and s.status != "skipped"]
         bases = [run for run, key, s in stages if key == "finetune" and s.status == "skipped"]
-        assert finetuned == ["Llama-3-Tiny-Instruct_rank16"] and bases == ["Llama-3-Tiny-Instruct_base"], stages
+        assert finetuned == [f"Llama-3-Tiny-Instruct_rank{r}_rep{n}" for r in (4, 16) for n in (1, 2)], stages
+        assert bases == ["Llama-3-Tiny-Instruct_base"], stages
         not_done = [(run, key, s.status, s.reason) for run, key, s in stages
                     if s.status != "completed" and not (key == "finetune" and run in bases)]
         assert not not_done, f"stages not completed: {not_done}"
         jobs = {s.job_id: (run, key) for run, key, s in stages if s.status == "completed"}
-        assert len(jobs) == 4 and all(jobs), jobs  # 1 fine-tune + 2 epoch evaluations + 1 base evaluation
+        assert len(jobs) == 9 and all(jobs), jobs  # 4 fine-tunes + 4 last-epoch evaluations + 1 base evaluation
         assert all(s.slurm_state == "COMPLETED" and len(s.attempts) == 1 for run, key, s in stages if s.job_id), stages
 
         # --- the jobs went through SLURM: scontrol and sacct know them, all COMPLETED, none queued
@@ -148,16 +171,20 @@ def test_run_experiment_on_real_slurm(flows_on_slurm, tmp_path):
         assert sorted(ours) == sorted(jobs), f"jobs submitted from {group}: {ours}"
 
         # --- files: checkpoints, .eval logs, summary.md + plots
-        run_dir, base_dir = group / finetuned[0], group / bases[0]
+        rank16 = "Llama-3-Tiny-Instruct_rank16_rep1"
+        run_dir, base_dir = group / rank16, group / bases[0]
         assert (run_dir / "epoch_0").is_dir() and (run_dir / "epoch_1").is_dir()
+        seeds = {run: yaml.safe_load((group / run / "finetune.yaml").read_text())["seed"] for run in finetuned}
+        assert sorted(seeds.values()) == [42, 42, 1042, 1042], seeds
         summary = group / "summary.md"
-        assert summary.exists() and "Llama-3-Tiny-Instruct_rank16" in summary.read_text()
+        assert summary.exists() and rank16 in summary.read_text()
+        assert "## What the data support" in summary.read_text()
         assert list((group / "plots").glob("*.png"))
+        _check_result_tables(group)
 
         # --- learning: epoch_1 beats the base model, and gets at least half the words right
-        logs = {"0": _eval_log(run_dir, "0"), "1": _eval_log(run_dir, "1"), "base": _eval_log(base_dir, "base")}
-        outputs = {"0": status.stage(finetuned[0], "capitalization_epoch_0").output,
-                   "1": status.stage(finetuned[0], "capitalization_epoch_1").output,
+        logs = {"1": _eval_log(run_dir, "1"), "base": _eval_log(base_dir, "base")}
+        outputs = {"1": status.stage(rank16, "capitalization_epoch_1").output,
                    "base": status.stage(bases[0], "capitalization").output}
         assert {k: Path(v) for k, v in outputs.items()} == logs  # sync-status verified these very logs
         accuracy = {epoch: _accuracy(path) for epoch, path in logs.items()}

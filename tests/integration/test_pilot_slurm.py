@@ -28,6 +28,7 @@ def _design(tmp_path: Path, inputs: dict[str, Path]) -> Path:
     data = yaml.safe_load(DESIGN.read_text())
     data["name"] = "pilot_tiny_cap"
     data["factors"] = {"lora_rank": [16, 4]}
+    data["replicates"] = 1  # the sweep planned after the pilot: one run per rank, as before
     data["dataset"]["path"] = str(inputs["dataset"])
     data["evaluation"]["limit"] = 100
     for task in data["evaluation"]["tasks"]:

@@ -86,3 +86,12 @@ def test_the_maximum_is_configurable(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(MAX_RUNS_ENV, "5")
     message, _ = _refused(expand_design, parsed)
     assert "6 runs (2 models x 2 factors.lora_rank + 2 controls) is over the maximum of 5 runs" in message
+
+
+def test_replicates_multiply_the_run_count_before_runs_are_built(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed = parse_design(design(tmp_path, replicates=3), base=tmp_path)  # 2 x 2 x 3 + 2 controls
+    assert count_runs(parsed) == 14 == len(expand_design(parsed))
+    monkeypatch.setenv(MAX_RUNS_ENV, "13")
+    message, _ = _refused(expand_design, parsed)
+    assert "14 runs (2 models x 2 factors.lora_rank x 3 replicates + 2 controls)" in message

@@ -20,7 +20,8 @@ M1, M3 = "Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct"
 
 
 def test_one_short_run_per_model_at_the_plans_batch_size(fake_site: FakeSite) -> None:
-    data = fake_site.design(factors={"lora_rank": [64, 4], "learning_rate": {"low": 1e-4, "high": 3e-4}})
+    data = fake_site.design(factors={"lora_rank": [64, 4], "learning_rate": {"low": 1e-4, "high": 3e-4}},
+                            replicates=3)
     data["training"] = {"epochs": 3, "batch_size": {M1: 8, M3: 2}, "save_adapter_weights_only": True}
     data["evaluation"]["epochs"] = "all"
     plan = build_plan(parse_design(data, base=fake_site.root), date=DATE)
@@ -30,6 +31,7 @@ def test_one_short_run_per_model_at_the_plans_batch_size(fake_site: FakeSite) ->
     assert (pilot.training.epochs, pilot.training.max_steps_per_epoch) == (1, 7)
     assert pilot.training.batch_size == {M1: 8, M3: 2}
     assert not pilot.controls and pilot.evaluation.epochs == "last" and pilot.evaluation.limit == 5
+    assert pilot.replicates == 1  # the seed does not change speed, memory or size
     assert pilot.name.startswith(f"{plan.design.name}-pilot-") and pilot.paths == plan.design.paths
 
     pilot_plan = build_plan(pilot, date=DATE)

@@ -151,8 +151,10 @@ def test_write_summary_markdown_and_pngs(group: Path) -> None:
     paths = write_summary(group)
     assert paths[0] == group / "summary.md"
     assert {p.relative_to(group).as_posix() for p in paths[1:]} == {
-        "plots/loss_curves.png", "plots/accuracy_by_model.png", "plots/accuracy_by_lora_rank.png"}
-    for png in paths[1:]:
+        "results/samples.csv", "results/effects.csv", "results/replicates.csv",
+        "plots/loss_curves.png", "plots/accuracy_by_model.png", "plots/accuracy_by_lora_rank.png",
+        "plots/interaction_model_x_lora_rank.png"}
+    for png in (p for p in paths[1:] if p.suffix == ".png"):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     text = paths[0].read_text()
@@ -189,5 +191,28 @@ def test_flow_publishes_artifacts(group: Path) -> None:
             found = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     keys = {a.key: a for a in found if a.key}
-    assert set(keys) == {"summary-exp-2026-01-02", "results-exp-2026-01-02"}
+    assert set(keys) == {"summary-exp-2026-01-02", "results-exp-2026-01-02", "effects-exp-2026-01-02"}
+    assert keys["effects-exp-2026-01-02"].type == "table"
     assert (group / "measured_runs.yaml").exists()
+
+
+def test_comparisons_are_paired_and_incomplete_cells_get_no_number(group: Path) -> None:
+    s = summarize(group)
+    assert s.analysis is not None
+    rows = {(e.contrast, e.epoch): e for e in s.analysis.effects}
+    # A at epoch 1 answers all 4 words, its base model the first one: 3 discordant pairs, all one way
+    a1 = rows[(f"{A} - {BASE1} (base)", "1")]
+    assert a1.estimate == pytest.approx(0.75) and a1.n_items == 4 and a1.n_replicates == 1
+    assert a1.p_value == pytest.approx(2 * 0.5**3) and "exact McNemar" in a1.method
+    assert a1.ci_low is not None and a1.ci_low <= 0.75 <= a1.ci_high
+    # C failed and D still runs: no number for them, nor for the factor effects of those epochs
+    c1 = rows[(f"{C} - {BASE3} (base)", "1")]
+    assert c1.estimate is None and c1.p_value is None and "cancelled: fine-tune failed" in c1.note
+    factors = [e for e in s.analysis.effects if e.kind != "vs base"]
+    assert factors and all(e.estimate is None and e.note for e in factors)
+    text = render_summary(s)
+    support = text[text.index("## What the data support"):text.index("## Comparisons")]
+    assert "Not compared (the data are incomplete; no number is given)" in support
+    assert f"`{C} - {BASE3} (base)` at epoch 1: {C} (cap, epoch 1): cancelled: fine-tune failed" in support
+    assert "Seed variance is unmeasured (`replicates: 1`)" in support
+    assert f"`{A} - {BASE1} (base)` at epoch 1: +0.750" in support  # within noise at 4 items

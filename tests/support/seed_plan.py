@@ -29,6 +29,7 @@ from tasks.model.plan import (
     VerifiedResources,
 )
 from tasks.planning.expand import expand_design
+from tasks.planning.power import statistical_power
 from tests.support.paths import REPO_DIR
 
 FAKE_REPO = "/home/researcher/sweepflow"  # where the design's relative paths "live"
@@ -146,4 +147,6 @@ def build_plan(data: dict[str, Any] | None = None, group_dir: Path | None = None
         runs=runs,
         resources=resources,
         estimates=estimates,
+        # 1,000 test items per task (the hand-made split counts; the reasoning task's own file: the same)
+        power=statistical_power(design, runs, {t.name: 1000 for t in design.evaluation.tasks}),
     )

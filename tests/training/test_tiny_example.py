@@ -269,9 +269,12 @@ def test_demo_design_loads_and_points_into_demo() -> None:
     runs = expand_design(design)
     assert sorted(r.name for r in runs) == [
         "Llama-3-Tiny-Instruct_base",
-        "Llama-3-Tiny-Instruct_rank16",
-        "Llama-3-Tiny-Instruct_rank4",
+        "Llama-3-Tiny-Instruct_rank16_rep1",
+        "Llama-3-Tiny-Instruct_rank16_rep2",
+        "Llama-3-Tiny-Instruct_rank4_rep1",
+        "Llama-3-Tiny-Instruct_rank4_rep2",
     ]
+    assert sorted(r.params.seed for r in runs if not r.is_control) == [42, 42, 1042, 1042]
 
 
 def test_make_example_fills_a_root(tmp_path: Path, model_dir: Path) -> None:

@@ -1,0 +1,162 @@
+"""Per-sample scores of a run group's evaluations: the tidy table behind every comparison.
+
+Reads: the `.eval` log each evaluation's accuracy was taken from (`EvalResult.log`, chosen by
+`tasks.results.collect`), every sample, with inspect-ai's own reader (`read_eval_log_samples`);
+the plan, for each run's model, factor levels, replicate and seed.
+Writes: `results/samples.csv` (`write_samples_csv`): one row per run x task x epoch x sample
+(x inspect epoch, when a task repeats its samples), for the researcher's own analysis.
+
+An evaluation whose samples cannot all be scored as numbers (no scorer, a sample that errored,
+fewer samples than the log's total, a score that is not a number or C/I/P/N) keeps its rows
+that have a score but is marked `unusable` with the reason: no comparison is made from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from tasks.core.files import atomic_write_text
+from tasks.evaluation.eval_logs import epoch_label
+from tasks.model.plan import EpochRef, Plan, Run
+from tasks.results.collect import EvalResult
+
+LETTER_SCORES = {"C": 1.0, "I": 0.0, "P": 0.5, "N": 0.0}  # inspect's CORRECT, INCORRECT, PARTIAL, NOANSWER
+FIXED_COLUMNS = ["run", "kind", "model"]
+TAIL_COLUMNS = ["replicate", "seed", "task", "epoch", "sample_id", "sample_epoch", "target", "answer", "score"]
+
+
+class ScoredEvaluation(BaseModel):
+    """One evaluation's per-sample scores (sample id -> score, inspect epochs averaged)."""
+
+    run: str
+    cell: str  # the design cell the run replicates (controls: the run)
+    model: str
+    kind: str
+    replicate: int
+    task: str
+    epoch: EpochRef = None
+    scores: dict[str, float] = Field(default_factory=dict)
+    rows: list[dict[str, Any]] = Field(default_factory=list)  # samples.csv rows (factor columns filled later)
+    unusable: str | None = None  # why no comparison may use these scores
+
+    @property
+    def epoch_text(self) -> str:
+        """`0`, `1`, `best`, or `base`."""
+        return epoch_label(self.epoch)
+
+
+def score_value(value: Any) -> float | None:
+    """A sample score as a number: numbers and booleans as they are, inspect's letters as 1 / 0 / 0.5."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        if value in LETTER_SCORES:
+            return LETTER_SCORES[value]
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _scorer_name(result: EvalResult) -> str | None:
+    return result.metric.split("/", 1)[0] if result.metric else None
+
+
+def _read_samples(path: Path) -> Iterable[Any]:
+    from inspect_ai.log import read_eval_log_samples  # slow import: only when there are logs
+
+    return read_eval_log_samples(str(path), all_samples_required=False)
+
+
+def scored_evaluation(run: Run, result: EvalResult) -> ScoredEvaluation:
+    """The per-sample scores of one evaluation result (`unusable` says why none may be compared)."""
+    scored = ScoredEvaluation(run=run.name, cell=run.cell_name, model=run.model, kind=run.kind,
+                              replicate=run.replicate, task=result.task, epoch=result.epoch)
+    if result.log is None or result.accuracy is None:
+        scored.unusable = result.reason or "no successful .eval log"
+        return scored
+    scorer = _scorer_name(result)
+    per_item: dict[str, list[float]] = {}
+    problems: list[str] = []
+    try:
+        samples = list(_read_samples(result.log))
+    except Exception as error:  # inspect raises many kinds on a file it cannot read
+        scored.unusable = f"its samples cannot be read from {result.log.name} ({type(error).__name__})"
+        return scored
+    for sample in samples:
+        score = (sample.scores or {}).get(scorer) if scorer else None
+        value = score_value(score.value) if score is not None else None
+        if value is None:
+            problems.append(f"sample {sample.id}: " + ("no score" if score is None else f"score {score.value!r} is "
+                                                       "not a number or C/I/P/N")
+                            + (f" ({sample.error.message})" if getattr(sample, "error", None) else ""))
+        else:
+            per_item.setdefault(str(sample.id), []).append(value)
+        scored.rows.append({
+            "sample_id": sample.id, "sample_epoch": sample.epoch, "target": _text(sample.target),
+            "answer": _answer(score, sample), "score": "" if value is None else value,
+        })
+    scored.scores = {item: sum(values) / len(values) for item, values in per_item.items()}
+    if problems:
+        more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
+        scored.unusable = f"{problems[0]}{more}"
+    elif result.total_samples and len(samples) < result.total_samples:
+        scored.unusable = f"the log holds {len(samples)} of {result.total_samples} samples"
+    elif not samples:
+        scored.unusable = "the log holds no samples"
+    return scored
+
+
+def _text(target: Any) -> str:
+    return " | ".join(map(str, target)) if isinstance(target, list) else str(target)
+
+
+def _answer(score: Any, sample: Any) -> str:
+    if score is not None and score.answer is not None:
+        return str(score.answer)
+    output = getattr(sample, "output", None)
+    return str(getattr(output, "completion", "") or "")
+
+
+def scored_evaluations(plan: Plan, results: list[EvalResult]) -> list[ScoredEvaluation]:
+    """Per-sample scores of every evaluation result of the plan (unusable ones say why)."""
+    runs = {run.name: run for run in plan.runs}
+    return [scored_evaluation(runs[r.run], r) for r in results if r.run in runs]
+
+
+def samples_csv(plan: Plan, evaluations: list[ScoredEvaluation]) -> str:
+    """results/samples.csv's text: run, kind, model, every factor, replicate, seed, task, epoch, sample..."""
+    factors = list(dict.fromkeys(f for run in plan.finetune_runs for f in run.factors))
+    runs = {run.name: run for run in plan.runs}
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=FIXED_COLUMNS + factors + TAIL_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for scored in evaluations:
+        run = runs[scored.run]
+        base = {"run": run.name, "kind": run.kind, "model": run.model,
+                **{f: run.factors.get(f, "base" if run.is_control else "") for f in factors},
+                "replicate": "" if run.is_control else run.replicate,
+                "seed": "" if run.is_control else run.params.seed,
+                "task": scored.task, "epoch": scored.epoch_text}
+        for row in scored.rows:
+            writer.writerow({**base, **row})
+    return out.getvalue()
+
+
+def write_samples_csv(plan: Plan, evaluations: list[ScoredEvaluation], path: Path) -> Path:
+    """Write results/samples.csv atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, samples_csv(plan, evaluations))
+
+
+__all__ = ["ScoredEvaluation", "samples_csv", "score_value", "scored_evaluation", "scored_evaluations",
+           "write_samples_csv"]
