@@ -62,7 +62,7 @@ CACHE_FORMAT = 1  # the cache's first line: {format, yaml_file, yaml_sha256, run
 CACHE_MIN_BYTES = 64 * 1024  # smaller files parse in milliseconds: no cache file for them
 BACKUPS = 5  # earlier versions of runs_status.yaml kept in .sweepflow/backups/
 BACKUP_DIR = "backups"
-SHOWN = 6  # missing stages named in a StatusDamaged message
+SHOWN = 4  # missing stages named in a StatusDamaged message
 
 
 class StatusDamaged(FileFormatError):
@@ -72,9 +72,8 @@ class StatusDamaged(FileFormatError):
         self.missing = missing
         named = ", ".join(missing[:SHOWN]) + (f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else "")
         super().__init__(path, f"damaged: {len(missing)} of the plan's {planned} stages are missing ({named}); "
-                               "nothing was changed. Run setup-experiment on this group to restore it "
-                               "(from its journal, its backups and the plan; launch-runs then adopts the "
-                               "scheduler's jobs and a sync checks their outputs)")
+                               "nothing was changed. Run setup-experiment to restore it (journal, backups, "
+                               "plan; launch-runs then adopts the scheduler's jobs)")
 
 
 def missing_stages(status: RunsStatus, expected: Collection[tuple[str, str]]) -> list[str]:

@@ -70,7 +70,7 @@ def test_a_truncated_status_is_refused_then_restored_from_its_backup(tmp_path: P
     with pytest.raises(StatusDamaged) as info:
         sync_jobs(group, backend)
     message = str(info.value)
-    assert str(path) in message and "missing" in message and len(message) < 600
+    assert str(path) in message and "missing" in message and len(message) - len(str(path)) < 500
     assert f"damaged: 11 of the plan's {len(done)} stages are missing" in message  # runs 3..6, run 2's last
     with pytest.raises(SweepflowError):  # not a bare KeyError
         submit_pending(group, backend, cluster(), sleep=lambda s: None)
