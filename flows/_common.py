@@ -21,11 +21,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
+from pydantic import ValidationError
 
 from blocks.resolve import resolve_site
 from tasks.backends import Backend, backend_for, backend_name, select_backend
-from tasks.core import SweepflowError
-from tasks.execution import SyncReport, groups_with_unfinished_work, sync_jobs
+from tasks.core import SweepflowError, domain_error
+from tasks.execution import GroupScan, SyncReport, scan_groups, sync_jobs
 from tasks.model import Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
 from tasks.planning import build_plan
 from tasks.setup import recent_pass, run_site_check
@@ -38,7 +39,11 @@ TASK_OPTIONS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": Fals
 
 
 def domain_task(name: str, fn: Callable[..., T]) -> Any:
-    """A Prefect task named `name` that runs `fn` and returns, not raises, the SweepflowError it meets."""
+    """A Prefect task named `name` that runs `fn` and returns, not raises, the SweepflowError it meets.
+
+    An OSError (full disk, permission, missing file) or a pydantic ValidationError becomes a
+    SweepflowError naming the file and what to do (`tasks.core.domain_error`).
+    """
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> T | SweepflowError:
@@ -46,6 +51,8 @@ def domain_task(name: str, fn: Callable[..., T]) -> Any:
             return fn(*args, **kwargs)
         except SweepflowError as error:
             return error
+        except (OSError, ValidationError) as error:  # a full disk, a permission, a bad record: said plainly
+            return domain_error(error) or SweepflowError(str(error))
 
     return task(name=name, **TASK_OPTIONS)(run)
 
@@ -127,16 +134,27 @@ def site_check_step(plan: Plan, wanted: bool | None, timeout_s: float = 900) -> 
     return report
 
 
-def groups_to_visit(flow_name: str, group_dir: str | None, output_dir: str | None) -> list[Path] | State:
-    """[group_dir], or every run group with unfinished stages under output_dir ($SWEEPFLOW_OUTPUT_DIR)."""
+def scan_to_visit(flow_name: str, group_dir: str | None, output_dir: str | None) -> GroupScan | State:
+    """[group_dir], or every run group under output_dir ($SWEEPFLOW_OUTPUT_DIR): unfinished ones, broken ones."""
     if group_dir:
-        return [Path(group_dir)]
+        return GroupScan(unfinished=[Path(group_dir)])
     root = output_dir or os.environ.get("SWEEPFLOW_OUTPUT_DIR")
     if not root:
         return fail(f"{flow_name} needs group_dir, or output_dir (or $SWEEPFLOW_OUTPUT_DIR) to scan for run groups")
-    groups = groups_with_unfinished_work(root)
-    get_run_logger().info("%d run group(s) with unfinished stages under %s", len(groups), root)
-    return groups
+    scan = scan_groups(root)
+    get_run_logger().info("%d run group(s) with unfinished stages under %s%s", len(scan.unfinished), root,
+                          f", {len(scan.broken)} that cannot be read" if scan.broken else "")
+    return scan
+
+
+def groups_to_visit(flow_name: str, group_dir: str | None, output_dir: str | None) -> list[Path] | State:
+    """[group_dir], or every run group with unfinished stages under output_dir; unreadable ones logged as errors."""
+    scan = scan_to_visit(flow_name, group_dir, output_dir)
+    if isinstance(scan, State):
+        return scan
+    for folder, error in scan.broken.items():
+        get_run_logger().error("%s: %s", Path(folder).name, error)
+    return scan.unfinished
 
 
 def publish_status(group: RunGroup, report: SyncReport) -> None:

@@ -23,7 +23,7 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 from tasks.model import ClusterSettings, RunGroup, RunsStatus
-from tasks.results import Event, check_failed_event, deliver
+from tasks.results import Event, check_failed_event, deliver, group_error_event
 
 _log = logging.getLogger("sweepflow.notify")
 
@@ -157,5 +157,24 @@ def notify_check_failed(group: str, failures: str | Sequence[str], settings: Clu
         event = check_failed_event(group, failures, group_dir=group_dir, checked_at=checked_at)
     except Exception as error:  # a message that cannot be rendered must not fail the plan's own report
         _logger().warning("notifications: the site-check message for %s could not be built: %s", group, error)
+        return False
+    return bool(send_events([event], settings.notify_block))
+
+
+def notify_group_error(folder: str | Path, error: str) -> bool:
+    """Tell the researcher that a run group could not be advanced (`error` names the file); whether it was sent.
+
+    Through the group's own `notify_block` when its plan can be read. Sent on each scan that meets
+    the error (a scan never writes into a group it could not advance). Never raises.
+    """
+    try:
+        settings = RunGroup(folder).cluster
+    except Exception as why:  # the plan itself is unreadable: the log line is all there is
+        _logger().warning("notifications: %s has no readable notify_block (%s); nothing sent", folder, why)
+        return False
+    try:
+        event = group_error_event(Path(folder).name, error, group_dir=folder)
+    except Exception as why:
+        _logger().warning("notifications: the error message for %s could not be built: %s", folder, why)
         return False
     return bool(send_events([event], settings.notify_block))

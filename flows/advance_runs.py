@@ -13,6 +13,10 @@ launch-runs takes each poll (`tasks.execution.advance`):
 Each fine-tune attempt that ended is the task `finetune-<run>-attempt<N>`; the group's progress
 and runs table artifacts are published. A group that a launcher (or another advance-runs run)
 is advancing at that moment is skipped: the holder of the group's lock does the same work.
+Each group is advanced in isolation: any error in one (a damaged or missing runs_status.yaml,
+an unwritable file, a bad journal line, ...) is logged naming the group and the file, sent
+through the group's notification block, and ends this run Failed, after every other group
+was advanced.
 
 So `launch-runs --param wait=false` may return after the first submission, the laptop may
 close, and the sweep still finishes.
@@ -27,12 +31,15 @@ As Python: `from flows.advance_runs import advance_runs; advance_runs(output_dir
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, get_run_logger
-from prefect.states import State
+from prefect.states import Failed, State
 
 from flows._advance import GroupArtifacts, advance_group
-from flows._common import groups_to_visit, open_group
-from tasks.core import SweepflowError
+from flows._common import open_group, scan_to_visit
+from flows._notify import notify_group_error
+from tasks.core import domain_error
 from tasks.execution import DEFAULT_MAX_ATTEMPTS
 
 
@@ -51,22 +58,29 @@ def advance_runs(
         How many stages are in each state, over all groups advanced.
     """
     logger = get_run_logger()
-    groups = groups_to_visit("advance-runs", group_dir, output_dir)
-    if isinstance(groups, State):
-        return groups
+    scan = scan_to_visit("advance-runs", group_dir, output_dir)
+    if isinstance(scan, State):
+        return scan
+    failures = dict(scan.broken)
     totals: dict[str, int] = {}
-    for folder in groups:
+    for folder in scan.unfinished:
         try:
             group, backend = open_group(folder)
             report = advance_group(group, backend, max_attempts, GroupArtifacts(group))
-        except SweepflowError as error:  # one broken group does not hold the others back
-            logger.error("%s: %s", folder.name, error)
+            if report.skipped:
+                continue
+            group.status.flush()
+        except Exception as error:  # any error of one group is reported; the others still advance
+            failures[str(folder)] = str(domain_error(error) or f"{type(error).__name__}: {error}")
             continue
-        if report.skipped:
-            continue
-        group.status.flush()
         logger.info("%s: %d/%d stages finished (%s)", group.name, report.status.done, report.status.total,
                     ", ".join(f"{n} {s}" for s, n in sorted(report.status.counts.items())))
         for state, count in report.status.counts.items():
             totals[state] = totals.get(state, 0) + count
+    for broken, message in failures.items():
+        logger.error("%s (%s): %s", Path(broken).name, broken, message)
+        notify_group_error(broken, message)
+    if failures:
+        names = ", ".join(Path(f).name for f in failures)
+        return Failed(message=f"{len(failures)} run group(s) could not be advanced ({names}); the others were")
     return totals

@@ -8,13 +8,14 @@ the files are loaded by path under a private module name instead.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import torch
 import torchtune
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 from torchtune import config, utils
 
 STOCK_RECIPES_DIR = Path(torchtune.__file__).resolve().parent.parent / "recipes"
@@ -39,6 +40,36 @@ def load_stock_recipe(name: str) -> ModuleType:
     return module
 
 
+INSTANTIATED_TEXT = ("dataset", "dataset_val")  # sections whose text (a system prompt) is free-form
+_INTERPOLATION = re.compile(r"(\\*)\$\{")
+
+
+def _escaped(text: str) -> str:
+    """`text` as an OmegaConf string that resolves to `text` (`${` escaped, backslashes before it doubled)."""
+    return _INTERPOLATION.sub(lambda m: m.group(1) * 2 + "\\${", text)
+
+
+def keep_literal_text(node: DictConfig | ListConfig) -> None:
+    """Make every literal `${` in `node`'s strings survive `config.instantiate`.
+
+    The config file escapes a literal `${` (a system prompt may hold one) for ONE resolution, which
+    reading the value does. `torchtune.config.instantiate` resolves twice (`OmegaConf.resolve`,
+    then `to_object`), so the prompt would be read as an interpolation and fail. A string whose
+    value (resolved once) still holds `${` is such a literal: it is escaped once more, so the
+    instantiated object gets the text verbatim. Real interpolations resolve to text without `${`
+    and are left alone.
+    """
+    keys = range(len(node)) if isinstance(node, ListConfig) else list(node.keys())
+    for key in keys:
+        child = node._get_node(key)  # type: ignore[union-attr]
+        if isinstance(child, (DictConfig, ListConfig)):
+            keep_literal_text(child)
+            continue
+        value = node[key]
+        if isinstance(value, str) and "${" in value:
+            node[key] = _escaped(_escaped(value))
+
+
 def run_recipe(recipe_cls: type, cfg: DictConfig, name: str) -> None:
     """What the stock `recipe_main` does once the process is set up, for any recipe class.
 
@@ -46,6 +77,9 @@ def run_recipe(recipe_cls: type, cfg: DictConfig, name: str) -> None:
     which `tasks/training/prior_logs.py` parses, as it does the epoch length logged after setup.
     """
     config.log_config(recipe_name=name, cfg=cfg)
+    for section in INSTANTIATED_TEXT:
+        if section in cfg:
+            keep_literal_text(cfg[section])
     recipe = recipe_cls(cfg=cfg)
     recipe.setup(cfg=cfg)
     log_epoch_length(recipe)

@@ -25,6 +25,7 @@ FailureCause = Literal[
     "cancelled",  # CANCELLED by a user
     "dependency",  # never ran: its dependency failed (DependencyNeverSatisfied)
     "launch",  # never started (e.g. JobLaunchFailure, missing output folder)
+    "disk",  # no space left on the device (or quota exceeded), said by the job log: retried once space is free
     "environment",  # the job's preflight failed: a package, a version or the GPU is wrong (tasks/core/preflight.py)
     "error",  # any other failure: code or data error, not retried
 ]
@@ -43,6 +44,8 @@ class JobInfo(BaseModel):
     elapsed_s: float | None = None
     max_rss: str | None = None
     work_dir: str | None = None  # the folder it was submitted from (tells our jobs from others')
+    submitted: str | None = None  # when the scheduler accepted it (ISO 8601, UTC), where it says
+    started: str | None = None  # when it started running (ISO 8601, UTC), where it says
 
 
 class JobSpec(BaseModel):

@@ -4,7 +4,8 @@ It speaks SLURM's vocabulary (ids, states, exit codes `rc:sig`, reasons) and fol
 
 Reads/writes, all under `state_dir`:
   jobs/<id>.json      one record per job (written atomically; any process may `query` them)
-  jobs/<id>.env.json  the submitter's environment (mode 0600), given to the job as sbatch does
+  jobs/<id>.env.json  the submitter's environment (mode 0600), given to the job as sbatch does;
+                      removed as soon as the job starts or ends otherwise (no secret stays at rest)
   watch.log           the watchers' own errors, if any
   next_id             the next job id (so ids keep increasing across restarts)
   config.json         {"max_parallel": N}, written by `submit`
@@ -40,6 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +160,12 @@ def _end(record: dict[str, Any], state: str, reason: str | None, exit_code: str)
     record.update(state=state, reason=reason, exit_code=exit_code, end_time=time.time())
 
 
+def _forget_env(store: _Store, job_id: str) -> None:
+    """Remove the job's saved environment (tokens and all): read once by its watcher, or never needed."""
+    with contextlib.suppress(FileNotFoundError):
+        (store.jobs / f"{job_id}.env.json").unlink()
+
+
 def _advance(store: _Store) -> None:
     """One scheduling step (call with the lock held)."""
     _children[:] = [p for p in _children if p.poll() is None]
@@ -167,6 +175,7 @@ def _advance(store: _Store) -> None:
             _killpg(rec.get("job_pgid"), signal.SIGKILL)
             _end(rec, "NODE_FAIL", "NodeFail", "0:9")
             store.write(rec)
+            _forget_env(store, rec["job_id"])
     changed = True
     while changed:  # a cancelled job's own dependents are cancelled too
         changed = False
@@ -177,6 +186,7 @@ def _advance(store: _Store) -> None:
             if any(p is None or (base_state(p["state"]) in FINISHED and p["state"] != "COMPLETED") for p in parents):
                 _end(rec, "CANCELLED", "DependencyNeverSatisfied", "0:0")
                 store.write(rec)
+                _forget_env(store, rec["job_id"])
                 changed = True
     running = sum(1 for r in records.values() if r["state"] == "RUNNING")
     for rec in records.values():
@@ -198,6 +208,10 @@ def _advance(store: _Store) -> None:
             running += 1
 
 
+def _iso(stamp: float | None) -> str | None:
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds") if stamp else None
+
+
 def _info(rec: dict[str, Any]) -> JobInfo:
     start, end = rec.get("start_time"), rec.get("end_time")
     elapsed = (end or time.time()) - start if start else 0.0
@@ -205,6 +219,7 @@ def _info(rec: dict[str, Any]) -> JobInfo:
         job_id=rec["job_id"], name=rec.get("name"), status=map_state(rec["state"], rec.get("reason")),
         raw_state=rec["state"], exit_code=rec.get("exit_code"), reason=rec.get("reason"),
         node=rec.get("node"), elapsed_s=round(max(elapsed, 0.0), 3), work_dir=rec.get("cwd"),
+        submitted=_iso(rec.get("submit_time")), started=_iso(start),
     )
 
 
@@ -284,6 +299,7 @@ class LocalBackend:
                 was_running = rec["state"] == "RUNNING"
                 _end(rec, f"CANCELLED by {os.getuid()}", None, "0:15" if was_running else "0:0")
                 self.store.write(rec)
+                _forget_env(self.store, str(job_id))
                 if was_running:
                     if _alive(rec.get("watcher_pid")):
                         with contextlib.suppress(ProcessLookupError):
@@ -318,8 +334,11 @@ def run_job(state_dir: Path, job_id: str) -> int:
         rec = store.read(job_id)
         if rec is None or rec["state"] != "RUNNING" or rec.get("watcher_pid") != os.getpid():
             return 0  # cancelled before it started
-        env = {**json.loads((store.jobs / f"{job_id}.env.json").read_text()),
-               "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": rec["name"] or "",
+        try:
+            saved = json.loads((store.jobs / f"{job_id}.env.json").read_text())
+        finally:
+            _forget_env(store, job_id)  # the job has it now; nothing stays on disk
+        env = {**saved, "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": rec["name"] or "",
                "SLURM_SUBMIT_DIR": rec["cwd"], "SLURM_JOB_NODELIST": NODE}
         try:
             log = open(rec["output"], "wb")  # noqa: SIM115 - handed to the child

@@ -4,13 +4,14 @@ Layer 0: imports nothing else of sweepflow's.
 """
 
 from tasks.core.durations import format_duration, parse_duration, scale_duration
-from tasks.core.errors import DesignError, Problem, SweepflowError
+from tasks.core.errors import DesignError, FileSystemError, Problem, SweepflowError, domain_error
 from tasks.core.files import (
     FileFormatError,
     atomic_write_bytes,
     atomic_write_many,
     atomic_write_text,
     dump_yaml,
+    format_gib,
     parse_yaml,
     read_log_tail,
     read_yaml,
@@ -23,13 +24,16 @@ __all__ = [
     "TEMPLATES_DIR",
     "DesignError",
     "FileFormatError",
+    "FileSystemError",
     "Problem",
     "SweepflowError",
     "atomic_write_bytes",
     "atomic_write_many",
     "atomic_write_text",
+    "domain_error",
     "dump_yaml",
     "format_duration",
+    "format_gib",
     "parse_duration",
     "parse_yaml",
     "read_log_tail",

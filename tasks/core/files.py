@@ -62,6 +62,16 @@ class FileFormatError(SweepflowError):
         super().__init__(f"{self.path}: {message}")
 
 
+def format_gib(gib: float) -> str:
+    """A size given in GiB, in the unit that shows its real number: 0.004 -> '4.1 MiB', 230 -> '230.0 GiB'."""
+    size = gib * 2**30
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
 def fsync_dir(path: str | Path) -> None:
     """Make a rename inside `path` durable (best effort: not every filesystem allows it)."""
     try:

@@ -3,7 +3,15 @@
 Layer 6, the top (imports every layer below; nothing imports it but flows).
 """
 
-from tasks.execution.advance import AdvanceReport, EndedAttempt, RetryRequest, advance, groups_with_unfinished_work
+from tasks.execution.advance import (
+    AdvanceReport,
+    EndedAttempt,
+    GroupScan,
+    RetryRequest,
+    advance,
+    groups_with_unfinished_work,
+    scan_groups,
+)
 from tasks.execution.cancel import CancelReport, cancel_stages
 from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
 from tasks.execution.retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
@@ -16,6 +24,7 @@ __all__ = [
     "AdvanceReport",
     "CancelReport",
     "EndedAttempt",
+    "GroupScan",
     "LaunchReport",
     "Remedy",
     "RetryOutcome",
@@ -31,6 +40,7 @@ __all__ = [
     "reopen_failed_finetunes",
     "retry_failed",
     "retry_run",
+    "scan_groups",
     "submit_pending",
     "sync_jobs",
     "tally",

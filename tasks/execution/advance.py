@@ -21,18 +21,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from tasks.backends import Backend
-from tasks.core.errors import SweepflowError
+from tasks.core.errors import SweepflowError, domain_error
 from tasks.execution.retries import RetryOutcome, failed_awaiting_decision, retry_run
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS
 from tasks.execution.submit import LaunchReport, Sleep, submit_pending
 from tasks.execution.sync import SyncReport, cancel_unrunnable, sync_jobs, tally
 from tasks.model.group import GroupRef, RunGroup
-from tasks.model.layout import STATUS_FILE, GroupLayout
+from tasks.model.layout import PLAN_FILE, GroupLayout
 from tasks.model.status import RunsStatus, utc_now
-from tasks.model.status_file import StatusStore
 
 
 class RetryRequest(BaseModel):
@@ -144,17 +143,35 @@ def advance(
         lock.release()
 
 
-def groups_with_unfinished_work(output_dir: str | Path) -> list[Path]:
-    """Run groups under `output_dir` (set up: experiment.yaml beside runs_status.yaml) with unfinished stages."""
-    groups = []
-    for folder in sorted(p.parent for p in Path(output_dir).glob("*/" + STATUS_FILE)):
+class GroupScan(BaseModel):
+    """A scan of output_dir: groups with unfinished stages, and groups that could not be read (folder -> why)."""
+
+    unfinished: list[Path] = Field(default_factory=list)
+    broken: dict[str, str] = Field(default_factory=dict)
+
+
+def scan_groups(output_dir: str | Path) -> GroupScan:
+    """Every planned run group under `output_dir` (an experiment.yaml): unfinished, or broken with the reason.
+
+    A group whose runs_status.yaml is missing, unreadable or lacks planned stages is broken, not
+    skipped: its error names the file (the scheduled flow reports it and still advances the others).
+    """
+    scan = GroupScan()
+    for folder in sorted(p.parent for p in Path(output_dir).glob("*/" + PLAN_FILE)):
         layout = GroupLayout(folder)
-        if not layout.plan_file.exists():
+        if not layout.status_file.exists():
+            scan.broken[str(folder)] = f"{layout.status_file}: missing; run setup-experiment to restore it"
             continue
         try:
-            status = StatusStore(layout.status_file).read()
-        except SweepflowError:
-            continue  # a broken file: the group's own flows report it
+            status = RunGroup(folder).status.read()  # checked against the plan
+        except (SweepflowError, OSError, ValidationError) as error:
+            scan.broken[str(folder)] = str(domain_error(error))
+            continue
         if any(not stage.is_terminal for _, _, stage in status.stages()):
-            groups.append(folder)
-    return groups
+            scan.unfinished.append(folder)
+    return scan
+
+
+def groups_with_unfinished_work(output_dir: str | Path) -> list[Path]:
+    """Run groups under `output_dir` (set up: experiment.yaml beside runs_status.yaml) with unfinished stages."""
+    return scan_groups(output_dir).unfinished

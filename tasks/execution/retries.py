@@ -12,6 +12,7 @@ renders the same values.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 
 from tasks.backends import Backend, JobInfo, SubmitError
 from tasks.core.errors import SweepflowError
-from tasks.core.files import read_yaml
+from tasks.core.files import format_gib, read_yaml
 from tasks.execution.provenance import record_provenance
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, RetryContext, attempts_counted, decide
 from tasks.execution.submit import Sleep, adoptable, record_refusal, record_submission, submit_with_retry
@@ -266,6 +267,20 @@ def resubmit_finetune(
     return job_id
 
 
+MIN_FREE_GIB = 1.0  # what a disk-full retry waits for when the plan has no disk estimate for the run
+
+
+def space_shortfall(group: RunGroup, run: str) -> str | None:
+    """Why the run's folder has too little free space for a retry (real numbers); None when it has enough."""
+    folder = group.layout.run_dir(run)
+    estimate = group.plan.estimates.runs.get(run)
+    needed = estimate.disk_gib if estimate else MIN_FREE_GIB
+    free = shutil.disk_usage(folder).free / 2**30
+    if free >= needed:
+        return None
+    return f"{folder} has {format_gib(free)} free, the run needs about {format_gib(needed)}"
+
+
 def failed_awaiting_decision(status: RunsStatus) -> list[str]:
     """Failed fine-tunes whose last attempt has no remedy recorded yet (retry not decided)."""
     return [
@@ -287,6 +302,10 @@ def retry_run(
     group = RunGroup.of(group)
     store = group.status
     remedy = plan_retry(group, run, cluster, max_attempts)
+    if remedy.kind == "resubmit_after_space":
+        short = space_shortfall(group, run)
+        if short is not None:  # decided again at the next advance step: nothing recorded
+            return RetryOutcome(run=run, remedy=remedy, error=f"waiting for disk space: {short}")
     if not remedy.retry:
 
         def no_retry(current: RunsStatus) -> None:

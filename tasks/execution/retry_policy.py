@@ -12,6 +12,9 @@ Policy (`decide`), by FailureCause:
   when an epoch is on disk to resume from, and is not retried when none is (it would time out
   again at the same point).
 - node (NODE_FAIL, PREEMPTED, BOOT_FAIL): resubmit as is, excluding the failed node.
+- disk (the job's log says no space was left): resubmit as is, from scratch, once the run
+  folder's filesystem has the run's estimated disk free again (`tasks.execution.retries`
+  checks; until then the decision waits for the next advance step).
 - cancelled (by a user), dependency, launch, error (code or data): never retried.
 At most `max_attempts` submissions per fine-tune (the first one included).
 """
@@ -26,7 +29,8 @@ from tasks.backends import FailureCause, JobOverrides
 from tasks.core.durations import format_duration, parse_duration, scale_duration
 from tasks.model.status import StageStatus
 
-RemedyKind = Literal["resubmit_smaller_batch", "resume_more_time", "resubmit_exclude_node", "none"]
+RemedyKind = Literal["resubmit_smaller_batch", "resume_more_time", "resubmit_exclude_node", "resubmit_after_space",
+                     "none"]
 DEFAULT_MAX_ATTEMPTS = 3
 TIME_MULTIPLIER = 2.0
 _NOT_RETRIED: dict[str, str] = {
@@ -98,13 +102,17 @@ def decide(cause: FailureCause | str | None, attempts_so_far: int, max_attempts:
         return Remedy(kind="none", description="no failure cause known: not retried")
     if cause in _NOT_RETRIED:
         return Remedy(kind="none", cause=cause, description=_NOT_RETRIED[cause])
-    if cause not in ("oom", "timeout", "node"):
+    if cause not in ("oom", "timeout", "node", "disk"):
         return Remedy(kind="none", cause=cause, description=f"unknown failure cause {cause!r}: not retried")
     if attempts_so_far >= max_attempts:
         return Remedy(
             kind="none", cause=cause,
             description=f"{cause}: not retried, {attempts_so_far} of {max_attempts} attempts made",
         )
+    if cause == "disk":
+        return Remedy(kind="resubmit_after_space", cause=cause, time_limit=carry_time,
+                      resume_epoch=ctx.resume_epoch, **same,  # as it was: a checkpoint saved on a full disk is suspect
+                      description="disk full: resubmit as is once the space check passes")
     if cause == "oom":
         if bs <= 1:
             return Remedy(

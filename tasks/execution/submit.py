@@ -208,8 +208,10 @@ class _Launcher:
         found = adoptable(self.named.get(name), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
+            # the job's own submit time (not now): its artifacts are checked against it
             if not self._record(run.name, key, Attempt(
-                job_id=found.job_id, submitted=self.now(), reason="adopted: found in the scheduler by job name",
+                job_id=found.job_id, submitted=found.submitted or found.started,
+                reason="adopted: found in the scheduler by job name",
             ), state):
                 self._withdraw(run, key, found.job_id)
                 return None
@@ -246,10 +248,11 @@ class _Launcher:
 
     def _record(self, run: str, key: str, info: Attempt, status: str) -> bool:
         """Journal the stage's new job id and attempt; False when it finished meanwhile (cancel-runs)."""
+        stamp = self.now()
 
         def change(stage: StageStatus) -> None:
             if not stage.is_terminal:
-                stage.mark(status, now=info.submitted, job_id=info.job_id)  # type: ignore[arg-type]
+                stage.mark(status, now=stamp, job_id=info.job_id)  # type: ignore[arg-type]
                 stage.attempts.append(info)
 
         accepted = not self.batch.status.stage(run, key).is_terminal

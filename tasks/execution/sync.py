@@ -166,15 +166,17 @@ class _Verifier:
     def _eval(self, run: str, key: str) -> EvalJob:
         return next(j for j in self.group.plan.run(run).evaluations if j.key == key)
 
-    def verify(self, run: str, key: str, stage: StageStatus) -> tuple[bool, str | None, str | None]:
-        """(complete, reason when not, output path)."""
+    def verify(self, run: str, key: str, stage: StageStatus,
+               info: JobInfo | None = None) -> tuple[bool, str | None, str | None]:
+        """(complete, reason when not, output path); a log counts from the job's own submit time."""
         if key == FINETUNE:
             missing = missing_checkpoints(self.layout.run_dir(run), self.group.plan.run(run).params.epochs)
             if missing:
                 return False, "COMPLETED but no " + ", ".join(epoch_dir_name(n) for n in missing) + " checkpoint", None
             return True, None, None
         job = self._eval(run, key)
-        since = _timestamp(stage.attempts[-1].submitted) if stage.attempts else None
+        own = info.submitted if info is not None and info.job_id == stage.job_id else None
+        since = _timestamp(own or (stage.attempts[-1].submitted if stage.attempts else None))
         found = self.logs.find(self.layout.eval_logs_dir(run, job.task), job, since)
         if found is None:
             return False, "COMPLETED but no .eval log", None
@@ -198,6 +200,7 @@ def _describe(cause: str | None, info: JobInfo, key: str, log: Path) -> tuple[st
         "oom": f"out of memory ({info.raw_state}{where})",
         "timeout": f"time limit reached ({info.raw_state})",
         "node": f"node failure ({info.raw_state}{where})",
+        "disk": f"disk full: no space left on the device{where} ({info.raw_state}); see {log}",
         "launch": f"job could not start ({info.reason or info.raw_state}, exit {info.exit_code})",
         "environment": f"job environment: {failure_line(read_log_tail(log)) or 'preflight failed'}; see {log}",
     }.get(cause or "", f"job failed ({info.raw_state}, exit {info.exit_code}); see {log}")
@@ -221,7 +224,7 @@ def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check:
     if info.status == "running":
         return {**fields, "status": "running", "reason": None}
     if info.status == "completed":
-        done, why, output = check.verify(run, key, stage)
+        done, why, output = check.verify(run, key, stage, info)
         return {**fields, "status": "completed" if done else "failed", "reason": why,
                 "output": output or str(log), "cause": None if done else "error"}
     assert log is not None  # the job started: it has a log path

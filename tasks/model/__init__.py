@@ -14,7 +14,8 @@ from tasks.model.plan import EvalJob, Plan, Run
 from tasks.model.plan_file import load_plan
 from tasks.model.site_check import SiteCheckReport, SiteShape
 from tasks.model.status import FINETUNE, RunsStatus, StageStatus, utc_now
-from tasks.model.status_file import StatusStore
+from tasks.model.status_file import StatusDamaged, StatusStore
+from tasks.model.status_restore import StatusRestore, restore_status
 
 __all__ = [
     "FACTORS",
@@ -34,6 +35,8 @@ __all__ = [
     "SiteCheckReport",
     "SiteShape",
     "StageStatus",
+    "StatusDamaged",
+    "StatusRestore",
     "StatusStore",
     "cluster_settings",
     "design_type",
@@ -42,5 +45,6 @@ __all__ = [
     "load_plan",
     "parse_design",
     "read_design",
+    "restore_status",
     "utc_now",
 ]

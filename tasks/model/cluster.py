@@ -51,14 +51,14 @@ class JobEnv(BaseModel):
     @classmethod
     def _modules(cls, value: list[str]) -> list[str]:
         for module in value:
-            if not ENV_VALUE.match(module):
+            if not ENV_VALUE.fullmatch(module):
                 raise ValueError(f"{module!r} is not a module name like cuda/12.1")
         return value
 
     @field_validator("conda", "venv")
     @classmethod
     def _plain(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_VALUE.match(value):
+        if value is not None and not ENV_VALUE.fullmatch(value):
             raise ValueError(f"{value!r} is not a plain name or path (no spaces or shell characters)")
         return value
 
@@ -116,14 +116,14 @@ class ClusterSettings(BaseModel):
     @field_validator("account", "partition", "qos", "mem", "eval_mem", "eval_partition", "eval_gpu_type")
     @classmethod
     def _directive(cls, value: str | None) -> str | None:
-        if value is not None and not DIRECTIVE_VALUE.match(value):
+        if value is not None and not DIRECTIVE_VALUE.fullmatch(value):
             raise ValueError(f"{value!r} cannot be written on an #SBATCH line (letters, digits and ._:,=@%+/- only)")
         return value
 
     @field_validator("constraint", "eval_constraint")
     @classmethod
     def _constraint(cls, value: str | None) -> str | None:
-        if value is not None and not CONSTRAINT_VALUE.match(value):
+        if value is not None and not CONSTRAINT_VALUE.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a SLURM constraint expression (features with & | [] * (), no spaces)"
             )
@@ -132,7 +132,7 @@ class ClusterSettings(BaseModel):
     @field_validator("time_limit", "eval_time_limit", "max_time_limit")
     @classmethod
     def _time(cls, value: str | None) -> str | None:
-        if value is not None and not TIME_LIMIT.match(value):
+        if value is not None and not TIME_LIMIT.fullmatch(value):
             raise ValueError(f"{value!r} is not a SLURM time limit like 04:00:00, 1-00:00:00 or 90")
         return value
 
@@ -156,7 +156,7 @@ class ClusterSettings(BaseModel):
     @field_validator("notify_block")
     @classmethod
     def _notify_block(cls, value: str | None) -> str | None:
-        if value is not None and not BLOCK_DOCUMENT.match(value):
+        if value is not None and not BLOCK_DOCUMENT.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a saved block's name like slack-webhook/lab-alerts: give "
                 "<block type slug>/<block name>, each in lowercase letters, digits and dashes "
@@ -168,7 +168,7 @@ class ClusterSettings(BaseModel):
     @classmethod
     def _extra(cls, value: list[str]) -> list[str]:
         for option in value:
-            if not option.startswith("--") or not DIRECTIVE_VALUE.match(option.lstrip("-")):
+            if not option.startswith("--") or not DIRECTIVE_VALUE.fullmatch(option.lstrip("-")):
                 raise ValueError(f"{option!r} is not a plain sbatch option like --mail-type=END")
         return value
 

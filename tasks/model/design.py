@@ -30,7 +30,7 @@ SAFE_LABEL = re.compile(r"^[A-Za-z0-9.-]+$")
 
 
 def _safe_name(value: str, what: str) -> str:
-    if not SAFE_NAME.match(value):
+    if not SAFE_NAME.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} may contain only letters, digits, '.', '_' and '-' "
             "(it becomes a directory and SLURM job name)"

@@ -4,6 +4,11 @@ Reads: the design file. Writes: nothing. Every problem is reported at once, each
 field (`training.lora_rank`, `evaluation.tasks[1].script`) and the file, in words a researcher
 reads without pydantic's vocabulary; relative paths resolve against the design file's folder.
 `problems_from_validation` does the same for the other files sweepflow validates.
+
+Bounded: a design file or text over `MAX_DESIGN_BYTES` is refused before it is parsed, and one
+whose YAML aliases (`&a` ... `*a`) would expand to more than `MAX_YAML_VALUES` values is refused
+after parsing its node graph and before building anything (the count is taken over the graph,
+shared nodes counted once per use, without expanding it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from pydantic import ValidationError
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign, PathsSpec, cross_field_problems
 from tasks.model.yaml_types import explain_yaml_type
+
+MAX_DESIGN_BYTES = 256 * 1024  # a design is a few KB; larger is a mistake (or an attack)
+MAX_YAML_VALUES = 100_000  # scalars + collections after alias expansion
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _BRANCH_TAG = re.compile(
     r"^(?:(?:list|dict|set|tuple|frozenset|literal|function-\w+|is-instance|nullable)\[.*\]"
@@ -130,6 +139,55 @@ def resolve_paths(design: ExperimentDesign, base: Path) -> ExperimentDesign:
     return design.model_copy(update={"dataset": dataset, "evaluation": evaluation, "factors": factors, "paths": paths})
 
 
+def _too_large(size: int, source: str) -> DesignError:
+    return DesignError([Problem(field="design", path=source, message=(
+        f"is {size:,} bytes, over the {MAX_DESIGN_BYTES:,}-byte limit for a design: is this the right file?"))])
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Values the node graph stands for once every alias is expanded (stops counting past `limit`)."""
+    sizes: dict[int, int] = {}
+    order: list[yaml.Node] = []
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:  # children before parents, each node once (aliases share node objects)
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if done or isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = -1
+            order.append(node)
+            continue
+        stack.append((node, True))
+        children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+    for node in order:
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+        else:
+            children = node.value if isinstance(node, yaml.SequenceNode) else [n for pair in node.value for n in pair]
+            sizes[id(node)] = min(limit + 1, 1 + sum(sizes[id(child)] for child in children))
+    return sizes[id(root)]
+
+
+def load_yaml_bounded(text: str, source: str) -> Any:
+    """`yaml.safe_load(text)`, refusing (DesignError) text over the size limit or aliases that expand too far."""
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_DESIGN_BYTES:
+        raise _too_large(size, source)
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+            raise DesignError([Problem(field="design", path=source, message=(
+                f"its YAML aliases (*name) would expand to over {MAX_YAML_VALUES:,} values; "
+                "write the values out instead of repeating anchors"))])
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def parse_design(data: Any, source: str = "design", base: Path | None = None) -> ExperimentDesign:
     """Validate a parsed design mapping; raise DesignError naming every bad field."""
     if data is None:
@@ -158,6 +216,8 @@ def load_design(path: str | Path) -> ExperimentDesign:
     path = Path(path).expanduser()
     source = str(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_DESIGN_BYTES:
+            raise _too_large(path.stat().st_size, source)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DesignError([Problem(field="design", message="file not found", path=source)]) from None
@@ -174,7 +234,7 @@ def load_design(path: str | Path) -> ExperimentDesign:
             field="design", message=f"cannot be read: {error.strerror or error}", path=source
         )]) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml_bounded(text, source)
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
@@ -191,7 +251,7 @@ def read_design(design: str | Path | dict[str, Any]) -> ExperimentDesign:
     text = str(design)
     if "\n" in text:
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml_bounded(text, "design parameter")
         except yaml.YAMLError as error:
             raise DesignError([Problem(
                 field="design", message=f"is not valid YAML: {error}", path="design parameter"

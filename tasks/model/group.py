@@ -16,7 +16,13 @@ from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.layout import GroupLayout
 from tasks.model.plan import Plan
 from tasks.model.plan_file import load_plan
+from tasks.model.status import FINETUNE
 from tasks.model.status_file import StatusStore
+
+
+def planned_stages(plan: Plan) -> list[tuple[str, str]]:
+    """(run, key) of every stage the plan has: fine-tunes (skipped ones too) and evaluations."""
+    return [(run.name, key) for run in plan.runs for key in (FINETUNE, *(job.key for job in run.evaluations))]
 
 
 class RunGroup:
@@ -24,7 +30,7 @@ class RunGroup:
 
     def __init__(self, root: str | Path, plan: Plan | None = None):
         self.layout = GroupLayout(Path(root))
-        self.status = StatusStore(self.layout.status_file)
+        self.status = StatusStore(self.layout.status_file, expected=lambda: planned_stages(self.plan))
         if plan is not None:
             self.__dict__["plan"] = plan
 

@@ -134,7 +134,11 @@ class RunsStatus(_Model):
 
     def stage(self, run: str, key: str = FINETUNE) -> StageStatus:
         """`key` is 'finetune' or an evaluation key (`task_epoch_N`, or `task` for base models)."""
-        entry = self.runs[run]
+        entry = self.runs.get(run)
+        if entry is None or (key != FINETUNE and key not in entry.evaluations):
+            what = f"run {run}" if entry is None else f"stage {run}/{key}"
+            raise StatusError(f"runs_status.yaml of {self.run_group}: {what} is missing; "
+                              "run setup-experiment to restore it")
         return entry.finetune if key == FINETUNE else entry.evaluations[key]
 
     def stages(self) -> Iterator[tuple[str, str, StageStatus]]:

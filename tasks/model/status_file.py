@@ -14,6 +14,13 @@ the sha256 of the YAML bytes it was written with. A read hashes the YAML (millis
 takes the JSON (validated by pydantic, fast) only when the hash matches; otherwise (a hand
 edit, no cache, a corrupt or stale cache) it parses the YAML as always, and refreshes the
 cache. runs_status.yaml stays the only truth: the cache is never used for any other bytes.
+
+Damage: a store opened with the plan's stages (`expected`, as `RunGroup` opens it) refuses a
+file that lacks any planned run or stage (`StatusDamaged`, naming the file and what is missing)
+instead of reporting the stages it does have as all there is; `tasks.model.status_restore`
+restores such a file. Before each full rewrite the file on disk is kept as
+`.sweepflow/backups/runs_status.yaml.1` (hard-linked: no copy), the older ones moved to `.2`
+... `.{BACKUPS}`.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -31,6 +38,7 @@ from filelock import FileLock, Timeout
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
+from tasks.core.errors import FileSystemError, domain_error
 from tasks.core.files import (
     FileFormatError,
     atomic_write_bytes,
@@ -52,6 +60,30 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.01  # how often a waiting writer retries the lock
 CACHE_FORMAT = 1  # the cache's first line: {format, yaml_file, yaml_sha256, runs: [[run, start, end, fingerprint]]}
 CACHE_MIN_BYTES = 64 * 1024  # smaller files parse in milliseconds: no cache file for them
+BACKUPS = 5  # earlier versions of runs_status.yaml kept in .sweepflow/backups/
+BACKUP_DIR = "backups"
+SHOWN = 4  # missing stages named in a StatusDamaged message
+
+
+class StatusDamaged(FileFormatError):
+    """runs_status.yaml lacks stages the plan has (truncated, or edited by hand): never believed."""
+
+    def __init__(self, path: str | Path, missing: list[str], planned: int):
+        self.missing = missing
+        named = ", ".join(missing[:SHOWN]) + (f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else "")
+        super().__init__(path, f"damaged: {len(missing)} of the plan's {planned} stages are missing ({named}); "
+                               "nothing was changed. Run setup-experiment to restore it (journal, backups, "
+                               "plan; launch-runs then adopts the scheduler's jobs)")
+
+
+def missing_stages(status: RunsStatus, expected: Collection[tuple[str, str]]) -> list[str]:
+    """`run/key` of every expected stage the status lacks, in the expected order."""
+    missing = []
+    for run, key in expected:
+        entry = status.runs.get(run)
+        if entry is None or (key != FINETUNE and key not in entry.evaluations):
+            missing.append(f"{run}/{key}")
+    return missing
 
 
 _BODY_MARK = "\x00runs_status body\x00"
@@ -213,8 +245,11 @@ class StatusStore:
     """runs_status.yaml of one run group, safe for many concurrent writers (processes too)."""
 
     def __init__(self, path: str | Path, lock_timeout: float = 120.0, cache_min_bytes: int | None = None,
-                 journal: bool = True):
+                 journal: bool = True, expected: Callable[[], Collection[tuple[str, str]]] | None = None):
         self.path = Path(path)
+        self._expected = expected  # the plan's (run, key) stages: a file lacking one is refused
+        self._expected_stages: Collection[tuple[str, str]] | None = None
+        self.backup_dir = self.path.parent / STATE_DIR / BACKUP_DIR
         self.lock_path = Path(f"{self.path}.lock")
         self.cache_path = self.path.parent / STATE_DIR / f"{self.path.stem}.cache.json"
         self.journal_path = self.path.parent / STATE_DIR / f"{self.path.stem}.journal.jsonl"
@@ -222,6 +257,39 @@ class StatusStore:
         self.cache_min_bytes = CACHE_MIN_BYTES if cache_min_bytes is None else cache_min_bytes
         self.journal = journal  # False: every update writes the whole file (its batches still journal)
         self.bytes_written = 0  # YAML, cache and journal bytes this store wrote (the benchmarks report it)
+
+    def check(self, status: RunsStatus) -> RunsStatus:
+        """`status`, when it has every stage the plan has; else `StatusDamaged` (no plan given: unchecked)."""
+        if self._expected is None:
+            return status
+        if self._expected_stages is None:
+            self._expected_stages = list(self._expected())
+        missing = missing_stages(status, self._expected_stages)
+        if missing:
+            raise StatusDamaged(self.path, missing, len(self._expected_stages))
+        return status
+
+    def backups(self) -> list[Path]:
+        """The kept earlier versions of the file, newest first."""
+        return [p for n in range(1, BACKUPS + 1) if (p := self.backup_dir / f"{self.path.name}.{n}").exists()]
+
+    def _rotate_backups(self) -> None:
+        """Keep the file on disk as backup 1 (a hard link: the rewrite replaces the path, not the inode)."""
+        if not self.path.exists():
+            return
+        try:
+            self.backup_dir.mkdir(parents=True, exist_ok=True)
+            for n in range(BACKUPS - 1, 0, -1):
+                older = self.backup_dir / f"{self.path.name}.{n}"
+                if older.exists():
+                    os.replace(older, self.backup_dir / f"{self.path.name}.{n + 1}")
+            newest = self.backup_dir / f"{self.path.name}.1"
+            try:
+                os.link(self.path, newest)
+            except OSError:  # no hard links here (some network filesystems): a copy
+                atomic_write_bytes(newest, self.path.read_bytes(), durable=False)
+        except OSError as error:
+            log.warning("runs_status: no backup of %s kept in %s: %s", self.path, self.backup_dir, error)
 
     def _lock(self) -> FileLock:
         return FileLock(str(self.lock_path), timeout=self.lock_timeout)
@@ -263,7 +331,7 @@ class StatusStore:
         except OSError as error:
             log.debug("runs_status: stale cache %s not removed: %s", self.cache_path, error)
 
-    def _load(self, refresh: bool = True) -> tuple[RunsStatus, Callable[[], RunsStatus], _Written]:
+    def _load(self, refresh: bool = True, check: bool = True) -> tuple[RunsStatus, Callable[[], RunsStatus], _Written]:
         """(the status, a function making an independent copy of it, the file as written) from one read.
 
         From the cache when it matches the YAML's bytes, else from the YAML (then, with `refresh`,
@@ -280,16 +348,21 @@ class StatusStore:
         if cached is not None:
             body, written = cached
             try:
-                status = _with_journal(RunsStatus.model_validate_json(body), journal)
-                return status, lambda: _with_journal(RunsStatus.model_validate_json(body), journal), \
-                    written._replace(journal=journal)
+                status = _with_journal(RunsStatus.model_validate_json(body), journal, self.journal_path)
+                if check:
+                    self.check(status)
+                again = lambda: _with_journal(RunsStatus.model_validate_json(body), journal, self.journal_path)  # noqa: E731
+                return status, again, written._replace(journal=journal)
             except ValidationError:
                 log.warning("runs_status: ignoring the unreadable cache %s", self.cache_path)
         data = parse_yaml(raw, self.path)
         status = parse_status(data, self.path)
         if len(raw) >= self.cache_min_bytes and refresh and seen is not None and _same_file(seen, self.path):
             self._write_cache(raw, _json(status.model_dump(mode="json")), [])
-        return (_with_journal(status, journal), lambda: _with_journal(parse_status(data, self.path), journal),
+        status = _with_journal(status, journal, self.journal_path)
+        if check:
+            self.check(status)
+        return (status, lambda: _with_journal(parse_status(data, self.path), journal, self.journal_path),
                 _Written(raw, {}, journal))
 
     def _persist(self, data: dict[str, Any], now: str, before: _Written | None = None, full: bool = False) -> None:
@@ -298,10 +371,14 @@ class StatusStore:
         A full write: the YAML (atomically, durably), then its cache (when the file is large),
         then the journal is removed (it is part of the YAML now).
         """
-        if before is not None and not full and self.journal and self._journaled(data, before):
-            return
-        raw, body, index = _render(data, now, before)
-        atomic_write_bytes(self.path, raw)
+        try:
+            if before is not None and not full and self.journal and self._journaled(data, before):
+                return
+            raw, body, index = _render(data, now, before)
+            self._rotate_backups()
+            atomic_write_bytes(self.path, raw)
+        except OSError as error:  # a full disk, a read-only or immutable file: said with the file's name
+            raise _write_error(self.path, error) from None
         self.bytes_written += len(raw)
         if len(raw) >= self.cache_min_bytes:
             self._write_cache(raw, body, index)
@@ -330,11 +407,12 @@ class StatusStore:
 
     # ------------------------------------------------------------------ public API
 
-    def read(self) -> RunsStatus:
+    def read(self, check: bool = True) -> RunsStatus:
         """The current content (no lock needed: the file is only ever replaced atomically).
 
         Read again when a writer replaced the file meanwhile (it may then have removed the journal
-        this read would have applied to the older bytes).
+        this read would have applied to the older bytes). `check=False`: a damaged file is read
+        as it is (restoring it), not refused.
         """
         with gc_paused():
             for _ in range(5):
@@ -342,10 +420,10 @@ class StatusStore:
                     seen = self.path.stat()
                 except OSError:
                     break
-                status = self._load()[0]
+                status = self._load(check=check)[0]
                 if _same_file(seen, self.path):
                     return status
-            return self._load()[0]
+            return self._load(check=check)[0]
 
     def write(self, status: RunsStatus, now: str | None = None) -> None:
         """Replace the whole file (creating it), under the lock. No terminal-state protection."""
@@ -454,7 +532,10 @@ class StatusBatch:
         valid = RunStatus.model_validate(entry.model_dump(mode="json"))  # a bad value fails here, unwritten
         self.status.runs[run] = valid
         line = status_journal.entry_line(run, valid.model_dump(mode="json"))
-        journal = status_journal.append(self.store.journal_path, self.before.raw, self.before.journal, [line])
+        try:
+            journal = status_journal.append(self.store.journal_path, self.before.raw, self.before.journal, [line])
+        except OSError as error:
+            raise _write_error(self.store.journal_path, error) from None
         self.store.bytes_written += len(line)
         self.before = self.before._replace(journal=journal)
         return True
@@ -467,9 +548,26 @@ class StatusBatch:
             entry.evaluations[key] = stage
 
 
-def _with_journal(status: RunsStatus, journal: Journal | None) -> RunsStatus:
-    """`status` with the journal's runs put in (validated); unchanged without a journal."""
+def _write_error(path: Path, error: OSError) -> FileSystemError:
+    """The OSError of a status write, naming the file it was for (nothing was half-written: writes are atomic)."""
+    found = domain_error(error)
+    cause = found.cause if isinstance(found, FileSystemError) else "other"
+    hint = str(found).split(": ", 1)[-1] if found is not None else str(error)
+    return FileSystemError(str(path), cause, f"not updated ({hint})")
+
+
+def _with_journal(status: RunsStatus, journal: Journal | None, source: Path | None = None) -> RunsStatus:
+    """`status` with the journal's runs put in (validated); unchanged without a journal.
+
+    An entry that does not validate is a `FileFormatError` naming the journal (`source`) and the run.
+    """
     if journal is not None:
         for run, entry in journal.runs.items():
-            status.runs[run] = RunStatus.model_validate(entry)
+            try:
+                status.runs[run] = RunStatus.model_validate(entry)
+            except ValidationError as error:
+                problems = "; ".join(f"{p.field}: {p.message}" for p in problems_from_validation(error, run))
+                raise FileFormatError(source or "runs_status journal",
+                                      f"run {run}'s entry is invalid ({problems}); move this file away to "
+                                      "use runs_status.yaml as it was last written in full") from None
     return status

@@ -4,12 +4,15 @@ Reads: an `ExperimentDesign`. Writes: nothing.
 Fine-tuned runs are every model x every factor-level combination, named
 `{model}_{other factor labels}_rank{r}`; `controls: true` adds `{model}_base`.
 Evaluation jobs follow the matrix: run x task x evaluated epoch (base runs: no epoch).
+The run count is computed from the design first (`run_multipliers`) and a design over the
+maximum (`$SWEEPFLOW_MAX_RUNS`, default 2000) is refused before any run is built.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,9 @@ from tasks.model.design import SAFE_LABEL, SAFE_NAME, DatasetSpec, ExperimentDes
 from tasks.model.factors import factor_levels
 from tasks.model.plan import EpochRef, EvalJob, Run, RunParams
 from tasks.training.registry import known_models, lookup
+
+MAX_RUNS_ENV = "SWEEPFLOW_MAX_RUNS"
+DEFAULT_MAX_RUNS = 2000  # runs of one design; a larger sweep is almost surely a typo in a level list
 
 
 def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, Any]]], list[Problem]]:
@@ -36,7 +42,7 @@ def _check_factors(design: ExperimentDesign) -> tuple[dict[str, list[tuple[str, 
             if name == "lora_rank" and isinstance(raw, dict):
                 label = label if label.startswith("rank") else f"rank{label}"
                 pairs[i] = (label, value)
-            if not SAFE_LABEL.match(pairs[i][0]):
+            if not SAFE_LABEL.fullmatch(pairs[i][0]):
                 problems.append(Problem(
                     field=f"{field}[{i}]",
                     message=f"level label {pairs[i][0]!r} may contain only letters, digits, '.' and '-'",
@@ -148,6 +154,7 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
             problems.append(Problem(
                 field=f"models[{i}]", message=f"unknown model {model!r}; supported: {', '.join(known_models())}"
             ))
+    check_run_count(design)  # before any level is checked or any run built
     levels, factor_problems = _check_factors(design)
     problems += factor_problems
     if problems:
@@ -178,7 +185,7 @@ def expand_design(design: ExperimentDesign) -> list[Run]:
             field="factors", message=f"two runs would both be named {name!r}; give the levels distinct labels"
         ))
     for name in names:
-        if not SAFE_NAME.match(name):
+        if not SAFE_NAME.fullmatch(name):
             problems.append(Problem(
                 field="factors", message=f"run name {name!r} may contain only letters, digits, '.', '_' and '-'"
             ))
@@ -226,9 +233,37 @@ def _attach_evaluations(design: ExperimentDesign, runs: list[Run]) -> list[Run]:
     return result
 
 
+def run_multipliers(design: ExperimentDesign) -> list[tuple[str, int]]:
+    """The factors whose product is the number of fine-tuned runs: (what, how many), in design order.
+
+    A new multiplier of the fine-tuned runs is one more entry here (replicates count only above 1).
+    """
+    replicates = [("replicates", design.replicates)] if design.replicates > 1 else []
+    return [("models", len(design.models)), *((f"factors.{n}", len(v)) for n, v in design.factors.items()),
+            *replicates]
+
+
 def count_runs(design: ExperimentDesign) -> int:
     """How many runs the design expands to: models x factor levels x replicates, plus one control per model."""
-    return (
-        len(design.models) * math.prod(len(v) for v in design.factors.values()) * design.replicates
-        + (len(design.models) if design.controls else 0)
-    )
+    return math.prod(n for _, n in run_multipliers(design)) + (len(design.models) if design.controls else 0)
+
+
+def max_runs() -> int:
+    """The most runs one design may expand to: $SWEEPFLOW_MAX_RUNS, else `DEFAULT_MAX_RUNS`."""
+    try:
+        return max(1, int(os.environ.get(MAX_RUNS_ENV) or DEFAULT_MAX_RUNS))
+    except ValueError:
+        return DEFAULT_MAX_RUNS
+
+
+def check_run_count(design: ExperimentDesign, maximum: int | None = None) -> None:
+    """Refuse, before any run is built, a design over `maximum` runs (default `max_runs()`), naming the factors."""
+    limit = maximum or max_runs()
+    total = count_runs(design)
+    if total <= limit:
+        return
+    product = " x ".join(f"{n:,} {what}" for what, n in run_multipliers(design))
+    controls = f" + {len(design.models):,} controls" if design.controls else ""
+    raise DesignError([Problem(field="factors", message=(
+        f"{total:,} runs ({product}{controls}) is over the maximum of {limit:,} runs; use fewer levels "
+        f"(or raise the maximum: ${MAX_RUNS_ENV})"))])

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core.errors import DesignError, Problem
+from tasks.core.files import format_gib
 from tasks.evaluation.inspect_tasks import TaskNotFound, task_signature
 from tasks.evaluation.task_contract import contract_problems
 from tasks.model.design import DatasetSpec, EvalTask, ExperimentDesign, PathsSpec
@@ -392,7 +393,7 @@ def check_disk(resources: VerifiedResources, needed_gib: float, output_dir: Path
         return []
     return [Problem(
         field="paths.output_dir",
-        message=f"the plan needs about {needed_gib:.1f} GiB but only {free:.1f} GiB is free there "
+        message=f"the plan needs about {format_gib(needed_gib)} but only {format_gib(free)} is free there "
         "(free space, save adapter weights only, or evaluate fewer epochs)",
         path=str(output_dir) if output_dir is not None else None,
     )]

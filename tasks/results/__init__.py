@@ -12,6 +12,7 @@ from tasks.results.notifications import (
     EventKind,
     check_failed_event,
     fine_tune_failed_for_good,
+    group_error_event,
     group_events,
     last_change,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "check_failed_event",
     "deliver",
     "fine_tune_failed_for_good",
+    "group_error_event",
     "group_events",
     "last_change",
     "measurements",

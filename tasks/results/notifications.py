@@ -16,6 +16,8 @@ that it is sent once. The rules, over every stage of the group (`RunsStatus.stag
   `stall_hours` old. Key `stalled:<that newest time>`: a later change, then a new stall, is a new
   event. A group where nothing ever changed (no stage has a `last_updated`) is never stalled.
 - `check_failed`: a check before the sweep failed (`check_failed_event`, built by the caller).
+- `group_error`: the scheduled scan could not advance the group (`group_error_event`, built by the
+  caller); key `group_error:<the message>`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from tasks.model.status import FINETUNE, RunsStatus, StageStatus
 
 log = logging.getLogger(__name__)
 
-EventKind = Literal["finished", "failed_for_good", "stalled", "check_failed"]
+EventKind = Literal["finished", "failed_for_good", "stalled", "check_failed", "group_error"]
 LIST_LIMIT = 20  # stages named in one message; the rest are counted
 STATUS_ORDER = ("completed", "failed", "cancelled", "skipped", "running", "submitted", "pending")
 
@@ -171,3 +173,9 @@ def check_failed_event(group: str, failures: str | Sequence[str], group_dir: str
     key = f"check_failed:{checked_at or datetime.now(UTC).isoformat(timespec='seconds')}"
     return _event("check_failed", group, key, group_dir=str(group_dir) if group_dir else None,
                   failures=lines or ["(no detail given)"], checked_at=checked_at)
+
+
+def group_error_event(group: str, error: str, group_dir: str | Path | None = None) -> Event:
+    """`group_error`: advancing the group failed (a damaged status file, a full disk, ...); the others went on."""
+    return _event("group_error", group, f"group_error:{error}", error=error,
+                  group_dir=str(group_dir) if group_dir else None)

@@ -2,7 +2,8 @@
 
 Reads: `{group}/experiment.yaml` (the resolved plan written by plan-runs; never runs_plan.md).
 Writes (through `tasks/setup/materialize.py`): every generated file; adds missing entries to
-`runs_status.yaml` (never removes or resets one); refreshes the "Setup" section of
+`runs_status.yaml` (never removes or resets one; a damaged file is first restored,
+`tasks/model/status_restore.py`); refreshes the "Setup" section of
 `runs_plan.md` between its markers (the rest of the file is left as it is).
 """
 
@@ -15,13 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.core.files import atomic_write_text
+from tasks.core.files import FileFormatError, atomic_write_text
 from tasks.core.templating import render_template
 from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import FINETUNE_CONFIG, PLAN_FILE, PLAN_MD, STATUS_FILE
 from tasks.model.plan import Plan
 from tasks.model.status import FinetuneOverrides, RunsStatus, initial_status
+from tasks.model.status_restore import restore_status
 from tasks.setup.fidelity import FidelityCheck, check_fidelity
 from tasks.setup.files import GeneratedFile, experiment_files
 from tasks.setup.materialize import FileChange, dry_run, materialize
@@ -40,6 +42,7 @@ class SetupReport(BaseModel):
     preview_dir: Path | None = None
     changes: list[FileChange]
     status_entries_added: int = 0
+    status_restored: str | None = None  # runs_status.yaml was damaged: what was restored, from where
     runs_with_overrides: list[str] = []  # fine-tunes re-rendered with a retry's batch size / resume
 
     def count(self, action: str) -> int:
@@ -51,7 +54,8 @@ class SetupReport(BaseModel):
         actions = ("create", "update", "unchanged", "kept-edit", "overwrite-edit")
         counts = ", ".join(f"{self.count(a)} {a}" for a in actions if self.count(a))
         head = "would change" if self.dry_run else "set up"
-        return f"{self.group_dir}: {head}: {counts or 'nothing'}"
+        restored = f"; {self.status_restored}" if self.status_restored else ""
+        return f"{self.group_dir}: {head}: {counts or 'nothing'}{restored}"
 
 
 def tree(group_dir: Path, files: list[str], max_runs: int | None = None) -> str:
@@ -137,12 +141,22 @@ class RenderedSetup:
     files: dict[str, GeneratedFile]
 
 
+def _read_as_it_is(group: RunGroup) -> RunsStatus | None:
+    """runs_status.yaml, damaged or not (writing restores it); None when absent or unreadable."""
+    if not group.layout.status_file.exists():
+        return None
+    try:
+        return group.status.read(check=False)
+    except FileFormatError:
+        return None
+
+
 def render_setup(group: GroupRef, cluster_overrides: dict[str, Any] | None = None) -> RenderedSetup:
     """Read the plan and the status, and render every file of the run group."""
     group = RunGroup.of(group)
     plan = group.plan
     cluster = cluster_settings(plan.design, cluster_overrides)
-    current = group.status.read() if group.layout.status_file.exists() else None
+    current = _read_as_it_is(group)
     overrides = overrides_from_status(current) if current is not None else {}
     return RenderedSetup(group, plan, cluster, current, overrides, experiment_files(plan, cluster, overrides))
 
@@ -184,7 +198,8 @@ def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview:
         )
     current = rendered.current
     group = rendered.group
-    if current is not None and group.layout.status_file.exists():
+    restored = restore_status(group.status, plan) if group.layout.status_file.exists() else None
+    if group.layout.status_file.exists():
         # a retry may have changed a fine-tune's batch size or resume point since the render
         latest = group.status.read()
         if overrides_from_status(latest) != overrides:
@@ -192,11 +207,11 @@ def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview:
             files = experiment_files(plan, cluster, overrides)
         current = latest
     changes = materialize(plan.group_dir, files, overwrite_edits)
-    added = _update_status(group, current)
+    added = _update_status(group, current) + (len(restored.restored) if restored else 0)
     _update_plan_markdown(group, list(files), cluster)
     return SetupReport(
         group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added,
-        runs_with_overrides=sorted(overrides),
+        runs_with_overrides=sorted(overrides), status_restored=restored.summary() if restored else None,
     )
 
 

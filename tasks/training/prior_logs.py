@@ -267,7 +267,7 @@ def _model_from(checkpoint_dir: str | None, component: str | None) -> tuple[str 
         names = [m.name for m in REGISTRY.values() if m.lora_builder == component]
         if names:  # Instruct variants come first in the registry; several share one builder
             return names[0], "model._component_"
-    if base and _CLEAN_NAME.match(base):  # an unknown model, named by its folder (not a truncated path)
+    if base and _CLEAN_NAME.fullmatch(base):  # an unknown model, named by its folder (not a truncated path)
         return base, "checkpointer.checkpoint_dir"
     return None, None
 

@@ -130,7 +130,7 @@ def test_ids_persist_and_another_process_sees_the_jobs(tmp_path: Path, work: Pat
     assert wait(first, [b])[b].status == "completed"
     assert second.query([a, "404"]) == first.query([a])
     assert json.loads((state / "jobs" / f"{a}.json").read_text())["state"] == "COMPLETED"
-    assert oct((state / "jobs" / f"{a}.env.json").stat().st_mode & 0o777) == "0o600"
+    assert not (state / "jobs" / f"{a}.env.json").exists()  # read by its watcher, then removed (issue 23)
 
 
 def test_dead_watcher_becomes_node_fail(tmp_path: Path, work: Path) -> None:
@@ -178,3 +178,24 @@ def test_select_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     (bin_dir / "scontrol").write_text("#!/bin/sh\necho 'Slurmctld(primary) at localhost is UP'\n")
     (bin_dir / "scontrol").chmod(0o755)
     assert isinstance(select_backend(ClusterSettings(), tmp_path / "s", path=str(bin_dir)), SlurmBackend)
+
+
+def test_no_secret_stays_at_rest(tmp_path: Path, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submitter's environment reaches the job, and no copy of it outlives the job's start (issue 23).
+
+    Before the fix every job's whole environment (tokens included) stayed in jobs/<id>.env.json for good.
+    """
+    secret = "hf_secret_value_0123456789"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    state = tmp_path / "state"
+    backend = LocalBackend(state, max_parallel=1)
+    ran = backend.submit(script(work, "sec_ran", 'echo "token=$HF_TOKEN"'), work)
+    failed = backend.submit(script(work, "sec_failed", "exit 3"), work)
+    never = backend.submit(script(work, "sec_never", "echo never"), work, after_ok=[failed])  # dependency cancelled
+    waiting = backend.submit(script(work, "sec_waiting", "sleep 30"), work, after_ok=[ran])
+    backend.cancel([waiting])
+    infos = wait(backend, [ran, failed, never, waiting])
+    assert infos[ran].status == "completed" and infos[never].reason == "DependencyNeverSatisfied"
+    assert f"token={secret}" in (work / f"slurm-{ran}.out").read_text()  # as sbatch: the job had it
+    leaked = [p for p in state.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaked == []

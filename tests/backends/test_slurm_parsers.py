@@ -6,6 +6,7 @@ for how each was produced); no cluster and no subprocess here.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tasks.backends.base import JobInfo
 from tasks.backends.slurm import is_transient_submit_error, map_state, parse_job_id
 from tasks.backends.slurm.parse import (
     SACCT_FIELDS,
+    SACCT_NAMED_FIELDS,
     SQUEUE_NAMED_COLUMNS,
     SQUEUE_O_COLUMNS,
     parse_elapsed,
@@ -93,9 +95,21 @@ def test_work_dir_column_may_hold_a_pipe() -> None:
     sacct = "42|Llama_rank4|PENDING|0:0|00:00:00||None assigned|Dependency|/scratch/a|b/Llama_rank4\n"
     job = parse_sacct(sacct, (*SACCT_FIELDS, "WorkDir"))["42"]
     assert (job.name, job.status, job.work_dir) == ("Llama_rank4", "pending", "/scratch/a|b/Llama_rank4")
-    squeue = "43|Llama_rank4|RUNNING|None|0:07|0|localhost|/scratch/g/Llama_rank4\n"
+    squeue = "43|Llama_rank4|RUNNING|None|0:07|0|localhost|2026-12-06T04:00:48|N/A|/scratch/g/Llama_rank4\n"
     job = parse_squeue(squeue, SQUEUE_NAMED_COLUMNS)["43"]
     assert (job.status, job.node, job.work_dir) == ("running", "localhost", "/scratch/g/Llama_rank4")
+
+
+def test_named_queries_carry_the_jobs_own_submit_and_start_times() -> None:
+    """An adopted job's attempt records when the scheduler took it, not when it was found (issue 23)."""
+    squeue = "43|Llama_rank4|COMPLETED|None|0:07|0|localhost|2026-12-06T04:00:48|2026-12-06T04:00:50|/g/x\n"
+    job = parse_squeue(squeue, SQUEUE_NAMED_COLUMNS)["43"]
+    local = datetime.fromisoformat("2026-12-06T04:00:48").astimezone(UTC)
+    assert job.submitted == local.isoformat(timespec="seconds")
+    assert datetime.fromisoformat(job.started or "") - local == timedelta(seconds=2)
+    sacct = "44|Llama_rank4|PENDING|0:0|00:00:00||None assigned|Dependency|2026-12-06T04:00:48|Unknown|/g/x\n"
+    job = parse_sacct(sacct, (*SACCT_FIELDS, *SACCT_NAMED_FIELDS))["44"]
+    assert (job.submitted, job.started, job.work_dir) == (local.isoformat(timespec="seconds"), None, "/g/x")
 
 
 def test_sacct_no_db_stderr_is_not_parsed_as_jobs() -> None:

@@ -94,7 +94,8 @@ def test_update_writes_atomically_and_stamps_header(tmp_path: Path) -> None:
     text = store.path.read_text()
     assert "# Last updated: T1\n" in text
     assert store.read().stage("Llama-3.2-1B-Instruct_rank4").job_id == "101"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs_status.yaml", "runs_status.yaml.lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".sweepflow", "runs_status.yaml", "runs_status.yaml.lock"]
+    assert [p.name for p in store.backups()] == ["runs_status.yaml.1"]  # the file before this write
 
 
 def test_terminal_states_are_not_regressed_without_force(tmp_path: Path) -> None:

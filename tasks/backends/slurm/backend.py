@@ -28,6 +28,7 @@ from pathlib import Path
 from tasks.backends.base import JobInfo, JobOverrides, SubmitError
 from tasks.backends.slurm.parse import (
     SACCT_FIELDS,
+    SACCT_NAMED_FIELDS,
     SQUEUE_COLUMNS,
     SQUEUE_FORMAT,
     SQUEUE_NAMED_COLUMNS,
@@ -64,7 +65,7 @@ def parse_job_id(stdout: str) -> str | None:
     """`sbatch --parsable` prints `ID` or `ID;cluster`."""
     first = stdout.strip().splitlines()[0] if stdout.strip() else ""
     job_id = first.split(";", 1)[0].strip()
-    return job_id if _JOB_ID.match(job_id) else None
+    return job_id if _JOB_ID.fullmatch(job_id) else None
 
 
 def is_transient_submit_error(stderr: str) -> bool:
@@ -116,7 +117,7 @@ class SlurmBackend:
         """Sacct output parsed, or None when accounting is unavailable (remembered for a while)."""
         if not self.accounting_available:
             return None
-        fields = (*self.sacct_fields, "WorkDir") if with_work_dir else self.sacct_fields
+        fields = (*self.sacct_fields, *SACCT_NAMED_FIELDS) if with_work_dir else self.sacct_fields
         proc = self._status_cmd(["sacct", "-X", "-P", "-n", *selector, "-o", ",".join(fields)])
         if proc.returncode != 0:
             self.accounting_error = (proc.stderr or proc.stdout).strip() or f"sacct exited {proc.returncode}"

@@ -15,6 +15,7 @@ Rules, first match wins (the recorded SLURM outputs in tests/fixtures/slurm back
       keep the DependencyNeverSatisfied reason: it shows None (sacct_X_P_n.txt, job 6) or
       Dependency (seen live), whichever reason it last stored)
   log tail has the preflight's "sweepflow preflight: FAILED:" line -> "environment"
+  log tail says the disk is full ("No space left on device", ENOSPC, quota exceeded) -> "disk"
   log tail shows running out of memory (CUDA/torch OOM, the cgroup "oom-kill" line, the
   jobacct "exceeded memory limit" kill, which SLURM reports as FAILED/JobLaunchFailure) -> "oom"
   Reason JobLaunchFailure or exit signal 53, and no log at all   -> "launch"
@@ -35,6 +36,9 @@ OOM_IN_LOG = re.compile(
     re.IGNORECASE,
 )
 
+DISK_FULL_IN_LOG = re.compile(r"No space left on device|\bENOSPC\b|Disk quota exceeded|\bEDQUOT\b", re.IGNORECASE)
+
+
 def classify_failure(info: JobInfo, log_tail: str = "") -> FailureCause | None:
     """The cause of a failed or cancelled job; None for a job that did not fail."""
     if info.reason == NEVER_RUNS:
@@ -51,6 +55,8 @@ def classify_failure(info: JobInfo, log_tail: str = "") -> FailureCause | None:
         return "cancelled"
     if FAILED_MARK in (log_tail or ""):
         return "environment"
+    if DISK_FULL_IN_LOG.search(log_tail or ""):
+        return "disk"
     if OOM_IN_LOG.search(log_tail or ""):
         return "oom"
     signal_53 = (info.exit_code or "").endswith(":53")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from tasks.backends.base import JobInfo
 from tasks.backends.slurm.states import map_state
@@ -22,8 +23,10 @@ SQUEUE_COLUMNS = ("JobID", "JobName", "State", "Reason", "Elapsed", "ExitStatus"
 SQUEUE_FORMAT = "JobArrayID:0|,Name:0|,State:0|,Reason:0|,TimeUsed:0|,exit_code:0|,NodeList:0"
 # The duplicate guard also asks where each job was submitted from (run names repeat across run
 # groups); the folder comes last and is the one free-text column there (the names are ours).
-SQUEUE_NAMED_COLUMNS = (*SQUEUE_COLUMNS, "WorkDir")
-SQUEUE_NAMED_FORMAT = SQUEUE_FORMAT + "|,WorkDir:0"
+# and when it was submitted and started (an adopted job's attempt keeps the scheduler's times).
+SQUEUE_NAMED_COLUMNS = (*SQUEUE_COLUMNS, "Submit", "Start", "WorkDir")
+SQUEUE_NAMED_FORMAT = SQUEUE_FORMAT + "|,SubmitTime:0|,StartTime:0|,WorkDir:0"
+SACCT_NAMED_FIELDS = ("Submit", "Start", "WorkDir")  # after the query's own fields
 
 
 def parse_elapsed(text: str | None) -> float | None:
@@ -48,18 +51,31 @@ def _split(line: str, n_fields: int, free_index: int | None) -> list[str] | None
     return parts if len(parts) == n_fields else None
 
 
+def slurm_time(text: str | None) -> str | None:
+    """SLURM's `2026-12-06T04:00:48` (the cluster's local time) as ISO 8601 UTC; None for Unknown/None."""
+    value = _clean(text)
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).isoformat(timespec="seconds")
+    except ValueError:
+        return None
+
+
 def _free_column(at: dict[str, int]) -> int | None:
     """The column that may hold `|`: the submit folder when asked for, else the job name."""
     return at.get("WorkDir", at.get("JobName"))
 
 
 def _info(job_id: str, name: str | None, state: str, exit_code: str | None, elapsed: str | None,
-          node: str | None, reason: str | None, max_rss: str | None = None, work_dir: str | None = None) -> JobInfo:
+          node: str | None, reason: str | None, max_rss: str | None = None, work_dir: str | None = None,
+          submitted: str | None = None, started: str | None = None) -> JobInfo:
     reason = _clean(reason)
     return JobInfo(
         job_id=job_id, name=_clean(name), status=map_state(state, reason), raw_state=state.strip(),
         exit_code=_clean(exit_code), reason=reason, node=_clean(node), elapsed_s=parse_elapsed(elapsed),
-        max_rss=_clean(max_rss), work_dir=_clean(work_dir),
+        max_rss=_clean(max_rss), work_dir=_clean(work_dir), submitted=slurm_time(submitted),
+        started=slurm_time(started),
     )
 
 
@@ -90,7 +106,8 @@ def parse_sacct(text: str, fields: Iterable[str] = SACCT_FIELDS) -> dict[str, Jo
                 step_rss[job_id.split(".", 1)[0]] = rss
             continue
         jobs[job_id] = _info(job_id, get("JobName"), parts[at["State"]], get("ExitCode"), get("Elapsed"),
-                             get("NodeList"), get("Reason"), get("MaxRSS"), get("WorkDir"))
+                             get("NodeList"), get("Reason"), get("MaxRSS"), get("WorkDir"),
+                             get("Submit"), get("Start"))
     for job_id, rss in step_rss.items():
         if job_id in jobs and jobs[job_id].max_rss is None:
             jobs[job_id] = jobs[job_id].model_copy(update={"max_rss": rss})
@@ -123,7 +140,8 @@ def parse_squeue(text: str, columns: Iterable[str] = SQUEUE_COLUMNS) -> dict[str
 
         job_id = parts[at["JobID"]].strip()
         jobs[job_id] = _info(job_id, get("JobName"), parts[at["State"]], _exit_status(get("ExitStatus")),
-                             get("Elapsed"), get("NodeList"), get("Reason"), work_dir=get("WorkDir"))
+                             get("Elapsed"), get("NodeList"), get("Reason"), work_dir=get("WorkDir"),
+                             submitted=get("Submit"), started=get("Start"))
     return jobs
 
 
