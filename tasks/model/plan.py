@@ -264,6 +264,16 @@ class Plan(_Model):
         """The base-model control runs, in plan order."""
         return [r for r in self.runs if r.kind == "control"]
 
+    def factor_levels(self) -> dict[str, list[str]]:
+        """"model" and each factor -> its level labels, in plan order (the fine-tuned runs' levels)."""
+        levels: dict[str, list[str]] = {"model": list(dict.fromkeys(r.model for r in self.runs))}
+        for run in self.finetune_runs:
+            for factor, label in run.factors.items():
+                levels.setdefault(factor, [])
+                if label not in levels[factor]:
+                    levels[factor].append(label)
+        return levels
+
     @property
     def eval_jobs(self) -> list[EvalJob]:
         """Every run's evaluation jobs, in plan order."""

@@ -116,12 +116,7 @@ def analyze(plan: Plan, results: list[EvalResult]) -> Analysis:
     spec = plan.design.analysis
     seeds = {run.name: run.params.seed for run in plan.runs}
     evaluations = scored_evaluations(plan, results)
-    factors: dict[str, list[str]] = {"model": list(dict.fromkeys(r.model for r in plan.finetune_runs))}
-    for run in plan.finetune_runs:
-        for factor, label in run.factors.items():
-            factors.setdefault(factor, [])
-            if label not in factors[factor]:
-                factors[factor].append(label)
+    factors = plan.factor_levels()
     run_levels = {r.name: {"model": r.model, **r.factors} for r in plan.finetune_runs}
     analysis = Analysis(alpha=spec.alpha, power=spec.power, replicates=plan.design.replicates,
                         evaluations=evaluations)

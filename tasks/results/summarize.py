@@ -150,12 +150,7 @@ def samples_text(result: EvalResult) -> str:
 
 
 def _levels(plan: Plan) -> dict[str, list[str]]:
-    levels: dict[str, list[str]] = {"model": list(dict.fromkeys(r.model for r in plan.runs))}
-    for run in plan.finetune_runs:
-        for factor, label in run.factors.items():
-            levels.setdefault(factor, [])
-            if label not in levels[factor]:
-                levels[factor].append(label)
+    levels = plan.factor_levels()
     if plan.control_runs:
         for factor in list(levels)[1:]:
             levels[factor].append(BASE_LEVEL)
