@@ -21,7 +21,7 @@ from tasks.core.errors import DesignError
 from tasks.core.templating import shell_quote
 from tasks.model.cluster import cluster_settings
 from tasks.model.design_file import parse_design
-from tasks.model.layout import PLAN_MD
+from tasks.model.layout import PLAN_MD, GroupLayout, eval_script_name
 from tasks.planning.planner import build_plan
 from tasks.setup.experiment import set_up_group
 from tasks.training.config import validate_config
@@ -160,9 +160,13 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
             evaluated += 1
     assert evaluated == len(plan.eval_jobs) == 6
     calls = box.run(group / "submit_all.sh")
-    assert [(c["prog"], c["argv"], c["cwd"]) for c in calls] == [
-        ("sbatch", ["finetune.slurm"], str(group / run.name)) for run in plan.finetune_runs
-    ]
+    layout = GroupLayout(group)
+    expected = [(str(group / run.name), "finetune.slurm") for run in plan.finetune_runs] + [
+        (str(layout.eval_dir(job.run, job.task)), eval_script_name(job)) for job in plan.eval_jobs]
+    assert sorted((c["cwd"], c["argv"][-1]) for c in calls) == sorted(expected)  # every stage, each once
+    assert all(c["prog"] == "sbatch" and c["argv"][0] == "--parsable" for c in calls)
+    chained = [c for c in calls if any(a.startswith("--dependency=afterok:") for a in c["argv"])]
+    assert len(chained) == sum(len(r.evaluations) for r in plan.finetune_runs)
     for script in scripts(group):
         assert "PROMPT-MARKER" not in script.read_text()
     # nothing was executed: no marker file anywhere
