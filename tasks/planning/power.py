@@ -25,39 +25,45 @@ CONSERVATIVE = "conservative: two independent runs at 50 % accuracy; no earlier 
 SAMPLES_CSV = f"{RESULTS_DIR}/samples.csv"
 
 
-def _paired_sds(path: Path, task: str) -> list[float]:
-    """SD of each fine-tuned run's per-item difference from its model's base run, on `task`, in one file."""
-    base: dict[tuple[str, str], float] = {}
-    tuned: dict[tuple[str, str, str], dict[str, float]] = {}
+def _paired_sds(path: Path) -> dict[str, list[float]]:
+    """Task -> SD of each fine-tuned run's per-item difference from its model's base run, in one file."""
+    base: dict[tuple[str, str, str], float] = {}
+    tuned: dict[tuple[str, str, str, str], dict[str, float]] = {}
     try:
         with path.open(encoding="utf-8", newline="") as handle:
             for row in csv.DictReader(handle):
-                if row.get("task") != task or not row.get("score"):
+                if not row.get("score"):
                     continue
                 score = float(row["score"])
                 if row.get("kind") == "control":
-                    base[(row["model"], row["sample_id"])] = score
+                    base[(row["task"], row["model"], row["sample_id"])] = score
                 else:
-                    tuned.setdefault((row["run"], row["model"], row["epoch"]), {})[row["sample_id"]] = score
+                    key = (row["task"], row["run"], row["model"], row["epoch"])
+                    tuned.setdefault(key, {})[row["sample_id"]] = score
     except (OSError, ValueError, KeyError, csv.Error):
-        return []  # not a samples.csv sweepflow wrote: nothing to learn from
-    sds = []
-    for (_, model, _), scores in tuned.items():
-        differences = [v - base[(model, i)] for i, v in scores.items() if (model, i) in base]
+        return {}  # not a samples.csv sweepflow wrote: nothing to learn from
+    sds: dict[str, list[float]] = {}
+    for (task, _, model, _), scores in tuned.items():
+        differences = [v - base[(task, model, i)] for i, v in scores.items() if (task, model, i) in base]
         if len(differences) >= 2:
-            sds.append(statistics.stdev(differences))
+            sds.setdefault(task, []).append(statistics.stdev(differences))
     return sds
 
 
-def prior_paired_sd(folders: list[Path], task: str) -> tuple[float, str] | None:
-    """(largest per-item SD of a paired difference on `task` in earlier results, its source), or None."""
+def prior_paired_sds(folders: list[Path]) -> dict[str, tuple[float, str]]:
+    """Task -> (largest per-item SD of a paired difference in earlier results, its source); each file read once."""
     files = dict.fromkeys(p for folder in folders for p in (*Path(folder).glob(SAMPLES_CSV),
                                                             *Path(folder).glob(f"*/{SAMPLES_CSV}")))
-    found = [(sd, path) for path in files for sd in _paired_sds(path, task)]
-    if not found:
-        return None
-    sd, path = max(found)
-    return sd, f"largest of {len(found)} fine-tuned vs base comparison(s) of {task} in {path.parent.parent}"
+    found: dict[str, list[tuple[float, Path]]] = {}
+    for path in files:
+        for task, sds in _paired_sds(path).items():
+            found.setdefault(task, []).extend((sd, path) for sd in sds)
+    chosen = {}
+    for task, pairs in found.items():
+        sd, path = max(pairs)
+        chosen[task] = (sd, f"largest of {len(pairs)} fine-tuned vs base comparison(s) of {task} in "
+                            f"{path.parent.parent}")
+    return chosen
 
 
 def statistical_power(design: ExperimentDesign, runs: list[Run], counts: dict[str, int],
@@ -66,8 +72,9 @@ def statistical_power(design: ExperimentDesign, runs: list[Run], counts: dict[st
     spec = design.analysis
     cells = len({r.cell_name for r in runs if not r.is_control})
     result = StatisticalPower(alpha=spec.alpha, power=spec.power, replicates=design.replicates, cells=cells)
+    priors = prior_paired_sds(prior_folders or [])
     for task, n_items in counts.items():
-        sd, source = prior_paired_sd(prior_folders or [], task) or (UNKNOWN_PAIRED_SD, CONSERVATIVE)
+        sd, source = priors.get(task, (UNKNOWN_PAIRED_SD, CONSERVATIVE))
         detectable = detectable_difference(n_items, spec.alpha, spec.power, sd) if n_items >= 2 else None
         row = TaskPower(task=task, n_items=n_items, detectable=detectable, sd=sd, sd_source=source)
         if spec.min_difference is not None:
@@ -88,4 +95,4 @@ def statistical_power(design: ExperimentDesign, runs: list[Run], counts: dict[st
     return result
 
 
-__all__ = ["prior_paired_sd", "statistical_power"]
+__all__ = ["prior_paired_sds", "statistical_power"]
