@@ -93,7 +93,7 @@ def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | Non
     mean, sd = statistics.fmean(accuracies), statistics.stdev(accuracies)
     half = float(stats.t.ppf(1 - alpha / 2, len(cell) - 1)) * sd / math.sqrt(len(cell))
     low, high = mean - half, mean + half
-    if _span(cell) == 1.0 and all(0 <= v <= 1 for s in cell for v in s.scores.values()):
+    if _unit_scores(cell):
         low, high = max(low, 0.0), min(high, 1.0)
     item_se = statistics.fmean(
         statistics.stdev(s.scores.values()) / math.sqrt(len(s.scores)) if len(s.scores) > 1 else 0.0 for s in cell)
@@ -103,11 +103,16 @@ def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | Non
                            item_se=item_se, n_items=min(len(s.scores) for s in cell))
 
 
+def _unit_scores(evaluations: list[ScoredEvaluation]) -> bool:
+    """Whether every score lies in 0..1 (0/1 and C/I/P/N scores do): accuracies and their differences are bounded."""
+    return all(0 <= v <= 1 for s in evaluations for v in s.scores.values())
+
+
 def _span(evaluations: list[ScoredEvaluation]) -> float:
-    """Highest minus lowest score these evaluations can give: 1 for 0/1 (and C/I/P/N) scores, else as seen."""
-    values = [v for s in evaluations for v in s.scores.values()]
-    if not values or (min(values) >= 0 and max(values) <= 1):
+    """Highest minus lowest score these evaluations can give: 1 for scores in 0..1, else as seen."""
+    if _unit_scores(evaluations):
         return 1.0
+    values = [v for s in evaluations for v in s.scores.values()]
     return max(values) - min(values)
 
 
