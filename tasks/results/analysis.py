@@ -10,8 +10,6 @@ next to the test items' SE), each atomically.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import statistics
 from pathlib import Path
@@ -23,7 +21,7 @@ from tasks.model.layout import RESULT_TABLES, GroupLayout
 from tasks.model.plan import Plan
 from tasks.results.collect import EvalResult
 from tasks.results.effects import Effect, adjust_holm, clip_to_scale, factor_effects, pooled_seed_variance, vs_base
-from tasks.results.samples import ScoredEvaluation, samples_csv, scored_evaluations
+from tasks.results.samples import ScoredEvaluation, csv_text, samples_csv, scored_evaluations
 
 EFFECT_COLUMNS = ["task", "epoch", "kind", "contrast", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted",
                   "n_items", "n_replicates", "method", "items_needed", "note"]
@@ -147,17 +145,9 @@ def analyze(plan: Plan, results: list[EvalResult]) -> Analysis:
     return analysis
 
 
-def _csv(columns: list[str], rows: list[dict[str, object]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
 def effects_csv(analysis: Analysis) -> str:
     """results/effects.csv's text."""
-    return _csv(EFFECT_COLUMNS, [
+    return csv_text(EFFECT_COLUMNS, [
         {k: ("" if v is None else v) for k, v in e.model_dump(include=set(EFFECT_COLUMNS)).items()}
         for e in analysis.effects])
 
@@ -166,7 +156,7 @@ def replicates_csv(analysis: Analysis) -> str:
     """results/replicates.csv's text."""
     columns = ["task", "epoch", "cell", "replicates", "seeds", "accuracies", "mean", "ci_low", "ci_high",
                "seed_sd", "item_se", "n_items"]
-    return _csv(columns, [
+    return csv_text(columns, [
         {"task": s.task, "epoch": s.epoch, "cell": s.cell, "replicates": len(s.accuracies),
          "seeds": " ".join(map(str, s.seeds)), "accuracies": " ".join(f"{a:.6g}" for a in s.accuracies),
          "mean": s.mean, "ci_low": s.ci_low, "ci_high": s.ci_high, "seed_sd": s.seed_sd, "item_se": s.item_se,

@@ -3,7 +3,8 @@
 Reads: the `.eval` log each evaluation's accuracy was taken from (`EvalResult.log`, chosen by
 `tasks.results.collect`), every sample, with inspect-ai's own reader (`read_eval_log_samples`);
 the plan, for each run's model, factor levels, replicate and seed.
-Writes: `results/samples.csv` (`write_samples_csv`): one row per run x task x epoch x sample
+Writes nothing itself: `samples_csv` is the text of `results/samples.csv` (written by
+`tasks.results.analysis.write_tables`): one row per run x task x epoch x sample
 (x inspect epoch, when a task repeats its samples), for the researcher's own analysis.
 
 An evaluation whose samples cannot all be scored as numbers (no scorer, a sample that errored,
@@ -21,7 +22,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.core.files import atomic_write_text
 from tasks.evaluation.eval_logs import epoch_label
 from tasks.model.plan import EpochRef, Plan, Run
 from tasks.results.collect import EvalResult
@@ -133,30 +133,31 @@ def scored_evaluations(plan: Plan, results: list[EvalResult]) -> list[ScoredEval
     return [scored_evaluation(runs[r.run], r) for r in results if r.run in runs]
 
 
+def csv_text(columns: list[str], rows: Iterable[dict[str, Any]]) -> str:
+    """A CSV file's text: a header of `columns`, then one line per row (every results/ table is written so)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
 def samples_csv(plan: Plan, evaluations: list[ScoredEvaluation]) -> str:
     """results/samples.csv's text: run, kind, model, every factor, replicate, seed, task, epoch, sample..."""
     factors = list(dict.fromkeys(f for run in plan.finetune_runs for f in run.factors))
     runs = {run.name: run for run in plan.runs}
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=FIXED_COLUMNS + factors + TAIL_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for scored in evaluations:
-        run = runs[scored.run]
-        base = {"run": run.name, "kind": run.kind, "model": run.model,
-                **{f: run.factors.get(f, "base" if run.is_control else "") for f in factors},
-                "replicate": "" if run.is_control else run.replicate,
-                "seed": "" if run.is_control else run.params.seed,
-                "task": scored.task, "epoch": scored.epoch_text}
-        for row in scored.rows:
-            writer.writerow({**base, **row})
-    return out.getvalue()
+
+    def rows() -> Iterable[dict[str, Any]]:
+        for scored in evaluations:
+            run = runs[scored.run]
+            base = {"run": run.name, "kind": run.kind, "model": run.model,
+                    **{f: run.factors.get(f, "base" if run.is_control else "") for f in factors},
+                    "replicate": "" if run.is_control else run.replicate,
+                    "seed": "" if run.is_control else run.params.seed,
+                    "task": scored.task, "epoch": scored.epoch_text}
+            yield from ({**base, **row} for row in scored.rows)
+
+    return csv_text(FIXED_COLUMNS + factors + TAIL_COLUMNS, rows())
 
 
-def write_samples_csv(plan: Plan, evaluations: list[ScoredEvaluation], path: Path) -> Path:
-    """Write results/samples.csv atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, samples_csv(plan, evaluations))
-
-
-__all__ = ["ScoredEvaluation", "samples_csv", "score_value", "scored_evaluation", "scored_evaluations",
-           "write_samples_csv"]
+__all__ = ["ScoredEvaluation", "csv_text", "samples_csv", "score_value", "scored_evaluation", "scored_evaluations"]
