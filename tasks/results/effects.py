@@ -143,11 +143,12 @@ def _fit_terms(frame: Any, formula: str, seed: SeedVariance | None) -> dict[str,
         items = smf.ols(formula, data=frame).fit(
             cov_type="cluster", cov_kwds={"groups": frame["item"].astype("category").cat.codes.to_numpy()},
             use_t=True)
+        item_se = items.bse  # computed lazily: a degenerate term's NaN (no interval, below) warns here, quietly
     terms = [t for t in items.params.index if t != "Intercept"]
     if seed is None:
         method = "OLS on per-item scores, item-clustered SE (seed variance unmeasured: 1 replicate)"
         df_items = float(frame["item"].nunique() - 1)
-        return {t: _Estimate(float(items.params[t]), float(items.bse[t]), df_items, method) for t in terms}
+        return {t: _Estimate(float(items.params[t]), float(item_se[t]), df_items, method) for t in terms}
     by_run = frame.groupby("run", observed=True).agg(
         {"score": "mean", **{c: "first" for c in frame.columns if c not in ("item", "run", "score")}}).reset_index()
     for column in frame.columns:
@@ -160,7 +161,7 @@ def _fit_terms(frame: Any, formula: str, seed: SeedVariance | None) -> dict[str,
     method = (f"OLS on per-item scores, item-clustered SE, plus the seed variance pooled over replicates "
               f"(variances added); t with {seed.df} df")
     index = list(runs.params.index)
-    return {t: _Estimate(float(items.params[t]), math.hypot(float(items.bse[t]), math.sqrt(seed_var[index.index(t)])),
+    return {t: _Estimate(float(items.params[t]), math.hypot(float(item_se[t]), math.sqrt(seed_var[index.index(t)])),
                          float(seed.df), method) for t in terms if t in index}
 
 
