@@ -9,6 +9,10 @@
 - `launched`: `(group, scheduler)`, that run group with every job submitted to a `FakeScheduler`.
 
 tests/integration/conftest.py adds the real SLURM cluster fixtures for tests/integration.
+Planning reads the free disk under `paths.output_dir` (`tasks.planning.verify.free_disk_gib`); a test
+sees 4 TiB free there, so whether a plan fits never depends on the machine running the tests, unless
+it is marked `real_disk` (the tests of the disk check itself). A plan made in a subprocess (a Prefect
+worker's flow run) sees the real disk: those tests plan the small default design (~39 GiB merged).
 Outside tests/integration no test sees a running SLURM cluster (`SLURM_CONF` is unset), so
 `backend: auto` means the local backend there whether or not CI has started one.
 """
@@ -28,6 +32,13 @@ def _no_slurm_outside_integration(request: pytest.FixtureRequest, monkeypatch: p
     """Unit tests never reach the machine's SLURM: without SLURM_CONF, `auto` picks the local backend."""
     if "integration" not in Path(str(request.node.fspath)).parts:
         monkeypatch.delenv("SLURM_CONF", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _ample_free_disk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """4 TiB free under every output folder, unless the test is marked `real_disk`."""
+    if request.node.get_closest_marker("real_disk") is None:
+        monkeypatch.setattr("tasks.planning.verify.free_disk_gib", lambda folder: 4096.0)
 
 
 @pytest.fixture

@@ -304,8 +304,13 @@ def _check_output_dir(output_dir: Path, problems: list[Problem]) -> float | None
         problems.append(Problem(
             field="paths.output_dir", message=f"{anchor} is not writable{note}", path=str(output_dir)
         ))
+    return free_disk_gib(anchor)
+
+
+def free_disk_gib(folder: Path) -> float | None:
+    """Free space under `folder` in GiB (2 decimals); None when the file system cannot say."""
     try:
-        return round(shutil.disk_usage(anchor).free / GIB, 2)
+        return round(shutil.disk_usage(folder).free / GIB, 2)
     except OSError:
         return None
 

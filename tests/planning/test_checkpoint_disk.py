@@ -82,6 +82,7 @@ def test_a_real_size_measurement_is_used(tmp_path: Path) -> None:
     assert e1.source.startswith("size of the epoch_* folders beside") and e1.value == pytest.approx(2.5, abs=0.01)
 
 
+@pytest.mark.real_disk
 def test_a_sweep_that_overflows_the_disk_is_refused(tmp_path: Path) -> None:
     """Many runs x 2.38 GiB x 2 epochs against the free space of this machine's disk: refused, not approved."""
     free_gib = shutil.disk_usage(tmp_path).free / GIB
