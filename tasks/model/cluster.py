@@ -1,4 +1,7 @@
-"""Site settings for SLURM jobs, as a plain pydantic model (the Prefect block mirrors it).
+"""Site settings for SLURM jobs, as a plain pydantic model: the one source of the cluster fields.
+
+The Prefect block `blocks.SlurmCluster` subclasses it (its UI form shows these descriptions),
+and docs/gpu-clusters.md's defaults are checked against it by a test.
 
 Reads: the design's `cluster:` mapping (already resolved from a block name by the flow).
 Writes: nothing.
@@ -76,10 +79,10 @@ class ClusterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    account: str | None = None
-    partition: str | None = None
-    constraint: str | None = None
-    qos: str | None = None
+    account: str | None = Field(None, description="sbatch --account (leave empty if your site has none)")
+    partition: str | None = Field(None, description="sbatch --partition")
+    constraint: str | None = Field(None, description="sbatch --constraint, e.g. gpu80 or a100|h100")
+    qos: str | None = Field(None, description="sbatch --qos")
     time_limit: str | None = Field(
         None, description="Fine-tune time limit (D-HH:MM:SS, HH:MM:SS or minutes); unset: estimate x time_margin"
     )
@@ -87,15 +90,19 @@ class ClusterSettings(BaseModel):
     time_margin: float = Field(1.5, ge=1.0, description="Limit = estimate x this, rounded up to 5 min")
     max_time_limit: str | None = Field(None, description="The partition's MaxTime: no job asks for more")
     mem: str = Field("32G", description="Memory per fine-tune job, e.g. 64G")
-    eval_mem: str = "16G"
-    cpus_per_task: PositiveInt = 4
+    eval_mem: str = Field("16G", description="Memory per evaluation job")
+    cpus_per_task: PositiveInt = Field(4, description="sbatch --cpus-per-task")
     env_setup: list[str] = Field(
         default_factory=list,
         description="Shell lines run before each job's environment is activated (exports, site setup)",
     )
-    max_queued_jobs: PositiveInt = 20
+    max_queued_jobs: PositiveInt = Field(
+        20, description="Never more than this many jobs queued or running (your QoS MaxSubmitJobs)"
+    )
     submit_stagger_seconds: float = Field(0.5, ge=0, description=STAGGER_HELP)
-    backend: Literal["auto", "slurm", "local"] = "auto"
+    backend: Literal["auto", "slurm", "local"] = Field(
+        "auto", description="slurm: sbatch; local: run jobs as local processes; auto: slurm when sbatch is on PATH"
+    )
     extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH' options, e.g. --mail-type=END")
     device: Literal["cuda", "cpu"] = Field(
         "cuda", description="Where torchtune and inspect run (cpu for the tiny demo model)"

@@ -109,7 +109,7 @@ def test_notify_block_is_a_saved_block_name():
     for bad in ("lab-alerts", "Slack/Lab", "slack-webhook/lab alerts", "a/b/c"):
         with pytest.raises(ValueError, match="block type slug"):
             ClusterSettings(notify_block=bad)
-    with pytest.raises(ValueError, match="notify_block: 'lab-alerts' is not a saved block's name"):
+    with pytest.raises(ValueError, match=r"notify_block\n.*'lab-alerts' is not a saved block's name"):
         SlurmCluster(notify_block="lab-alerts")
     with pytest.raises(ValueError, match="stall_hours"):
         SlurmCluster(stall_hours=0)

@@ -6,12 +6,14 @@ repository, and the README stays short.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tasks.model.cluster import ClusterSettings
 from tasks.model.design_file import parse_design
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,3 +52,24 @@ def test_relative_links_resolve(page: Path) -> None:
 
 def test_the_readme_is_read_in_five_minutes() -> None:
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def cluster_fields_table() -> str:
+    """The cluster fields as docs/gpu-clusters.md shows them: name, default, description (from the model)."""
+    defaults = ClusterSettings().model_dump(mode="json")
+    rows = ["| field | default | what it sets |", "|---|---|---|"]
+    for name, info in ClusterSettings.model_fields.items():
+        value = defaults[name]
+        shown = "—" if value in (None, [], {}) else f"`{value if isinstance(value, str) else json.dumps(value)}`"
+        description = (info.description or "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {shown} | {description} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_the_cluster_fields_table_is_the_models() -> None:
+    """Doc and code defaults cannot drift: regenerate with `python -m tests.docs.test_docs`."""
+    assert cluster_fields_table() in (ROOT / "docs" / "gpu-clusters.md").read_text()
+
+
+if __name__ == "__main__":  # print the table to paste into docs/gpu-clusters.md
+    print(cluster_fields_table(), end="")
