@@ -64,7 +64,7 @@ def setup_experiment(
     group_dir: str,
     overwrite_edits: bool = False,
     dry_run: bool = False,
-    validate: bool = True,
+    validate_configs: bool = True,
     check_fidelity: bool = True,
 ) -> str | State:
     """Create run folders, torchtune configs and SLURM scripts for a planned run group.
@@ -73,7 +73,7 @@ def setup_experiment(
         group_dir: the run group folder that plan-runs wrote (holds experiment.yaml).
         overwrite_edits: replace files you edited since generation (backups are kept).
         dry_run: render into a temporary folder and report what would change.
-        validate: run `tune validate` on every generated finetune.yaml first.
+        validate_configs: run `tune validate` on every generated finetune.yaml first.
         check_fidelity: check that evaluation prompts tokenize exactly as training's (needs
             the model folders' tokenizer files and the evaluation tasks' data).
 
@@ -84,7 +84,7 @@ def setup_experiment(
     rendered = render_files_task(group_dir)
     if isinstance(rendered, SweepflowError):
         return fail(str(rendered), rendered)
-    if validate:
+    if validate_configs:
         failures = validate_configs_task(rendered)
         if failures:
             return fail("Generated torchtune configs do not validate:\n  - " + "\n  - ".join(failures))

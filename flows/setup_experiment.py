@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         state = setup_experiment(
             str(Path(args.group_dir).resolve()), overwrite_edits=args.overwrite_edits, dry_run=args.dry_run,
-            validate=not args.no_validate, check_fidelity=not args.no_fidelity_check, return_state=True,
+            validate_configs=not args.no_validate, check_fidelity=not args.no_fidelity_check, return_state=True,
         )
     except SweepflowError as error:
         print(str(error), file=sys.stderr)

@@ -91,7 +91,7 @@ def test_dry_run_writes_nothing_into_the_group(prefect_server, fake_site: FakeSi
 
     group = _planned(fake_site)
     before = sorted(p.relative_to(group).as_posix() for p in group.rglob("*"))
-    state = setup_experiment(str(group), dry_run=True, validate=False, return_state=True)
+    state = setup_experiment(str(group), dry_run=True, validate_configs=False, return_state=True)
     assert state.is_completed(), state.message
     preview = Path(state.result())
     try:

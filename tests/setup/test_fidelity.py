@@ -124,7 +124,7 @@ def test_task_that_rewrites_the_input_is_refused_and_nothing_is_written(tmp_path
     )
     group = _group(tmp_path, PROMPTS[1], rewriting)
     before = sorted(p.name for p in group.iterdir())
-    state = setup_experiment(str(group), validate=False, return_state=True)
+    state = setup_experiment(str(group), validate_configs=False, return_state=True)
     assert state.is_failed()
     message = state.message or ""
     assert "Fidelity check failed; nothing was written" in message
