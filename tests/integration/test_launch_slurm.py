@@ -108,7 +108,7 @@ FINETUNE_BODIES = {
 
 def _stub_evaluation(group: Path, run: str, epoch: int, staged: Path | None) -> None:
     """As the real script: stop when the checkpoint is missing, else write the .eval log in logs/."""
-    script = group / run / "evaluations" / "cap" / f"eval_epoch_{epoch}.slurm"
+    script = group / run / "evaluations" / f"eval_epoch_{epoch}.slurm"
     model = group / run / f"epoch_{epoch}"
     write = (f'mkdir -p logs && cp {staged} "logs/$(date +%Y-%m-%dT%H-%M-%S)_cap_${{SLURM_JOB_ID}}.eval"'
              if staged else "sleep 600")
@@ -441,7 +441,7 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         _stub(group / run / "finetune.slurm", FINETUNE_BODIES["sleep"])
         for epoch in EPOCHS:
             _stub_evaluation(group, run, epoch, None)
-    expected = {run for run in runs} | {f"{run}__cap_epoch_{e}" for run in runs for e in EPOCHS}
+    expected = {run for run in runs} | {f"{run}__eval_epoch_{e}" for run in runs for e in EPOCHS}
     timings["setup"] = time.monotonic() - t0
 
     env = {**cluster.env, "PYTHONPATH": str(ROOT)}
