@@ -170,7 +170,7 @@ def scenarios(
             name="parallel", gpus=max(n_t * gpus_per_job, n_e, 1),
             training_minutes=longest_t, eval_minutes=longest_e,
             detail=f"{n_t} fine-tunes at once (longest {longest_t:.1f} min), "
-                   f"then {n_e} evaluations at once (longest {longest_e:.1f} min)",
+                   f"then {n_e} evaluation jobs at once (longest {longest_e:.1f} min)",
         ),
         Scenario(
             name="sequential", gpus=gpus_per_job,

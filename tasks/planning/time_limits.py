@@ -98,7 +98,7 @@ def time_limit_table(plan: Plan) -> dict[str, Any]:
             rows.append({"run": run.name, "stage": "fine-tune", **finetune_time_limit(plan, run, cluster).model_dump()})
         if run.evaluations:
             each = eval_time_limit(plan, run, cluster)
-            rows.append({"run": run.name, "stage": "each evaluation", **each.model_dump()})
+            rows.append({"run": run.name, "stage": "each evaluation job", **each.model_dump()})
     return {"time_limit_rows": rows, "time_limit_warnings": [r["warning"] for r in rows if r["warning"]]}
 
 

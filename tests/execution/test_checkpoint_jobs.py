@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tasks.execution.reopen import reopen_failed_evaluations
 from tasks.execution.submit import submit_pending
 from tasks.execution.sync import sync_jobs
+from tasks.model.cluster import cluster_settings
 from tasks.model.design_file import parse_design
 from tasks.model.layout import eval_job_name
 from tasks.model.plan_file import load_plan
 from tasks.model.status_file import StatusStore
 from tasks.planning.deliver import deliver_plan
+from tasks.planning.formulas import checkpoint_job_minutes
 from tasks.planning.planner import build_plan
+from tasks.planning.time_limits import eval_time_limit
 from tasks.setup.experiment import set_up_group
 from tests.support.fake_scheduler import NOW, FakeScheduler, cluster
 from tests.support.fakesite import DATE, design
@@ -59,6 +64,20 @@ def test_one_job_per_checkpoint_with_one_id_for_its_tasks(tmp_path: Path) -> Non
             stages = [status.stage(run.name, e.key) for e in job.evaluations]
             assert [(s.status, s.job_id) for s in stages] == [("submitted", sub["id"])] * 2  # the seed's entries
             assert all(s.attempts[-1].job_id == sub["id"] for s in stages)
+
+
+def test_the_job_time_limit_is_one_load_plus_each_task(tmp_path: Path) -> None:
+    group = _two_task_group(tmp_path)
+    plan = load_plan(group)
+    run = plan.run(RUN)
+    estimate = plan.estimates.runs[RUN]
+    per_task = plan.estimates.per_model[run.model].eval_minutes.value  # each task as a job of its own
+    assert estimate.eval_jobs == 2  # one job per evaluated epoch, both tasks in each
+    assert estimate.eval_minutes == pytest.approx(2 * checkpoint_job_minutes([per_task, per_task]), rel=1e-3)
+    limit = eval_time_limit(plan, run, cluster_settings(plan.design))
+    assert limit.source.startswith(f"estimate {estimate.eval_minutes / 2:.1f} min")
+    script = (group / RUN / "evaluations" / "eval_epoch_0.slurm").read_text()
+    assert f"#SBATCH --time={limit.limit}" in script.splitlines()
 
 
 def test_a_failed_task_fails_alone_and_is_retried_alone(tmp_path: Path) -> None:
