@@ -107,13 +107,13 @@ FINETUNE_BODIES = {
 
 
 def _stub_evaluation(group: Path, run: str, epoch: int, staged: Path | None) -> None:
-    """As the real script: stop when the checkpoint is missing, else write the .eval log in logs/."""
+    """As the real script: stop when the checkpoint is missing, else write the task's .eval log in cap/logs/."""
     script = group / run / "evaluations" / f"eval_epoch_{epoch}.slurm"
     model = group / run / f"epoch_{epoch}"
-    write = (f'mkdir -p logs && cp {staged} "logs/$(date +%Y-%m-%dT%H-%M-%S)_cap_${{SLURM_JOB_ID}}.eval"'
+    write = (f'mkdir -p cap/logs && cp {staged} "cap/logs/$(date +%Y-%m-%dT%H-%M-%S)_cap_${{SLURM_JOB_ID}}.eval"'
              if staged else "sleep 600")
     _stub(script, f'[ -e {model} ] || {{ echo "sweepflow: model not found: {model}" >&2; exit 2; }}\n'
-                  f'{write}\necho "sweepflow: inspect eval exited with 0"')
+                  f'{write}\necho "sweepflow: evaluation exited with 0"')
 
 
 # ---------------------------------------------------------------------------- real .eval logs
