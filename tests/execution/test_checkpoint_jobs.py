@@ -22,6 +22,7 @@ from tasks.planning.deliver import deliver_plan
 from tasks.planning.formulas import checkpoint_job_minutes
 from tasks.planning.planner import build_plan
 from tasks.planning.time_limits import eval_time_limit
+from tasks.results.collect import attempt_uses
 from tasks.setup.experiment import set_up_group
 from tests.support.fake_scheduler import NOW, FakeScheduler, cluster
 from tests.support.fakesite import DATE, design
@@ -93,13 +94,17 @@ def test_a_failed_task_fails_alone_and_is_retried_alone(tmp_path: Path) -> None:
     mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap")
     mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap2", fail=True)
     (group / RUN / "evaluations" / f"slurm-{sub['id']}.out").write_text("sweepflow: evaluation exited with 1\n")
-    fake.finish(sub["id"], "FAILED", exit_code="1:0")  # the runner's exit: one task failed
+    fake.finish(sub["id"], "FAILED", exit_code="1:0", elapsed_s=120.0)  # the runner's exit: one task failed
     sync_jobs(group, fake)
     status = _status(group)
     done, failed = status.stage(RUN, "cap_epoch_0"), status.stage(RUN, "cap2_epoch_0")
     assert done.status == "completed" and done.output and "/cap/logs/" in done.output  # its own log decides
     assert failed.status == "failed" and failed.reason.startswith("task failed: .eval status error")
     assert "/cap2/logs/" in failed.output
+    # the job's 120 s are counted once: half to each task's stage
+    uses = [u for u in attempt_uses(plan, status) if u.job_id == sub["id"]]
+    assert sorted((u.stage, u.elapsed_s, u.outcome) for u in uses) == [
+        ("cap2_epoch_0", 60.0, "failed"), ("cap_epoch_0", 60.0, "succeeded")]
 
     assert reopen_failed_evaluations(group) == [f"{RUN}/cap2_epoch_0"]
     report = submit_pending(group, fake, cluster(), sleep=lambda s: None)
