@@ -19,9 +19,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.model.design_file import parse_design  # noqa: E402
-from tasks.model.plan import checkpoint_jobs  # noqa: E402
-from tasks.planning.expand import expand_design  # noqa: E402
+from tasks.model.design_file import parse_design
+from tasks.model.plan import checkpoint_jobs
+from tasks.planning.expand import expand_design
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,9 @@ def count(data: dict[str, Any]) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    print("| design | runs | evaluations (.eval logs, status entries) | evaluation jobs before (one per checkpoint x task) | after (one per checkpoint) |")
+    """Print the table (markdown)."""
+    print("| design | runs | evaluations (.eval logs, status entries) "
+          "| evaluation jobs before (one per checkpoint x task) | after (one per checkpoint) |")
     print("|---|---|---|---|---|")
     for name, data in (("make demo (examples/tiny_demo)", _demo(False)),
                        ("make demo + a second task", _demo(True)),
