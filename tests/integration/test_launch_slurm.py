@@ -504,7 +504,8 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         assert set(by_name) == expected, set(by_name) ^ expected
         after = _status(group)
         for run, key, stage in after.stages():
-            name = run if key == "finetune" else f"{run}__{key}"
+            # one evaluation job per checkpoint: stage cap_epoch_N is job {run}__eval_epoch_N
+            name = run if key == "finetune" else f"{run}__{key.replace('cap_', 'eval_', 1)}"
             assert stage.status in ("submitted", "running") and [stage.job_id] == by_name[name], (run, key, stage)
             assert len(stage.attempts) == 1, (run, key, stage.attempts)
         for run, job_id in recorded.items():  # what the killed process recorded is kept
