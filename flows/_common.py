@@ -27,7 +27,7 @@ from blocks.resolve import resolve_site
 from tasks.backends import Backend, backend_for, backend_name, select_backend
 from tasks.core import SweepflowError, domain_error
 from tasks.execution import GroupScan, SyncReport, scan_groups, sync_jobs
-from tasks.model import Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
+from tasks.model import DesignInput, Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
 from tasks.planning import build_plan
 from tasks.setup import recent_pass, run_site_check
 
@@ -90,7 +90,7 @@ resolve_site_task = domain_task("resolve-site", resolve_site)
 build_plan_task = domain_task("build-plan", build_plan)
 
 
-def plan_design(design: str | dict[str, Any], date: str | None = None) -> Plan | State:
+def plan_design(design: DesignInput, date: str | None = None) -> Plan | State:
     """load-design, resolve-site, build-plan: the plan in memory, or the Failed state naming the problem."""
     loaded = load_design_task(design)
     if isinstance(loaded, SweepflowError):

@@ -42,16 +42,18 @@ from prefect.states import State
 
 from flows._common import artifact_slug, cli_exit, fail, plan_design, site_check_step
 from tasks.core import SweepflowError
-from tasks.model import read_design
+from tasks.model import DesignInput, read_design
 from tasks.planning import render_site_check_markdown
 
 
 @flow(name="check-site", persist_result=False, log_prints=True)
-def check_site(design: str | dict[str, Any], timeout_minutes: float = 15) -> dict[str, Any] | State:
+def check_site(design: DesignInput, timeout_minutes: float = 15) -> dict[str, Any] | State:
     """Run one short check job per resource shape of the design's plan; report what each found.
 
     Args:
-        design: path of a design YAML file, YAML text, or the design as a mapping.
+        design: the experiment: fill in the form (each field says what it means), or give the
+            path of a design YAML file (absolute, or relative to the working directory; relative
+            paths inside it resolve against its folder) or YAML text.
         timeout_minutes: how long the check jobs may take, queue wait included.
 
     Returns:

@@ -87,7 +87,7 @@ from blocks.resolve import resolve_site
 from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail, plan_design, site_check_step
 from flows._notify import notify_check_failed
 from tasks.core import SweepflowError
-from tasks.model import Plan, SiteCheckReport, cluster_settings, read_design
+from tasks.model import DesignInput, Plan, SiteCheckReport, cluster_settings, read_design
 from tasks.planning import build_plan, deliver_plan, pilot_figures, render_plan_markdown, time_limit_table
 
 
@@ -273,7 +273,7 @@ def _await_approval(plan: Plan, plan_key: str, pilot_problem: str | None = None)
 
 @flow(name="plan-runs", persist_result=False, log_prints=True)
 def plan_runs(
-    design: str | dict[str, Any],
+    design: DesignInput,
     auto_approve: bool = False,
     date: str | None = None,
     continue_to_setup: bool = False,
@@ -286,8 +286,9 @@ def plan_runs(
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
     Args:
-        design: path of a design YAML file (absolute, or relative to the working
-            directory), YAML text, or the design itself as a mapping.
+        design: the experiment: fill in the form (each field says what it means), or give the
+            path of a design YAML file (absolute, or relative to the working directory; relative
+            paths inside it resolve against its folder) or YAML text.
         auto_approve: skip the approval pause (scripts, tests, `make demo`).
         date: run group date YYYY-MM-DD (default: today).
         continue_to_setup: go on to the setup-experiment flow (run folders, configs,
@@ -364,7 +365,7 @@ def plan_runs(
     return str(group_dir)
 
 
-def _run_pilot(design: str | dict[str, Any], date: str | None, steps: int, eval_samples: int) -> Plan | str:
+def _run_pilot(design: DesignInput, date: str | None, steps: int, eval_samples: int) -> Plan | str:
     """Run pilot-runs as a subflow and plan again from its measurements; the problem as a line if it failed."""
     from flows._pilot import pilot_runs  # the pilot runs whole stages; only on request
 

@@ -35,11 +35,11 @@ from flows.plan_runs import plan_runs
 from flows.setup_experiment import setup_experiment
 from flows.summarize_experiment import summarize_experiment
 from tasks.core import SweepflowError
-from tasks.model import read_design
+from tasks.model import DesignInput, read_design
 from tasks.planning import design_hash, existing_group_date
 
 
-def _resume_date(design: str | dict[str, Any]) -> str | None:
+def _resume_date(design: DesignInput) -> str | None:
     """The date of an earlier run group of this very design, if there is one."""
     try:
         resolved = resolve_site(read_design(design))
@@ -57,7 +57,7 @@ def _stage(name: str, state: Any) -> Any:
 
 @flow(name="run-experiment", persist_result=False, log_prints=True)
 def run_experiment(
-    design: str | dict[str, Any],
+    design: DesignInput,
     auto_approve: bool = False,
     date: str | None = None,
     max_attempts: int = 3,
@@ -70,8 +70,9 @@ def run_experiment(
     """Plan, set up, launch, watch and summarize an experiment; safe to run again.
 
     Args:
-        design: design YAML path (absolute, or relative to the working directory), YAML
-            text, or the design as a mapping.
+        design: the experiment: fill in the form (each field says what it means), or give the
+            path of a design YAML file (absolute, or relative to the working directory; relative
+            paths inside it resolve against its folder) or YAML text.
         auto_approve: skip the approval pause of plan-runs.
         date: run group date (default: the date of an earlier group of this design, else today).
         max_attempts: submissions per fine-tune (retries by cause).
