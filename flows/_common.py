@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,15 +65,6 @@ def fail(message: str, error: BaseException | None = None) -> State:
 def artifact_slug(run_group: str) -> str:
     """Artifact keys allow lowercase letters, digits and dashes only."""
     return re.sub(r"[^a-z0-9]+", "-", run_group.lower()).strip("-") or "plan"
-
-
-def cli_exit(flow_name: str, state: State) -> int:
-    """A flow run as a shell command ends: its result printed (exit 0), or how it ended (stderr, exit 1)."""
-    if not state.is_completed():
-        print(f"{flow_name} ended {state.name}: {state.message}", file=sys.stderr)
-        return 1
-    print(state.result())
-    return 0
 
 
 def open_group(group_dir: str | Path) -> tuple[RunGroup, Backend]:

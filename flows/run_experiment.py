@@ -18,11 +18,15 @@ How to run it
         --param design=$PWD/examples/tiny_demo/design.yaml --param auto_approve=true --watch
 
 (`make demo` does exactly this on a local Prefect server, worker and SLURM cluster.)
-As Python: `from flows.run_experiment import run_experiment; run_experiment(design, auto_approve=True)`.
+As Python: `from flows.run_experiment import run_experiment; run_experiment(design, auto_approve=True)`;
+from a shell: `sweepflow run DESIGN --auto-approve` (or `--on-server`, and approve in the UI).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Failed, State
 
 from blocks.resolve import resolve_site
+from flows._cli import FlowCommand, UsageError, absolute
 from flows.launch_runs import launch_runs
 from flows.plan_runs import plan_runs
 from flows.setup_experiment import setup_experiment
@@ -115,3 +120,51 @@ def run_experiment(
             return summary
         logger.info("Summary: %s", summary)
     return str(Path(group_dir))
+
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """run-experiment's options."""
+    parser.add_argument("design", help="the design YAML file")
+    parser.add_argument("--auto-approve", action="store_true", help="write the plan without asking for approval")
+    parser.add_argument("--date", help="the run group's date (default: that of an earlier group of this design, "
+                        "else today)")
+    parser.add_argument("--max-attempts", type=int, default=3,
+                        help="submissions per fine-tune, retries by cause included (default: %(default)s)")
+    parser.add_argument("--poll-seconds", type=float, default=10.0,
+                        help="time between status checks (default: %(default)s)")
+    parser.add_argument("--no-summary", action="store_true", help="stop after the jobs; no summary.md")
+    parser.add_argument("--check-site", action=argparse.BooleanOptionalAction, default=None,
+                        help="the site check before approval (default: on SLURM, unless it passed within 7 days)")
+    parser.add_argument("--pilot", action="store_true", help="run the pilot first and plan from what it measured")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """run-experiment's parameters; refused when nobody could approve the plan (no server, no --auto-approve)."""
+    design = absolute(args.design)
+    read_design(design)
+    if not (args.auto_approve or args.on_server or os.environ.get("PREFECT_API_URL")):
+        raise UsageError("run: without a Prefect server nobody can approve the plan in the UI; pass --auto-approve, "
+                         "or --on-server (approve in the UI), or plan first with `sweepflow plan`")
+    return {"design": design, "auto_approve": args.auto_approve, "date": args.date,
+            "max_attempts": args.max_attempts, "poll_seconds": args.poll_seconds, "summarize": not args.no_summary,
+            "check_site": args.check_site, "pilot": args.pilot}
+
+
+COMMAND = FlowCommand(
+    flow=run_experiment,
+    summary="The whole sweep in one go: plan (with approval), set up, launch and follow the jobs, summarize. "
+    "Running it again continues where it stopped.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Prints the run group folder (exit 0), or the stage that did not finish and why (exit 1).",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the whole experiment from a shell (`python -m flows.run_experiment DESIGN`)."""
+    return COMMAND.main("python -m flows.run_experiment", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
