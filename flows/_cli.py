@@ -135,11 +135,11 @@ def run_on_server(command: FlowCommand, args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL
     from prefect.utilities.urls import url_for
 
+    parameters = command.parameters(args)  # bad input is said first
     api = PREFECT_API_URL.value()
     if not api:
         raise UsageError("--on-server needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api "
                          "after `make server deploy worker`), or leave --on-server out to run it here")
-    parameters = command.parameters(args)
     try:
         flow_run = cast(FlowRun, run_deployment(command.deployment, parameters=parameters, timeout=0, as_subflow=False))
     except ObjectNotFound:
