@@ -60,9 +60,9 @@ def pilot_runs(
     """Run the pilot of a design and report what it measured; returns the pilot's run group folder.
 
     Args:
-        design: the experiment: fill in the form (each field says what it means), or give the
-            path of a design YAML file (absolute, or relative to the working directory; relative
-            paths inside it resolve against its folder) or YAML text.
+        design: The experiment: fill in the design form (each field says what it means), or give
+            the path of a design YAML file (absolute, or relative to the working directory;
+            relative paths inside it resolve against its folder) or YAML text.
         date: the pilot group's date (default: today).
         steps: optimizer steps of each pilot fine-tune (its one epoch ends there).
         eval_samples: test samples each pilot evaluation looks at.

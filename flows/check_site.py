@@ -51,9 +51,9 @@ def check_site(design: DesignInput, timeout_minutes: float = 15) -> dict[str, An
     """Run one short check job per resource shape of the design's plan; report what each found.
 
     Args:
-        design: the experiment: fill in the form (each field says what it means), or give the
-            path of a design YAML file (absolute, or relative to the working directory; relative
-            paths inside it resolve against its folder) or YAML text.
+        design: The experiment: fill in the design form (each field says what it means), or give
+            the path of a design YAML file (absolute, or relative to the working directory;
+            relative paths inside it resolve against its folder) or YAML text.
         timeout_minutes: how long the check jobs may take, queue wait included.
 
     Returns:

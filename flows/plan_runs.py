@@ -287,9 +287,9 @@ def plan_runs(
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
     Args:
-        design: the experiment: fill in the form (each field says what it means), or give the
-            path of a design YAML file (absolute, or relative to the working directory; relative
-            paths inside it resolve against its folder) or YAML text.
+        design: The experiment: fill in the design form (each field says what it means), or give
+            the path of a design YAML file (absolute, or relative to the working directory;
+            relative paths inside it resolve against its folder) or YAML text.
         auto_approve: skip the approval pause (scripts, tests, `make demo`).
         date: run group date YYYY-MM-DD (default: today).
         continue_to_setup: go on to the setup-experiment flow (run folders, configs,

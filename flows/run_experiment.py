@@ -75,9 +75,9 @@ def run_experiment(
     """Plan, set up, launch, watch and summarize an experiment; safe to run again.
 
     Args:
-        design: the experiment: fill in the form (each field says what it means), or give the
-            path of a design YAML file (absolute, or relative to the working directory; relative
-            paths inside it resolve against its folder) or YAML text.
+        design: The experiment: fill in the design form (each field says what it means), or give
+            the path of a design YAML file (absolute, or relative to the working directory;
+            relative paths inside it resolve against its folder) or YAML text.
         auto_approve: skip the approval pause of plan-runs.
         date: run group date (default: the date of an earlier group of this design, else today).
         max_attempts: submissions per fine-tune (retries by cause).

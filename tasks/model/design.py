@@ -269,6 +269,8 @@ FactorLevels = Annotated[list[Any], Field(min_length=1)] | Annotated[dict[str, A
 class ExperimentDesign(_Strict):
     """What a researcher wants to run. See examples/ and README.md for a complete file."""
 
+    model_config = ConfigDict(title="Experiment design")  # the Prefect UI's name of the form (config merges)
+
     name: str = Field(description="Run group name; the plan appends the date (_YYYY-MM-DD)")
     question: str = Field(description="The research question this experiment answers")
     task: str = Field(description="Short task label, e.g. capitalization_8L")

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 
 from tasks.core.errors import DesignError, Problem
@@ -29,7 +29,8 @@ from tasks.model.yaml_types import explain_yaml_type
 # JSON schema, each field with its description), or the path of a design file (YAML text is
 # accepted too). A plain mapping is accepted but left out of the schema: the form's values
 # arrive as one, and `read_design` validates it with researcher-readable messages.
-DesignInput = ExperimentDesign | str | SkipJsonSchema[dict[str, Any]]
+# The UI shows the two as tabs, named by their titles ("Experiment design", "Design file").
+DesignInput = ExperimentDesign | Annotated[str, Field(title="Design file")] | SkipJsonSchema[dict[str, Any]]
 
 MAX_DESIGN_BYTES = 256 * 1024  # a design is a few KB; larger is a mistake (or an attack)
 MAX_YAML_VALUES = 100_000  # scalars + collections after alias expansion
