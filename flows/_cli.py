@@ -152,13 +152,17 @@ def run_on_server(command: FlowCommand, args: argparse.Namespace) -> int:
     said_paused = False
     with get_client(sync_client=True) as client:
         while True:
-            state = client.read_flow_run(flow_run.id).state
-            if state is not None and state.is_final():
-                break
-            if state is not None and state.is_paused() and not said_paused:
-                print(f"Paused: waiting for input (approve the plan in the UI at {link})", flush=True)
-                said_paused = True
-            time.sleep(2)
+            try:
+                state = client.read_flow_run(flow_run.id).state
+                if state is not None and state.is_final():
+                    break
+                if state is not None and state.is_paused() and not said_paused:
+                    print(f"Paused: waiting for input (approve the plan in the UI at {link})", flush=True)
+                    said_paused = True
+                time.sleep(2)
+            except KeyboardInterrupt:
+                print(f"Stopped waiting; the flow run goes on: {link}", file=sys.stderr)
+                return 130
     word = FINAL_WORDS.get(state.type.value, state.name)
     message = f": {state.message}" if state.message and not state.is_completed() else ""
     print(f"{command.flow.name} {word}{message}", file=sys.stdout if state.is_completed() else sys.stderr)
