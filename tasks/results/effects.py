@@ -34,6 +34,7 @@ from tasks.evaluation.power import items_needed
 from tasks.results.samples import ScoredEvaluation
 
 Kind = Literal["vs base", "main effect", "interaction"]
+ROUNDING = 1e-10  # an SE or estimate below this is floating-point residue of an exact 0 (scores are O(1))
 UNBALANCED = ("The estimate is the OLS fit over the runs there are: it holds for the missing cells only if the "
               "factors do not interact")
 
@@ -167,15 +168,22 @@ def fit_terms(frame: Any, formula: str, seed: SeedVariance | None) -> dict[str, 
 
 
 def with_interval(effect: Effect, estimate: Estimate, alpha: float) -> Effect:
+    """Fill the estimate, a t interval and test; none where the SE is zero up to rounding (no variation at all).
+
+    OLS leaves rounding residue (an SE of 1e-17, an estimate of 5e-17) where runs scored every item
+    alike; taken as numbers they give an interval of width 0 and a meaningless p-value.
+    """
     from scipy import stats
 
-    effect.estimate, effect.method, effect.seed_part = estimate.value, estimate.method, estimate.seed_part
-    if estimate.se == 0 or not math.isfinite(estimate.se):
-        effect.note = "the scores compared do not vary at all: no interval or test can be made from them"
+    value = 0.0 if abs(estimate.value) < ROUNDING else estimate.value
+    effect.estimate, effect.method, effect.seed_part = value, estimate.method, estimate.seed_part
+    if not math.isfinite(estimate.se) or estimate.se < ROUNDING:
+        effect.note = ("the per-item differences of this contrast do not vary at all (the runs compared score the "
+                       "items alike): no interval or test can be made from them")
         return effect
     half = float(stats.t.ppf(1 - alpha / 2, estimate.df)) * estimate.se
-    effect.ci_low, effect.ci_high = estimate.value - half, estimate.value + half
-    effect.p_value = float(2 * stats.t.sf(abs(estimate.value) / estimate.se, estimate.df))
+    effect.ci_low, effect.ci_high = value - half, value + half
+    effect.p_value = float(2 * stats.t.sf(abs(value) / estimate.se, estimate.df))
     return effect
 
 

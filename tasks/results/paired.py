@@ -139,8 +139,9 @@ def _without_seed_part(effect: Effect, tuned: Any, reference: Any, alpha: float)
     gained, lost = int((differences > 0).sum()), int((differences < 0).sum())
     if _binary(tuned, reference) and gained + lost:
         effect.ci_low, effect.ci_high = discordant_interval(gained, lost, len(differences), alpha)
-        interval = (f"exact CI on the {gained + lost} discordant items (Clopper-Pearson of their share and of the "
-                    "fine-tune's wins among them; excludes 0 exactly when McNemar rejects)")
+        items = f"{gained + lost} discordant item{'s' if gained + lost > 1 else ''}"
+        interval = (f"exact CI on the {items} (Clopper-Pearson of their share and of the fine-tune's wins among "
+                    "them; excludes 0 exactly when McNemar rejects)")
     elif _binary(tuned, reference):
         effect.ci_low, effect.ci_high = _exact_bounds(differences, alpha)
         interval = "no discordant item: exact CI from the Clopper-Pearson bounds of the discordant shares"

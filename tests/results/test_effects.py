@@ -240,3 +240,14 @@ def test_an_unusable_run_is_left_out_of_the_factor_effects_and_named() -> None:
     evals[-2].unusable = "the log holds 90 of 100 samples"  # a2_b2 has no usable run at all now
     effects = factor_effects(evals, levels, FACTORS, ALPHA, cells=list(dict.fromkeys(e.cell for e in evals)))
     assert all("no usable run of 1 of 4 cells: a2_b2 (the log holds 90 of 100 samples)" in e.note for e in effects)
+
+
+def test_runs_that_score_every_item_alike_give_no_interval_from_rounding_residue() -> None:
+    # two ranks that answered the same 2 of 4 items: the rank effect is exactly 0, its SE exactly 0;
+    # on main the OLS residue (SE ~1e-17) gave "+0.000 (95 % CI -0.000 to +0.000)", p 0.85 and 2,063 items needed
+    same = [1.0, 0.0, 1.0, 0.0]
+    evals = [scored("r4", same), scored("r64", same)]
+    levels = {"r4": {"model": "M", "rank": "4"}, "r64": {"model": "M", "rank": "64"}}
+    [row] = factor_effects(evals, levels, {"model": ["M"], "rank": ["4", "64"]}, ALPHA)
+    assert row.estimate == 0.0 and row.ci_low is None and row.p_value is None
+    assert "do not vary at all" in row.note
