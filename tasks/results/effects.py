@@ -81,6 +81,10 @@ def common_items(evaluations: list[ScoredEvaluation]) -> tuple[list[str] | None,
     for scored in evaluations:
         if scored.unusable:
             return None, f"{scored.run} ({scored.task}, epoch {scored.epoch_text}): {scored.unusable}"
+        bad = next((item for item, value in scored.scores.items() if not math.isfinite(value)), None)
+        if bad is not None:
+            return None, (f"{scored.run} ({scored.task}, epoch {scored.epoch_text}): sample {bad}: score "
+                          f"{scored.scores[bad]} is not a finite number")
     every = set().union(*(set(s.scores) for s in evaluations))
     lacking = [(s.run, sorted(every - set(s.scores))) for s in evaluations if set(s.scores) != every]
     if lacking:

@@ -169,3 +169,11 @@ def test_items_with_different_ids_are_never_paired_by_position() -> None:
     row = vs_base([run], other, ALPHA)
     assert row.estimate is None and row.p_value is None
     assert "c lacks 1 (e.g. d)" in row.note and "M_base lacks 1 (e.g. c)" in row.note and "4 in all" in row.note
+
+
+def test_a_non_finite_score_that_reaches_a_comparison_gives_no_number() -> None:
+    # samples.py refuses NaN/inf from a log; scores built otherwise are checked again (main: estimate NaN, p 0.0)
+    run = scored("c", [1, 0, 1, 1])
+    run.scores["0001"] = float("nan")
+    row = vs_base([run], scored("M_base", [0, 0, 1, 1], kind="control"), ALPHA)
+    assert row.estimate is None and row.p_value is None and "sample 0001: score nan is not a finite number" in row.note
