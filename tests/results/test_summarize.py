@@ -224,3 +224,14 @@ def test_comparisons_are_paired_and_incomplete_cells_get_no_number(group: Path) 
     assert f"`{A} - {BASE1} (base)` at epoch 1: +0.750" in support  # within noise at 4 items
     rank_lines = [line for line in support.splitlines() if line.startswith("- `lora_rank")]
     assert rank_lines and all("unbalanced: no usable run of 2 of 4 cells" in line for line in rank_lines)
+
+
+def test_a_level_whose_runs_are_not_all_scored_is_marked_partial(group: Path) -> None:
+    from tasks.results.plots import _runs_at, level_accuracies, level_interval
+
+    s = summarize(group)
+    rank4 = _runs_at(s, "cap", {"lora_rank": "rank4"})  # A (scored) and C (failed)
+    values, complete = level_accuracies(s, "cap", rank4)
+    assert sorted(rank4) == sorted([A, C]) and values == [1.0] and not complete
+    assert level_interval(s, "cap", rank4) is None
+    assert level_accuracies(s, "cap", _runs_at(s, "cap", {"model": "Llama-3.2-1B-Instruct"}))[1]
