@@ -98,7 +98,9 @@ class Analysis(BaseModel):
         return [{"task": e.task, "epoch": e.epoch, "contrast": e.contrast, "estimate": signed(e.estimate),
                  "95% CI": "n/a" if e.ci_low is None else f"[{e.ci_low:+.3f}, {e.ci_high:+.3f}]",
                  "p (Holm)": "n/a" if e.p_adjusted is None else f"{e.p_adjusted:.2g}",
-                 "items": e.n_items, "replicates": e.n_replicates, "note": e.note} for e in self.effects]
+                 "items": e.n_items, "replicates": e.n_replicates,
+                 "seed variance in CI": "n/a" if e.ci_low is None else "yes" if e.seed_part else "no",
+                 "note": e.note} for e in self.effects]
 
 
 def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | None:

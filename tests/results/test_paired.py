@@ -87,6 +87,8 @@ def test_the_summary_says_seed_variance_is_unmeasured_when_no_cell_kept_two_repl
     assert not any("unmeasured" in line for line in text.seeds)
     assert any("`b` has one usable replicate" in line and "seed SD 0.020, 3 df" in line for line in text.seeds)
     assert "includes the seed variance" in text.within_noise[0]
+    assert [row["seed variance in CI"] for row in measured.table()] == ["yes"]
+    assert [row["seed variance in CI"] for row in unmeasured.table()] == ["no"]
 
 
 def _clopper_pearson(k: int, n: int, alpha: float) -> tuple[float, float]:
