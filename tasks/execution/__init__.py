@@ -16,6 +16,7 @@ from tasks.execution.cancel import CancelReport, cancel_stages
 from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
 from tasks.execution.retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, decide
+from tasks.execution.status_text import status_text
 from tasks.execution.submit import LaunchReport, submit_pending
 from tasks.execution.sync import SyncReport, sync_jobs, tally
 
@@ -41,6 +42,7 @@ __all__ = [
     "retry_failed",
     "retry_run",
     "scan_groups",
+    "status_text",
     "submit_pending",
     "sync_jobs",
     "tally",

@@ -13,6 +13,7 @@ model), else the conservative sqrt(0.5) of `tasks.evaluation.power`.
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from pathlib import Path
 
@@ -35,6 +36,8 @@ def _paired_sds(path: Path) -> dict[str, list[float]]:
                 if not row.get("score"):
                     continue
                 score = float(row["score"])
+                if not math.isfinite(score):
+                    continue  # a NaN or inf score (samples.csv written before they were refused) is no score
                 if row.get("kind") == "control":
                     base[(row["task"], row["model"], row["sample_id"])] = score
                 else:

@@ -19,12 +19,31 @@ from pydantic import BaseModel, Field
 from tasks.core.files import atomic_write_text
 from tasks.model.layout import RESULT_TABLES, GroupLayout
 from tasks.model.plan import Plan
-from tasks.results.collect import EvalResult
-from tasks.results.effects import Effect, adjust_holm, clip_to_scale, factor_effects, pooled_seed_variance, vs_base
+from tasks.results.collect import EvalResult, add_deltas
+from tasks.results.effects import (
+    Effect,
+    SeedVariance,
+    adjust_holm,
+    clip_to_scale,
+    factor_effects,
+    pooled_seed_variance,
+)
+from tasks.results.paired import vs_base
 from tasks.results.samples import ScoredEvaluation, csv_text, samples_csv, scored_evaluations
 
 EFFECT_COLUMNS = ["task", "epoch", "kind", "contrast", "estimate", "ci_low", "ci_high", "p_value", "p_adjusted",
-                  "n_items", "n_replicates", "method", "items_needed", "note"]
+                  "n_items", "n_replicates", "seed_part", "method", "items_needed", "note"]
+
+
+class SeedPool(BaseModel):
+    """Where one task and epoch's seed variance comes from: the cells with 2+ usable replicates, pooled."""
+
+    task: str
+    epoch: str
+    variance: float | None  # None: no cell has two usable replicates (seed variance unmeasured)
+    df: int = 0
+    replicated: list[str] = Field(default_factory=list)  # cells with 2+ usable replicates
+    single: list[str] = Field(default_factory=list)  # cells with exactly one usable replicate
 
 
 class ReplicateSpread(BaseModel):
@@ -56,6 +75,7 @@ class Analysis(BaseModel):
     replicates: int
     effects: list[Effect] = Field(default_factory=list)
     spreads: list[ReplicateSpread] = Field(default_factory=list)
+    seed_pools: list[SeedPool] = Field(default_factory=list)
     evaluations: list[ScoredEvaluation] = Field(default_factory=list, exclude=True)
 
     def task_effects(self, task: str) -> list[Effect]:
@@ -78,7 +98,9 @@ class Analysis(BaseModel):
         return [{"task": e.task, "epoch": e.epoch, "contrast": e.contrast, "estimate": signed(e.estimate),
                  "95% CI": "n/a" if e.ci_low is None else f"[{e.ci_low:+.3f}, {e.ci_high:+.3f}]",
                  "p (Holm)": "n/a" if e.p_adjusted is None else f"{e.p_adjusted:.2g}",
-                 "items": e.n_items, "replicates": e.n_replicates, "note": e.note} for e in self.effects]
+                 "items": e.n_items, "replicates": e.n_replicates,
+                 "seed variance in CI": "n/a" if e.ci_low is None else "yes" if e.seed_part else "no",
+                 "note": e.note} for e in self.effects]
 
 
 def _spread(cell: list[ScoredEvaluation], alpha: float) -> ReplicateSpread | None:
@@ -114,6 +136,15 @@ def _span(evaluations: list[ScoredEvaluation]) -> float:
     return max(values) - min(values)
 
 
+def _seed_pool(task: str, epoch: str, cells: dict[str, list[ScoredEvaluation]]) -> tuple[SeedPool, SeedVariance | None]:
+    """The pooled seed variance of one task and epoch, and which cells it comes from."""
+    seed = pooled_seed_variance(list(cells.values()))
+    usable = {name: sum(1 for s in cell if not s.unusable) for name, cell in cells.items()}
+    return SeedPool(task=task, epoch=epoch, variance=seed.variance if seed else None, df=seed.df if seed else 0,
+                    replicated=[c for c, n in usable.items() if n >= 2],
+                    single=[c for c, n in usable.items() if n == 1]), seed
+
+
 def analyze(plan: Plan, results: list[EvalResult]) -> Analysis:
     """Every comparison the plan's evaluations allow (reads the `.eval` logs' samples)."""
     spec = plan.design.analysis
@@ -121,6 +152,7 @@ def analyze(plan: Plan, results: list[EvalResult]) -> Analysis:
     evaluations = scored_evaluations(plan, results)
     factors = plan.factor_levels()
     run_levels = {r.name: {"model": r.model, **r.factors} for r in plan.finetune_runs}
+    design_cells = list(dict.fromkeys(r.cell_name for r in plan.finetune_runs))
     analysis = Analysis(alpha=spec.alpha, power=spec.power, replicates=plan.design.replicates,
                         evaluations=evaluations)
     for task in dict.fromkeys(s.task for s in evaluations):
@@ -131,18 +163,42 @@ def analyze(plan: Plan, results: list[EvalResult]) -> Analysis:
             cells: dict[str, list[ScoredEvaluation]] = {}
             for scored in at_epoch:
                 cells.setdefault(scored.cell, []).append(scored)
-            seed = pooled_seed_variance(list(cells.values()))
+            pool, seed = _seed_pool(task, epoch, cells)
+            analysis.seed_pools.append(pool)
             found = [vs_base(cell, bases.get(cell[0].model), spec.alpha, seed)
                      for cell in cells.values()] if plan.control_runs else []
-            found += factor_effects(at_epoch, run_levels, factors, spec.alpha, seed)
+            found += factor_effects(at_epoch, run_levels, factors, spec.alpha, seed, design_cells)
             analysis.effects += clip_to_scale(found, _span([*at_epoch, *bases.values()]))
             for cell in cells.values():
-                spread = _spread(cell, spec.alpha)
+                usable = [s for s in cell if not s.unusable and s.scores]
+                spread = _spread(usable, spec.alpha)
                 if spread is not None:
-                    spread.seeds = [seeds[s.run] for s in cell]
+                    spread.seeds = [seeds[s.run] for s in usable]
                     analysis.spreads.append(spread)
     adjust_holm(analysis.effects, spec.alpha, spec.power)
     return analysis
+
+
+def withhold_incomplete(results: list[EvalResult], evaluations: list[ScoredEvaluation]) -> None:
+    """Withhold the accuracy of every result whose samples are not all usable (and the deltas built on it).
+
+    inspect-ai's metrics leave out what they cannot use (its `mean` skips a NaN score): its accuracy
+    is then over fewer samples than the test set without saying so. The note keeps inspect's figure
+    and says why it is no result.
+    """
+    unusable = {(s.run, s.task, s.epoch): s.unusable for s in evaluations if s.unusable}
+    withheld = False
+    for result in results:
+        why = unusable.get((result.run, result.task, result.epoch))
+        if why and result.accuracy is not None:
+            result.reason = (f"no accuracy from incomplete scores: {why} (inspect's {result.metric} "
+                             f"{result.accuracy:.3f} leaves such samples out)")
+            result.accuracy = result.stderr = None
+            withheld = True
+    if withheld:
+        for result in results:
+            result.delta_vs_base = None
+        add_deltas(results)
 
 
 def effects_csv(analysis: Analysis) -> str:
@@ -171,4 +227,5 @@ def write_tables(plan: Plan, analysis: Analysis) -> list[Path]:
     return [atomic_write_text(folder / name, text) for name, text in zip(RESULT_TABLES, texts, strict=True)]
 
 
-__all__ = ["Analysis", "ReplicateSpread", "analyze", "effects_csv", "replicates_csv", "write_tables"]
+__all__ = ["Analysis", "ReplicateSpread", "SeedPool", "analyze", "effects_csv", "replicates_csv", "withhold_incomplete",
+           "write_tables"]

@@ -196,7 +196,7 @@ def collect_evaluations(plan: Plan, status: RunsStatus) -> list[EvalResult]:
                 folders[folder] = [entry for entry in read_log_headers(folder) if entry.header is not None]
             _fill(result, job, folders[folder], plan.design_hash, stage)
             results.append(result)
-    _add_deltas(results)
+    add_deltas(results)
     return results
 
 
@@ -243,7 +243,8 @@ def final_results(results: list[EvalResult]) -> dict[tuple[str, str], EvalResult
     return chosen
 
 
-def _add_deltas(results: list[EvalResult]) -> None:
+def add_deltas(results: list[EvalResult]) -> None:
+    """Fill each fine-tuned result's `delta_vs_base` (the same model's base accuracy on the task, where both exist)."""
     base = {(r.model, r.task): r.accuracy for r in results if r.kind == "control" and r.accuracy is not None}
     for result in results:
         reference = base.get((result.model, result.task))

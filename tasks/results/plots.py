@@ -5,7 +5,8 @@ atomically, with matplotlib's Agg backend (no display):
 - `plots/loss_curves.png`: training loss per step, one line per run;
 - `plots/accuracy_by_<factor>.png`: accuracy at each run's last evaluated epoch per level of each
   factor (`model` included): one point per run, the level's mean with its 95 % interval over test
-  items (the per-item scores of the level's runs averaged), one colour per task;
+  items (the per-item scores of the level's runs averaged), one colour per task; a level whose
+  runs are not all scored has a hollow mean marker and no interval;
 - `plots/interaction_<a>_x_<b>.png` when two factors vary among the fine-tuned runs: the mean per
   level of `a`, one line per level of `b`, with the same intervals, one panel per task.
 """
@@ -99,23 +100,38 @@ def _runs_at(summary: Summary, task: str, levels: dict[str, str]) -> list[str]:
             and all(summary.run_levels.get(run, {}).get(f) == lv for f, lv in levels.items())]
 
 
+def level_accuracies(summary: Summary, task: str, runs: list[str]) -> tuple[list[float], bool]:
+    """The accuracies of `runs` on `task` at their last evaluated epoch, and whether every run has one."""
+    final = final_results(summary.results)
+    values = [a for r in runs if (r, task) in final and (a := final[(r, task)].accuracy) is not None]
+    return values, len(values) == len(runs)
+
+
 def plot_accuracy(summary: Summary, factor: str, path: Path) -> Path:
-    """Accuracy per level of `factor`: one point per run, the mean with its 95 % interval over items."""
+    """Accuracy per level of `factor`: one point per run, the mean with its 95 % interval over items.
+
+    A level whose runs are not all scored shows its mean over the scored ones as a hollow marker
+    (and no interval): a partial mean is never drawn like a complete one.
+    """
     plt = _pyplot()
     plan_levels = summary.factors[factor]
-    final = final_results(summary.results)
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(plan_levels) + 3), 4.5))
     for i, task in enumerate(dict.fromkeys(r.task for r in summary.results)):
-        means = []
+        means, partial = [], []
         for x, label in enumerate(plan_levels):
             runs = _runs_at(summary, task, {factor: label})
-            values = [a for r in runs if (a := final[(r, task)].accuracy) is not None]
+            values, complete = level_accuracies(summary, task, runs)
             ax.scatter([x + 0.05 * i] * len(values), values, s=18, alpha=0.5, color=f"C{i}")
             interval = level_interval(summary, task, runs) if values else None
             if interval is not None:
                 ax.errorbar([x + 0.05 * i], [interval[0]], yerr=[interval[1]], color=f"C{i}", capsize=4, fmt="none")
             means.append(statistics.fmean(values) if values else float("nan"))
+            if values and not complete:
+                partial.append((x, means[-1]))
         ax.plot(range(len(plan_levels)), means, marker="o", color=f"C{i}", label=task)
+        if partial:
+            ax.scatter(*zip(*partial, strict=True), s=70, facecolors="white", edgecolors=f"C{i}", zorder=3,
+                       label=f"{task}: mean of the scored runs only (not every run of the level is scored)")
     ax.set_xticks(range(len(plan_levels)), plan_levels, rotation=20 if len(plan_levels) > 4 else 0)
     ax.set(xlabel=factor, ylabel="accuracy (last evaluated epoch)", ylim=(-0.02, 1.02),
            title=f"Accuracy by {factor} - {summary.run_group}\n(bars: 95 % interval over test items)")

@@ -7,15 +7,18 @@ Writes nothing itself: `samples_csv` is the text of `results/samples.csv` (writt
 `tasks.results.analysis.write_tables`): one row per run x task x epoch x sample
 (x inspect epoch, when a task repeats its samples), for the researcher's own analysis.
 
-An evaluation whose samples cannot all be scored as numbers (no scorer, a sample that errored,
-fewer samples than the log's total, a score that is not a number or C/I/P/N) keeps its rows
-that have a score but is marked `unusable` with the reason: no comparison is made from it.
+An evaluation whose samples cannot all be scored as finite numbers (no scorer, a sample that errored,
+fewer samples than the log's total, a score that is not a number or C/I/P/N, a NaN or infinite
+score, a sample id scored twice in one inspect epoch, items scored a different number of inspect
+epochs) keeps its rows that have a score but is marked `unusable` with the reason: no comparison is
+made from it.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -52,18 +55,53 @@ class ScoredEvaluation(BaseModel):
 
 
 def score_value(value: Any) -> float | None:
-    """A sample score as a number: numbers and booleans as they are, inspect's letters as 1 / 0 / 0.5."""
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+    """A sample score as a finite number: numbers and booleans as they are, inspect's letters as 1 / 0 / 0.5.
+
+    None for anything else, NaN and infinities included: a mean over them is no accuracy.
+    """
+    number: float | None = None
+    if isinstance(value, bool | int | float):
+        number = float(value)
+    elif isinstance(value, str):
         if value in LETTER_SCORES:
             return LETTER_SCORES[value]
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _problem(sample: Any, score: Any) -> str:
+    """Why one sample has no usable score."""
+    if score is None:
+        why = "no score"
+    elif _is_float(score.value):
+        why = f"score {score.value!r} is not a finite number (NaN or infinite)"
+    else:
+        why = f"score {score.value!r} is not a number or C/I/P/N"
+    error = getattr(sample, "error", None)
+    return f"sample {sample.id}: {why}" + (f" ({error.message})" if error else "")
+
+
+def _is_float(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, int | float | str)
+
+
+def _epoch_problem(epochs: dict[str, list[int]]) -> str | None:
+    """Why the items' inspect epochs cannot be averaged alike (a repeated sample, unequal repeats), or None."""
+    for item, seen in epochs.items():
+        if len(seen) != len(set(seen)):
+            return f"sample {item} is scored more than once in inspect epoch {max(seen, key=seen.count)}"
+    counts = {len(seen) for seen in epochs.values()}
+    if len(counts) > 1:
+        fewest = min(epochs, key=lambda item: len(epochs[item]))
+        return (f"the samples were scored a different number of inspect epochs ({min(counts)} to {max(counts)}, "
+                f"e.g. sample {fewest} {len(epochs[fewest])} times): their averages are not alike")
     return None
 
 
@@ -86,6 +124,7 @@ def scored_evaluation(run: Run, result: EvalResult) -> ScoredEvaluation:
         return scored
     scorer = _scorer_name(result)
     per_item: dict[str, list[float]] = {}
+    epochs: dict[str, list[int]] = {}
     problems: list[str] = []
     try:
         samples = list(_read_samples(result.log))
@@ -95,10 +134,9 @@ def scored_evaluation(run: Run, result: EvalResult) -> ScoredEvaluation:
     for sample in samples:
         score = (sample.scores or {}).get(scorer) if scorer else None
         value = score_value(score.value) if score is not None else None
+        epochs.setdefault(str(sample.id), []).append(int(sample.epoch or 1))
         if value is None:
-            problems.append(f"sample {sample.id}: " + ("no score" if score is None else f"score {score.value!r} is "
-                                                       "not a number or C/I/P/N")
-                            + (f" ({sample.error.message})" if getattr(sample, "error", None) else ""))
+            problems.append(_problem(sample, score))
         else:
             per_item.setdefault(str(sample.id), []).append(value)
         scored.rows.append({
@@ -109,6 +147,8 @@ def scored_evaluation(run: Run, result: EvalResult) -> ScoredEvaluation:
     if problems:
         more = f" and {len(problems) - 1} more" if len(problems) > 1 else ""
         scored.unusable = f"{problems[0]}{more}"
+    elif (why := _epoch_problem(epochs)) is not None:
+        scored.unusable = why
     elif result.total_samples and len(samples) < result.total_samples:
         scored.unusable = f"the log holds {len(samples)} of {result.total_samples} samples"
     elif not samples:

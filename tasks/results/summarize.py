@@ -23,7 +23,7 @@ from tasks.core.templating import render_template
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.plan import EpochRef, Plan
 from tasks.model.status import RunsStatus
-from tasks.results.analysis import Analysis, analyze, write_tables
+from tasks.results.analysis import Analysis, analyze, withhold_incomplete, write_tables
 from tasks.results.collect import (
     EvalResult,
     LossCurve,
@@ -249,9 +249,11 @@ def summarize(group: GroupRef, compare: bool = True) -> Summary:
     if missing:
         notes.append(f"{missing} finished attempt(s) have no elapsed time from the scheduler (e.g. cancelled while "
                      "waiting); their GPU-hours count as 0.")
+    analysis = analyze(plan, results) if compare else None
+    if analysis is not None:
+        withhold_incomplete(results, analysis.evaluations)
     if not any(r.accuracy is not None for r in results):
         notes.append("No evaluation has a score yet.")
-    analysis = analyze(plan, results) if compare else None
     return Summary(
         analysis=analysis, conclusions=conclusions(analysis) if analysis else [],
         run_group=plan.run_group, question=plan.design.question, group_dir=plan.group_dir, design_hash=plan.design_hash,

@@ -87,6 +87,7 @@ def _check_result_tables(group: Path) -> None:
         assert row["estimate"] and row["ci_low"] and row["p_adjusted"], row
         assert float(row["ci_low"]) <= float(row["estimate"]) <= float(row["ci_high"]), row
         assert row["n_items"] == "100" and row["n_replicates"] == "2" and "seed variance" in row["method"], row
+        assert row["seed_part"] == "True", row
     print("effects.csv:\n" + (group / "results" / "effects.csv").read_text())
     samples = list(csv.DictReader((group / "results" / "samples.csv").open()))
     assert len(samples) == 5 * 100  # 4 fine-tunes + the base model, 100 words each

@@ -107,6 +107,9 @@ def test_power_learns_the_paired_sd_from_earlier_results(fake_site, tmp_path: Pa
             writer.writerow([f"{model}_base", "control", model, "base", "", "", task, "base", i, 1, "x", "x", b])
             writer.writerow([f"{model}_rank4", "finetune", model, "rank4", 1, 42, task, "1", i, 1, "x", "x", t])
             writer.writerow([f"{model}_rank4", "finetune", model, "rank4", 1, 42, "other", "1", i, 1, "x", "x", 0])
+        # an older samples.csv could hold a NaN score: it is no score, not a NaN SD
+        writer.writerow([f"{model}_base", "control", model, "base", "", "", task, "base", 10, 1, "x", "x", "nan"])
+        writer.writerow([f"{model}_rank4", "finetune", model, "rank4", 1, 42, task, "1", 10, 1, "x", "x", "1.0"])
     data["paths"] = {**data["paths"], "prior_runs": [str(tmp_path / "prior")]}
     plan = build_plan(parse_design(data, base=tmp_path), date="2025-10-18")
     assert plan.power is not None

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from tasks.evaluation.power import detectable_difference, items_needed
-from tasks.results.effects import Effect, adjust_holm, factor_effects, paired_test, pooled_seed_variance, vs_base
+from tasks.results.effects import Effect, adjust_holm, factor_effects, pooled_seed_variance
+from tasks.results.paired import paired_test, vs_base
 from tasks.results.samples import ScoredEvaluation, score_value
 
 ALPHA = 0.05
@@ -56,10 +57,10 @@ def test_non_binary_scores_take_the_paired_permutation_test() -> None:
 
 
 def test_vs_base_bootstrap_is_reproducible_and_matches_normal_theory() -> None:
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(7)  # partial-credit scores (0, 0.5, 1): not 0/1, so the bootstrap interval
     n = 400
-    base_scores = (rng.random(n) < 0.3).astype(float)
-    tuned_scores = np.where(rng.random(n) < 0.35, 1.0, base_scores)  # flips some wrong answers right
+    base_scores = rng.integers(0, 3, n) / 2
+    tuned_scores = np.minimum(1.0, base_scores + (rng.random(n) < 0.35) / 2)  # lifts some answers half a point
     first = vs_base([scored("cell", list(tuned_scores))], base(list(base_scores)), ALPHA)
     again = vs_base([scored("cell", list(tuned_scores))], base(list(base_scores)), ALPHA)
     d = tuned_scores - base_scores
@@ -69,7 +70,8 @@ def test_vs_base_bootstrap_is_reproducible_and_matches_normal_theory() -> None:
     assert first.ci_low == pytest.approx(d.mean() - half, abs=0.01)
     assert first.ci_high == pytest.approx(d.mean() + half, abs=0.01)
     assert first.n_items == n and first.n_replicates == 1 and "(base)" in first.contrast and "base" in first.contrast
-    assert "seed variance unmeasured" in first.method
+    assert "bootstrap" in first.method and "permutation" in first.method and "seed variance unmeasured" in first.method
+    assert not first.seed_part and first.item_sd == pytest.approx(d.std(ddof=1))
 
 
 def test_paired_interval_is_narrower_than_the_unpaired_one_on_correlated_items() -> None:
@@ -144,9 +146,10 @@ def test_no_discordant_item_gives_exact_bounds_not_a_point() -> None:
     assert row.estimate == 0 and row.p_value == 1.0
     assert (row.ci_low, row.ci_high) == pytest.approx((-upper, upper)) and 0.006 < upper < 0.01
     all_gained = vs_base([scored("cell", [1.0] * 50)], base([0.0] * 50), ALPHA)
-    edge = (ALPHA / 4) ** (1 / 50)  # Clopper-Pearson: 50 of 50 has lower bound (alpha/4)^(1/n); 0 of 50 upper 1 - that
+    # 50 of 50 discordant, all gained: Clopper-Pearson lower bounds (alpha/2)^(1/n) of both shares, by hand
+    edge = (ALPHA / 2) ** (1 / 50)
     assert all_gained.estimate == 1.0 and all_gained.ci_high == pytest.approx(1.0)
-    assert all_gained.ci_low == pytest.approx(edge - (1 - edge))
+    assert all_gained.ci_low == pytest.approx((2 * edge - 1) * edge)
 
 
 def test_holm_adjustment_by_hand() -> None:
@@ -204,3 +207,47 @@ def test_replicate_spread_interval_stays_within_accuracy() -> None:
     assert spread is not None and spread.mean == pytest.approx(0.505)
     assert (spread.ci_low, spread.ci_high) == (0.0, 1.0)  # the t interval (df 1) reaches far past both
     assert spread.seed_sd == pytest.approx(np.std([0.01, 1.0], ddof=1)) and spread.seed_to_item > 10
+
+
+FACTORS = {"model": ["M"], "fa": ["a1", "a2"], "fb": ["b1", "b2"]}
+
+
+def test_a_missing_cell_gives_main_effects_that_say_they_are_over_an_unbalanced_set() -> None:
+    evals, levels = _two_factor()
+    balanced = factor_effects(evals, levels, FACTORS, ALPHA, cells=[e.cell for e in evals])
+    assert all(e.note == "" and "unbalanced" not in e.method for e in balanced)
+    # a2_b2 was not evaluated on this task: A1B1 .2, A2B1 .4, A1B2 .3 fit the additive model exactly
+    three = [e for e in evals if e.cell != "a2_b2"]
+    effects = factor_effects(three, levels, FACTORS, ALPHA, cells=[e.cell for e in evals])
+    mains = {e.contrast.split(" (")[0]: e for e in effects if e.kind == "main effect"}
+    assert mains["fa: a2 - a1"].estimate == pytest.approx(0.4 - 0.2)  # on main: the same numbers, no word
+    assert mains["fb: b2 - b1"].estimate == pytest.approx(0.3 - 0.2)
+    for row in mains.values():
+        assert row.note.startswith("unbalanced: no usable run of 1 of 4 cells: a2_b2 (not evaluated on this task")
+        assert "only if the factors do not interact" in row.note and "over an unbalanced set" in row.method
+    [interaction] = [e for e in effects if e.kind == "interaction"]
+    assert interaction.estimate is None and "unbalanced" in interaction.note
+
+
+def test_an_unusable_run_is_left_out_of_the_factor_effects_and_named() -> None:
+    evals, levels = _two_factor(replicates=2)
+    evals[-1].unusable = "sample 0003: no score"  # a2_b2_rep2
+    effects = factor_effects(evals, levels, FACTORS, ALPHA, cells=list(dict.fromkeys(e.cell for e in evals)))
+    assert effects and all(e.estimate is not None for e in effects)
+    for row in effects:
+        assert "replicates left out: a2_b2_rep2 (sample 0003: no score)" in row.note
+        assert "replicates per cell differ (1 to 2; fewer in a2_b2)" in row.note and row.n_replicates == 1
+    evals[-2].unusable = "the log holds 90 of 100 samples"  # a2_b2 has no usable run at all now
+    effects = factor_effects(evals, levels, FACTORS, ALPHA, cells=list(dict.fromkeys(e.cell for e in evals)))
+    assert all("no usable run of 1 of 4 cells: a2_b2 (the log holds 90 of 100 samples)" in e.note for e in effects)
+
+
+def test_runs_that_score_every_item_alike_give_no_interval_from_rounding_residue() -> None:
+    # two ranks that answered the same 2 of 4 items: the rank effect is exactly 0, its SE exactly 0;
+    # on main the OLS residue (SE ~1e-17) gave "+0.000 (95 % CI -0.000 to +0.000)", p 0.85 and 2,063 items needed
+    same = [1.0, 0.0, 1.0, 0.0]
+    evals = [scored("r4", same), scored("r64", same)]
+    levels = {"r4": {"model": "M", "rank": "4"}, "r64": {"model": "M", "rank": "64"}}
+    [row] = factor_effects(evals, levels, {"model": ["M"], "rank": ["4", "64"]}, ALPHA)
+    assert row.estimate == 0.0 and row.ci_low is None and row.p_value is None
+    assert "do not vary at all" in row.note

@@ -205,14 +205,33 @@ def test_comparisons_are_paired_and_incomplete_cells_get_no_number(group: Path) 
     assert a1.estimate == pytest.approx(0.75) and a1.n_items == 4 and a1.n_replicates == 1
     assert a1.p_value == pytest.approx(2 * 0.5**3) and "exact McNemar" in a1.method
     assert a1.ci_low is not None and a1.ci_low <= 0.75 <= a1.ci_high
-    # C failed and D still runs: no number for them, nor for the factor effects of those epochs
+    # C failed and D still runs: no number for them; the factor effects are over A and B only, and say so
     c1 = rows[(f"{C} - {BASE3} (base)", "1")]
     assert c1.estimate is None and c1.p_value is None and "cancelled: fine-tune failed" in c1.note
     factors = [e for e in s.analysis.effects if e.kind != "vs base"]
-    assert factors and all(e.estimate is None and e.note for e in factors)
+    assert factors and all("unbalanced: no usable run of 2 of 4 cells" in e.note for e in factors)
+    assert all(f"{C} (" in e.note and f"{D} (" in e.note for e in factors)
+    rank1 = next(e for e in factors if e.epoch == "1" and e.contrast.startswith("lora_rank"))
+    assert rank1.estimate == pytest.approx(3 / 4 - 4 / 4) and "unbalanced" in rank1.method  # B - A, 1B only
+    assert "only if the factors do not interact" in rank1.note
+    model1 = next(e for e in factors if e.epoch == "1" and e.contrast.startswith("model"))
+    assert model1.estimate is None and "only Llama-3.2-1B-Instruct of model has usable runs" in model1.note
     text = render_summary(s)
     support = text[text.index("## What the data support"):text.index("## Comparisons")]
     assert "Not compared (the data are incomplete; no number is given)" in support
     assert f"`{C} - {BASE3} (base)` at epoch 1: {C} (cap, epoch 1): cancelled: fine-tune failed" in support
     assert "Seed variance is unmeasured (`replicates: 1`)" in support
     assert f"`{A} - {BASE1} (base)` at epoch 1: +0.750" in support  # within noise at 4 items
+    rank_lines = [line for line in support.splitlines() if line.startswith("- `lora_rank")]
+    assert rank_lines and all("unbalanced: no usable run of 2 of 4 cells" in line for line in rank_lines)
+
+
+def test_a_level_whose_runs_are_not_all_scored_is_marked_partial(group: Path) -> None:
+    from tasks.results.plots import _runs_at, level_accuracies, level_interval
+
+    s = summarize(group)
+    rank4 = _runs_at(s, "cap", {"lora_rank": "rank4"})  # A (scored) and C (failed)
+    values, complete = level_accuracies(s, "cap", rank4)
+    assert sorted(rank4) == sorted([A, C]) and values == [1.0] and not complete
+    assert level_interval(s, "cap", rank4) is None
+    assert level_accuracies(s, "cap", _runs_at(s, "cap", {"model": "Llama-3.2-1B-Instruct"}))[1]
