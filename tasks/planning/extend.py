@@ -48,6 +48,20 @@ class ExtensionPlan(BaseModel):
     kind: Kind
     plan: Plan  # new: the plan; same: the recorded plan; extension: the merged plan to write
     extension: Extension | None = None
+    requested: Plan | None = None  # the plan as asked for (for the group's date): what deliver_plan takes
+
+    def delta_text(self) -> str:
+        """The extension in a few markdown lines (the approval form, the terminal, the logs)."""
+        ext = self.extension
+        if ext is None:
+            return ""
+        changes = "".join(f"  - `{c.field}`: {c.old} -> {c.new}\n" for c in ext.changes) or "  - (none)\n"
+        return (f"Extend the run group `{self.plan.run_group}`: {len(ext.new_runs)} new run(s) "
+                f"({', '.join(ext.new_runs) or '-'}), {len(ext.unchanged_runs)} unchanged, "
+                f"{len(ext.dropped_runs)} dropped ({', '.join(ext.dropped_runs) or '-'}); "
+                f"{len(ext.new_evaluations)} new evaluation(s) of existing checkpoints, "
+                f"{len(ext.dropped_evaluations)} dropped. Finished runs and their files stay as they are.\n"
+                f"Changed fields:\n{changes}")
 
 
 SHRINKING = ("models", "replicates", "controls", "evaluation.epochs", "evaluation.matrix")
@@ -254,7 +268,7 @@ def prepare_extension(plan: Plan, now: str, extend_only: bool = False, date_give
         raise DesignError([Problem(field="extend_only", message=(
             f"there is no run group {plan.run_group} to extend (none of the name {plan.design.name!r} under "
             f"{Path(plan.group_dir).parent}); plan without extend_only to start one, or give its date"))])
-    return plan_extension(existing, plan, status, now)
+    return plan_extension(existing, plan, status, now).model_copy(update={"requested": plan})
 
 
 __all__ = ["ExtensionPlan", "extension_status", "newest_group_date", "plan_extension", "prepare_extension",
