@@ -104,7 +104,8 @@ def rerun_stages(
     busy = [f"{r}/{k}" for r, k in chosen if status.stage(r, k).status in IN_FLIGHT]
     if busy:
         raise SweepflowError(f"{', '.join(busy)}: queued or running; cancel first (cancel-runs), then re-run")
-    resumed = sorted({r for r, k in chosen if k == FINETUNE and (o := status.stage(r).overrides) and o.resume_epoch})
+    resumed = sorted({r for r, k in chosen
+                      if k == FINETUNE and (o := status.stage(r).overrides) and o.resume_epoch is not None})
 
     def reopen(current: RunsStatus) -> None:
         for run, key in chosen:
