@@ -346,6 +346,7 @@ def plan_runs(
         logger.info("The design is the one %s was planned with: nothing to do, nothing rewritten", plan.run_group)
         return _continue_to_setup(Path(compared.plan.group_dir)) if continue_to_setup else str(compared.plan.group_dir)
     plan = compared.requested or plan
+    date = plan.run_group.removeprefix(f"{plan.design.name}_")  # the group's date (extend_only may have found it)
     delta = compared.delta_text()
     if delta:
         logger.info("%s", delta)
@@ -364,6 +365,7 @@ def plan_runs(
             pilot_problem = measured
         else:
             plan = measured.model_copy(update={"site_check": checked})
+            compared = _recompare(compared, plan, extend_only)
     # an extension shows the merged plan: the group's runs as they will be
     shown = compared.plan.model_copy(update={"site_check": plan.site_check}) if compared.extension else plan
     markdown = render_plan_task(shown)
@@ -403,6 +405,14 @@ def plan_runs(
     if continue_to_setup:
         return _continue_to_setup(group_dir)
     return str(group_dir)
+
+
+def _recompare(compared: ExtensionPlan, plan: Plan, extend_only: bool) -> ExtensionPlan:
+    """The comparison again for a plan made again (the pilot's figures); the first one if it now fails."""
+    if compared.extension is None:
+        return compared
+    again = compare_group_task(plan, extend_only, True)
+    return compared if isinstance(again, SweepflowError) else again
 
 
 def _run_pilot(design: str | dict[str, Any], date: str | None, steps: int, eval_samples: int) -> Plan | str:

@@ -29,11 +29,11 @@ from pydantic import BaseModel, ConfigDict
 from tasks.core.errors import DesignError, Problem
 from tasks.core.files import FileFormatError
 from tasks.model.layout import PLAN_FILE, STATUS_FILE
-from tasks.model.plan import DroppedRun, Estimates, Extension, FieldChange, Plan, Run
+from tasks.model.plan import DroppedRun, Estimates, Extension, Plan, Run
 from tasks.model.plan_file import load_plan
 from tasks.model.status import BASE_NOTE, FINETUNE, RunsStatus, StageStatus, initial_status
 from tasks.model.status_file import load_status
-from tasks.planning.design_diff import ABSENT, NEW_GROUP, design_changes, refused_changes
+from tasks.planning.design_diff import NEW_GROUP, design_changes, refused_changes
 
 Kind = Literal["new", "same", "extension"]
 IN_FLIGHT = ("submitted", "running")
@@ -64,13 +64,19 @@ class ExtensionPlan(BaseModel):
                 f"Changed fields:\n{changes}")
 
 
-SHRINKING = ("models", "replicates", "controls", "evaluation.epochs", "evaluation.matrix")
-
-
-def _dropping_fields(changes: list[FieldChange]) -> str:
-    """The changed fields that can take runs out: removed levels or tasks, models, replicates, ..."""
-    fields = [c.field for c in changes if c.new == ABSENT or c.field in SHRINKING]
-    return ", ".join(fields) or "the design changed"
+def _why_dropped(run: Run, new: Plan) -> str:
+    """Which change took `run` out of the design, naming the field."""
+    levels = new.factor_levels()
+    if run.model not in new.design.models:
+        return f"its model was removed (models: {run.model})"
+    if run.is_control:
+        return "base-model controls are off (controls: false)"
+    for factor, label in run.factors.items():
+        if label not in levels.get(factor, []):
+            return f"its level was removed (factors.{factor}[{label}])"
+    if run.replicate > new.design.replicates:
+        return f"replicate {run.replicate} is beyond replicates: {new.design.replicates}"
+    return "it is no longer in the design"
 
 
 def _dropped_reason(extension_at: str, why: str) -> str:
@@ -169,14 +175,13 @@ def plan_extension(existing: Plan | None, new: Plan, status: RunsStatus | None, 
         at=now, from_design_hash=existing.design_hash, to_design_hash=new.design_hash, new_runs=added,
         unchanged_runs=kept, dropped_runs=[r.name for r in dropped], new_evaluations=new_evals,
         dropped_evaluations=dropped_evals, changes=changes)
-    why = f"no longer in the design ({_dropping_fields(changes)})"
     still_dropped = [d for d in existing.dropped_runs if d.run.name not in names]
     plan = new.model_copy(update={
         "run_group": existing.run_group, "group_dir": existing.group_dir, "created": existing.created,
         "runs": merged, "estimates": _estimates(existing, new, merged, kept),
         "extensions": [*existing.extensions, extension],
-        "dropped_runs": still_dropped + [DroppedRun(run=r, reason=_dropped_reason(now, why), dropped=now)
-                                         for r in dropped],
+        "dropped_runs": still_dropped + [DroppedRun(run=r, reason=_dropped_reason(now, _why_dropped(r, new)),
+                                                    dropped=now) for r in dropped],
     })
     return ExtensionPlan(kind="extension", plan=plan, extension=extension)
 

@@ -128,7 +128,7 @@ def test_extend_a_finished_group_on_real_slurm(flows_on_slurm, tmp_path):
         # --- the finished runs' files: byte-identical; rank 8 dropped and kept
         assert _checksums(group, FINISHED) == sums
         dropped = after.stage(f"{MODEL}_rank8")
-        assert dropped.status == "dropped" and "no longer in the design" in (dropped.reason or ""), dropped
+        assert dropped.status == "dropped" and "(factors.lora_rank[rank8])" in (dropped.reason or ""), dropped
         assert after.stage(f"{MODEL}_rank8", "capitalization_epoch_0").status == "dropped"
         assert after.stage(f"{MODEL}_rank4").status == "completed"
 

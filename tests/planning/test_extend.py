@@ -65,7 +65,8 @@ def test_a_removed_level_drops_its_runs_with_the_reason(tmp_path: Path) -> None:
     ext = plan_extension(old, new, None, LATER)
     assert ext.extension is not None and ext.extension.dropped_runs == [f"{S}_rank64", f"{L}_rank64"]
     assert [d.run.name for d in ext.plan.dropped_runs] == [f"{S}_rank64", f"{L}_rank64"]
-    assert "no longer in the design (factors.lora_rank[rank64])" in ext.plan.dropped_runs[0].reason
+    assert ext.plan.dropped_runs[0].reason == (
+        "dropped by the extension of 2025-10-20: its level was removed (factors.lora_rank[rank64])")
     assert f"{S}_rank64" not in {r.name for r in ext.plan.runs}
     assert {r.name for r in ext.plan.with_dropped().runs} == {r.name for r in old.runs}
 
@@ -163,7 +164,7 @@ def test_delivering_an_extension(tmp_path: Path) -> None:
     assert status.stage(f"{S}_rank64").status == "dropped"
     assert status.stage(f"{S}_rank64").note == "was completed"
     assert status.stage(f"{L}_rank64").status == "dropped"
-    assert "no longer in the design" in (status.stage(f"{L}_rank64").reason or "")
+    assert "its level was removed (factors.lora_rank[rank64])" in (status.stage(f"{L}_rank64").reason or "")
     text = md.read_text()
     assert "## Extensions" in text and "`factors.lora_rank[rank16]`: - → 16" in text
     assert text.count(SETUP_BEGIN) == 1 and text.rstrip().endswith(setup_section)  # setup's section kept
