@@ -366,6 +366,7 @@ def plan_runs(
         else:
             plan = measured.model_copy(update={"site_check": checked})
             compared = _recompare(compared, plan, extend_only)
+            delta = compared.delta_text()
     # an extension shows the merged plan: the group's runs as they will be
     shown = compared.plan.model_copy(update={"site_check": plan.site_check}) if compared.extension else plan
     markdown = render_plan_task(shown)

@@ -11,7 +11,9 @@ an attempt on record; the new ones are exactly the new runs' fine-tunes and eval
 file of the finished runs (rank 4, rank 8, the base model) is sha256-identical afterwards; the
 rank-8 run is `dropped` with the reason, its files kept; summary.md and results/effects.csv include
 the new runs (rank 16 against the base model and against rank 4, over replicates) and leave rank 8
-out; runs_plan.md lists the extension; planning the extended design again is a no-op.
+out; runs_plan.md lists the extension; planning the extended design again is a no-op. Last,
+rerun-runs runs one finished evaluation again: one more job, that stage's, with the earlier attempt
+kept and marked reopened.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def test_extend_a_finished_group_on_real_slurm(flows_on_slurm, tmp_path):
 
     from examples.tiny_demo.make_example import make_example
     from flows.plan_runs import plan_runs
+    from flows.rerun_runs import rerun_runs
     from flows.run_experiment import run_experiment
     from tasks.model.status_file import StatusStore
 
@@ -112,17 +115,36 @@ def test_extend_a_finished_group_on_real_slurm(flows_on_slurm, tmp_path):
             again = plan_runs(str(grown_design), auto_approve=True, check_site=False, return_state=True)
             assert again.is_completed() and Path(again.result()) == group
             assert (group / "runs_plan.md").read_bytes() == plan_md  # identical design: nothing rewritten
+            extended = StatusStore(group / "runs_status.yaml").read()
+            jobs_extended = _group_jobs(cluster, group)
+
+            # re-run one finished evaluation on request: only its job is submitted, the reason on record
+            t = time.monotonic()
+            rerun = rerun_runs(str(group), reason="scorer updated", runs=[NEW[1]], stages=["evaluations"], wait=True,
+                               return_state=True)
+            timings["rerun-runs"] = time.monotonic() - t
+            assert rerun.is_completed(), f"rerun-runs ended {rerun.name}: {rerun.message}"
 
         after = StatusStore(group / "runs_status.yaml").read()
-        # --- only the new runs' jobs were submitted
-        ids_after = _job_ids(after)
-        new_jobs = _group_jobs(cluster, group) - jobs_before
+        # --- the re-run: one more job, for that evaluation only; its earlier attempt kept and marked reopened
+        rerun_jobs = _group_jobs(cluster, group) - jobs_extended
+        stage = after.stage(NEW[1], "capitalization_epoch_0")
+        assert stage.status == "completed" and len(stage.attempts) == 2 and stage.attempts[0].reopened, stage
+        assert rerun_jobs == {stage.attempts[1].job_id}, rerun_jobs
+        rerun_key = f"{NEW[1]}/capitalization_epoch_0"
+        assert _job_ids(extended)[rerun_key] == stage.attempts[0].job_id
+        unchanged = {k: v for k, v in _job_ids(after).items() if k != rerun_key}
+        assert unchanged == {k: v for k, v in _job_ids(extended).items() if k != rerun_key}  # nothing else moved
+
+        # --- only the new runs' jobs were submitted by the extension
+        ids_after = _job_ids(extended)
+        new_jobs = jobs_extended - jobs_before
         assert {k: v for k, v in ids_after.items() if v in jobs_before} == _job_ids(before)
         new_stages = {k for k, v in ids_after.items() if v in new_jobs}
         assert new_stages == {f"{run}/{key}" for run in NEW for key in ("finetune", "capitalization_epoch_0")}, \
             new_stages
         assert len(new_jobs) == 6, new_jobs
-        assert all(after.stage(run, key).status == "completed" for run in NEW
+        assert all(extended.stage(run, key).status == "completed" for run in NEW
                    for key in ("finetune", "capitalization_epoch_0"))
 
         # --- the finished runs' files: byte-identical; rank 8 dropped and kept
