@@ -4,7 +4,7 @@
 #   make demo     the whole pipeline on the tiny example through Prefect + local SLURM (minutes)
 #   make demo-plan only plan + set up the example, as plain Python (seconds)
 #   make test     every test (tests/integration starts its own Prefect server)
-#   make lint     ruff (style, imports, docstrings) and mypy on tasks/, flows/, blocks/
+#   make lint     ruff (style, imports, docstrings) and mypy on tasks/, flows/, blocks/, sweepflow/
 #   make bench    plan time of a 1,000-run design
 #   make server   Prefect server on 127.0.0.1:$(PORT), SQLite under .state/ (DB=postgres: PostgreSQL)
 #   make deploy   work pool `sweepflow` + the deployments in prefect.yaml
@@ -95,7 +95,7 @@ test-fast: venv | $(PREFECT_HOME) $(HF_HOME)
 
 # The configuration is in pyproject.toml ([tool.ruff], [tool.mypy]); .ci/run runs this first.
 lint: venv
-	$(BIN)/ruff check tasks flows blocks
+	$(BIN)/ruff check tasks flows blocks sweepflow
 	$(BIN)/mypy
 
 bench: venv

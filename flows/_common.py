@@ -12,7 +12,6 @@ import functools
 import logging
 import os
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +26,7 @@ from blocks.resolve import resolve_site
 from tasks.backends import Backend, backend_for, backend_name, select_backend
 from tasks.core import SweepflowError, domain_error
 from tasks.execution import GroupScan, SyncReport, scan_groups, sync_jobs
-from tasks.model import Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
+from tasks.model import DesignInput, Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
 from tasks.planning import build_plan
 from tasks.setup import recent_pass, run_site_check
 
@@ -68,15 +67,6 @@ def artifact_slug(run_group: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", run_group.lower()).strip("-") or "plan"
 
 
-def cli_exit(flow_name: str, state: State) -> int:
-    """A flow run as a shell command ends: its result printed (exit 0), or how it ended (stderr, exit 1)."""
-    if not state.is_completed():
-        print(f"{flow_name} ended {state.name}: {state.message}", file=sys.stderr)
-        return 1
-    print(state.result())
-    return 0
-
-
 def open_group(group_dir: str | Path) -> tuple[RunGroup, Backend]:
     """The run group (plan read once) and the job backend its cluster settings select."""
     group = RunGroup(Path(group_dir))
@@ -90,7 +80,7 @@ resolve_site_task = domain_task("resolve-site", resolve_site)
 build_plan_task = domain_task("build-plan", build_plan)
 
 
-def plan_design(design: str | dict[str, Any], date: str | None = None) -> Plan | State:
+def plan_design(design: DesignInput, date: str | None = None) -> Plan | State:
     """load-design, resolve-site, build-plan: the plan in memory, or the Failed state naming the problem."""
     loaded = load_design_task(design)
     if isinstance(loaded, SweepflowError):

@@ -19,7 +19,7 @@ from flows._common import TASK_OPTIONS, artifact_slug, build_plan_task, domain_t
 from flows._launch import launch_runs
 from flows._setup import setup_experiment
 from tasks.core import SweepflowError
-from tasks.model import Plan
+from tasks.model import DesignInput, Plan
 from tasks.planning import (
     DEFAULT_EVAL_SAMPLES,
     DEFAULT_STEPS,
@@ -49,7 +49,7 @@ def _stage(name: str, state: Any) -> Any:
 
 @flow(name="pilot-runs", persist_result=False, log_prints=True)
 def pilot_runs(
-    design: str | dict[str, Any],
+    design: DesignInput,
     date: str | None = None,
     steps: int = DEFAULT_STEPS,
     eval_samples: int = DEFAULT_EVAL_SAMPLES,
@@ -60,7 +60,9 @@ def pilot_runs(
     """Run the pilot of a design and report what it measured; returns the pilot's run group folder.
 
     Args:
-        design: design YAML path, YAML text, or the design as a mapping (as plan-runs takes it).
+        design: The experiment: fill in the design form (each field says what it means), or give
+            the path of a design YAML file (absolute, or relative to the working directory;
+            relative paths inside it resolve against its folder) or YAML text.
         date: the pilot group's date (default: today).
         steps: optimizer steps of each pilot fine-tune (its one epoch ends there).
         eval_samples: test samples each pilot evaluation looks at.

@@ -26,17 +26,22 @@ How to run it
     prefect deployment run advance-runs/advance-runs                   # every group, now
     prefect deployment run advance-runs/advance-runs --param group_dir=/abs/path/<run group>
 
-As Python: `from flows.advance_runs import advance_runs; advance_runs(output_dir="demo/experiments")`.
+As Python: `from flows.advance_runs import advance_runs; advance_runs(output_dir="demo/experiments")`;
+from a shell: `sweepflow advance [GROUP_DIR] [--output-dir DIR]`.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Failed, State
 
 from flows._advance import GroupArtifacts, advance_group
+from flows._cli import FlowCommand, absolute
 from flows._common import open_group, scan_to_visit
 from flows._notify import notify_group_error
 from tasks.core import domain_error
@@ -84,3 +89,37 @@ def advance_runs(
         names = ", ".join(Path(f).name for f in failures)
         return Failed(message=f"{len(failures)} run group(s) could not be advanced ({names}); the others were")
     return totals
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """advance-runs' options."""
+    parser.add_argument("group_dir", nargs="?", help="one run group folder (default: every group under --output-dir)")
+    parser.add_argument("--output-dir", help="where run groups are (default: $SWEEPFLOW_OUTPUT_DIR)")
+    parser.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS,
+                        help="submissions per fine-tune, the first included (default: %(default)s)")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """advance-runs' parameters from the options."""
+    return {"group_dir": absolute(args.group_dir) if args.group_dir else None,
+            "output_dir": absolute(args.output_dir) if args.output_dir else None, "max_attempts": args.max_attempts}
+
+
+COMMAND = FlowCommand(
+    flow=advance_runs,
+    summary="Move every unfinished sweep one step now: check the jobs' states, retry failed fine-tunes by cause, "
+    "submit what the queue cap allows. The advance-runs deployment does this every 2 minutes on its own.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Prints how many stages are in each state, over the groups advanced (exit 0); "
+    "a group that could not be advanced: exit 1.",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Advance from a shell (`python -m flows.advance_runs [GROUP_DIR]`); exit 0 done, 1 a group failed."""
+    return COMMAND.main("python -m flows.advance_runs", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

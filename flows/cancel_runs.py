@@ -18,16 +18,20 @@ How to run it
     prefect deployment run cancel-runs/cancel-runs --param group_dir=/abs/path/<run group> \
         --params '{"runs": ["Llama-3.2-1B-Instruct_rank64"]}'   # only these runs
 
-As Python: `from flows.cancel_runs import cancel_runs; cancel_runs(group_dir, runs=[...])`.
+As Python: `from flows.cancel_runs import cancel_runs; cancel_runs(group_dir, runs=[...])`; from a
+shell: `sweepflow cancel GROUP_DIR [RUN ...] --reason "..."`.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import State
 
+from flows._cli import FlowCommand, absolute
 from flows._common import domain_task, fail, open_group, publish_status
 from tasks.core import SweepflowError
 from tasks.execution import CancelReport, cancel_stages, sync_jobs
@@ -62,13 +66,32 @@ def cancel_runs(group_dir: str, runs: list[str] | None = None, reason: str = "")
     return report.model_dump()
 
 
-if __name__ == "__main__":
-    import argparse
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """cancel-runs' options."""
+    parser.add_argument("group_dir", help="the run group folder")
+    parser.add_argument("runs", nargs="*", help="names of the runs to cancel (default: every run of the group)")
+    parser.add_argument("--reason", default="", help="why; recorded in runs_status.yaml and the logs")
 
-    parser = argparse.ArgumentParser(prog="python -m flows.cancel_runs", description=__doc__.splitlines()[0])
-    parser.add_argument("group_dir")
-    parser.add_argument("runs", nargs="*", help="run names (default: every run)")
-    parser.add_argument("--reason", default="")
-    args = parser.parse_args()
-    state = cancel_runs(args.group_dir, args.runs or None, args.reason, return_state=True)
-    raise SystemExit(0 if state.is_completed() else 1)
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """cancel-runs' parameters from the options."""
+    return {"group_dir": absolute(args.group_dir), "runs": args.runs or None, "reason": args.reason}
+
+
+COMMAND = FlowCommand(
+    flow=cancel_runs,
+    summary="Cancel a run group's queued and running jobs (or only some runs'): every unfinished stage is marked "
+    "cancelled with your reason and never retried; finished stages keep their results.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="To run the cancelled work later: launch --rerun-failed-finetunes.",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Cancel from a shell (`python -m flows.cancel_runs GROUP_DIR [RUN ...]`); exit 0 done, 1 failed."""
+    return COMMAND.main("python -m flows.cancel_runs", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,7 +25,7 @@ How to run it
     prefect deployment run check-site/check-site --param design=/abs/path/design.yaml --watch
 
 As Python: `from flows.check_site import check_site; check_site("design.yaml")`; from a shell:
-`python -m flows.check_site DESIGN [--timeout-minutes 15]` (exit 0 passed, 1 failed, 2 bad input).
+`sweepflow check-site DESIGN [--timeout-minutes 15]` (exit 0 passed, 1 failed, 2 bad input).
 plan-runs runs the same check before its approval form (`check_site`, on by default on SLURM).
 """
 
@@ -33,25 +33,27 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 
-from flows._common import artifact_slug, cli_exit, fail, plan_design, site_check_step
+from flows._cli import FlowCommand, absolute
+from flows._common import artifact_slug, fail, plan_design, site_check_step
 from tasks.core import SweepflowError
-from tasks.model import read_design
+from tasks.model import DesignInput, read_design
 from tasks.planning import render_site_check_markdown
 
 
 @flow(name="check-site", persist_result=False, log_prints=True)
-def check_site(design: str | dict[str, Any], timeout_minutes: float = 15) -> dict[str, Any] | State:
+def check_site(design: DesignInput, timeout_minutes: float = 15) -> dict[str, Any] | State:
     """Run one short check job per resource shape of the design's plan; report what each found.
 
     Args:
-        design: path of a design YAML file, YAML text, or the design as a mapping.
+        design: The experiment: fill in the design form (each field says what it means), or give
+            the path of a design YAML file (absolute, or relative to the working directory;
+            relative paths inside it resolve against its folder) or YAML text.
         timeout_minutes: how long the check jobs may take, queue wait included.
 
     Returns:
@@ -76,20 +78,33 @@ def check_site(design: str | dict[str, Any], timeout_minutes: float = 15) -> dic
     return report.model_dump(mode="json")
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """check-site's options."""
+    parser.add_argument("design", help="the design YAML file whose jobs are checked")
+    parser.add_argument("--timeout-minutes", type=float, default=15,
+                        help="how long the check jobs may take, queue wait included (default: %(default)s)")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """check-site's parameters from the options; the design is read first, so a bad file fails at once."""
+    design = absolute(args.design)
+    read_design(design)
+    return {"design": design, "timeout_minutes": args.timeout_minutes}
+
+
+COMMAND = FlowCommand(
+    flow=check_site,
+    summary="Before a sweep: one short job per resource shape through the real scheduler checks the job "
+    "environment, the GPUs, each model's files and tokenizers, and free disk.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Prints the report (exit 0 passed); a shape failed: exit 1; a bad design: exit 2.",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Check from a shell (`python -m flows.check_site DESIGN`); exit 0 passed, 1 failed, 2 bad input."""
-    parser = argparse.ArgumentParser(prog="python -m flows.check_site", description=__doc__.splitlines()[0])
-    parser.add_argument("design", help="design YAML file")
-    parser.add_argument("--timeout-minutes", type=float, default=15, help="how long the check jobs may take")
-    args = parser.parse_args(argv)
-    design_arg = str(Path(args.design).expanduser().resolve())
-    try:
-        read_design(design_arg)  # fail fast on a bad file, before Prefect starts
-        state = check_site(design_arg, timeout_minutes=args.timeout_minutes, return_state=True)
-    except SweepflowError as error:
-        print(str(error), file=sys.stderr)
-        return 2
-    return cli_exit("check-site", state)
+    return COMMAND.main("python -m flows.check_site", argv)
 
 
 if __name__ == "__main__":

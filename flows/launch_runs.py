@@ -26,11 +26,63 @@ How to run it
 -------------
     prefect deployment run launch-runs/launch-runs --param group_dir=/abs/path/<run group> --watch
 
-As Python: `from flows.launch_runs import launch_runs; launch_runs(group_dir)`.
+As Python: `from flows.launch_runs import launch_runs; launch_runs(group_dir)`; from a shell:
+`python -m flows.launch_runs GROUP_DIR [--no-wait]` or `sweepflow launch GROUP_DIR`.
 """
 
 from __future__ import annotations
 
-from flows._launch import launch_runs
+import argparse
+import sys
+from typing import Any
 
-__all__ = ["launch_runs"]
+from flows._cli import ADVANCE_HINT, FlowCommand, absolute
+from flows._launch import launch_runs
+from tasks.execution import DEFAULT_MAX_ATTEMPTS
+
+__all__ = ["COMMAND", "launch_runs", "main"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """launch-runs' options."""
+    parser.add_argument("group_dir", help="the run group folder, set up by setup")
+    parser.add_argument("--no-wait", action="store_true",
+                        help=f"submit what can go now and return; {ADVANCE_HINT} (retries included)")
+    parser.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS,
+                        help="submissions per fine-tune, the first included (default: %(default)s)")
+    parser.add_argument("--poll-seconds", type=float, default=10.0,
+                        help="time between status checks while waiting (default: %(default)s)")
+    parser.add_argument("--max-wait-hours", type=float, default=72.0,
+                        help="stop waiting after this long; the jobs keep running (default: %(default)s)")
+    parser.add_argument("--rerun-failed-evaluations", action="store_true",
+                        help="submit again the failed or cancelled evaluations whose model exists")
+    parser.add_argument("--rerun-failed-finetunes", action="store_true",
+                        help="submit again the fine-tunes that failed for good or were cancelled, with their "
+                        "evaluations (after you fixed the cause)")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """launch-runs' parameters from the options."""
+    return {"group_dir": absolute(args.group_dir), "wait": not args.no_wait, "max_attempts": args.max_attempts,
+            "poll_seconds": args.poll_seconds, "max_wait_hours": args.max_wait_hours,
+            "rerun_failed_evaluations": args.rerun_failed_evaluations,
+            "rerun_failed_finetunes": args.rerun_failed_finetunes}
+
+
+COMMAND = FlowCommand(
+    flow=launch_runs,
+    summary="Submit a set-up run group's jobs (fine-tunes with their evaluations chained, under the queue cap, "
+    "never twice) and follow them to the end, retrying failed fine-tunes by cause (OOM, time limit, node failure).",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Prints how many stages ended in each state (exit 0), or why it failed (exit 1).",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Launch from a shell (`python -m flows.launch_runs GROUP_DIR`); exit 0 done, 1 failed, 2 bad input."""
+    return COMMAND.main("python -m flows.launch_runs", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

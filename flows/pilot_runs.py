@@ -24,33 +24,53 @@ How to run it
     prefect deployment run pilot-runs/pilot-runs --param design=$PWD/examples/tiny_demo/design.yaml --watch
 
 As Python: `from flows.pilot_runs import pilot_runs; pilot_runs("examples/tiny_demo/design.yaml")`;
-from a shell: `python -m flows.pilot_runs DESIGN [--steps 20] [--eval-samples 20]`.
+from a shell: `sweepflow pilot DESIGN [--steps 20] [--eval-samples 20]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import Any
 
-from flows._common import cli_exit
+from flows._cli import FlowCommand, absolute
 from flows._pilot import pilot_runs
+from tasks.model import read_design
 from tasks.planning import DEFAULT_EVAL_SAMPLES, DEFAULT_STEPS
 
-__all__ = ["main", "pilot_runs"]
+__all__ = ["COMMAND", "main", "pilot_runs"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """pilot-runs' options."""
+    parser.add_argument("design", help="the design YAML file of the sweep to measure")
+    parser.add_argument("--date", help="the pilot group's date, YYYY-MM-DD (default: today)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help="optimizer steps of each pilot fine-tune (default: %(default)s)")
+    parser.add_argument("--eval-samples", type=int, default=DEFAULT_EVAL_SAMPLES,
+                        help="test samples of each pilot evaluation (default: %(default)s)")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """pilot-runs' parameters from the options; the design is read first, so a bad file fails at once."""
+    design = absolute(args.design)
+    read_design(design)
+    return {"design": design, "date": args.date, "steps": args.steps, "eval_samples": args.eval_samples}
+
+
+COMMAND = FlowCommand(
+    flow=pilot_runs,
+    summary="Measure before the sweep spends: a few training steps of each model, one checkpoint save and short "
+    "evaluations, as real jobs; the next plan of the design uses what they measured.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Prints the pilot's run group folder (exit 0), or how it ended (exit 1).",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the pilot from a shell; prints the pilot's run group folder (exit 0), else how it ended (exit 1)."""
-    parser = argparse.ArgumentParser(prog="python -m flows.pilot_runs", description=__doc__.splitlines()[0])
-    parser.add_argument("design", help="design YAML file")
-    parser.add_argument("--date", help="the pilot group's date YYYY-MM-DD (default: today)")
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimizer steps per pilot fine-tune")
-    parser.add_argument("--eval-samples", type=int, default=DEFAULT_EVAL_SAMPLES, help="test samples per evaluation")
-    args = parser.parse_args(argv)
-    design = str(Path(args.design).expanduser().resolve())
-    state = pilot_runs(design, date=args.date, steps=args.steps, eval_samples=args.eval_samples, return_state=True)
-    return cli_exit("pilot-runs", state)
+    return COMMAND.main("python -m flows.pilot_runs", argv)
 
 
 if __name__ == "__main__":

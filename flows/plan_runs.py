@@ -93,10 +93,11 @@ from prefect.states import Cancelled, State
 from pydantic import Field
 
 from blocks.resolve import resolve_site
+from flows._cli import FlowCommand, UsageError, absolute, cli_exit
 from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail, plan_design, site_check_step
 from flows._notify import notify_check_failed
 from tasks.core import SweepflowError
-from tasks.model import Plan, SiteCheckReport, cluster_settings, read_design
+from tasks.model import DesignInput, Plan, SiteCheckReport, cluster_settings, read_design
 from tasks.planning import (
     ExtensionPlan,
     build_plan,
@@ -298,7 +299,7 @@ def _await_approval(plan: Plan, plan_key: str, pilot_problem: str | None = None,
 
 @flow(name="plan-runs", persist_result=False, log_prints=True)
 def plan_runs(
-    design: str | dict[str, Any],
+    design: DesignInput,
     auto_approve: bool = False,
     date: str | None = None,
     continue_to_setup: bool = False,
@@ -312,8 +313,9 @@ def plan_runs(
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
     Args:
-        design: path of a design YAML file (absolute, or relative to the working
-            directory), YAML text, or the design itself as a mapping.
+        design: The experiment: fill in the design form (each field says what it means), or give
+            the path of a design YAML file (absolute, or relative to the working directory;
+            relative paths inside it resolve against its folder) or YAML text.
         auto_approve: skip the approval pause (scripts, tests, `make demo`).
         date: run group date YYYY-MM-DD (default: today).
         continue_to_setup: go on to the setup-experiment flow (run folders, configs,
@@ -416,7 +418,7 @@ def _recompare(compared: ExtensionPlan, plan: Plan, extend_only: bool) -> Extens
     return compared if isinstance(again, SweepflowError) else again
 
 
-def _run_pilot(design: str | dict[str, Any], date: str | None, steps: int, eval_samples: int) -> Plan | str:
+def _run_pilot(design: DesignInput, date: str | None, steps: int, eval_samples: int) -> Plan | str:
     """Run pilot-runs as a subflow and plan again from its measurements; the problem as a line if it failed."""
     from flows._pilot import pilot_runs  # the pilot runs whole stages; only on request
 
@@ -443,7 +445,38 @@ def _continue_to_setup(group_dir: Path) -> str | State:
 
 
 # ---------------------------------------------------------------------------------------
-# Command line
+# Command line (`python -m flows.plan_runs`, `sweepflow plan`)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """plan-runs' options."""
+    parser.add_argument("design", help="the design YAML file (models, factors, dataset, evaluation tasks, paths)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only print the plan (runs_plan.md) and where it would go; write nothing, ask nothing")
+    parser.add_argument("--auto-approve", action="store_true", help="write the plan without asking for approval")
+    parser.add_argument("--date", help="the run group's date, YYYY-MM-DD (default: today)")
+    parser.add_argument("--continue-to-setup", action="store_true",
+                        help="after writing the plan, set up the run folders (as `setup` does)")
+    parser.add_argument("--pilot", action="store_true",
+                        help="first run the pilot (a few steps of each model, short evaluations) and plan from "
+                        "what it measured")
+    parser.add_argument("--extend-only", action="store_true",
+                        help="extend an existing run group, never start one (without --date: the newest group of "
+                        "the design's name): new runs join it, runs no longer in the design are marked dropped")
+    parser.add_argument("--check-site", action=argparse.BooleanOptionalAction, default=None,
+                        help="run one short job per resource shape before approval "
+                        "(default: on SLURM, unless the same check passed within 7 days)")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """plan-runs' parameters from the options; the design is read first, so a bad file fails at once."""
+    if args.dry_run and args.on_server:
+        raise UsageError("--dry-run runs here and writes nothing; leave out --on-server")
+    design = absolute(args.design)
+    read_design(design)  # fail fast on a bad file, before Prefect starts
+    return {"design": design, "auto_approve": args.auto_approve, "date": args.date,
+            "continue_to_setup": args.continue_to_setup, "check_site": args.check_site, "pilot": args.pilot,
+            "extend_only": args.extend_only}
 
 
 def _dry_run(design_arg: str, date: str | None) -> int:
@@ -467,66 +500,46 @@ def _confirm_in_terminal(design_arg: str, date: str | None, extend_only: bool = 
     return input("Approve and write it? [y/N] ").strip().lower() in {"y", "yes"}
 
 
+def _show_group(result: Any) -> None:
+    group_dir = Path(str(result))
+    print(group_dir)
+    for name in sorted(p.name for p in group_dir.iterdir()):
+        print(f"  {name}")
+
+
+def run_here(args: argparse.Namespace) -> int:
+    """Dry run, or plan in this process; without a server, approval is asked on the terminal."""
+    params = parameters(args)
+    if args.dry_run:
+        return _dry_run(params["design"], args.date)
+    if not params["auto_approve"] and not os.environ.get("PREFECT_API_URL"):
+        # No server: nobody could answer the UI form. Ask here instead.
+        if not sys.stdin.isatty():
+            raise UsageError("plan-runs: without a Prefect server the plan cannot be approved in the UI; "
+                             "pass --auto-approve (or --dry-run to only look), or set PREFECT_API_URL")
+        if not _confirm_in_terminal(params["design"], args.date, args.extend_only):
+            print("Not approved; nothing was written.", file=sys.stderr)
+            return 1
+        params["auto_approve"] = True
+    return cli_exit("plan-runs", plan_runs(**params, return_state=True), show=_show_group)
+
+
+COMMAND = FlowCommand(
+    flow=plan_runs,
+    summary="Plan a LoRA sweep from a design: expand the runs, check models, data and tasks, estimate time, "
+    "memory and disk, ask for approval, then write experiment.yaml, runs_plan.md and runs_status.yaml.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    run_here=run_here,
+    details="Prints the run group folder and its files (exit 0); a bad design's problems (exit 2); "
+    "not approved or failed (exit 1). Without --auto-approve: on a server (--on-server or PREFECT_API_URL) "
+    "approve the plan in the Prefect UI's form, else on the terminal.",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Plan from a shell (`python -m flows.plan_runs DESIGN`); exit 0 written, 1 not approved or failed, 2 bad input."""
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.plan_runs",
-        description="Plan a LoRA sweep from a design file and write experiment.yaml, runs_plan.md "
-        "and runs_status.yaml.",
-    )
-    parser.add_argument("design", help="design YAML file")
-    parser.add_argument("--auto-approve", action="store_true", help="write the plan without asking")
-    parser.add_argument("--date", help="run group date YYYY-MM-DD (default: today)")
-    parser.add_argument("--dry-run", action="store_true", help="print runs_plan.md; write nothing, no Prefect run")
-    parser.add_argument("--continue-to-setup", action="store_true",
-                        help="then run setup-experiment on the written plan")
-    parser.add_argument("--pilot", action="store_true",
-                        help="run the pilot (a few steps of each model, short evaluations) first and plan from it")
-    parser.add_argument("--extend-only", action="store_true",
-                        help="extend an existing run group (without --date: the newest of the design's name)")
-    parser.add_argument("--check-site", action=argparse.BooleanOptionalAction, default=None,
-                        help="run the site check before approval (default: on SLURM, unless it passed recently)")
-    args = parser.parse_args(argv)
-    design_arg = str(Path(args.design).expanduser().resolve())
-
-    try:
-        read_design(design_arg)  # fail fast on a bad file, before Prefect starts
-        if args.dry_run:
-            return _dry_run(design_arg, args.date)
-        auto = args.auto_approve
-        if not auto and not os.environ.get("PREFECT_API_URL"):
-            # No server: nobody could answer the UI form. Ask here instead.
-            if not sys.stdin.isatty():
-                print(
-                    "plan-runs: without a Prefect server the plan cannot be approved in the UI; "
-                    "pass --auto-approve (or --dry-run to only look), or set PREFECT_API_URL",
-                    file=sys.stderr,
-                )
-                return 2
-            if not _confirm_in_terminal(design_arg, args.date, args.extend_only):
-                print("Not approved; nothing was written.", file=sys.stderr)
-                return 1
-            auto = True
-        state = plan_runs(
-            design_arg, auto_approve=auto, date=args.date, continue_to_setup=args.continue_to_setup,
-            check_site=args.check_site, pilot=args.pilot, extend_only=args.extend_only, return_state=True,
-        )
-    except SweepflowError as error:
-        print(str(error), file=sys.stderr)
-        return 2
-
-    if state.is_completed():
-        group_dir = Path(str(state.result()))
-        print(group_dir)
-        for name in sorted(p.name for p in group_dir.iterdir()):
-            print(f"  {name}")
-        return 0
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, SweepflowError):
-        print(str(outcome), file=sys.stderr)
-        return 2
-    print(f"plan-runs ended {state.name}: {state.message}", file=sys.stderr)
-    return 1
+    return COMMAND.main("python -m flows.plan_runs", argv)
 
 
 if __name__ == "__main__":

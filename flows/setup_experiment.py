@@ -32,33 +32,45 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+from typing import Any
 
-from flows._common import cli_exit
+from flows._cli import FlowCommand, absolute
 from flows._setup import setup_experiment
-from tasks.core import SweepflowError
 
-__all__ = ["main", "setup_experiment"]
+__all__ = ["COMMAND", "main", "setup_experiment"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """setup-experiment's options."""
+    parser.add_argument("group_dir", help="the run group folder that plan wrote (holds experiment.yaml)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="render everything into a temporary folder and say what would change; write nothing")
+    parser.add_argument("--overwrite-edits", action="store_true",
+                        help="replace files you edited since sweepflow wrote them (your versions kept as backups)")
+    parser.add_argument("--no-validate", action="store_true", help="skip `tune validate` of each finetune.yaml")
+    parser.add_argument("--no-fidelity-check", action="store_true",
+                        help="skip the check that evaluation sees exactly the tokens training saw")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """setup-experiment's parameters from the options."""
+    return {"group_dir": absolute(args.group_dir), "overwrite_edits": args.overwrite_edits, "dry_run": args.dry_run,
+            "validate_configs": not args.no_validate, "check_fidelity": not args.no_fidelity_check}
+
+
+COMMAND = FlowCommand(
+    flow=setup_experiment,
+    summary="Set up a planned run group: torchtune configs (checked by tune validate), job scripts, evaluation "
+    "inputs, README.md and submit_all.sh; files already right are left alone.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Prints the run group folder (exit 0), or why it failed (exit 1; a bad group folder: exit 2).",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Set up from a shell (`python -m flows.setup_experiment GROUP_DIR`); exit 0 done, 1 failed, 2 bad input."""
-    parser = argparse.ArgumentParser(prog="python -m flows.setup_experiment", description=__doc__.splitlines()[0])
-    parser.add_argument("group_dir", help="run group folder written by plan-runs")
-    parser.add_argument("--dry-run", action="store_true", help="render into a temporary folder; write nothing")
-    parser.add_argument("--overwrite-edits", action="store_true", help="replace files you edited (keeps backups)")
-    parser.add_argument("--no-validate", action="store_true", help="skip tune validate")
-    parser.add_argument("--no-fidelity-check", action="store_true", help="skip the training = evaluation token check")
-    args = parser.parse_args(argv)
-    try:
-        state = setup_experiment(
-            str(Path(args.group_dir).resolve()), overwrite_edits=args.overwrite_edits, dry_run=args.dry_run,
-            validate_configs=not args.no_validate, check_fidelity=not args.no_fidelity_check, return_state=True,
-        )
-    except SweepflowError as error:
-        print(str(error), file=sys.stderr)
-        return 2
-    return cli_exit("setup-experiment", state)
+    return COMMAND.main("python -m flows.setup_experiment", argv)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import State
 
-from flows._common import TASK_OPTIONS, artifact_slug, cli_exit, domain_task, fail
+from flows._cli import FlowCommand, absolute
+from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
 from tasks.core import SweepflowError
 from tasks.model import RunGroup
 from tasks.results import Summary, record_measurements, render_summary, summarize, write_summary
@@ -102,13 +104,30 @@ def summarize_experiment(group_dir: str, include_dropped: bool = False) -> str |
     return str(files[0])
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """summarize-experiment's options."""
+    parser.add_argument("group_dir", help="the run group folder (it may still have jobs running)")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """summarize-experiment's parameters from the options."""
+    return {"group_dir": absolute(args.group_dir)}
+
+
+COMMAND = FlowCommand(
+    flow=summarize_experiment,
+    summary="Summarize a run group: summary.md with accuracy per run, task and epoch, which differences are real "
+    "(paired comparisons with intervals), factor effects, seed spread, estimated vs actual cost; plots and "
+    "results/*.csv.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Prints the path of summary.md (exit 0). It can run at any time; each run rewrites the files.",
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Summarize from a shell (`python -m flows.summarize_experiment GROUP_DIR`); exit 0 done, 1 failed."""
-    parser = argparse.ArgumentParser(prog="python -m flows.summarize_experiment", description=__doc__.splitlines()[0])
-    parser.add_argument("group_dir", help="run group folder written by plan-runs")
-    args = parser.parse_args(argv)
-    state = summarize_experiment(str(Path(args.group_dir).resolve()), return_state=True)
-    return cli_exit("summarize-experiment", state)
+    return COMMAND.main("python -m flows.summarize_experiment", argv)
 
 
 if __name__ == "__main__":

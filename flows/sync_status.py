@@ -20,19 +20,25 @@ How to run it
 
 Without group_dir it syncs every run group with unfinished stages under output_dir
 ($SWEEPFLOW_OUTPUT_DIR, set at deploy). As Python:
-`from flows.sync_status import sync_status; sync_status(group_dir)`.
+`from flows.sync_status import sync_status; sync_status(group_dir)`. From a shell,
+`sweepflow status GROUP_DIR` (or `python -m flows.sync_status GROUP_DIR`) syncs the group and
+prints its progress and runs table (`--no-sync`: only prints what runs_status.yaml says).
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import State
 
+from flows._cli import FlowCommand, UsageError, absolute
 from flows._common import groups_to_visit, open_group, publish_status, sync_jobs_task
 from flows._notify import notify_run_group
-from tasks.execution import SyncReport
+from tasks.execution import SyncReport, status_text
 
 
 def _sync_one(group_dir: Path) -> SyncReport:
@@ -73,3 +79,48 @@ def sync_status(group_dir: str | None = None, output_dir: str | None = None) -> 
         for state, count in _sync_one(group).counts.items():
             totals[state] = totals.get(state, 0) + count
     return totals
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The status command's options."""
+    parser.add_argument("group_dir", help="the run group folder (holds runs_status.yaml)")
+    parser.add_argument("--no-sync", action="store_true",
+                        help="only print what runs_status.yaml says now; ask the scheduler nothing")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """sync-status' parameters from the options."""
+    if args.no_sync and args.on_server:
+        raise UsageError("--no-sync only reads the file here; leave out --on-server")
+    return {"group_dir": absolute(args.group_dir)}
+
+
+def run_here(args: argparse.Namespace) -> int:
+    """Sync the group in this process (unless --no-sync); the table is printed afterwards."""
+    return 0 if args.no_sync else COMMAND.run_flow(args, show=lambda result: None)
+
+
+def print_status(args: argparse.Namespace) -> None:
+    """The group's progress and runs table, from runs_status.yaml."""
+    print(status_text(absolute(args.group_dir)), end="")
+
+
+COMMAND = FlowCommand(
+    flow=sync_status,
+    summary="Show a run group's progress and runs table: each run's fine-tune and evaluations, their state, "
+    "attempts, time and job id, after bringing runs_status.yaml up to date with the scheduler.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    run_here=run_here,
+    after=print_status,
+    details="It submits and retries nothing (`advance` and `launch` do).",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Sync and print a group's status (`python -m flows.sync_status GROUP_DIR`); exit 0 done, 1 failed, 2 bad input."""
+    return COMMAND.main("python -m flows.sync_status", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,6 +17,7 @@ from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_fine
 from tasks.execution.rerun import RerunReport, rerun_stages
 from tasks.execution.retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, decide
+from tasks.execution.status_text import status_text
 from tasks.execution.submit import LaunchReport, submit_pending
 from tasks.execution.sync import SyncReport, sync_jobs, tally
 
@@ -44,6 +45,7 @@ __all__ = [
     "retry_failed",
     "retry_run",
     "scan_groups",
+    "status_text",
     "submit_pending",
     "sync_jobs",
     "tally",

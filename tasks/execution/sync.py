@@ -97,12 +97,13 @@ class SyncReport(BaseModel):
         """Rows for Prefect's create_table_artifact."""
         return [
             {"run": r.run, "stage": r.stage, "state": r.state, "attempts": r.attempts,
-             "elapsed": _clock(r.elapsed_s), "job": r.job_id or "", "reason": r.reason or ""}
+             "elapsed": elapsed_clock(r.elapsed_s), "job": r.job_id or "", "reason": r.reason or ""}
             for r in self.rows
         ]
 
 
-def _clock(seconds: float | None) -> str:
+def elapsed_clock(seconds: float | None) -> str:
+    """H:MM:SS of `seconds` (empty when unknown)."""
     if seconds is None:
         return ""
     minutes, secs = divmod(int(seconds), 60)

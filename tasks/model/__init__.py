@@ -6,7 +6,7 @@ settings, `GroupLayout` of every path inside the folder) and hands it to each st
 
 from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.design import ExperimentDesign, PathsSpec, design_type
-from tasks.model.design_file import load_design, parse_design, read_design
+from tasks.model.design_file import DesignInput, load_design, parse_design, read_design
 from tasks.model.factors import FACTORS, Factor, factor_levels
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import GroupLayout, SiteCheckLayout
@@ -21,6 +21,7 @@ __all__ = [
     "FACTORS",
     "FINETUNE",
     "ClusterSettings",
+    "DesignInput",
     "EvalJob",
     "ExperimentDesign",
     "Factor",

@@ -58,44 +58,54 @@ class DatasetSpec(_Strict):
     """One JSON file holding `train`, `validation` and `test` arrays of {input, output}."""
 
     path: Path = Field(description="Dataset JSON file; relative paths resolve against the design file's folder")
-    train_split: str = "train"
-    validation_split: str = "validation"
-    test_split: str = "test"
-    input_field: str = "input"
-    output_field: str = "output"
+    train_split: str = Field("train", description="Name of the array fine-tuning trains on")
+    validation_split: str = Field(
+        "validation", description="Name of the array for validation loss (used when training.validation is on)"
+    )
+    test_split: str = Field("test", description="Name of the array evaluations score (unless a task has its own data)")
+    input_field: str = Field("input", description="Key of each example's prompt text")
+    output_field: str = Field("output", description="Key of each example's expected answer")
 
 
 class TrainingSpec(_Strict):
     """Training settings shared by every run unless a factor varies them."""
 
-    epochs: PositiveInt = 1
+    epochs: PositiveInt = Field(1, description="Passes over the train split; a checkpoint is saved after each")
     batch_size: Literal["auto"] | PositiveInt | dict[str, PositiveInt] = Field(
         "auto", description="'auto' (estimated from prior runs and GPU memory), an int, or {model name: int}"
     )
-    gradient_accumulation_steps: PositiveInt = 1
+    gradient_accumulation_steps: PositiveInt = Field(
+        1, description="Batches summed into one optimizer step (effective batch = batch_size x this)"
+    )
     max_steps_per_epoch: PositiveInt | None = Field(
         None, description="End each epoch after N optimizer steps (a pilot or smoke test; null: the whole split)"
     )
-    packed: bool = True
-    validation: bool = False
+    packed: bool = Field(True, description="Pack several short examples into one sequence of max_seq_len (faster)")
+    validation: bool = Field(
+        False, description="Compute validation loss on the validation split (needed for evaluation.epochs: best)"
+    )
     validate_every_n_steps: PositiveInt | None = Field(
         None, description="Validation loss every N steps (and always at each epoch end) when validation is on"
     )
-    system_prompt: str = ""
+    system_prompt: str = Field(
+        "", description="System message before every prompt, in training and in evaluation alike (empty: none)"
+    )
     lora_rank: PositiveInt = Field(8, description="Used when lora_rank is not a factor")
-    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    lora_attn_modules: list[Literal["q_proj", "k_proj", "v_proj", "output_proj"]] = ["q_proj", "v_proj", "output_proj"]
-    apply_lora_to_mlp: bool = False
-    learning_rate: PositiveFloat = 3e-4
-    weight_decay: float = Field(0.01, ge=0.0)
-    num_warmup_steps: NonNegativeInt = 100
-    max_seq_len: PositiveInt = 2048
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA layers' input (0 to <1)")
+    lora_attn_modules: list[Literal["q_proj", "k_proj", "v_proj", "output_proj"]] = Field(
+        ["q_proj", "v_proj", "output_proj"], description="Attention projections that get LoRA adapters"
+    )
+    apply_lora_to_mlp: bool = Field(False, description="Also put LoRA adapters on the MLP (feed-forward) layers")
+    learning_rate: PositiveFloat = Field(3e-4, description="Peak learning rate of AdamW (after warm-up, cosine decay)")
+    weight_decay: float = Field(0.01, ge=0.0, description="AdamW weight decay")
+    num_warmup_steps: NonNegativeInt = Field(100, description="Optimizer steps of linear learning-rate warm-up")
+    max_seq_len: PositiveInt = Field(2048, description="Longest tokenized example, prompt and answer together")
     accept_truncation: bool = Field(
         False, description="Train although some samples are longer than max_seq_len (torchtune cuts them: the "
         "model never sees their ends); false: planning refuses such data, with the counts"
     )
-    seed: int = 42
-    dtype: Literal["bf16", "fp32"] = "bf16"
+    seed: int = Field(42, description="Random seed of the first replicate (each further replicate adds 1000)")
+    dtype: Literal["bf16", "fp32"] = Field("bf16", description="Number format of training: bf16 on GPUs, fp32 on CPUs")
     save_adapter_weights_only: bool = Field(
         False,
         description="Save only LoRA adapters per epoch (about 100x less disk); "
@@ -152,7 +162,7 @@ class EvalTask(_Strict):
         None, description="A registered inspect task, named as inspect names it: inspect_evals/gsm8k, package/task"
     )
     dataset: Path | None = Field(None, description="Evaluation data when it is not the training file's test split")
-    description: str = ""
+    description: str = Field("", description="One line saying what the task measures (shown in the plan)")
     task_function: str | None = Field(None, description="@task function inside the script (default: the only one)")
     args: dict[str, Any] = Field(default_factory=dict, description=_ARGS_HELP)
     own_data: bool | None = Field(None, description=_OWN_DATA_HELP)
@@ -197,11 +207,11 @@ class EvaluationSpec(_Strict):
     """What to evaluate: which epochs, which tasks (per run via `matrix`), and generation limits."""
 
     epochs: EvalEpochs = Field("last", description="last | all | best (needs validation) | a list of epoch indices")
-    tasks: list[EvalTask] = Field(min_length=1)
+    tasks: list[EvalTask] = Field(min_length=1, description="The evaluation tasks every run is scored on")
     matrix: dict[str, list[str]] | None = Field(
         None, description="Run name -> tasks for the runs that do not get every task"
     )
-    max_tokens: PositiveInt = 32
+    max_tokens: PositiveInt = Field(32, description="Longest answer the model may generate, in tokens")
     limit: PositiveInt | None = Field(None, description="Evaluate only the first N samples")
     accept_train_test_overlap: bool = Field(
         False, description="Evaluate although test inputs (any task's, transfer sets included) also occur in the "
@@ -224,7 +234,9 @@ class PathsSpec(_Strict):
     models_dir: Path = Field(description="Folder holding one sub-folder per base model, named as on HuggingFace")
     output_dir: Path = Field(description="Where run group folders are created")
     prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune SLURM logs")
-    scratch_dir: Path | None = None
+    scratch_dir: Path | None = Field(
+        None, description="Fast node-local or scratch folder for per-job caches (unset: inside the run folders)"
+    )
 
 
 class GpuSpec(_Strict):
@@ -257,6 +269,8 @@ FactorLevels = Annotated[list[Any], Field(min_length=1)] | Annotated[dict[str, A
 class ExperimentDesign(_Strict):
     """What a researcher wants to run. See examples/ and README.md for a complete file."""
 
+    model_config = ConfigDict(title="Experiment design")  # the Prefect UI's name of the form (config merges)
+
     name: str = Field(description="Run group name; the plan appends the date (_YYYY-MM-DD)")
     question: str = Field(description="The research question this experiment answers")
     task: str = Field(description="Short task label, e.g. capitalization_8L")
@@ -271,17 +285,19 @@ class ExperimentDesign(_Strict):
         description="Train every fine-tuned cell this many times with distinct seeds (training.seed, then "
         "+1000 per replicate); base models are evaluated once (decoding is greedy)",
     )
-    dataset: DatasetSpec
-    training: TrainingSpec = TrainingSpec()
-    evaluation: EvaluationSpec
+    dataset: DatasetSpec = Field(description="The training data: one JSON file with train, validation and test splits")
+    training: TrainingSpec = Field(TrainingSpec(), description="Training settings shared by every fine-tuned run")
+    evaluation: EvaluationSpec = Field(description="Which epochs are evaluated, on which tasks")
     paths: PathsSpec | str = Field(description="Paths, or the name of a saved sweepflow-paths block")
     cluster: str | dict[str, Any] | None = Field(
         None, description="Name of a saved slurm-cluster block, or its fields inline"
     )
-    gpu: GpuSpec = GpuSpec()
-    analysis: AnalysisSpec = AnalysisSpec()
-    creator: str | None = None
-    notes: str = ""
+    gpu: GpuSpec = Field(GpuSpec(), description="GPUs per fine-tuning job and how many you can use at once")
+    analysis: AnalysisSpec = Field(
+        AnalysisSpec(), description="Significance level, power and the difference that matters"
+    )
+    creator: str | None = Field(None, description="Who designed the experiment (recorded in the plan)")
+    notes: str = Field("", description="Free text kept with the plan")
 
     @field_validator("name", "task")
     @classmethod

@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 
 from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign, PathsSpec, cross_field_problems
 from tasks.model.yaml_types import explain_yaml_type
+
+# A flow's `design` parameter: the design as its model (the Prefect UI renders a form from its
+# JSON schema, each field with its description), or the path of a design file (YAML text is
+# accepted too). A plain mapping is accepted but left out of the schema: the form's values
+# arrive as one, and `read_design` validates it with researcher-readable messages.
+# The UI shows the two as tabs, named by their titles ("Experiment design", "Design file").
+DesignInput = ExperimentDesign | Annotated[str, Field(title="Design file")] | SkipJsonSchema[dict[str, Any]]
 
 MAX_DESIGN_BYTES = 256 * 1024  # a design is a few KB; larger is a mistake (or an attack)
 MAX_YAML_VALUES = 100_000  # scalars + collections after alias expansion
@@ -244,8 +252,14 @@ def load_design(path: str | Path) -> ExperimentDesign:
     return parse_design(data, source=source, base=path.resolve().parent)
 
 
-def read_design(design: str | Path | dict[str, Any]) -> ExperimentDesign:
-    """A file path, YAML text, or a mapping -> a validated design (relative paths resolved)."""
+def read_design(design: DesignInput | Path) -> ExperimentDesign:
+    """A file path, YAML text, a mapping or a design -> a validated design (relative paths resolved).
+
+    Relative paths of a file's design resolve against the file's folder; of text, a mapping or
+    a design (the Prefect UI's form), against the working directory.
+    """
+    if isinstance(design, ExperimentDesign):
+        return resolve_paths(design, Path.cwd())
     if isinstance(design, dict):
         return parse_design(design, source="design parameter", base=Path.cwd())
     text = str(design)
