@@ -448,8 +448,8 @@ def _continue_to_setup(group_dir: Path) -> str | State:
 # Command line (`python -m flows.plan_runs`, `sweepflow plan`)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """plan-runs' options."""
+def add_arguments(parser: argparse.ArgumentParser, extend: bool = False) -> None:
+    """plan-runs' options (`extend`: those of `sweepflow extend`, which always means --extend-only)."""
     parser.add_argument("design", help="the design YAML file (models, factors, dataset, evaluation tasks, paths)")
     parser.add_argument("--dry-run", action="store_true",
                         help="only print the plan (runs_plan.md) and where it would go; write nothing, ask nothing")
@@ -460,9 +460,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pilot", action="store_true",
                         help="first run the pilot (a few steps of each model, short evaluations) and plan from "
                         "what it measured")
-    parser.add_argument("--extend-only", action="store_true",
-                        help="extend an existing run group, never start one (without --date: the newest group of "
-                        "the design's name): new runs join it, runs no longer in the design are marked dropped")
+    if extend:
+        parser.set_defaults(extend_only=True)
+    else:
+        parser.add_argument("--extend-only", action="store_true",
+                            help="extend an existing run group, never start one (without --date: the newest group "
+                            "of the design's name): new runs join it, runs no longer in the design are marked dropped")
     parser.add_argument("--check-site", action=argparse.BooleanOptionalAction, default=None,
                         help="run one short job per resource shape before approval "
                         "(default: on SLURM, unless the same check passed within 7 days)")
@@ -479,9 +482,17 @@ def parameters(args: argparse.Namespace) -> dict[str, Any]:
             "extend_only": args.extend_only}
 
 
-def _dry_run(design_arg: str, date: str | None) -> int:
+def _dry_run(design_arg: str, date: str | None, extend_only: bool = False) -> int:
     plan = build_plan(resolve_site(read_design(design_arg)), date=date)
+    compared = prepare_extension(plan, datetime.now(UTC).isoformat(timespec="seconds"), extend_only, date is not None)
+    if compared.kind == "same":
+        print(f"(dry run) the design is the one {compared.plan.run_group} was planned with: nothing would change",
+              file=sys.stderr)
+        return 0
+    plan = compared.plan
     print(render_plan_markdown(plan))
+    if compared.extension:
+        print(f"\n(dry run) {compared.delta_text()}", file=sys.stderr)
     print(f"\n(dry run) {plan_summary(plan)}; would write to {plan.group_dir}", file=sys.stderr)
     return 0
 
@@ -511,7 +522,7 @@ def run_here(args: argparse.Namespace) -> int:
     """Dry run, or plan in this process; without a server, approval is asked on the terminal."""
     params = parameters(args)
     if args.dry_run:
-        return _dry_run(params["design"], args.date)
+        return _dry_run(params["design"], args.date, args.extend_only)
     if not params["auto_approve"] and not os.environ.get("PREFECT_API_URL"):
         # No server: nobody could answer the UI form. Ask here instead.
         if not sys.stdin.isatty():
@@ -534,6 +545,20 @@ COMMAND = FlowCommand(
     details="Prints the run group folder and its files (exit 0); a bad design's problems (exit 2); "
     "not approved or failed (exit 1). Without --auto-approve: on a server (--on-server or PREFECT_API_URL) "
     "approve the plan in the Prefect UI's form, else on the terminal.",
+)
+
+
+EXTEND_COMMAND = FlowCommand(
+    flow=plan_runs,
+    summary="Extend an existing run group with a changed design: new runs (levels, models, replicates) and "
+    "evaluations of existing checkpoints (new tasks) join the same group, runs no longer in the design are marked "
+    "dropped (files kept); finished runs and their files stay as they are. Shows the difference and asks approval.",
+    add_arguments=lambda parser: add_arguments(parser, extend=True),
+    parameters=parameters,
+    run_here=run_here,
+    details="Without --date: the newest group of the design's name. A change to what finished runs mean (their "
+    "data, recipe, a training setting, an existing level's value) is refused naming the field: that is a new "
+    "group (sweepflow plan). The same design again changes nothing. See docs/running.md, Growing a run group.",
 )
 
 

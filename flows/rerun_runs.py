@@ -23,15 +23,19 @@ How to run it
         --params '{"runs": ["Llama-3.2-1B-Instruct_rank64"], "stages": ["evaluations"], "reason": "new inspect"}'
 
 As Python: `from flows.rerun_runs import rerun_runs; rerun_runs(group_dir, runs=[...], reason="...")`.
+From a shell: `sweepflow rerun GROUP [RUN ...] --stage evaluations --reason "new scorer"`.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import State
 
+from flows._cli import FlowCommand, absolute
 from flows._common import domain_task, fail
 from flows._launch import launch_runs
 from tasks.core import SweepflowError
@@ -75,17 +79,40 @@ def rerun_runs(
     return report.model_dump()
 
 
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m flows.rerun_runs", description=__doc__.splitlines()[0])
-    parser.add_argument("group_dir")
-    parser.add_argument("runs", nargs="*", help="run names (default: every run)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """rerun-runs' options."""
+    parser.add_argument("group_dir", help="the run group folder")
+    parser.add_argument("runs", nargs="*", help="names of the runs to run again (default: every run of the design)")
     parser.add_argument("--stage", action="append", dest="stages",
-                        help="finetune, evaluations, a task or an evaluation key (repeatable; default: all)")
-    parser.add_argument("--reason", required=True, help="why they run again (recorded)")
-    parser.add_argument("--no-launch", action="store_true", help="only reopen; the next advance step submits")
-    args = parser.parse_args()
-    state = rerun_runs(args.group_dir, args.reason, args.runs or None, args.stages, launch=not args.no_launch,
-                       return_state=True)
-    raise SystemExit(0 if state.is_completed() else 1)
+                        help="finetune (with its evaluations), evaluations, a task name or an evaluation key "
+                        "such as capitalization_epoch_1; repeat it for several (default: every stage)")
+    parser.add_argument("--reason", default="", help="why they run again (required); recorded on every stage")
+    parser.add_argument("--no-launch", action="store_true",
+                        help="only send them back to pending; the next advance step (advance-runs) submits them")
+    parser.add_argument("--wait", action="store_true", help="wait until the re-run jobs end")
+
+
+def parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """rerun-runs' parameters from the options."""
+    return {"group_dir": absolute(args.group_dir), "reason": args.reason, "runs": args.runs or None,
+            "stages": args.stages, "launch": not args.no_launch, "wait": args.wait}
+
+
+COMMAND = FlowCommand(
+    flow=rerun_runs,
+    summary="Run chosen runs or stages of a run group again, finished or failed: they go back to pending with "
+    "your reason recorded (earlier attempts kept) and are submitted again.",
+    add_arguments=add_arguments,
+    parameters=parameters,
+    details="Refused, changing nothing: no reason, a stage still queued or running (cancel it first), a run "
+    "dropped from the design (extend the group with it back).",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-run from a shell (`python -m flows.rerun_runs GROUP_DIR [RUN ...] --reason WHY`); exit 0 done, 1 failed."""
+    return COMMAND.main("python -m flows.rerun_runs", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

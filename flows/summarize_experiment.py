@@ -107,11 +107,13 @@ def summarize_experiment(group_dir: str, include_dropped: bool = False) -> str |
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """summarize-experiment's options."""
     parser.add_argument("group_dir", help="the run group folder (it may still have jobs running)")
+    parser.add_argument("--include-dropped", action="store_true",
+                        help="include the runs an extension dropped from the design (left out by default)")
 
 
 def parameters(args: argparse.Namespace) -> dict[str, Any]:
     """summarize-experiment's parameters from the options."""
-    return {"group_dir": absolute(args.group_dir)}
+    return {"group_dir": absolute(args.group_dir), "include_dropped": args.include_dropped}
 
 
 COMMAND = FlowCommand(

@@ -132,3 +132,24 @@ def test_the_approval_form_shows_the_delta(fake_site):
     assert "Approve the extension for `form_2026-01-02`" in text
     assert f"2 dropped ({M}_rank64, Llama-3.2-3B-Instruct_rank64)" in text
     assert "`factors.lora_rank[rank64]`: 64 -> -" in text
+
+
+def test_sweepflow_extend_dry_run_shows_the_delta_and_writes_nothing(fake_site, tmp_path, capsys):
+    import yaml
+
+    from sweepflow.cli import main
+    from tasks.model import read_design
+    from tasks.planning import build_plan, deliver_plan
+
+    group = deliver_plan(build_plan(read_design(fake_site.design(name="cli")), date=DATE), "2026-01-02T00:00:00+00:00")
+    before = {p.name: p.read_bytes() for p in group.iterdir() if p.is_file()}
+    grown = tmp_path / "grown.yaml"
+    grown.write_text(yaml.safe_dump(fake_site.design(name="cli", factors={"lora_rank": [4, 64, 16]})))
+    assert main(["extend", str(grown), "--dry-run"]) == 0  # no date: the newest group of the name
+    err = capsys.readouterr().err
+    assert f"Extend the run group `cli_{DATE}`: 2 new run(s) ({M}_rank16, Llama-3.2-3B-Instruct_rank16)" in err
+    assert {p.name: p.read_bytes() for p in group.iterdir() if p.is_file()} == before
+    nothing = tmp_path / "nothing.yaml"
+    nothing.write_text(yaml.safe_dump(fake_site.design(name="no_group_yet")))
+    assert main(["extend", str(nothing), "--dry-run"]) == 2
+    assert "no run group" in capsys.readouterr().err
