@@ -30,6 +30,15 @@ What it does
 9. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
    configs, SLURM scripts) as a subflow.
 
+**compare-group** (right after build-plan): when the run group already exists, the plan is
+compared with its recorded design (`tasks.planning.extend`). The identical design is a no-op
+(nothing is asked, nothing rewritten); a grown or shrunk design is an *extension*: the form and
+runs_plan.md list the new, unchanged and dropped runs and every changed field, and approving it
+adds the new runs to the same group (its status, summary and comparisons) and marks the runs no
+longer in the design `dropped`; a change that alters what existing runs mean is refused naming
+the field. `extend_only=true` says "extend, never start a group": without a date it extends the
+newest group of the design's name. See docs/running.md, "Growing a run group".
+
 A design problem (a missing model folder, a bad field, an unknown block, ...) is logged
 as one error message listing every problem, and the run ends Failed with that message.
 The flow returns the run group folder.
@@ -89,7 +98,15 @@ from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail, plan_d
 from flows._notify import notify_check_failed
 from tasks.core import SweepflowError
 from tasks.model import DesignInput, Plan, SiteCheckReport, cluster_settings, read_design
-from tasks.planning import build_plan, deliver_plan, pilot_figures, render_plan_markdown, time_limit_table
+from tasks.planning import (
+    ExtensionPlan,
+    build_plan,
+    deliver_plan,
+    pilot_figures,
+    prepare_extension,
+    render_plan_markdown,
+    time_limit_table,
+)
 
 
 def approval_timeout_s() -> int:
@@ -117,8 +134,13 @@ def _deliver(plan: Plan) -> Path:
     return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
+def _compare(plan: Plan, extend_only: bool, date_given: bool) -> ExtensionPlan:
+    return prepare_extension(plan, datetime.now(UTC).isoformat(timespec="seconds"), extend_only, date_given)
+
+
 render_plan_task = task(name="render-plan", **TASK_OPTIONS)(render_plan_markdown)
 deliver_plan_task = domain_task("deliver-plan", _deliver)
+compare_group_task = domain_task("compare-group", _compare)
 
 
 # ---------------------------------------------------------------------------------------
@@ -215,9 +237,12 @@ def _power_lines(plan: Plan) -> str:
     return f"**Statistical power** ({plan.power.power:.0%} power, alpha {plan.power.alpha:g}):\n\n{rows}{warnings}\n"
 
 
-def _approval_form(plan: Plan, plan_key: str, pilot_problem: str | None = None) -> type[PlanApproval]:
+def _approval_form(plan: Plan, plan_key: str, pilot_problem: str | None = None,
+                   delta: str = "") -> type[PlanApproval]:
+    what = "extension" if delta else "plan"
     description = (
-        f"## Approve the plan for `{plan.run_group}`?\n\n"
+        f"## Approve the {what} for `{plan.run_group}`?\n\n"
+        f"{delta + chr(10) if delta else ''}"
         f"{plan_summary(plan)}.\n\n"
         f"{_site_check_line(plan)}"
         f"{_pilot_line(pilot_problem)}"
@@ -246,13 +271,13 @@ def _ui_link() -> str:
         return ""
 
 
-def _await_approval(plan: Plan, plan_key: str, pilot_problem: str | None = None) -> State | None:
+def _await_approval(plan: Plan, plan_key: str, pilot_problem: str | None = None, delta: str = "") -> State | None:
     """Pause for the approval form; None once approved, else the state that ends the run."""
     logger = get_run_logger()
     logger.info("Waiting for approval: open this run in the Prefect UI%s and submit the form", _ui_link())
     try:
         answer = pause_flow_run(
-            wait_for_input=_approval_form(plan, plan_key, pilot_problem),
+            wait_for_input=_approval_form(plan, plan_key, pilot_problem, delta),
             timeout=approval_timeout_s(),
             poll_interval=approval_poll_s(),
         )
@@ -284,6 +309,7 @@ def plan_runs(
     pilot: bool = False,
     pilot_steps: int = 20,
     pilot_eval_samples: int = 64,
+    extend_only: bool = False,
 ) -> str | State:
     """Plan a LoRA fine-tuning sweep from a design, get approval, and write the plan.
 
@@ -304,6 +330,9 @@ def plan_runs(
             samples) and plan again from what it measured; the form names those figures.
         pilot_steps: optimizer steps of each pilot fine-tune.
         pilot_eval_samples: test samples of each pilot evaluation.
+        extend_only: extend an existing run group, never start one (without `date`: the newest
+            group of the design's name). Without it, a group of the same name and date is
+            extended too; otherwise a new group is planned.
 
     Returns:
         The run group folder holding experiment.yaml, runs_plan.md and runs_status.yaml.
@@ -313,6 +342,17 @@ def plan_runs(
     plan = plan_design(design, date)
     if isinstance(plan, State):
         return plan
+    compared = compare_group_task(plan, extend_only, date is not None)
+    if isinstance(compared, SweepflowError):
+        return fail(f"{compared}\nNothing was written.", compared)
+    if compared.kind == "same":
+        logger.info("The design is the one %s was planned with: nothing to do, nothing rewritten", plan.run_group)
+        return _continue_to_setup(Path(compared.plan.group_dir)) if continue_to_setup else str(compared.plan.group_dir)
+    plan = compared.requested or plan
+    date = plan.run_group.removeprefix(f"{plan.design.name}_")  # the group's date (extend_only may have found it)
+    delta = compared.delta_text()
+    if delta:
+        logger.info("%s", delta)
     checked = site_check_step(plan, check_site, timeout_s=site_check_minutes * 60)
     if isinstance(checked, SweepflowError):
         return fail(f"The site check could not run; nothing was written.\n{checked}", checked)
@@ -328,8 +368,12 @@ def plan_runs(
             pilot_problem = measured
         else:
             plan = measured.model_copy(update={"site_check": checked})
-    markdown = render_plan_task(plan)
-    logger.info("Planned %s", plan_summary(plan))
+            compared = _recompare(compared, plan, extend_only)
+            delta = compared.delta_text()
+    # an extension shows the merged plan: the group's runs as they will be
+    shown = compared.plan.model_copy(update={"site_check": plan.site_check}) if compared.extension else plan
+    markdown = render_plan_task(shown)
+    logger.info("Planned %s", plan_summary(shown))
     for warning in time_limit_table(plan)["time_limit_warnings"]:
         logger.warning("Time limit: %s", warning)
     for warning in plan.power.warnings if plan.power else []:
@@ -341,7 +385,7 @@ def plan_runs(
                 dataset.test_in_train, dataset.splits.test, dataset.path, ", ".join(dataset.test_in_train_examples),
             )
 
-    plan_key, runs_key = publish_plan(plan, markdown)
+    plan_key, runs_key = publish_plan(shown, markdown)
     logger.info("Published artifacts %s and %s", plan_key, runs_key)
 
     if auto_approve and checked is not None and _check_refuses(checked):
@@ -352,7 +396,7 @@ def plan_runs(
     if auto_approve:
         logger.info("Plan auto-approved (auto_approve=true)")
     else:
-        refused = _await_approval(plan, plan_key, pilot_problem)
+        refused = _await_approval(shown, plan_key, pilot_problem, delta)
         if refused is not None:
             return refused
 
@@ -365,6 +409,14 @@ def plan_runs(
     if continue_to_setup:
         return _continue_to_setup(group_dir)
     return str(group_dir)
+
+
+def _recompare(compared: ExtensionPlan, plan: Plan, extend_only: bool) -> ExtensionPlan:
+    """The comparison again for a plan made again (the pilot's figures); the first one if it now fails."""
+    if compared.extension is None:
+        return compared
+    again = compare_group_task(plan, extend_only, True)
+    return compared if isinstance(again, SweepflowError) else again
 
 
 def _run_pilot(design: DesignInput, date: str | None, steps: int, eval_samples: int) -> Plan | str:
@@ -397,8 +449,8 @@ def _continue_to_setup(group_dir: Path) -> str | State:
 # Command line (`python -m flows.plan_runs`, `sweepflow plan`)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """plan-runs' options."""
+def add_arguments(parser: argparse.ArgumentParser, extend: bool = False) -> None:
+    """plan-runs' options (`extend`: those of `sweepflow extend`, which always means --extend-only)."""
     parser.add_argument("design", help="the design YAML file (models, factors, dataset, evaluation tasks, paths)")
     parser.add_argument("--dry-run", action="store_true",
                         help="only print the plan (runs_plan.md) and where it would go; write nothing, ask nothing")
@@ -409,6 +461,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pilot", action="store_true",
                         help="first run the pilot (a few steps of each model, short evaluations) and plan from "
                         "what it measured")
+    if extend:
+        parser.set_defaults(extend_only=True)
+    else:
+        parser.add_argument("--extend-only", action="store_true",
+                            help="extend an existing run group, never start one (without --date: the newest group "
+                            "of the design's name): new runs join it, runs no longer in the design are marked dropped")
     parser.add_argument("--check-site", action=argparse.BooleanOptionalAction, default=None,
                         help="run one short job per resource shape before approval "
                         "(default: on SLURM, unless the same check passed within 7 days)")
@@ -421,18 +479,34 @@ def parameters(args: argparse.Namespace) -> dict[str, Any]:
     design = absolute(args.design)
     read_design(design)  # fail fast on a bad file, before Prefect starts
     return {"design": design, "auto_approve": args.auto_approve, "date": args.date,
-            "continue_to_setup": args.continue_to_setup, "check_site": args.check_site, "pilot": args.pilot}
+            "continue_to_setup": args.continue_to_setup, "check_site": args.check_site, "pilot": args.pilot,
+            "extend_only": args.extend_only}
 
 
-def _dry_run(design_arg: str, date: str | None) -> int:
+def _dry_run(design_arg: str, date: str | None, extend_only: bool = False) -> int:
     plan = build_plan(resolve_site(read_design(design_arg)), date=date)
+    compared = prepare_extension(plan, datetime.now(UTC).isoformat(timespec="seconds"), extend_only, date is not None)
+    if compared.kind == "same":
+        print(f"(dry run) the design is the one {compared.plan.run_group} was planned with: nothing would change",
+              file=sys.stderr)
+        return 0
+    plan = compared.plan
     print(render_plan_markdown(plan))
+    if compared.extension:
+        print(f"\n(dry run) {compared.delta_text()}", file=sys.stderr)
     print(f"\n(dry run) {plan_summary(plan)}; would write to {plan.group_dir}", file=sys.stderr)
     return 0
 
 
-def _confirm_in_terminal(design_arg: str, date: str | None) -> bool:
+def _confirm_in_terminal(design_arg: str, date: str | None, extend_only: bool = False) -> bool:
     plan = build_plan(resolve_site(read_design(design_arg)), date=date)
+    compared = prepare_extension(plan, datetime.now(UTC).isoformat(timespec="seconds"), extend_only, date is not None)
+    if compared.kind == "same":
+        print(f"The design is the one {compared.plan.run_group} was planned with: nothing to approve.")
+        return True
+    plan = compared.plan
+    if compared.extension:
+        print(compared.delta_text())
     print(f"Plan {plan_summary(plan)}.")
     print(f"It would be written to {plan.group_dir} (see the full plan with --dry-run).")
     return input("Approve and write it? [y/N] ").strip().lower() in {"y", "yes"}
@@ -449,13 +523,13 @@ def run_here(args: argparse.Namespace) -> int:
     """Dry run, or plan in this process; without a server, approval is asked on the terminal."""
     params = parameters(args)
     if args.dry_run:
-        return _dry_run(params["design"], args.date)
+        return _dry_run(params["design"], args.date, args.extend_only)
     if not params["auto_approve"] and not os.environ.get("PREFECT_API_URL"):
         # No server: nobody could answer the UI form. Ask here instead.
         if not sys.stdin.isatty():
             raise UsageError("plan-runs: without a Prefect server the plan cannot be approved in the UI; "
                              "pass --auto-approve (or --dry-run to only look), or set PREFECT_API_URL")
-        if not _confirm_in_terminal(params["design"], args.date):
+        if not _confirm_in_terminal(params["design"], args.date, args.extend_only):
             print("Not approved; nothing was written.", file=sys.stderr)
             return 1
         params["auto_approve"] = True
@@ -472,6 +546,20 @@ COMMAND = FlowCommand(
     details="Prints the run group folder and its files (exit 0); a bad design's problems (exit 2); "
     "not approved or failed (exit 1). Without --auto-approve: on a server (--on-server or PREFECT_API_URL) "
     "approve the plan in the Prefect UI's form, else on the terminal.",
+)
+
+
+EXTEND_COMMAND = FlowCommand(
+    flow=plan_runs,
+    summary="Extend an existing run group with a changed design: new runs (levels, models, replicates) and "
+    "evaluations of existing checkpoints (new tasks) join the same group, runs no longer in the design are marked "
+    "dropped (files kept); finished runs and their files stay as they are. Shows the difference and asks approval.",
+    add_arguments=lambda parser: add_arguments(parser, extend=True),
+    parameters=parameters,
+    run_here=run_here,
+    details="Without --date: the newest group of the design's name. A change to what finished runs mean (their "
+    "data, recipe, a training setting, an existing level's value) is refused naming the field: that is a new "
+    "group (sweepflow plan). The same design again changes nothing. See docs/running.md, Growing a run group.",
 )
 
 

@@ -75,22 +75,24 @@ def publish_summary(summary: Summary) -> None:
 
 
 @flow(name="summarize-experiment", persist_result=False, log_prints=True)
-def summarize_experiment(group_dir: str) -> str | State:
+def summarize_experiment(group_dir: str, include_dropped: bool = False) -> str | State:
     """Write summary.md, plots and measured_runs.yaml for a run group and publish them as artifacts.
 
     Args:
         group_dir: the run group folder (holds experiment.yaml and runs_status.yaml).
+        include_dropped: include the runs an extension dropped from the design (their results
+            stay on disk; left out by default).
 
     Returns:
         The path of summary.md.
     """
     logger = get_run_logger()
     group = RunGroup(Path(group_dir))
-    summary: Summary | SweepflowError = summarize_task(group)
+    summary: Summary | SweepflowError = summarize_task(group, include_dropped=include_dropped)
     if isinstance(summary, SweepflowError):
         return fail(str(summary), summary)
     measured = record_measurements_task(group)
-    files = write_summary_task(group, summary)
+    files = write_summary_task(group, summary, include_dropped=include_dropped)
     publish_summary(summary)
     scored = sum(1 for r in summary.results if r.accuracy is not None)
     logger.info("%s: %d of %d evaluations scored; %.3f GPU-hours used (%.3f on failed attempts)",
@@ -105,11 +107,13 @@ def summarize_experiment(group_dir: str) -> str | State:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """summarize-experiment's options."""
     parser.add_argument("group_dir", help="the run group folder (it may still have jobs running)")
+    parser.add_argument("--include-dropped", action="store_true",
+                        help="include the runs an extension dropped from the design (left out by default)")
 
 
 def parameters(args: argparse.Namespace) -> dict[str, Any]:
     """summarize-experiment's parameters from the options."""
-    return {"group_dir": absolute(args.group_dir)}
+    return {"group_dir": absolute(args.group_dir), "include_dropped": args.include_dropped}
 
 
 COMMAND = FlowCommand(

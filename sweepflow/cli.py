@@ -48,6 +48,9 @@ COMMANDS: dict[str, Subcommand] = {
     "advance": Subcommand("flows.advance_runs", "move every unfinished sweep one step now (sync, retries, submits)"),
     "status": Subcommand("flows.sync_status", "show a run group's progress and runs table (synced first)"),
     "cancel": Subcommand("flows.cancel_runs", "cancel a run group's jobs (or some runs'), with a reason"),
+    "extend": Subcommand("flows.plan_runs:EXTEND_COMMAND", "grow a run group with a changed design: new runs join "
+                         "it, dropped ones are marked, finished runs stay as they are"),
+    "rerun": Subcommand("flows.rerun_runs", "run chosen runs or stages again (finished or failed), with a reason"),
     "summarize": Subcommand("flows.summarize_experiment", "write summary.md, plots and results/*.csv"),
     "run": Subcommand("flows.run_experiment", "all of it in one go: plan, setup, launch, summarize (resumable)"),
 }

@@ -1,4 +1,4 @@
-"""launch-runs', sync-status' and cancel-runs' domain: submit, sync, retry by cause, cancel, reopen.
+"""launch-runs', sync-status', cancel-runs' and rerun-runs' domain: submit, sync, retries, cancel, reopen, re-run.
 
 Layer 6, the top (imports every layer below; nothing imports it but flows).
 """
@@ -14,6 +14,7 @@ from tasks.execution.advance import (
 )
 from tasks.execution.cancel import CancelReport, cancel_stages
 from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
+from tasks.execution.rerun import RerunReport, rerun_stages
 from tasks.execution.retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, decide
 from tasks.execution.status_text import status_text
@@ -28,6 +29,7 @@ __all__ = [
     "GroupScan",
     "LaunchReport",
     "Remedy",
+    "RerunReport",
     "RetryOutcome",
     "RetryRequest",
     "SyncReport",
@@ -39,6 +41,7 @@ __all__ = [
     "plan_retry",
     "reopen_failed_evaluations",
     "reopen_failed_finetunes",
+    "rerun_stages",
     "retry_failed",
     "retry_run",
     "scan_groups",

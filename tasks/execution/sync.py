@@ -387,6 +387,6 @@ def tally(status: RunsStatus, report: SyncReport | None = None) -> SyncReport:
     report.counts = {}
     for row in report.rows:
         report.counts[row.state] = report.counts.get(row.state, 0) + 1
-    report.total = sum(1 for r in report.rows if r.state != "skipped")
+    report.total = sum(1 for r in report.rows if r.state not in ("skipped", "dropped"))  # dropped: out of the design
     report.done = sum(1 for r in report.rows if r.state in ("completed", "failed", "cancelled"))
     return report

@@ -43,6 +43,9 @@ SETUP_RECORD = "setup_finetune.yaml"  # what the run was set up with (model, fac
 # A job's stdout + stderr in its stage folder. Every backend writes it under this name (SLURM's
 # default name, which the local backend keeps so that logs read the same everywhere).
 JOB_LOG = "slurm-{job_id}.out"
+# runs_plan.md's Setup section (setup-experiment maintains it; a re-planned or extended plan keeps it)
+SETUP_BEGIN = "<!-- sweepflow:setup:begin -->"
+SETUP_END = "<!-- sweepflow:setup:end -->"
 # A pilot (a few steps of each model's first run, before the sweep) is a run group of its own,
 # `{output_dir}/{name}-pilot-{hash6}_{date}` (hash6: of the pilot's settings, so a pilot at other
 # settings is another group): the planner learns from it as from any earlier group.

@@ -272,6 +272,36 @@ class StatisticalPower(_Model):
     warnings: list[str] = Field(default_factory=list)
 
 
+class FieldChange(_Model):
+    """One design field that differs between a run group's recorded design and a new one."""
+
+    field: str  # dotted path in the design, e.g. factors.lora_rank, evaluation.tasks[gsm8k].args
+    old: str  # the recorded value (short text; "-" when absent)
+    new: str  # the new value (short text; "-" when absent)
+
+
+class Extension(_Model):
+    """One approved extension of a run group: what was added, kept and dropped, and which fields changed."""
+
+    at: str  # ISO timestamp of the delivery
+    from_design_hash: str
+    to_design_hash: str
+    new_runs: list[str] = Field(default_factory=list)
+    unchanged_runs: list[str] = Field(default_factory=list)
+    dropped_runs: list[str] = Field(default_factory=list)
+    new_evaluations: list[str] = Field(default_factory=list)  # run/key of evaluation-only jobs on kept runs
+    dropped_evaluations: list[str] = Field(default_factory=list)  # run/key
+    changes: list[FieldChange] = Field(default_factory=list)
+
+
+class DroppedRun(_Model):
+    """A run that an extension took out of the design: its plan entry, kept (its files stay on disk)."""
+
+    run: Run
+    reason: str
+    dropped: str  # ISO timestamp
+
+
 class Plan(_Model):
     """The resolved, verified, estimated plan of one run group."""
 
@@ -287,6 +317,17 @@ class Plan(_Model):
     estimates: Estimates
     site_check: SiteCheckReport | None = None  # the check before the sweep, when plan-runs ran one
     power: StatisticalPower | None = None  # what the test sets can resolve (plans made before it: None)
+    extensions: list[Extension] = Field(default_factory=list)  # tasks/planning/extend.py, oldest first
+    dropped_runs: list[DroppedRun] = Field(default_factory=list)  # runs an extension took out of the design
+
+    @property
+    def design_hashes(self) -> set[str]:
+        """Every design this group was planned with (the current one and each extension's predecessor)."""
+        return {self.design_hash, *(e.from_design_hash for e in self.extensions)}
+
+    def with_dropped(self) -> Plan:
+        """This plan with its dropped runs back among its runs (a summary asked to include them)."""
+        return self.model_copy(update={"runs": [*self.runs, *(d.run for d in self.dropped_runs)]})
 
     def run(self, name: str) -> Run:
         """The run called `name`; `KeyError` when the plan has none."""

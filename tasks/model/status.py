@@ -1,7 +1,7 @@
 """runs_status.yaml's content: every run's stages, their status, job ids and attempts (the seed's schema).
 
 Reads and writes nothing: `tasks.model.status_file` reads and writes the file (`StatusStore`).
-A terminal stage (completed/failed/cancelled/skipped) is final: the store never moves one back
+A terminal stage (completed/failed/cancelled/skipped/dropped) is final: the store never moves one back
 unless its caller says `force=True`.
 """
 
@@ -19,8 +19,9 @@ from tasks.model.plan import Plan
 
 log = logging.getLogger(__name__)
 
-Status = Literal["pending", "submitted", "running", "completed", "failed", "skipped", "cancelled"]
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "skipped"})
+Status = Literal["pending", "submitted", "running", "completed", "failed", "skipped", "cancelled", "dropped"]
+# dropped: an extension took the run (or evaluation) out of the design; its files and attempts are kept
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled", "skipped", "dropped"})
 BASE_NOTE = "Base model - no fine-tuning required"
 FINETUNE = "finetune"
 
@@ -107,7 +108,7 @@ class StageStatus(_Model):
 
     @property
     def is_terminal(self) -> bool:
-        """Whether the stage has finished: completed, failed, cancelled or skipped."""
+        """Whether the stage has finished: completed, failed, cancelled, skipped or dropped."""
         return self.status in TERMINAL
 
     def mark(self, status: Status, now: str | None = None, **fields: Any) -> StageStatus:

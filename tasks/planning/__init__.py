@@ -5,6 +5,7 @@ Layer 4 (imports the layers below: `core`, `model`, `backends`, `training`, `eva
 
 from tasks.planning.deliver import deliver_plan
 from tasks.planning.expand import count_runs, expand_design
+from tasks.planning.extend import ExtensionPlan, newest_group_date, plan_extension, prepare_extension
 from tasks.planning.pilot import (
     DEFAULT_EVAL_SAMPLES,
     DEFAULT_STEPS,
@@ -19,8 +20,27 @@ from tasks.planning.planner import build_plan, design_hash, existing_group_date
 from tasks.planning.time_limits import TimeLimit, eval_time_limit, finetune_time_limit, time_limit_table
 
 __all__ = [
-    "DEFAULT_EVAL_SAMPLES", "DEFAULT_STEPS", "PilotFigure", "TimeLimit", "build_plan", "count_runs", "deliver_plan",
-    "design_hash", "eval_time_limit", "existing_group_date", "expand_design", "finetune_time_limit", "pilot_design",
-    "pilot_figures", "pilot_problems", "render_pilot_report", "render_plan_markdown", "render_site_check_markdown",
+    "DEFAULT_EVAL_SAMPLES",
+    "DEFAULT_STEPS",
+    "ExtensionPlan",
+    "PilotFigure",
+    "TimeLimit",
+    "build_plan",
+    "count_runs",
+    "deliver_plan",
+    "design_hash",
+    "eval_time_limit",
+    "existing_group_date",
+    "expand_design",
+    "finetune_time_limit",
+    "newest_group_date",
+    "pilot_design",
+    "pilot_figures",
+    "pilot_problems",
+    "plan_extension",
+    "prepare_extension",
+    "render_pilot_report",
+    "render_plan_markdown",
+    "render_site_check_markdown",
     "time_limit_table",
 ]

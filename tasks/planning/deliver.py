@@ -24,11 +24,12 @@ from tasks.core.files import (
     fsync_dir,
 )
 from tasks.core.templating import render_template
-from tasks.model.layout import PLAN_FILE, PLAN_MD, STATUS_FILE
+from tasks.model.layout import PLAN_FILE, PLAN_MD, SETUP_BEGIN, SETUP_END, STATUS_FILE
 from tasks.model.plan import Plan
 from tasks.model.plan_file import load_plan, write_plan_cache
 from tasks.model.status import initial_status
-from tasks.model.status_file import dump_status
+from tasks.model.status_file import StatusStore, dump_status
+from tasks.planning.extend import extension_status, plan_extension
 from tasks.planning.plan_markdown import render_plan_markdown
 
 STAGING_MARK = ".staging-"
@@ -87,7 +88,7 @@ def _refuse(group: Path, why: str) -> DesignError:
     return DesignError([Problem(field="name", message=f"run group {group} {why}", path=str(group / PLAN_FILE))])
 
 
-def _deliver_existing(plan: Plan, group: Path, files: dict[str, str]) -> None:
+def _deliver_existing(plan: Plan, group: Path, files: dict[str, str], now: str) -> None:
     try:
         existing = load_plan(group)
     except FileFormatError as error:
@@ -95,27 +96,53 @@ def _deliver_existing(plan: Plan, group: Path, files: dict[str, str]) -> None:
             raise _refuse(group, "already exists and is not a sweepflow run group (no experiment.yaml); "
                                  "choose another name or date, or move that folder away") from None
         raise _refuse(group, f"already exists but its plan cannot be read ({error.detail}); fix or move it") from None
-    if existing.design_hash != plan.design_hash:
-        raise _refuse(group, "already exists with a different design; give the design a new name, plan with "
-                             "another date, or move the old group away (its progress is never overwritten)")
-    atomic_write_text(group / PLAN_FILE, files[PLAN_FILE])
-    atomic_write_text(group / PLAN_MD, files[PLAN_MD])
-    if not (group / STATUS_FILE).exists():  # only when missing: progress is never reset
-        atomic_write_text(group / STATUS_FILE, files[STATUS_FILE])
+    if existing.design_hash == plan.design_hash:
+        if not (group / STATUS_FILE).exists():  # only when missing: progress is never reset
+            atomic_write_text(group / STATUS_FILE, files[STATUS_FILE])
+        return  # the same design: nothing is rewritten
+    _deliver_extension(existing, plan, group, now)
+
+
+def keep_setup_section(new_text: str, old_text: str) -> str:
+    """`new_text` (a freshly rendered runs_plan.md) with the Setup section `old_text` had, if any."""
+    start, end = old_text.find(SETUP_BEGIN), old_text.find(SETUP_END)
+    if start < 0 or end < start:
+        return new_text
+    return new_text.rstrip("\n") + "\n\n" + old_text[start:end + len(SETUP_END)] + "\n"
+
+
+def _deliver_extension(existing: Plan, plan: Plan, group: Path, now: str) -> None:
+    """Extend the group: status first (one locked update), then experiment.yaml, then runs_plan.md."""
+    store = StatusStore(group / STATUS_FILE)
+    status = store.read() if store.path.exists() else None
+    extended = plan_extension(existing, plan, status, now)
+    if extended.extension is None:
+        return
+    merged = extended.plan
+    experiment = render_experiment_yaml(merged)
+    markdown = render_plan_markdown(merged)
+    if status is None:
+        atomic_write_text(group / STATUS_FILE, dump_status(initial_status(merged), now))
+    else:
+        store.update(extension_status(merged, extended.extension, now), force=True)
+    atomic_write_text(group / PLAN_FILE, experiment)
+    old_md = (group / PLAN_MD).read_text(encoding="utf-8") if (group / PLAN_MD).exists() else ""
+    atomic_write_text(group / PLAN_MD, keep_setup_section(markdown, old_md))
+    write_plan_cache(group, experiment.encode("utf-8"), merged)
 
 
 def deliver_plan(plan: Plan, now: str) -> Path:
     """Write experiment.yaml, runs_plan.md and runs_status.yaml into `plan.group_dir`; return it.
 
-    New group: all three appear at once (staging folder + rename). Same design again: the plan
-    files are rewritten atomically and runs_status.yaml is kept. Different design: `DesignError`,
-    nothing written.
+    New group: all three appear at once (staging folder + rename). Same design again: nothing is
+    written. Different design: the group is extended (`tasks/planning/extend.py`), or, when the
+    change alters what its runs mean, `DesignError` and nothing is written.
     """
     group = Path(plan.group_dir)
     files = render_deliverables(plan, now)
     empty = group.is_dir() and not group.is_symlink() and not any(group.iterdir())
     if (group.exists() or group.is_symlink()) and not empty:
-        _deliver_existing(plan, group, files)
+        _deliver_existing(plan, group, files, now)
         return group
     try:
         _deliver_new(group, files)
@@ -123,7 +150,7 @@ def deliver_plan(plan: Plan, now: str) -> Path:
         if not group.exists():
             raise
         # another delivery created the group between the check and the rename
-        _deliver_existing(plan, group, files)
+        _deliver_existing(plan, group, files, now)
         return group
     write_plan_cache(group, files[PLAN_FILE].encode("utf-8"), plan)
     return group

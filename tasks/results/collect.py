@@ -194,20 +194,20 @@ def collect_evaluations(plan: Plan, status: RunsStatus) -> list[EvalResult]:
             folder = layout.eval_logs_dir(run.name, job.task)
             if folder not in folders:
                 folders[folder] = [entry for entry in read_log_headers(folder) if entry.header is not None]
-            _fill(result, job, folders[folder], plan.design_hash, stage)
+            _fill(result, job, folders[folder], plan.design_hashes, stage)
             results.append(result)
     add_deltas(results)
     return results
 
 
-def _fill(result: EvalResult, job: EvalJob, logs: list[EvalLogEntry], design_hash: str,
+def _fill(result: EvalResult, job: EvalJob, logs: list[EvalLogEntry], design_hashes: set[str],
           stage: StageStatus | None) -> None:
     mine = []
     for entry in logs:
         if not entry.is_for(job.run, job.epoch):
             continue
-        if entry.metadata.get("design_hash") not in (None, design_hash):
-            continue  # written for another design of the same name
+        if entry.metadata.get("design_hash") not in (None, *design_hashes):
+            continue  # written for another design of the same name (an extension's earlier designs are its own)
         mine.append((entry.status == "success", entry.mtime, str(entry.path), entry.path, entry.header))
     if not mine:
         result.reason = (

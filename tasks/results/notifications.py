@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 EventKind = Literal["finished", "failed_for_good", "stalled", "check_failed", "group_error"]
 LIST_LIMIT = 20  # stages named in one message; the rest are counted
-STATUS_ORDER = ("completed", "failed", "cancelled", "skipped", "running", "submitted", "pending")
+STATUS_ORDER = ("completed", "failed", "cancelled", "skipped", "dropped", "running", "submitted", "pending")
 
 
 class Event(BaseModel):
@@ -83,7 +83,7 @@ def _counts(stages: Sequence[tuple[str, str, StageStatus]]) -> dict[str, list[tu
     """{"fine-tunes": [("completed", 4), ...], "evaluations": [...]}, statuses in a fixed order, none empty."""
     counts: dict[str, Counter[str]] = {"fine-tunes": Counter(), "evaluations": Counter()}
     for _, key, stage in stages:
-        if stage.status != "skipped":  # a base model's fine-tune: nothing to count
+        if stage.status not in ("skipped", "dropped"):  # a base model's fine-tune, a dropped run: nothing to count
             counts["fine-tunes" if key == FINETUNE else "evaluations"][stage.status] += 1
     return {kind: [(s, c[s]) for s in STATUS_ORDER if c[s]] for kind, c in counts.items() if c}
 
@@ -94,7 +94,7 @@ def finished_event(status: RunsStatus, group_dir: Path) -> Event | None:
     if not stages or not all(stage.is_terminal for _, _, stage in stages):
         return None
     counts = _counts(stages)
-    totals: Counter[str] = Counter(s.status for _, _, s in stages if s.status != "skipped")
+    totals: Counter[str] = Counter(s.status for _, _, s in stages if s.status not in ("skipped", "dropped"))
     ended = [_line(run, key, s) for run, key, s in stages if s.status in ("failed", "cancelled")]
     attempts = sum(len(s.attempts) for _, _, s in stages)
     return _event("finished", status.run_group, f"finished:{attempts}", group_dir=str(group_dir), counts=counts,

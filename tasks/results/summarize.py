@@ -227,13 +227,19 @@ def _gpu_hours(levels: dict[str, list[str]], run_levels: dict[str, dict[str, str
     return rows
 
 
-def summarize(group: GroupRef, compare: bool = True) -> Summary:
+def summary_plan(group: RunGroup, include_dropped: bool = False) -> Plan:
+    """The runs a summary covers: the design's, and, with `include_dropped`, those an extension dropped."""
+    return group.plan.with_dropped() if include_dropped else group.plan
+
+
+def summarize(group: GroupRef, compare: bool = True, include_dropped: bool = False) -> Summary:
     """Everything summary.md shows, computed from the files of the run group (writes nothing).
 
     `compare=False` leaves out the comparisons (they read every sample of every `.eval` log).
+    `include_dropped`: the runs an extension dropped from the design too (left out by default).
     """
     group = RunGroup.of(group)
-    plan = group.plan
+    plan = summary_plan(group, include_dropped)
     status = group.status.read()
     results = collect_evaluations(plan, status)
     uses = attempt_uses(plan, status)
@@ -243,8 +249,12 @@ def summarize(group: GroupRef, compare: bool = True) -> Summary:
     run_levels = _run_levels(plan, list(levels))
     counts: dict[str, int] = {}
     for _, _, stage in status.stages():
-        counts[stage.status] = counts.get(stage.status, 0) + 1
+        if include_dropped or stage.status != "dropped":
+            counts[stage.status] = counts.get(stage.status, 0) + 1
     notes = []
+    if plan.dropped_runs and not include_dropped:
+        notes.append(f"{len(plan.dropped_runs)} run(s) dropped from the design are left out "
+                     f"({', '.join(d.run.name for d in plan.dropped_runs)}); include_dropped shows them.")
     missing = sum(r.missing_elapsed for r in resources)
     if missing:
         notes.append(f"{missing} finished attempt(s) have no elapsed time from the scheduler (e.g. cancelled while "
@@ -272,13 +282,13 @@ def render_summary(summary: Summary) -> str:
                            num=_num, samples=samples_text, pval=_pval)
 
 
-def write_summary(group: GroupRef, summary: Summary | None = None) -> list[Path]:
+def write_summary(group: GroupRef, summary: Summary | None = None, include_dropped: bool = False) -> list[Path]:
     """Write summary.md and the plots into the run group; return their paths (summary.md first)."""
     group = RunGroup.of(group)
-    summary = summary or summarize(group)
+    summary = summary or summarize(group, include_dropped=include_dropped)
     written = [atomic_write_text(group.layout.summary_file, render_summary(summary))]
     if summary.analysis is not None:
-        written += write_tables(group.plan, summary.analysis)
+        written += write_tables(summary_plan(group, include_dropped), summary.analysis)
     return written + write_plots(summary, group.root)
 
 

@@ -4,7 +4,9 @@ Reads: `{group}/experiment.yaml` (the resolved plan written by plan-runs; never 
 Writes (through `tasks/setup/materialize.py`): every generated file; adds missing entries to
 `runs_status.yaml` (never removes or resets one; a damaged file is first restored,
 `tasks/model/status_restore.py`); refreshes the "Setup" section of
-`runs_plan.md` between its markers (the rest of the file is left as it is).
+`runs_plan.md` between its markers (the rest of the file is left as it is). The files of a
+stage that was submitted, is running, has completed or was dropped are never rewritten (what ran
+stays as it ran: an extended group's finished runs keep every byte); a missing one is recreated.
 """
 
 from __future__ import annotations
@@ -20,7 +22,17 @@ from tasks.core.files import FileFormatError, atomic_write_text
 from tasks.core.templating import render_template
 from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.group import GroupRef, RunGroup
-from tasks.model.layout import FINETUNE_CONFIG, PLAN_FILE, PLAN_MD, STATUS_FILE
+from tasks.model.layout import (
+    FINETUNE_CONFIG,
+    FINETUNE_SCRIPT,
+    PLAN_FILE,
+    PLAN_MD,
+    SETUP_BEGIN,
+    SETUP_END,
+    SETUP_RECORD,
+    STATUS_FILE,
+    eval_script_name,
+)
 from tasks.model.plan import Plan
 from tasks.model.status import FinetuneOverrides, RunsStatus, initial_status
 from tasks.model.status_restore import restore_status
@@ -29,9 +41,6 @@ from tasks.setup.files import GeneratedFile, experiment_files
 from tasks.setup.materialize import FileChange, dry_run, materialize
 from tasks.training.config import validate_config
 from tasks.training.overrides import overrides_from_status
-
-SETUP_BEGIN = "<!-- sweepflow:setup:begin -->"
-SETUP_END = "<!-- sweepflow:setup:end -->"
 
 
 class SetupReport(BaseModel):
@@ -44,6 +53,7 @@ class SetupReport(BaseModel):
     status_entries_added: int = 0
     status_restored: str | None = None  # runs_status.yaml was damaged: what was restored, from where
     runs_with_overrides: list[str] = []  # fine-tunes re-rendered with a retry's batch size / resume
+    kept_started: int = 0  # files of submitted, running, completed or dropped stages: left as they ran
 
     def count(self, action: str) -> int:
         """How many files had this action (create, update, unchanged, kept-edit, overwrite-edit)."""
@@ -55,7 +65,9 @@ class SetupReport(BaseModel):
         counts = ", ".join(f"{self.count(a)} {a}" for a in actions if self.count(a))
         head = "would change" if self.dry_run else "set up"
         restored = f"; {self.status_restored}" if self.status_restored else ""
-        return f"{self.group_dir}: {head}: {counts or 'nothing'}{restored}"
+        kept = f"; {self.kept_started} files of started or finished stages left as they ran" \
+            if self.kept_started else ""
+        return f"{self.group_dir}: {head}: {counts or 'nothing'}{restored}{kept}"
 
 
 def tree(group_dir: Path, files: list[str], max_runs: int | None = None) -> str:
@@ -127,6 +139,28 @@ def _update_plan_markdown(group: RunGroup, files: list[str], cluster: ClusterSet
         new = text.rstrip("\n") + "\n\n" + section
     if new != text:
         atomic_write_text(path, new)
+
+
+STARTED = ("submitted", "running", "completed", "dropped")  # a stage whose files are what ran (or was dropped)
+
+
+def started_files(plan: Plan, status: RunsStatus | None, group_dir: Path) -> set[str]:
+    """Generated files (relative paths) of started or finished stages that exist: setup leaves them as they are."""
+    if status is None:
+        return set()
+    found: set[str] = set()
+    for run in plan.runs:
+        entry = status.runs.get(run.name)
+        if entry is None:
+            continue
+        if entry.finetune.status in STARTED:
+            found |= {f"{run.name}/{name}" for name in (SETUP_RECORD, FINETUNE_CONFIG, FINETUNE_SCRIPT)}
+        for job in run.evaluations:
+            stage = entry.evaluations.get(job.key)
+            if stage is not None and stage.status in STARTED:
+                folder = f"{run.name}/evaluations/{job.task}"
+                found |= {f"{folder}/{eval_script_name(job)}", f"{folder}/task_args.yaml", f"{folder}/model_args.yaml"}
+    return {rel for rel in found if (group_dir / rel).exists()}
 
 
 @dataclass
@@ -206,12 +240,14 @@ def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview:
             overrides = overrides_from_status(latest)
             files = experiment_files(plan, cluster, overrides)
         current = latest
-    changes = materialize(plan.group_dir, files, overwrite_edits)
+    kept = started_files(plan, current, plan.group_dir)
+    changes = materialize(plan.group_dir, {rel: f for rel, f in files.items() if rel not in kept}, overwrite_edits)
     added = _update_status(group, current) + (len(restored.restored) if restored else 0)
     _update_plan_markdown(group, list(files), cluster)
     return SetupReport(
         group_dir=plan.group_dir, dry_run=False, changes=changes, status_entries_added=added,
         runs_with_overrides=sorted(overrides), status_restored=restored.summary() if restored else None,
+        kept_started=len(kept),
     )
 
 

@@ -61,18 +61,20 @@ def test_load_plan_round_trips(tmp_path: Path) -> None:
     assert [j.key for j in loaded.run("Llama-3.2-1B-Instruct_base").evaluations] == ["capitalization_8L"]
 
 
-def test_same_design_again_rewrites_plan_and_keeps_status(tmp_path: Path) -> None:
+def test_same_design_again_writes_nothing(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     group = deliver_plan(plan, NOW)
     store = StatusStore(group / "runs_status.yaml")
     store.update(lambda s: s.stage("Llama-3.2-1B-Instruct_rank4").mark("completed", now="T1", job_id="42"))
     kept = (group / "runs_status.yaml").read_text()
-    (group / "runs_plan.md").write_text("stale")
+    (group / "runs_plan.md").write_text("plan + the Setup section setup added")
+    before = {name: (group / name).stat().st_mtime_ns for name in FILES}
     again = plan.model_copy(update={"created": "2025-10-18T11:00:00+00:00"})
     deliver_plan(again, "2025-10-18T11:00:00+00:00")
     assert (group / "runs_status.yaml").read_text() == kept
-    assert (group / "runs_plan.md").read_text() == render_plan_markdown(again)
-    assert load_plan(group).created == "2025-10-18T11:00:00+00:00"
+    assert (group / "runs_plan.md").read_text() == "plan + the Setup section setup added"
+    assert {name: (group / name).stat().st_mtime_ns for name in FILES} == before
+    assert load_plan(group).created == plan.created
     assert _names(group) == sorted(FILES + ["runs_status.yaml.lock"])
 
 
@@ -84,17 +86,18 @@ def test_same_design_recreates_a_missing_status_file(tmp_path: Path) -> None:
     assert (group / "runs_status.yaml").read_text() == dump_status(initial_status(plan), NOW)
 
 
-def test_different_design_is_refused_and_nothing_written(tmp_path: Path) -> None:
+def test_design_changing_existing_runs_is_refused_and_nothing_written(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     group = deliver_plan(plan, NOW)
     before = {name: (group / name).read_bytes() for name in FILES}
-    other = _plan(tmp_path, question="Does learning rate matter?")
+    training = {**design_data()["training"], "learning_rate": 0.001}
+    other = _plan(tmp_path, training=training)
     assert other.design_hash != plan.design_hash
     with pytest.raises(DesignError) as info:
         deliver_plan(other, NOW)
     problem = info.value.problems[0]
-    assert problem.field == "name"
-    assert f"run group {group} already exists with a different design" in problem.message
+    assert problem.field == "training.learning_rate"
+    assert "that is a new run group" in problem.message
     assert {name: (group / name).read_bytes() for name in FILES} == before
     assert _listing(tmp_path / "experiments") == [NAME] + [f"{NAME}/{f}" for f in FILES]
 
