@@ -123,9 +123,12 @@ def test_oom_retry_rewrites_config_and_status_and_rechains(launched) -> None:
     # setup-experiment again: the manifest knows the new file (no "edit"), and the override is kept
     manifest = read_manifest(group)
     assert f"{RUN}/finetune.yaml" in manifest
+    before = (group / RUN / "finetune.yaml").read_bytes()
     report = set_up_group(group)
     actions = {c.path: c.action for c in report.changes}
-    assert actions[f"{RUN}/finetune.yaml"] == "unchanged" and report.runs_with_overrides == [RUN]
+    # the resubmitted fine-tune's stage is started: setup leaves its config as it was submitted
+    assert f"{RUN}/finetune.yaml" not in actions and report.kept_started > 0
+    assert (group / RUN / "finetune.yaml").read_bytes() == before
     assert retry_failed(group, fake, cluster()) == []  # decided once
 
 
