@@ -216,13 +216,12 @@ def _rechain(group: RunGroup, backend: Backend, run_name: str, job_id: str,
              chosen: list[tuple[CheckpointJob, list[str] | None]], live: Live, now: Callable[[], str],
              sleep: Sleep) -> None:
     """Submit (or adopt) the chosen evaluation jobs again, chained to the new fine-tune job where they must wait."""
-    run = group.plan.run(run_name)
     for job, after in chosen:
         script, cwd = group.layout.job_files(run_name, job)
         found = live(eval_job_name(job), cwd)
         try:
             eval_id = found.job_id if found else submit_with_retry(
-                backend, script, cwd, [job_id] if after is None else [], None, sleep, args=script_args(run, job))
+                backend, script, cwd, [job_id] if after is None else [], None, sleep, args=script_args(job))
         except SubmitError as error:
             record_refusal(group.status, run_name, stage_keys(job),
                            f"sbatch refused the re-chained evaluation: {error}", now(), force=True)

@@ -10,8 +10,9 @@ file; retries also rewrite the run's torchtune config
 
 Evaluations are submitted as one job per evaluated checkpoint (all its tasks, one model load;
 `Plan.checkpoint_jobs`); each task keeps its own stage in runs_status.yaml, and the stages of
-one job share its job id. A checkpoint whose tasks only partly need a job (one reopened after it
-failed) gets a job for those tasks alone: their names are the job script's arguments.
+one job share its job id. The job script is given the names of the tasks it runs, so a
+checkpoint whose tasks only partly need a job (one reopened after it failed) gets a job for
+those tasks alone.
 Each evaluation job of a fine-tuned run depends on its own fine-tune only (`afterok` +
 kill-on-invalid-dep: it starts when that checkpoint exists, never after a failed fine-tune);
 control-run (base model) evaluations have no dependency. At most `max_queued_jobs` of the
@@ -126,12 +127,13 @@ def stage_keys(job: Unit) -> list[str]:
     return [FINETUNE] if job is None else [e.key for e in job.evaluations]
 
 
-def script_args(run: Run, job: Unit) -> list[str]:
-    """The job script's arguments: none (every task of its checkpoint), or the tasks it runs alone."""
-    if job is None:
-        return []
-    full = next((c for c in run.checkpoint_jobs if c.key == job.key), None)
-    return [] if full is None or full.tasks == job.tasks else list(job.tasks)
+def script_args(job: Unit) -> list[str]:
+    """The job script's arguments: the names of the tasks an evaluation job runs (none for a fine-tune).
+
+    Named always, not only for a retry: a job runs exactly the stages it was submitted for even
+    when setup renders its checkpoint's tasks file again (a task added by an extension) meanwhile.
+    """
+    return [] if job is None else list(job.tasks)
 
 
 def pending_jobs(run: Run, status: RunsStatus) -> list[CheckpointJob]:
@@ -265,7 +267,7 @@ class _Launcher:
             self.sleep(self.cluster.submit_stagger_seconds)
         try:
             job_id = submit_with_retry(self.backend, script, cwd, after_ok, None, self.sleep, self.report,
-                                       script_args(run, job))
+                                       script_args(job))
         except SubmitError as error:
             if error.transient:
                 self.report.deferred += [f"{run.name}/{key}" for key in keys]

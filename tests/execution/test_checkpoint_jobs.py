@@ -23,7 +23,7 @@ from tasks.planning.formulas import checkpoint_job_minutes
 from tasks.planning.planner import build_plan
 from tasks.planning.time_limits import eval_time_limit
 from tasks.results.collect import attempt_uses
-from tasks.setup.experiment import set_up_group
+from tasks.setup.experiment import set_up_group, started_files
 from tests.support.fake_scheduler import NOW, FakeScheduler, cluster
 from tests.support.fakesite import DATE, design
 from tests.support.finished_runs import mock_eval, write_training_outputs
@@ -60,7 +60,7 @@ def test_one_job_per_checkpoint_with_one_id_for_its_tasks(tmp_path: Path) -> Non
         for job in run.checkpoint_jobs:
             [sub] = fake.by_name(eval_job_name(job))
             assert sub["script"] == group / run.name / "evaluations" / f"{job.key}.slurm"
-            assert sub["args"] == []  # every task of the checkpoint
+            assert sub["args"] == ["cap", "cap2"]  # every task of the checkpoint, named
             assert sub["after_ok"] == ([] if run.is_control else [finetune.job_id])
             stages = [status.stage(run.name, e.key) for e in job.evaluations]
             assert [(s.status, s.job_id) for s in stages] == [("submitted", sub["id"])] * 2  # the seed's entries
@@ -116,3 +116,16 @@ def test_a_failed_task_fails_alone_and_is_retried_alone(tmp_path: Path) -> None:
     status = _status(group)
     assert status.stage(RUN, "cap2_epoch_0").job_id == retry.job_id
     assert status.stage(RUN, "cap_epoch_0").job_id == sub["id"]  # the completed task keeps its job
+
+
+def test_setup_keeps_a_checkpoints_job_files_only_when_all_its_tasks_started(tmp_path: Path) -> None:
+    group = _two_task_group(tmp_path)
+    plan = load_plan(group)
+    status = _status(group)
+    status.stage(RUN, "cap_epoch_0").mark("completed")  # its sibling cap2_epoch_0 still pending
+    status.stage(RUN, "cap_epoch_1").mark("completed")
+    status.stage(RUN, "cap2_epoch_1").mark("running")
+    kept = {p.removeprefix(f"{RUN}/evaluations/") for p in started_files(plan, status, group) if p.startswith(RUN)}
+    # the task's and the run's arguments stay as they ran; epoch 0's job files are rendered again for cap2
+    assert kept == {"cap/task_args.yaml", "cap2/task_args.yaml", "model_args.yaml",
+                    "eval_epoch_1.slurm", "eval_epoch_1.tasks.yaml"}
