@@ -44,6 +44,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -137,14 +139,18 @@ def stub_jobs(group: Path, seconds: float, staged: Path) -> int:
     runs = sorted(p.parent for p in group.glob("*/finetune.slurm"))
     for run_dir in runs:
         stub(run_dir / "finetune.slurm", SAVE + f"sleep {seconds}; save 0; save 1")
-        for script in run_dir.glob("evaluations/*/eval*.slurm"):
+        for script in run_dir.glob("evaluations/eval*.slurm"):  # one job per checkpoint, each task its own log
             epoch = int(script.stem.rsplit("_", 1)[-1])
             template.eval.metadata = {"run": run_dir.name, "epoch": epoch, "is_finetuned": True}
-            log = staged / f"{run_dir.name}_{script.parent.name}_{epoch}.eval"
-            write_eval_log(template, str(log))
+            tasks = yaml.safe_load(script.with_suffix(".tasks.yaml").read_text())["tasks"]
+            copies = []
+            for task in tasks:
+                log = staged / f"{run_dir.name}_{task['name']}_{epoch}.eval"
+                write_eval_log(template, str(log))
+                copies.append(f'mkdir -p {task["log_dir"]} && '
+                              f'cp {log} "{task["log_dir"]}/$(date +%Y-%m-%dT%H-%M-%S)_cap_${{SLURM_JOB_ID}}.eval"')
             model = run_dir / f"epoch_{epoch}"
-            stub(script, f'[ -e {model} ] || exit 2\nmkdir -p logs && '
-                         f'cp {log} "logs/$(date +%Y-%m-%dT%H-%M-%S)_cap_${{SLURM_JOB_ID}}.eval"')
+            stub(script, f'[ -e {model} ] || exit 2\n' + "\n".join(copies))
     return len(runs)
 
 

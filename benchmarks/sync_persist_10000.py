@@ -71,7 +71,8 @@ class InMemoryScheduler:
         self.calls = 0
         self.answer: dict[str, JobInfo] = {}
 
-    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, overrides: object = None) -> str:
+    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, overrides: object = None,
+               script_args: list[str] | None = None) -> str:
         raise NotImplementedError
 
     def query(self, job_ids: list[str], recent: object = ()) -> dict[str, JobInfo]:

@@ -162,7 +162,7 @@ def runs_table(plan: Plan) -> list[dict[str, Any]]:
                 "learning_rate": run.params.learning_rate if run.kind == "finetune" else "-",
                 "epochs": run.params.epochs if run.kind == "finetune" else "-",
                 "batch_size": estimate.batch_size if estimate else run.params.batch_size,
-                "eval_jobs": len(run.evaluations),
+                "eval_jobs": len(run.checkpoint_jobs),
                 "train_minutes": round(estimate.train_minutes, 1) if estimate else None,
                 "gpu_hours": round(estimate.gpu_hours, 2) if estimate else None,
                 "disk_gib": round(estimate.disk_gib, 2) if estimate else None,
@@ -179,7 +179,8 @@ def plan_summary(plan: Plan) -> str:
              else f"{finetunes} fine-tuned")
     return (
         f"{plan.run_group}: {len(plan.runs)} runs ({tuned}, {controls} control), "
-        f"{len(plan.eval_jobs)} evaluation jobs, about {plan.estimates.total_gpu_hours:.1f} GPU-hours "
+        f"{len(plan.eval_jobs)} evaluations in {len(plan.checkpoint_jobs)} evaluation jobs, "
+        f"about {plan.estimates.total_gpu_hours:.1f} GPU-hours "
         f"and {plan.estimates.disk.total_gib:.1f} GiB of disk"
     )
 

@@ -161,5 +161,5 @@ def test_plan_dry_run_of_the_example(tmp_path, capsys) -> None:
     out, err = capsys.readouterr()
     assert out.startswith("# Run Plan: tiny_cap_5L_lora_rank_")
     assert "Llama-3-Tiny-Instruct_rank16_rep2" in out
-    assert "5 runs (2 cells x 2 replicates = 4 fine-tuned, 1 control), 9 evaluation jobs" in err
+    assert "5 runs (2 cells x 2 replicates = 4 fine-tuned, 1 control), 9 evaluations in 9 evaluation jobs" in err
     assert not (tmp_path / "demo" / "experiments").exists()

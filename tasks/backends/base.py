@@ -91,6 +91,7 @@ class Backend(Protocol):
         cwd: Path,
         after_ok: list[str] | None = None,  # start only after these jobs completed; never if one fails
         overrides: JobOverrides | None = None,
+        script_args: list[str] | None = None,  # the script's own arguments (an evaluation job's tasks)
     ) -> str:
         """Submit a generated script from `cwd`; return the job id."""
         ...

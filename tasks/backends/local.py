@@ -234,8 +234,9 @@ class LocalBackend:
         self.calls = 0
 
     def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None,
-               overrides: JobOverrides | None = None, sbatch_args: list[str] | None = None) -> str:
-        """Queue `script` as sbatch would; `sbatch_args`: raw sbatch options (tests)."""
+               overrides: JobOverrides | None = None, script_args: list[str] | None = None,
+               sbatch_args: list[str] | None = None) -> str:
+        """Queue `script` (run with `script_args`) as sbatch would; `sbatch_args`: raw sbatch options (tests)."""
         extra_args = [*override_args(overrides), *(sbatch_args or [])]
         cwd = Path(cwd).resolve()
         path = script if Path(script).is_absolute() else cwd / script
@@ -262,7 +263,7 @@ class LocalBackend:
             output = output.replace("%%", "\0").replace("%j", job_id).replace("%x", name).replace("\0", "%")
             _write_private(self.store.jobs / f"{job_id}.env.json", json.dumps(dict(os.environ)))
             self.store.write({
-                "job_id": job_id, "name": name, "script": str(path), "cwd": str(cwd),
+                "job_id": job_id, "name": name, "script": str(path), "args": list(script_args or []), "cwd": str(cwd),
                 "output": str(cwd / output), "after_ok": [str(p) for p in after_ok or []],
                 "extra_args": list(extra_args or []), "time_limit_s": limit, "state": "PENDING",
                 "reason": "Dependency" if after_ok else None, "exit_code": "0:0", "submit_time": time.time(),
@@ -342,8 +343,9 @@ def run_job(state_dir: Path, job_id: str) -> int:
                "SLURM_SUBMIT_DIR": rec["cwd"], "SLURM_JOB_NODELIST": NODE}
         try:
             log = open(rec["output"], "wb")  # noqa: SIM115 - handed to the child
-            proc = subprocess.Popen(["bash", rec["script"]], cwd=rec["cwd"], env=env, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(["bash", rec["script"], *rec.get("args", [])], cwd=rec["cwd"], env=env,
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
             log.close()
         except OSError as error:
             print(f"job {job_id}: launch failed: {error}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """The inspect-ai seam: task references and arguments, `.eval` log headers, best epoch, adapter merge.
 
 Layer 3 (imports `core`, `model`, `backends`). `best_epoch` and `merge_adapter` also run inside evaluation
-jobs (`python -m tasks.evaluation.best_epoch RUN_DIR`, `python -m tasks.evaluation.merge_adapter ...`).
+jobs (`python -m tasks.evaluation.best_epoch RUN_DIR`, `python -m tasks.evaluation.merge_adapter ...`), and
+`run_tasks` is the evaluation job itself (`python -m tasks.evaluation.run_tasks TASKS_FILE --model-path DIR`).
 """
 
 from tasks.evaluation.eval_logs import (

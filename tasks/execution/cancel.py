@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from tasks.backends import Backend, JobInfo
 from tasks.core.errors import SweepflowError
-from tasks.execution.submit import adoptable, needs_submit
+from tasks.execution.submit import adoptable, needs_submit, pending_jobs
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import eval_job_name
 from tasks.model.status import FINETUNE, RunsStatus, utc_now
@@ -50,8 +50,8 @@ def unrecorded_jobs(group: GroupRef, backend: Backend, status: RunsStatus, runs:
     plan = group.plan
     todo = [
         (run, job) for run in plan.runs if run.name in runs
-        for job in ([] if run.is_control else [None]) + list(run.evaluations)
-        if needs_submit(status.stage(run.name, FINETUNE if job is None else job.key))
+        for job in ([] if run.is_control or not needs_submit(status.stage(run.name, FINETUNE)) else [None])
+        + pending_jobs(run, status)
     ]
     if not todo:
         return []

@@ -24,11 +24,19 @@ from tasks.core.errors import SweepflowError
 from tasks.core.files import format_gib, read_yaml
 from tasks.execution.provenance import record_provenance
 from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, RetryContext, attempts_counted, decide
-from tasks.execution.submit import Sleep, adoptable, record_refusal, record_submission, submit_with_retry
+from tasks.execution.submit import (
+    Sleep,
+    adoptable,
+    record_refusal,
+    record_submission,
+    script_args,
+    stage_keys,
+    submit_with_retry,
+)
 from tasks.model.cluster import ClusterSettings
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import FINETUNE_CONFIG, SETUP_RECORD, GroupLayout, eval_job_name
-from tasks.model.plan import EvalJob, Plan, Run
+from tasks.model.plan import CheckpointJob, Plan, Run
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, utc_now
 from tasks.planning.time_limits import finetune_time_limit
 from tasks.setup import FileChange, finetune_files, materialize
@@ -149,20 +157,24 @@ class RetryOutcome(BaseModel):
     error: str | None = None
 
 
-def _rechained(run: Run, status: RunsStatus, remedy: Remedy) -> list[tuple[EvalJob, list[str] | None]]:
-    """Evaluations to submit again, each with `None` (chain to the new fine-tune) or [] (no dependency).
+def _rechained(run: Run, status: RunsStatus, remedy: Remedy) -> list[tuple[CheckpointJob, list[str] | None]]:
+    """Evaluation jobs to submit again, each with `None` (chain to the new fine-tune) or [] (no dependency).
 
     A restart from scratch rewrites every checkpoint, so every evaluation is run again (but not
     one running now). A resume keeps the saved epochs: finished evaluations stay, and those of
-    epochs already saved start at once.
+    epochs already saved start at once. Each checkpoint's chosen tasks run in one job.
     """
-    chosen: list[tuple[EvalJob, list[str] | None]] = []
-    for job in run.evaluations:
-        stage = status.stage(run.name, job.key)
-        if stage.status == "running" or (remedy.resume_epoch is not None and stage.status == "completed"):
-            continue
-        saved = remedy.resume_epoch is not None and isinstance(job.epoch, int) and job.epoch <= remedy.resume_epoch
-        chosen.append((job, [] if saved else None))
+    chosen: list[tuple[CheckpointJob, list[str] | None]] = []
+    for job in run.checkpoint_jobs:
+        tasks = []
+        for evaluation in job.evaluations:
+            stage = status.stage(run.name, evaluation.key)
+            if stage.status == "running" or (remedy.resume_epoch is not None and stage.status == "completed"):
+                continue
+            tasks.append(evaluation.task)
+        if tasks:
+            saved = remedy.resume_epoch is not None and isinstance(job.epoch, int) and job.epoch <= remedy.resume_epoch
+            chosen.append((job.only(tasks), [] if saved else None))
     return chosen
 
 
@@ -201,19 +213,20 @@ def _record_restart(group: RunGroup, run_name: str, remedy: Remedy, job_id: str,
 
 
 def _rechain(group: RunGroup, backend: Backend, run_name: str, job_id: str,
-             chosen: list[tuple[EvalJob, list[str] | None]], live: Live, now: Callable[[], str], sleep: Sleep) -> None:
-    """Submit (or adopt) the chosen evaluations again, chained to the new fine-tune job where they must wait."""
+             chosen: list[tuple[CheckpointJob, list[str] | None]], live: Live, now: Callable[[], str],
+             sleep: Sleep) -> None:
+    """Submit (or adopt) the chosen evaluation jobs again, chained to the new fine-tune job where they must wait."""
     for job, after in chosen:
         script, cwd = group.layout.job_files(run_name, job)
         found = live(eval_job_name(job), cwd)
         try:
             eval_id = found.job_id if found else submit_with_retry(
-                backend, script, cwd, [job_id] if after is None else [], None, sleep)
+                backend, script, cwd, [job_id] if after is None else [], None, sleep, args=script_args(job))
         except SubmitError as error:
-            record_refusal(group.status, run_name, job.key, f"sbatch refused the re-chained evaluation: {error}",
-                           now(), force=True)
+            record_refusal(group.status, run_name, stage_keys(job),
+                           f"sbatch refused the re-chained evaluation: {error}", now(), force=True)
             continue
-        record_submission(group, run_name, job.key, Attempt(job_id=eval_id, submitted=now()), "submitted",
+        record_submission(group, run_name, stage_keys(job), Attempt(job_id=eval_id, submitted=now()), "submitted",
                           force=True, reason=None, slurm_state=None, exit_code=None, output=None)
 
 

@@ -8,7 +8,12 @@ Writes: `runs_status.yaml`, through one `StatusStore.batch` per pass: each job i
 file; retries also rewrite the run's torchtune config
 (`tasks.execution.retry_policy.apply_remedy`, through `tasks.execution.retries`).
 
-Each evaluation of a fine-tuned run depends on its own fine-tune only (`afterok` +
+Evaluations are submitted as one job per evaluated checkpoint (all its tasks, one model load;
+`Plan.checkpoint_jobs`); each task keeps its own stage in runs_status.yaml, and the stages of
+one job share its job id. The job script is given the names of the tasks it runs, so a
+checkpoint whose tasks only partly need a job (one reopened after it failed) gets a job for
+those tasks alone.
+Each evaluation job of a fine-tuned run depends on its own fine-tune only (`afterok` +
 kill-on-invalid-dep: it starts when that checkpoint exists, never after a failed fine-tune);
 control-run (base model) evaluations have no dependency. At most `max_queued_jobs` of the
 group's jobs wait or run at once: what does not fit is reported as deferred and the flow calls
@@ -34,7 +39,7 @@ from tasks.execution.provenance import record_provenance
 from tasks.model.cluster import ClusterSettings
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import eval_job_name, job_log
-from tasks.model.plan import EvalJob, Plan, Run
+from tasks.model.plan import CheckpointJob, Plan, Run
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, utc_now
 from tasks.model.status_file import StatusBatch, StatusStore
 from tasks.training.overrides import apply_overrides, overrides_from_status
@@ -45,11 +50,14 @@ SUBMIT_TRIES = 4  # transient sbatch errors: 4 tries, 2 s, 4 s, 8 s apart
 BACKOFF_S = 2.0
 
 
+Unit = CheckpointJob | None  # what one job runs: a fine-tune (None) or a checkpoint's evaluation tasks
+
+
 class SubmittedJob(BaseModel):
     """One submitted job: run, stage, job id, the jobs it waits for, and whether it was adopted."""
 
     run: str
-    stage: str  # "finetune" or the evaluation key
+    stage: str  # "finetune" or an evaluation key (a checkpoint's job: one entry per task, one job id)
     job_id: str
     after_ok: list[str] = Field(default_factory=list)
     adopted: bool = False  # found in the scheduler by name, not submitted again
@@ -114,14 +122,39 @@ def adoptable(found: list[JobInfo], cwd: Path, known: Collection[str] = ()) -> J
     return max(pool, key=lambda j: _id_key(j.job_id)) if pool else None
 
 
+def stage_keys(job: Unit) -> list[str]:
+    """The status keys a job's id is recorded under: `finetune`, or each task's evaluation key."""
+    return [FINETUNE] if job is None else [e.key for e in job.evaluations]
+
+
+def script_args(job: Unit) -> list[str]:
+    """The job script's arguments: the names of the tasks an evaluation job runs (none for a fine-tune).
+
+    Named always, not only for a retry: a job runs exactly the stages it was submitted for even
+    when setup renders its checkpoint's tasks file again (a task added by an extension) meanwhile.
+    """
+    return [] if job is None else list(job.tasks)
+
+
+def pending_jobs(run: Run, status: RunsStatus) -> list[CheckpointJob]:
+    """The run's checkpoint jobs for the tasks that still need a job (a checkpoint with none: left out)."""
+    jobs = []
+    for job in run.checkpoint_jobs:
+        todo = [e.task for e in job.evaluations if needs_submit(status.stage(run.name, e.key))]
+        if todo:
+            jobs.append(job.only(todo))
+    return jobs
+
+
 def submit_with_retry(
     backend: Backend, script: Path, cwd: Path, after_ok: list[str] | None, overrides: JobOverrides | None,
-    sleep: Sleep, report: LaunchReport | None = None,
+    sleep: Sleep, report: LaunchReport | None = None, args: list[str] | None = None,
 ) -> str:
     """`backend.submit`, retrying transient errors with exponential backoff; the last error is raised."""
     for attempt in range(SUBMIT_TRIES):
         try:
-            return backend.submit(script, cwd, after_ok=after_ok or None, overrides=overrides)
+            return backend.submit(script, cwd, after_ok=after_ok or None, overrides=overrides,
+                                  script_args=args or None)
         except SubmitError as error:
             if not error.transient or attempt == SUBMIT_TRIES - 1:
                 raise
@@ -131,21 +164,23 @@ def submit_with_retry(
     raise AssertionError("unreachable")
 
 
-def record_submission(group: RunGroup, run: str, key: str, info: Attempt, status: str, force: bool = False,
-                      **fields: object) -> bool:
-    """One status write: the stage's new job id and state, and its new attempt.
+def record_submission(group: RunGroup, run: str, key: str | list[str], info: Attempt, status: str,
+                      force: bool = False, **fields: object) -> bool:
+    """One status write: the stage's (or a checkpoint job's stages') new job id and state, and the new attempt.
 
-    False, and nothing written, when the stage finished meanwhile (cancel-runs while sbatch ran).
+    False, and nothing written, when the stages finished meanwhile (cancel-runs while sbatch ran).
     """
+    keys = [key] if isinstance(key, str) else key
     accepted = True
 
     def change(current: RunsStatus) -> None:
         nonlocal accepted
-        stage = current.stage(run, key)
-        accepted = force or not stage.is_terminal
-        if accepted:
-            stage.mark(status, now=info.submitted, job_id=info.job_id, **fields)  # type: ignore[arg-type]
-            stage.attempts.append(info)
+        stages = [current.stage(run, k) for k in keys]
+        accepted = force or any(not stage.is_terminal for stage in stages)
+        for stage in stages if accepted else []:
+            if force or not stage.is_terminal:
+                stage.mark(status, now=info.submitted, job_id=info.job_id, **fields)  # type: ignore[arg-type]
+                stage.attempts.append(info.model_copy())
 
     written = group.status.update(change, force=force, now=info.submitted)
     if accepted:
@@ -153,9 +188,16 @@ def record_submission(group: RunGroup, run: str, key: str, info: Attempt, status
     return accepted
 
 
-def record_refusal(store: StatusStore, run: str, key: str, reason: str, now: str, force: bool = False) -> None:
-    """One status write: the stage failed, with sbatch's refusal as its reason."""
-    store.update(lambda s: s.stage(run, key).mark("failed", now=now, reason=reason), force=force, now=now)
+def record_refusal(store: StatusStore, run: str, key: str | list[str], reason: str, now: str,
+                   force: bool = False) -> None:
+    """One status write: the stage (or a checkpoint job's stages) failed, with sbatch's refusal as the reason."""
+    keys = [key] if isinstance(key, str) else key
+
+    def refuse(current: RunsStatus) -> None:
+        for k in keys:
+            current.stage(run, k).mark("failed", now=now, reason=reason)
+
+    store.update(refuse, force=force, now=now)
 
 
 class _Names:
@@ -197,25 +239,26 @@ class _Launcher:
     def free(self) -> int:
         return self.cluster.max_queued_jobs - self.report.queued
 
-    def one(self, run: Run, job: EvalJob | None, after_ok: list[str]) -> str | None:
-        """Adopt or submit one stage; its job id, or None (deferred or failed)."""
-        key = FINETUNE if job is None else job.key
+    def one(self, run: Run, job: Unit, after_ok: list[str]) -> str | None:
+        """Adopt or submit one job (a fine-tune, or a checkpoint's tasks); its job id, or None (deferred or failed)."""
+        keys = stage_keys(job)
         name = run.name if job is None else eval_job_name(job)
         script, cwd = self.layout.job_files(run.name, job)
         if self.free() < 1:  # before the duplicate guard: only names that can be submitted are looked up
-            self.report.deferred.append(f"{run.name}/{key}")
+            self.report.deferred += [f"{run.name}/{key}" for key in keys]
             return None
         found = adoptable(self.named.get(name), cwd, self.known)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
             # the job's own submit time (not now): its artifacts are checked against it
-            if not self._record(run.name, key, Attempt(
+            if not self._record(run.name, keys, Attempt(
                 job_id=found.job_id, submitted=found.submitted or found.started,
                 reason="adopted: found in the scheduler by job name",
             ), state):
-                self._withdraw(run, key, found.job_id)
+                self._withdraw(run, keys[0], found.job_id)
                 return None
-            self.report.adopted.append(SubmittedJob(run=run.name, stage=key, job_id=found.job_id, adopted=True))
+            self.report.adopted += [SubmittedJob(run=run.name, stage=k, job_id=found.job_id, adopted=True)
+                                    for k in keys]
             self.report.queued += found.status in ("pending", "running")
             if found.status in ("failed", "cancelled"):
                 self.ended.add(found.job_id)  # sync-status records the failure; a retry re-chains
@@ -223,43 +266,46 @@ class _Launcher:
         if not after_ok and self.started and self.cluster.submit_stagger_seconds:
             self.sleep(self.cluster.submit_stagger_seconds)
         try:
-            job_id = submit_with_retry(self.backend, script, cwd, after_ok, None, self.sleep, self.report)
+            job_id = submit_with_retry(self.backend, script, cwd, after_ok, None, self.sleep, self.report,
+                                       script_args(job))
         except SubmitError as error:
             if error.transient:
-                self.report.deferred.append(f"{run.name}/{key}")
+                self.report.deferred += [f"{run.name}/{key}" for key in keys]
             else:
                 reason = f"sbatch refused the job: {error}"
                 stamp = self.now()
-                self.batch.change(run.name, key, lambda s: s.mark("failed", now=stamp, reason=reason))
-                self.report.failed.append(StageProblem(run=run.name, stage=key, reason=reason))
+                for key in keys:
+                    self.batch.change(run.name, key, lambda s: s.mark("failed", now=stamp, reason=reason))
+                    self.report.failed.append(StageProblem(run=run.name, stage=key, reason=reason))
             return None
         self.started = self.started or not after_ok
         params = apply_overrides(run, self.overrides.get(run.name)).params if job is None else None
-        if not self._record(run.name, key, Attempt(
+        if not self._record(run.name, keys, Attempt(
             job_id=job_id, submitted=self.now(),
             batch_size=params.batch_size if params else None,
             gradient_accumulation_steps=params.gradient_accumulation_steps if params else None,
         ), "submitted"):
-            self._withdraw(run, key, job_id)
+            self._withdraw(run, keys[0], job_id)
             return None
-        self.report.submitted.append(SubmittedJob(run=run.name, stage=key, job_id=job_id, after_ok=after_ok))
+        self.report.submitted += [SubmittedJob(run=run.name, stage=k, job_id=job_id, after_ok=after_ok) for k in keys]
         self.report.queued += 1
         return job_id
 
-    def _record(self, run: str, key: str, info: Attempt, status: str) -> bool:
-        """Journal the stage's new job id and attempt; False when it finished meanwhile (cancel-runs)."""
+    def _record(self, run: str, keys: list[str], info: Attempt, status: str) -> bool:
+        """Journal the stages' new job id and attempt; False when all finished meanwhile (cancel-runs)."""
         stamp = self.now()
 
         def change(stage: StageStatus) -> None:
             if not stage.is_terminal:
                 stage.mark(status, now=stamp, job_id=info.job_id)  # type: ignore[arg-type]
-                stage.attempts.append(info)
+                stage.attempts.append(info.model_copy())
 
-        accepted = not self.batch.status.stage(run, key).is_terminal
-        if accepted:
+        open_keys = [key for key in keys if not self.batch.status.stage(run, key).is_terminal]
+        for key in open_keys:
             self.batch.change(run, key, change)
+        if open_keys:
             record_provenance(self.group, run, info.job_id, self.batch.status)
-        return accepted
+        return bool(open_keys)
 
     def _withdraw(self, run: Run, key: str, job_id: str) -> None:
         """The stage was cancelled (cancel-runs) while its job was being submitted: cancel the job too."""
@@ -268,42 +314,43 @@ class _Launcher:
 
 
 def _queued(status: RunsStatus) -> int:
-    return sum(1 for _, _, s in status.stages() if s.status in QUEUED and s.job_id)
+    """The group's jobs waiting or running (a checkpoint's tasks share one job: counted once)."""
+    return len({s.job_id for _, _, s in status.stages() if s.status in QUEUED and s.job_id})
 
 
-def _todo(plan: Plan, status: RunsStatus, store: StatusStore) -> list[tuple[Run, EvalJob | None]]:
-    """The stages that still need a job, in submission order (each fine-tune before its evaluations)."""
-    todo: list[tuple[Run, EvalJob | None]] = []
+def _todo(plan: Plan, status: RunsStatus, store: StatusStore) -> list[tuple[Run, Unit]]:
+    """The jobs still needed, in submission order (each fine-tune before its checkpoints' evaluation jobs)."""
+    todo: list[tuple[Run, Unit]] = []
     for run in plan.finetune_runs + plan.control_runs:
         if run.name not in status.runs:
             raise SweepflowError(f"{store.path}: run {run.name} is missing; run setup-experiment first")
         if not run.is_control and needs_submit(status.stage(run.name)):
             todo.append((run, None))
-        todo += [(run, job) for job in run.evaluations if needs_submit(status.stage(run.name, job.key))]
+        todo += [(run, job) for job in pending_jobs(run, status)]
     return todo
 
 
-def _key(run: Run, job: EvalJob | None) -> str:
-    return f"{run.name}/{FINETUNE if job is None else job.key}"
+def _keys(run: Run, job: Unit) -> list[str]:
+    return [f"{run.name}/{key}" for key in stage_keys(job)]
 
 
-def _submit_todo(launcher: _Launcher, todo: list[tuple[Run, EvalJob | None]], status: RunsStatus) -> None:
-    """Each fine-tune with its evaluations chained to it (the run waits as a whole for room), then the rest."""
-    evals: dict[str, list[str]] = {}
+def _submit_todo(launcher: _Launcher, todo: list[tuple[Run, Unit]], status: RunsStatus) -> None:
+    """Each fine-tune with its evaluation jobs chained to it (the run waits as a whole for room), then the rest."""
+    evals: dict[str, list[CheckpointJob]] = {}
     for run, job in todo:
         if job is not None:
-            evals.setdefault(run.name, []).append(_key(run, job))
+            evals.setdefault(run.name, []).append(job)
     chain: dict[str, str | None] = {}  # fine-tunes handled in this call: job id to chain to, or None
     for run, job in todo:
         if job is None:
             waiting = evals.get(run.name, [])
             if launcher.free() < 1 + len(waiting) and launcher.report.queued > 0:
-                launcher.report.deferred += [_key(run, None), *waiting]
+                launcher.report.deferred += _keys(run, None) + [k for j in waiting for k in _keys(run, j)]
                 chain[run.name] = None
                 continue
             job_id = launcher.one(run, None, [])
-            if job_id is None and _key(run, None) in launcher.report.deferred:
-                launcher.report.deferred += waiting
+            if job_id is None and _keys(run, None)[0] in launcher.report.deferred:
+                launcher.report.deferred += [k for j in waiting for k in _keys(run, j)]
             chain[run.name] = None if job_id in launcher.ended else job_id
             continue
         if run.is_control:
@@ -338,7 +385,7 @@ def submit_pending(
     queued = _queued(status)
     if not todo or queued >= cluster.max_queued_jobs:
         return LaunchReport(
-            queued=queued, max_queued_jobs=cluster.max_queued_jobs, deferred=[_key(r, j) for r, j in todo],
+            queued=queued, max_queued_jobs=cluster.max_queued_jobs, deferred=[k for r, j in todo for k in _keys(r, j)],
             already_submitted=sum(1 for _, _, s in status.stages() if s.job_id and not needs_submit(s)),
         )
     with store.batch() as batch:

@@ -3,8 +3,10 @@
 Reads: `{group}/runs_status.yaml`, the scheduler (ONE `backend.query` of every job id whose
 stage is not finished; a job submitted in the last minute that accounting does not list yet
 stays as it was, without a second query), and, for jobs the scheduler says ended, the evidence on disk: the
-fine-tune's `epoch_N/` checkpoints, the evaluation's inspect `.eval` log (header only) in
-`evaluations/<task>/logs/`, the tail of a failed job's `slurm-<id>.out`. The plan
+fine-tune's `epoch_N/` checkpoints, each evaluation task's own inspect `.eval` log (header only)
+in `evaluations/<task>/logs/`, the tail of a failed job's `slurm-<id>.out`. The tasks of one
+evaluated checkpoint share one job (and its id): each task's stage is decided by its own log, so
+a job that failed because one task failed completes the others. The plan
 (`experiment.yaml`) is read only when some job finished or was lost.
 Writes: `runs_status.yaml` in ONE locked update (a stage whose job id changed meanwhile, e.g.
 resubmitted by launch-runs, is left alone; finished stages never go back: `StatusStore`).
@@ -14,6 +16,8 @@ State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes t
   RUNNING (and the like)                     -> running
   COMPLETED + artifacts present              -> completed
   COMPLETED, artifacts missing or .eval bad  -> failed, reason "COMPLETED but ..."
+  FAILED (evaluation job), the task's .eval   -> completed (another task of the job failed)
+    log successful
   FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (tasks/backends/slurm/outcomes.py)
   CANCELLED by <uid>                         -> cancelled, reason "cancelled by a user"
   CANCELLED by kill-on-invalid-dep           -> cancelled, reason "fine-tune failed"
@@ -229,6 +233,14 @@ def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check:
         return {**fields, "status": "completed" if done else "failed", "reason": why,
                 "output": output or str(log), "cause": None if done else "error"}
     assert log is not None  # the job started: it has a log path
+    if key != FINETUNE and info.status == "failed":  # a checkpoint's job: this task's own log decides
+        done, why, output = check.verify(run, key, stage, info)
+        if done:
+            return {**fields, "status": "completed", "reason": None, "output": output, "cause": None}
+        if output is not None:  # the task ran and its log says it failed (its job went on with the others)
+            what = (why or "").removeprefix("COMPLETED but ")
+            return {**fields, "status": "failed", "reason": f"task failed: {what}; see {log}", "output": output,
+                    "cause": "error"}
     cause = classify(info, read_log_tail(log) if info.status == "failed" else "")
     status, reason = _describe(cause, info, key, log)
     return {**fields, "status": status, "reason": reason, "cause": cause}

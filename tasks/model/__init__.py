@@ -10,7 +10,7 @@ from tasks.model.design_file import DesignInput, load_design, parse_design, read
 from tasks.model.factors import FACTORS, Factor, factor_levels
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import GroupLayout, SiteCheckLayout
-from tasks.model.plan import EvalJob, Plan, Run
+from tasks.model.plan import CheckpointJob, EvalJob, Plan, Run
 from tasks.model.plan_file import load_plan
 from tasks.model.site_check import SiteCheckReport, SiteShape
 from tasks.model.status import FINETUNE, RunsStatus, StageStatus, utc_now
@@ -20,6 +20,7 @@ from tasks.model.status_restore import StatusRestore, restore_status
 __all__ = [
     "FACTORS",
     "FINETUNE",
+    "CheckpointJob",
     "ClusterSettings",
     "DesignInput",
     "EvalJob",

@@ -7,9 +7,12 @@ Reads and writes nothing. A run group is one folder (`{output_dir}/{name}_{date}
     README.md  submit_all.sh  .sweepflow/ (sweepflow's own state: caches, manifest, local jobs)
     <run>/            finetune.yaml  finetune.slurm  setup_finetune.yaml  <job log>  logs/
                       epoch_<N>/  provenance/
-    <run>/evaluations/<task>/   eval*.slurm  task_args.yaml  <job log>  logs/*.eval
+    <run>/evaluations/          eval[_epoch_<N>].slurm  eval[_epoch_<N>].tasks.yaml  model_args.yaml
+                                <job log>   (one job per evaluated checkpoint: all its tasks, one model load)
+    <run>/evaluations/<task>/   task_args.yaml  logs/*.eval   (each task's own inputs and .eval logs)
 
-A stage's folder is where its job is submitted from and where its job log lands.
+A job's folder is where it is submitted from and where its job log lands: the run folder
+(fine-tune) or the run's `evaluations/` (its evaluation jobs).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.model.plan import EvalJob
+from tasks.model.plan import CheckpointJob, EvalJob
 
 PLAN_FILE = "experiment.yaml"
 PLAN_MD = "runs_plan.md"
@@ -31,6 +34,8 @@ RESULT_TABLES = ("samples.csv", "effects.csv", "replicates.csv")  # per sample, 
 STATE_DIR = ".sweepflow"  # sweepflow's own state; nothing in it is a source of truth
 EVALUATIONS_DIR = "evaluations"
 LOGS_DIR = "logs"  # torchtune's metric logs (fine-tune), inspect's .eval logs (evaluation)
+MODEL_ARGS = "model_args.yaml"  # inspect hf/ model arguments of a run's evaluation jobs
+TASK_ARGS = "task_args.yaml"  # one task's arguments, in its own folder
 PROVENANCE_DIR = "provenance"
 FINETUNE_SCRIPT = "finetune.slurm"
 FINETUNE_CONFIG = "finetune.yaml"  # torchtune's config, as `tune run` reads it
@@ -63,16 +68,23 @@ def is_pilot_group(folder: Path) -> bool:
     return pilot_of(folder) is not None
 
 
-def eval_script_name(job: EvalJob) -> str:
-    """`eval.slurm` (a base model's only evaluation) or `eval_epoch_<N>.slurm`."""
-    if job.epoch is None:
-        return "eval.slurm"
-    return f"eval_epoch_{job.epoch}.slurm"
+def _eval_stem(job: EvalJob | CheckpointJob) -> str:
+    return "eval" if job.epoch is None else f"eval_epoch_{job.epoch}"
 
 
-def eval_job_name(job: EvalJob) -> str:
-    """Job name of an evaluation: `{run}__{task}[_epoch_N]` (unique within the group)."""
-    return f"{job.run}__{job.key}"
+def eval_script_name(job: EvalJob | CheckpointJob) -> str:
+    """The script of a checkpoint's evaluation job: `eval.slurm` (a base model) or `eval_epoch_<N>.slurm`."""
+    return f"{_eval_stem(job)}.slurm"
+
+
+def eval_tasks_file_name(job: EvalJob | CheckpointJob) -> str:
+    """The tasks a checkpoint's evaluation job runs: `eval[_epoch_<N>].tasks.yaml` beside its script."""
+    return f"{_eval_stem(job)}.tasks.yaml"
+
+
+def eval_job_name(job: EvalJob | CheckpointJob) -> str:
+    """Job name of a checkpoint's evaluation job: `{run}__eval[_epoch_N]` (unique within the group)."""
+    return f"{job.run}__{_eval_stem(job)}"
 
 
 def epoch_dir_name(epoch: int | str) -> str:
@@ -167,27 +179,31 @@ class GroupLayout:
         """The folder of a run's provenance records, one file per fine-tune attempt."""
         return self.run_dir(run) / PROVENANCE_DIR
 
+    def evals_dir(self, run: str) -> Path:
+        """The folder of a run's evaluation jobs (scripts, tasks files, job logs), where they are submitted from."""
+        return self.run_dir(run) / EVALUATIONS_DIR
+
     def eval_dir(self, run: str, task: str) -> Path:
-        """The folder of a run's evaluations on one task, where their jobs are submitted from."""
-        return self.run_dir(run) / EVALUATIONS_DIR / task
+        """The folder of a run's evaluations on one task: its arguments and its `.eval` logs."""
+        return self.evals_dir(run) / task
 
     def eval_logs_dir(self, run: str, task: str) -> Path:
         """The folder of the inspect `.eval` logs of a run's evaluations on one task."""
         return self.eval_dir(run, task) / LOGS_DIR
 
     def stage_dir(self, run: str, task: str | None = None) -> Path:
-        """Where a stage's job is submitted from: the run folder (fine-tune) or the task's folder."""
-        return self.run_dir(run) if task is None else self.eval_dir(run, task)
+        """Where a stage's job is submitted from: the run folder (fine-tune) or the run's `evaluations/`."""
+        return self.run_dir(run) if task is None else self.evals_dir(run)
 
     def job_log(self, run: str, task: str | None, job_id: str) -> Path:
-        """The log of job `job_id` of a stage: the fine-tune (`task` None) or an evaluation task."""
+        """The log of job `job_id` of a stage: the fine-tune (`task` None) or an evaluation task's job."""
         return job_log(self.stage_dir(run, task), job_id)
 
-    def job_files(self, run: str, job: EvalJob | None) -> tuple[Path, Path]:
-        """(script, submit folder) of a fine-tune (`job` None) or an evaluation."""
+    def job_files(self, run: str, job: EvalJob | CheckpointJob | None) -> tuple[Path, Path]:
+        """(script, submit folder) of a fine-tune (`job` None) or a checkpoint's evaluation job."""
         if job is None:
             return self.run_dir(run) / FINETUNE_SCRIPT, self.run_dir(run)
-        folder = self.eval_dir(run, job.task)
+        folder = self.evals_dir(run)
         return folder / eval_script_name(job), folder
 
 

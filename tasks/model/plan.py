@@ -65,6 +65,42 @@ class EvalJob(_Model):
         return self.task if self.epoch is None else f"{self.task}_epoch_{self.epoch}"
 
 
+class CheckpointJob(_Model):
+    """One evaluation job: a run's checkpoint (or base model) on all of its tasks, loaded once.
+
+    Each task is still its own stage (`EvalJob`): its own `.eval` log, status entry and result;
+    they share this job's id. A task retried alone runs in a job of this checkpoint with that task only.
+    """
+
+    run: str
+    epoch: EpochRef = None  # None for base models (one job for all their tasks)
+    tasks: list[str]
+
+    @property
+    def key(self) -> str:
+        """`eval` (a base model's job) or `eval_epoch_N`: its script's and job name's stem."""
+        return "eval" if self.epoch is None else f"eval_epoch_{self.epoch}"
+
+    @property
+    def evaluations(self) -> list[EvalJob]:
+        """The per-task stages this job runs."""
+        return [EvalJob(run=self.run, task=task, epoch=self.epoch) for task in self.tasks]
+
+    def only(self, tasks: list[str]) -> CheckpointJob:
+        """This checkpoint's job for some of its tasks (a retry of the ones that failed)."""
+        return self.model_copy(update={"tasks": [t for t in self.tasks if t in tasks]})
+
+
+def checkpoint_jobs(evaluations: list[EvalJob]) -> list[CheckpointJob]:
+    """Evaluations grouped by checkpoint (run, epoch), in plan order; each task once per checkpoint."""
+    jobs: dict[tuple[str, str], CheckpointJob] = {}
+    for job in evaluations:
+        group = jobs.setdefault((job.run, str(job.epoch)), CheckpointJob(run=job.run, epoch=job.epoch, tasks=[]))
+        if job.task not in group.tasks:
+            group.tasks.append(job.task)
+    return list(jobs.values())
+
+
 class Run(_Model):
     """One run: a fine-tune (or an evaluation-only base-model control), its parameters and evaluations."""
 
@@ -87,6 +123,11 @@ class Run(_Model):
     def is_control(self) -> bool:
         """Whether this is a base-model control run (evaluated only, never fine-tuned)."""
         return self.kind == "control"
+
+    @property
+    def checkpoint_jobs(self) -> list[CheckpointJob]:
+        """The run's evaluation jobs: one per evaluated checkpoint (base model: one), all tasks in each."""
+        return checkpoint_jobs(self.evaluations)
 
 
 class SplitCounts(_Model):
@@ -158,7 +199,7 @@ class RunEstimate(_Model):
     steps_per_epoch: int
     minutes_per_epoch: float
     train_minutes: float  # 0 for controls
-    eval_jobs: int
+    eval_jobs: int  # evaluation jobs: one per evaluated checkpoint
     eval_minutes: float  # all of this run's evaluation jobs
     gpu_hours: float  # training x GPUs + evaluation (1 GPU each)
     disk_gib: float
@@ -317,5 +358,10 @@ class Plan(_Model):
 
     @property
     def eval_jobs(self) -> list[EvalJob]:
-        """Every run's evaluation jobs, in plan order."""
+        """Every run's evaluations (one per checkpoint and task: a stage each), in plan order."""
         return [e for r in self.runs for e in r.evaluations]
+
+    @property
+    def checkpoint_jobs(self) -> list[CheckpointJob]:
+        """Every evaluation job (one per evaluated checkpoint, one model load each), in plan order."""
+        return [c for r in self.runs for c in r.checkpoint_jobs]

@@ -30,6 +30,7 @@ from tasks.planning.formulas import (
     DEFAULT_PACKING_DENSITY,
     DESIGN,
     DISK_MARGIN,
+    EVAL_LOAD_MIN,
     EVAL_LOG_GIB,
     EVAL_OVERHEAD_MIN,
     INFERENCE_SPEEDUP,
@@ -41,6 +42,7 @@ from tasks.planning.formulas import (
     _params,
     _r,
     batch_from_memory,
+    checkpoint_job_minutes,
     default_batch,
     default_epoch_minutes,
     default_eval_minutes,
@@ -315,17 +317,23 @@ def _usable_priors(priors: PriorScan | list[PriorRun]) -> tuple[list[PriorRun], 
     return priors, notes
 
 
+def checkpoint_minutes(run: Run, c: _Calc) -> list[float]:
+    """Minutes of each of the run's evaluation jobs (one per evaluated checkpoint, all its tasks, one load)."""
+    by_key = {job.key: minutes for job, minutes in zip(run.evaluations, c.job_minutes, strict=True)}
+    return [checkpoint_job_minutes([by_key[e.key] for e in job.evaluations]) for job in run.checkpoint_jobs]
+
+
 def _run_estimate(run: Run, c: _Calc, checkpoint: Figure, design: ExperimentDesign) -> RunEstimate:
     """One run's time, GPU-hours and disk (a control run: its evaluations only)."""
     is_ft = not run.is_control
     startup = c.startup.value if c.startup else 0.0
     train = c.minutes_per_epoch.value * run.params.epochs + startup if is_ft else 0.0
     ckpt = checkpoint.value * run.params.epochs if is_ft else 0.0
-    eval_total = sum(c.job_minutes)
+    eval_total = sum(checkpoint_minutes(run, c))
     return RunEstimate(
         run=run.name, model=run.model, batch_size=int(c.batch.value), steps_per_epoch=c.steps if is_ft else 0,
         minutes_per_epoch=c.minutes_per_epoch.value if is_ft else 0.0, train_minutes=_r(train),
-        eval_jobs=len(run.evaluations), eval_minutes=_r(eval_total),
+        eval_jobs=len(run.checkpoint_jobs), eval_minutes=_r(eval_total),
         gpu_hours=_r((train * design.gpu.count + eval_total) / 60.0),
         disk_gib=_r(ckpt + len(run.evaluations) * EVAL_LOG_GIB))
 
@@ -383,12 +391,12 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
     for run in runs:
         per_model_disk[run.model] += 0.0 if run.is_control else per_run[run.name].value * run.params.epochs
     train_list = [run_estimates[r.name].train_minutes for r in runs if not r.is_control]
-    eval_list = [m for r in runs for m in calcs[r.name].job_minutes]
+    eval_list = [m for r in runs for m in checkpoint_minutes(r, calcs[r.name])]
     per_model = {model: _model_estimate(model, runs, calcs, checkpoint[model]) for model in checkpoint}
     for estimate in per_model.values():
         notes += _model_notes(estimate, design)
 
-    disk = disk_estimate(per_model_disk, len(eval_list))
+    disk = disk_estimate(per_model_disk, sum(len(r.evaluations) for r in runs))
     if not any(
         f.source != DEFAULT
         for m in per_model.values()
@@ -400,7 +408,9 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
                  f"time) and adds what that job spent outside training where its SLURM elapsed time is recorded "
                  f"(same model), else ×{OVERHEAD} for validation, checkpointing and start-up; "
                  f"evaluation assumes inference {INFERENCE_SPEEDUP}× training speed "
-                 f"plus {EVAL_OVERHEAD_MIN:.0f} min per job; disk adds a {DISK_MARGIN:.0%} margin.")
+                 f"plus {EVAL_OVERHEAD_MIN:.0f} min per task, of which the {EVAL_LOAD_MIN * 60:.0f} s model load "
+                 f"is paid once per evaluated checkpoint (one job runs all its tasks); "
+                 f"disk adds a {DISK_MARGIN:.0%} margin.")
     estimates = Estimates(
         per_model=per_model, runs=run_estimates,
         training_gpu_hours=_r(sum(train_list) * design.gpu.count / 60.0), eval_gpu_hours=_r(sum(eval_list) / 60.0),

@@ -21,6 +21,7 @@ MAX_BATCH = 64  # no estimate goes above this, however much memory is free
 OVERHEAD = 1.5  # cruijff_kit's safety factor on training time (REFERENCE.md §1): validation, checkpoints, start-up
 INFERENCE_SPEEDUP = 2.5  # seed: "Inference_speed = training_speed × 2.5 (middle of 2-3x range)"
 EVAL_OVERHEAD_MIN = 1.0  # seed: model loading ~30 s + result logging ~10 s, "~1 minute per evaluation"
+EVAL_LOAD_MIN = 0.5  # seed: "model loading ~30 s", the part of that minute a checkpoint's job pays once
 EVAL_LOG_GIB = 0.01  # seed: inspect logs ~10 MB per evaluation ("20 evals × 0.01 GiB")
 DISK_MARGIN = 0.15  # seed: "Safety margin (15%)"
 DEFAULT_PACKING_DENSITY = 2.8  # seed's worked example (examples per packed sequence) when no log shows one
@@ -88,6 +89,18 @@ def eval_job_minutes(test_samples: int, batch_size: int, train_it_s: float) -> f
     return steps / (train_it_s * INFERENCE_SPEEDUP) / 60.0 + EVAL_OVERHEAD_MIN
 
 
+def checkpoint_job_minutes(task_minutes: list[float], load_minutes: float = EVAL_LOAD_MIN) -> float:
+    """One evaluated checkpoint's job: the model loaded (and merged) once, then each of its tasks.
+
+    `task_minutes`: each task's minutes as a job of its own, one load included (as the seed's
+    per-evaluation figures and earlier evaluation jobs' elapsed times are); the shared job pays
+    `load_minutes` once instead of once per task.
+    """
+    if not task_minutes:
+        return 0.0
+    return load_minutes + sum(max(minutes - load_minutes, 0.0) for minutes in task_minutes)
+
+
 def _size_class(params_b: float) -> int:
     return 0 if params_b < 2 else (1 if params_b < 5 else 2)
 
@@ -129,10 +142,10 @@ def _r(value: float) -> float:
     return float(f"{value:.4g}")
 
 
-def disk_estimate(checkpoints_by_model: dict[str, float], eval_jobs: int) -> DiskEstimate:
-    """Seed: checkpoints + 10 MB per evaluation log, + 15 % margin."""
+def disk_estimate(checkpoints_by_model: dict[str, float], eval_logs: int) -> DiskEstimate:
+    """Seed: checkpoints + 10 MB per evaluation log (one per checkpoint and task), + 15 % margin."""
     checkpoints = sum(checkpoints_by_model.values())
-    logs = eval_jobs * EVAL_LOG_GIB
+    logs = eval_logs * EVAL_LOG_GIB
     margin = (checkpoints + logs) * DISK_MARGIN
     return DiskEstimate(checkpoints_gib=checkpoints, eval_logs_gib=logs, margin_gib=margin,
                         total_gib=checkpoints + logs + margin, per_model_gib=dict(checkpoints_by_model))
@@ -157,7 +170,7 @@ def scenarios(
             name="parallel", gpus=max(n_t * gpus_per_job, n_e, 1),
             training_minutes=longest_t, eval_minutes=longest_e,
             detail=f"{n_t} fine-tunes at once (longest {longest_t:.1f} min), "
-                   f"then {n_e} evaluations at once (longest {longest_e:.1f} min)",
+                   f"then {n_e} evaluation jobs at once (longest {longest_e:.1f} min)",
         ),
         Scenario(
             name="sequential", gpus=gpus_per_job,

@@ -109,7 +109,7 @@ def pilot_figures(plan: Plan) -> list[PilotFigure]:
             "start-up per job": (m.startup_minutes, " min"),
             "peak GPU memory": (m.peak_memory_gib, " GiB"),
             "checkpoint per epoch": (m.checkpoint_gib_per_epoch, " GiB"),
-            "evaluation job": (m.eval_minutes, " min"),
+            "evaluation per task": (m.eval_minutes, " min"),
         })
     return rows
 

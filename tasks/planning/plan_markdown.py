@@ -18,6 +18,7 @@ from tasks.model.design import PathsSpec, design_type
 from tasks.model.factors import FACTORS, factor_levels, factor_title
 from tasks.model.plan import Plan, Run
 from tasks.model.site_check import SiteCheckReport
+from tasks.planning.formulas import EVAL_LOAD_MIN
 from tasks.planning.plan_layout import large_plan_context
 from tasks.planning.time_limits import time_limit_table
 
@@ -121,7 +122,7 @@ def _model_block(plan: Plan, model: str, train_samples: dict[str, int]) -> dict[
         "checkpoints": sum(r.params.epochs for r in runs),
         "uniform_epochs": len(epochs) == 1,
         "disk_gib": est.disk.per_model_gib.get(model, 0.0),
-        "eval_jobs": sum(tasks.values()),
+        "eval_jobs": sum(len(r.checkpoint_jobs) for r in all_runs),
         "eval_tasks": ", ".join(f"{task} × {n}" for task, n in tasks.items()),
         "eval_minutes": sum(est.runs[r.name].eval_minutes for r in all_runs if r.name in est.runs),
     }
@@ -289,6 +290,8 @@ def plan_context(plan: Plan) -> dict[str, Any]:
         "finetune_formula": _job_formula(plan.finetune_runs, base=False),
         "base_formula": _job_formula(plan.control_runs, base=True) if plan.control_runs else None,
         "n_evals": n_evals,
+        "n_eval_jobs": len(plan.checkpoint_jobs),
+        "eval_load_s": EVAL_LOAD_MIN * 60,
         "eval_mb_each": est.disk.eval_logs_gib * 1024 / n_evals if n_evals else 0.0,
         "models": [_model_block(plan, m, train_samples) for m in design.models if m in est.per_model],
         **_source_flags(plan),

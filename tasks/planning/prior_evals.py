@@ -1,8 +1,9 @@
 """What earlier run groups' evaluation jobs took: the evaluation estimates learn from evaluations.
 
 Reads, under the prior-run folders (recursively): each sweepflow run group's `experiment.yaml`
-(model, task and sample count of every evaluation job), `runs_status.yaml` (the completed
-attempt's SLURM elapsed time, model loading and result logging included) and the job's inspect
+(model, task and sample count of every evaluation), `runs_status.yaml` (the completed
+attempt's SLURM elapsed time, model loading and result logging included; a job that evaluated
+several tasks of one checkpoint is split into one job per task, each with the job's fixed part) and the job's inspect
 `.eval` log header (the seconds inspect spent on the samples, and how many it completed, which
 outranks the plan's count: a task's own dataset may hold fewer than the limit). Writes: nothing.
 A group that cannot be read is skipped; nothing here raises on bad input.
@@ -84,14 +85,32 @@ def _group_evals(group: Path) -> list[PriorEval]:
                 eval_s, timing, logged = _inspect_seconds(group, run.name, job)
                 if eval_s is not None and timing:  # inspect's clock has whole seconds, the latencies finer ones
                     eval_s = max(eval_s, timing.first_batch_s)
-                found.append(PriorEval(group=group, model=run.model, task=job.task,
-                                       samples=logged or _samples(plan, job.task), elapsed_s=attempt.elapsed_s,
-                                       eval_s=eval_s,
-                                       first_batch_s=min(timing.first_batch_s, eval_s) if timing and eval_s else None,
-                                       steady_per_sample_s=timing.steady_per_sample_s if timing else None,
-                                       finished=attempt.finished, pilot=is_pilot_group(group),
-                                       base=job.epoch is None))
-    return found
+                found.append((attempt.job_id, PriorEval(
+                    group=group, model=run.model, task=job.task, samples=logged or _samples(plan, job.task),
+                    elapsed_s=attempt.elapsed_s, eval_s=eval_s,
+                    first_batch_s=min(timing.first_batch_s, eval_s) if timing and eval_s else None,
+                    steady_per_sample_s=timing.steady_per_sample_s if timing else None,
+                    finished=attempt.finished, pilot=is_pilot_group(group), base=job.epoch is None)))
+    return _as_own_jobs(found)
+
+
+def _as_own_jobs(found: list[tuple[str, PriorEval]]) -> list[PriorEval]:
+    """Each task's evaluation as a job of its own.
+
+    A job shared by several tasks (one per checkpoint) paid its fixed part once: each task gets
+    that fixed part plus its own inspect seconds.
+    """
+    by_job: dict[str, list[PriorEval]] = {}
+    for job_id, prior in found:
+        by_job.setdefault(job_id, []).append(prior)
+    own = []
+    for priors in by_job.values():
+        if len(priors) == 1 or any(p.eval_s is None for p in priors):
+            own += priors  # one task, or a task's time unknown: the job's elapsed time stands for each
+            continue
+        fixed = max(priors[0].elapsed_s - sum(p.eval_s or 0.0 for p in priors), 0.0)
+        own += [p.model_copy(update={"elapsed_s": fixed + (p.eval_s or 0.0)}) for p in priors]
+    return own
 
 
 def _inspect_seconds(group: Path, run: str, job: EvalJob) -> tuple[float | None, SampleTiming | None, int | None]:

@@ -75,7 +75,11 @@ def finetune_time_limit(plan: Plan, run: Run, cluster: ClusterSettings) -> TimeL
 
 
 def eval_time_limit(plan: Plan, run: Run, cluster: ClusterSettings) -> TimeLimit:
-    """Each evaluation job's limit: the run's evaluation estimate per job."""
+    """Each evaluation job's limit: the run's evaluation estimate per job.
+
+    One job per evaluated checkpoint: its model load and merge once, plus each of its tasks
+    (`formulas.checkpoint_job_minutes`).
+    """
     estimate = plan.estimates.runs.get(run.name)
     minutes = estimate.eval_minutes / estimate.eval_jobs if estimate is not None and estimate.eval_jobs else None
     return time_limit(minutes, cluster.eval_time_limit, cluster.time_margin, cluster.max_time_limit,
@@ -94,7 +98,7 @@ def time_limit_table(plan: Plan) -> dict[str, Any]:
             rows.append({"run": run.name, "stage": "fine-tune", **finetune_time_limit(plan, run, cluster).model_dump()})
         if run.evaluations:
             each = eval_time_limit(plan, run, cluster)
-            rows.append({"run": run.name, "stage": "each evaluation", **each.model_dump()})
+            rows.append({"run": run.name, "stage": "each evaluation job", **each.model_dump()})
     return {"time_limit_rows": rows, "time_limit_warnings": [r["warning"] for r in rows if r["warning"]]}
 
 

@@ -20,6 +20,7 @@ a `reason` taken from runs_status.yaml, never an exception.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -298,7 +299,9 @@ def attempt_uses(plan: Plan, status: RunsStatus) -> list[AttemptUse]:
     """Every attempt of every stage, with how it was used.
 
     The last one of a completed stage succeeded, that of an unfinished stage is active, every
-    other one failed (an earlier attempt was always replaced after failing).
+    other one failed (an earlier attempt was always replaced after failing). The tasks of one
+    evaluated checkpoint share a job: each stage counts an equal share of its elapsed time, so
+    the job's time is counted once.
     """
     uses: list[AttemptUse] = []
     for run in plan.runs:
@@ -308,6 +311,7 @@ def attempt_uses(plan: Plan, status: RunsStatus) -> list[AttemptUse]:
         stages = [(FINETUNE, entry.finetune, plan.design.gpu.count)] + [
             (k, s, 1) for k, s in entry.evaluations.items()
         ]
+        sharing = Counter(a.job_id for _, s, _ in stages for a in s.attempts)
         for key, stage, gpus in stages:
             for i, attempt in enumerate(stage.attempts):
                 last = i == len(stage.attempts) - 1
@@ -315,8 +319,9 @@ def attempt_uses(plan: Plan, status: RunsStatus) -> list[AttemptUse]:
                     ("succeeded" if stage.status == "completed" else "failed" if stage.is_terminal else "active")
                     if last else "failed"
                 )
+                share = None if attempt.elapsed_s is None else attempt.elapsed_s / sharing[attempt.job_id]
                 uses.append(AttemptUse(run=run.name, stage=key, job_id=attempt.job_id, gpus=gpus,
-                                       elapsed_s=attempt.elapsed_s, outcome=outcome))
+                                       elapsed_s=share, outcome=outcome))
     return uses
 
 

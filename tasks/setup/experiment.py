@@ -23,18 +23,22 @@ from tasks.core.templating import render_template
 from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import (
+    EVALUATIONS_DIR,
     FINETUNE_CONFIG,
     FINETUNE_SCRIPT,
+    MODEL_ARGS,
     PLAN_FILE,
     PLAN_MD,
     SETUP_BEGIN,
     SETUP_END,
     SETUP_RECORD,
     STATUS_FILE,
+    TASK_ARGS,
     eval_script_name,
+    eval_tasks_file_name,
 )
-from tasks.model.plan import Plan
-from tasks.model.status import FinetuneOverrides, RunsStatus, initial_status
+from tasks.model.plan import Plan, Run
+from tasks.model.status import FinetuneOverrides, RunsStatus, RunStatus, initial_status
 from tasks.model.status_restore import restore_status
 from tasks.setup.fidelity import FidelityCheck, check_fidelity
 from tasks.setup.files import GeneratedFile, experiment_files
@@ -155,12 +159,29 @@ def started_files(plan: Plan, status: RunsStatus | None, group_dir: Path) -> set
             continue
         if entry.finetune.status in STARTED:
             found |= {f"{run.name}/{name}" for name in (SETUP_RECORD, FINETUNE_CONFIG, FINETUNE_SCRIPT)}
-        for job in run.evaluations:
-            stage = entry.evaluations.get(job.key)
-            if stage is not None and stage.status in STARTED:
-                folder = f"{run.name}/evaluations/{job.task}"
-                found |= {f"{folder}/{eval_script_name(job)}", f"{folder}/task_args.yaml", f"{folder}/model_args.yaml"}
+        found |= _started_eval_files(run, entry)
     return {rel for rel in found if (group_dir / rel).exists()}
+
+
+def _started_eval_files(run: Run, entry: RunStatus) -> set[str]:
+    """A run's evaluation files that started stages ran with.
+
+    A task's arguments, and the run's model arguments, once one of its stages started; a
+    checkpoint's job script and tasks file only when every task of it started: a task added
+    since (an extension) or still pending needs them rendered with it. A job is always submitted
+    with the names of the tasks it runs, so a job in flight runs the same tasks whatever the file holds.
+    """
+    evals = f"{run.name}/{EVALUATIONS_DIR}"
+    found: set[str] = set()
+    for job in run.checkpoint_jobs:
+        started = {e.task for e in job.evaluations
+                   if (s := entry.evaluations.get(e.key)) is not None and s.status in STARTED}
+        found |= {f"{evals}/{task}/{TASK_ARGS}" for task in started}
+        if started:
+            found.add(f"{evals}/{MODEL_ARGS}")
+        if started == set(job.tasks):
+            found |= {f"{evals}/{eval_script_name(job)}", f"{evals}/{eval_tasks_file_name(job)}"}
+    return found
 
 
 @dataclass

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from tasks.core.errors import SweepflowError
 from tasks.evaluation.prompt_tokens import decode_each, evaluation_prompt_ids, load_task_prompts
 from tasks.model.design import EvalTask
-from tasks.model.layout import FINETUNE_CONFIG
+from tasks.model.layout import EVALUATIONS_DIR, FINETUNE_CONFIG, MODEL_ARGS, TASK_ARGS
 from tasks.model.plan import Plan, Run
 from tasks.training.prompt_tokens import TrainingTokenizer, training_tokenizer
 
@@ -133,8 +133,8 @@ def _check_case(where: str, files: dict[str, Any], run: Run, trained: Run, task:
 
     config = f"{trained.name}/{FINETUNE_CONFIG}"
     trainer = training_tokenizer(files[config].content, config)
-    eval_rel = f"{run.name}/evaluations/{task.name}"
-    args, model_args = _load(files, f"{eval_rel}/task_args.yaml"), _load(files, f"{eval_rel}/model_args.yaml")
+    evals = f"{run.name}/{EVALUATIONS_DIR}"
+    args, model_args = _load(files, f"{evals}/{task.name}/{TASK_ARGS}"), _load(files, f"{evals}/{MODEL_ARGS}")
     prompts = load_task_prompts(eval_task_reference(task), args, count)
     if not prompts.messages:
         raise FidelityError(f"{where}: the task has no samples to check")

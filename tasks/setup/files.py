@@ -20,13 +20,21 @@ from tasks.core.files import dump_yaml
 from tasks.core.repo import REPO_ROOT
 from tasks.core.templating import render_template
 from tasks.evaluation.chat_format import model_args
+from tasks.evaluation.eval_logs import epoch_label
 from tasks.evaluation.inspect_tasks import TaskNotFound, TaskSignature, eval_task_reference, task_signature
 from tasks.evaluation.task_contract import task_args
 from tasks.model.cluster import ClusterSettings, JobEnv
 from tasks.model.design import EvalTask, PathsSpec, design_type
 from tasks.model.factors import factor_levels
-from tasks.model.layout import GroupLayout, eval_job_name, eval_script_name
-from tasks.model.plan import EvalJob, Plan, Run
+from tasks.model.layout import (
+    MODEL_ARGS,
+    TASK_ARGS,
+    GroupLayout,
+    eval_job_name,
+    eval_script_name,
+    eval_tasks_file_name,
+)
+from tasks.model.plan import CheckpointJob, Plan, Run
 from tasks.model.status import FinetuneOverrides
 from tasks.planning.time_limits import eval_time_limit, finetune_time_limit
 from tasks.training.config import recipe_for
@@ -86,12 +94,12 @@ def _submissions(plan: Plan) -> list[dict[str, Any]]:
     """submit_all.sh's jobs per run, relative to the group: its fine-tune (none for a control) and evaluations."""
     layout = GroupLayout(plan.group_dir)
 
-    def where(run: Run, job: EvalJob | None) -> dict[str, str]:
+    def where(run: Run, job: CheckpointJob | None) -> dict[str, str]:
         script, folder = layout.job_files(run.name, job)
         return {"dir": folder.relative_to(plan.group_dir).as_posix(), "script": script.name}
 
     return [{"name": run.name, "finetune": None if run.is_control else where(run, None),
-             "evals": [where(run, job) for job in run.evaluations]} for run in plan.runs]
+             "evals": [where(run, job) for job in run.checkpoint_jobs]} for run in plan.runs]
 
 
 def job_environment(cluster: ClusterSettings) -> JobEnv:
@@ -143,61 +151,73 @@ def _signature(task: EvalTask) -> TaskSignature:
         raise SweepflowError(f"experiment.yaml: evaluation task {task.name}: {error}") from None
 
 
+def _tasks_file(plan: Plan, run: Run, job: CheckpointJob, layout: GroupLayout) -> dict[str, Any]:
+    """The content of a checkpoint job's tasks file (tasks.evaluation.run_tasks reads it)."""
+    tasks = {t.name: t for t in plan.design.evaluation.tasks}
+    evals = layout.evals_dir(run.name)
+    label = f"{run.name}" if run.is_control else f"{run.name}_epoch_{job.epoch}"
+    return {
+        "run": run.name,
+        "epoch": epoch_label(job.epoch),
+        "model": f"hf/{label}",
+        "model_args": MODEL_ARGS,
+        "max_tokens": plan.design.evaluation.max_tokens,
+        "limit": plan.design.evaluation.limit,
+        "metadata": {"run": run.name, "epoch": job.epoch if job.epoch is not None else "base",
+                     "is_finetuned": not run.is_control, "design_hash": plan.design_hash},
+        "tasks": [
+            {"name": name, "task": eval_task_reference(tasks[name]),
+             "task_args": (layout.eval_dir(run.name, name) / TASK_ARGS).relative_to(evals).as_posix(),
+             "log_dir": layout.eval_logs_dir(run.name, name).relative_to(evals).as_posix()}
+            for name in job.tasks
+        ],
+    }
+
+
 def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, GeneratedFile]:
+    """A run's evaluation files: per task its arguments; per evaluated checkpoint one job and its tasks file."""
+    if not run.evaluations:
+        return {}
     files: dict[str, GeneratedFile] = {}
     layout = GroupLayout(plan.group_dir)
-    run_dir = layout.run_dir(run.name)
+    evals = layout.evals_dir(run.name)
+    rel = evals.relative_to(plan.group_dir).as_posix()
     tasks = {t.name: t for t in plan.design.evaluation.tasks}
     spec = lookup(run.model)
     if spec is None:  # verification refuses such a plan; an edited experiment.yaml could still name one
         raise SweepflowError(f"experiment.yaml: run {run.name}: model {run.model!r} is not a supported model")
-    family = spec.family
-    signatures = {name: _signature(tasks[name]) for name in {job.task for job in run.evaluations}}
     for task_name in sorted({job.task for job in run.evaluations}, key=list(tasks).index):
         task = tasks[task_name]
-        eval_dir = layout.eval_dir(run.name, task.name)
-        args = task_args(run, task, signatures[task.name])
-        files[f"{run.name}/evaluations/{task.name}/task_args.yaml"] = GeneratedFile(
+        args = task_args(run, task, _signature(task))
+        files[f"{rel}/{task.name}/{TASK_ARGS}"] = GeneratedFile(
             content=render_template("inspect/task_args.yaml.j2", task=task, body=_dump(args))
         )
-        files[f"{run.name}/evaluations/{task.name}/model_args.yaml"] = GeneratedFile(
+    files[f"{rel}/{MODEL_ARGS}"] = GeneratedFile(content=render_template(
+        "inspect/model_args.yaml.j2", run=run, family=spec.family,
+        body=dump_yaml(model_args(spec.family, cluster.device), literal_blocks=True),
+    ))
+    gpus = 1 if cluster.device == "cuda" else 0
+    limit = eval_time_limit(plan, run, cluster).limit
+    for job in run.checkpoint_jobs:
+        base = run.is_control
+        name, tasks_name = eval_script_name(job), eval_tasks_file_name(job)
+        files[f"{rel}/{tasks_name}"] = GeneratedFile(content=render_template(
+            "inspect/eval_tasks.yaml.j2", job=job, script_name=name, body=_dump(_tasks_file(plan, run, job, layout))
+        ))
+        files[f"{rel}/{name}"] = GeneratedFile(
+            executable=True,
             content=render_template(
-                "inspect/model_args.yaml.j2", task=task, run=run, family=family,
-                body=dump_yaml(model_args(family, cluster.device), literal_blocks=True),
-            )
+                "jobs/eval.slurm.j2", plan=plan, job=job, base=base, cluster=cluster, script_name=name,
+                tasks_file=tasks_name,
+                directives=job_directives(eval_job_spec(cluster, eval_job_name(job), limit, plan.design.gpu.type)),
+                **environment_context(plan, cluster, "eval", gpus, evals),
+                eval_dir=str(evals),
+                run_dir=str(layout.run_dir(run.name)),
+                model_path=str(run.model_dir if base else layout.epoch_dir(run.name, str(job.epoch))),
+                merge_adapter=not base and run.params.save_adapter_weights_only,
+                base_model_dir=str(run.model_dir),
+            ),
         )
-        task_ref = eval_task_reference(task)
-        for job in (j for j in run.evaluations if j.task == task.name):
-            base = run.is_control
-            model_path = run.model_dir if base else layout.epoch_dir(run.name, str(job.epoch))
-            label = f"hf/{run.name}" if base else f"hf/{run.name}_epoch_{job.epoch}"
-            name = eval_script_name(job)
-            files[f"{run.name}/evaluations/{task.name}/{name}"] = GeneratedFile(
-                executable=True,
-                content=render_template(
-                    "jobs/eval.slurm.j2",
-                    plan=plan,
-                    job=job,
-                    task=task,
-                    base=base,
-                    cluster=cluster,
-                    script_name=name,
-                    directives=job_directives(eval_job_spec(
-                        cluster, eval_job_name(job), eval_time_limit(plan, run, cluster).limit, plan.design.gpu.type
-                    )),
-                    **environment_context(plan, cluster, "eval", 1 if cluster.device == "cuda" else 0, eval_dir),
-                    eval_dir=str(eval_dir),
-                    run_dir=str(run_dir),
-                    model_path=str(model_path),
-                    merge_adapter=not base and run.params.save_adapter_weights_only,
-                    base_model_dir=str(run.model_dir),
-                    model_label=label,
-                    task_ref=task_ref,
-                    max_tokens=plan.design.evaluation.max_tokens,
-                    limit=plan.design.evaluation.limit,
-                    design_hash=plan.design_hash,
-                ),
-            )
     return files
 
 

@@ -138,7 +138,7 @@ def test_a_stage_cancelled_while_its_job_is_submitted_gets_that_job_cancelled(ru
     cancels: list[threading.Thread] = []
 
     class CancelledMeanwhile(FakeScheduler):
-        def submit(self, script, cwd, after_ok=None, overrides=None):  # type: ignore[no-untyped-def]
+        def submit(self, script, cwd, after_ok=None, overrides=None, script_args=None):  # type: ignore[no-untyped-def]
             job_id = super().submit(script, cwd, after_ok, overrides)
             if self.jobs[job_id].name == R1 and not cancels:
                 cancels.append(threading.Thread(target=cancel_stages, args=(group, self),

@@ -37,14 +37,14 @@ def test_evaluations_are_chained_to_their_own_finetune_and_controls_start_at_onc
         assert sub["after_ok"] == [] and sub["cwd"] == group / run and sub["script"] == group / run / "finetune.slurm"
         for epoch in (0, 1):
             stage = status.stage(run, f"cap_epoch_{epoch}")
-            [esub] = fake.by_name(f"{run}__cap_epoch_{epoch}")
+            [esub] = fake.by_name(f"{run}__eval_epoch_{epoch}")
             assert esub["after_ok"] == [ft.job_id]  # its own fine-tune only: no global barrier
-            assert esub["script"] == group / run / "evaluations" / "cap" / f"eval_epoch_{epoch}.slurm"
+            assert esub["script"] == group / run / "evaluations" / f"eval_epoch_{epoch}.slurm"
             assert stage.job_id == esub["id"] and stage.status == "submitted"
             assert stage.attempts[0].job_id == esub["id"]
         assert ft.attempts[0].batch_size is not None and ft.attempts[0].gradient_accumulation_steps == 1
     for run in CONTROLS:
-        [sub] = fake.by_name(f"{run}__cap")
+        [sub] = fake.by_name(f"{run}__eval")
         assert sub["after_ok"] == [] and sub["script"].name == "eval.slurm"
         assert status.stage(run).status == "skipped"  # base models are never fine-tuned
     # stagger only between jobs that can start at once: 4 fine-tunes + 2 controls -> 5 pauses
@@ -101,7 +101,7 @@ def test_crash_after_half_the_submissions_never_duplicates(run_group: Path, fake
     assert [a.stage for a in report.adopted] == ["finetune"] and report.adopted[0].job_id == lost
     status = store.read()
     assert status.stage(run).job_id == lost and "adopted" in (status.stage(run).attempts[0].reason or "")
-    assert fake.by_name(f"{run}__cap_epoch_0")[0]["after_ok"] == [lost]  # chained to the adopted job
+    assert fake.by_name(f"{run}__eval_epoch_0")[0]["after_ok"] == [lost]  # chained to the adopted job
     assert status.stage("Llama-3.2-1B-Instruct_rank4").job_id == ids["Llama-3.2-1B-Instruct_rank4"]
     assert report.already_submitted == 6
 

@@ -117,7 +117,7 @@ def test_oom_retry_rewrites_config_and_status_and_rechains(launched) -> None:
     assert (second.batch_size, second.gradient_accumulation_steps) == (2, 2)
     assert set(old_evals) <= set(fake.cancelled)  # waiting evaluations of the failed job are cancelled
     for epoch in (0, 1):
-        [_, new] = fake.by_name(f"{RUN}__cap_epoch_{epoch}")
+        [_, new] = fake.by_name(f"{RUN}__eval_epoch_{epoch}")
         assert new["after_ok"] == [outcome.job_id]  # re-chained to the new fine-tune
         assert _store(group).read().stage(RUN, f"cap_epoch_{epoch}").job_id == new["id"]
     # setup-experiment again: the manifest knows the new file (no "edit"), and the override is kept
@@ -160,8 +160,8 @@ def test_timeout_retry_resumes_with_more_time(launched) -> None:
     assert config["checkpointer"]["adapter_checkpoint"] == "epoch_0/adapter_model.pt"
     assert config["checkpointer"]["checkpoint_dir"] != str(run_dir)  # base weights still from the model folder
     by_epoch = {s["name"]: s for s in fake.submits[-2:]}
-    assert by_epoch[f"{RUN}__cap_epoch_0"]["after_ok"] == []  # its checkpoint exists: starts at once
-    assert by_epoch[f"{RUN}__cap_epoch_1"]["after_ok"] == [outcome.job_id]
+    assert by_epoch[f"{RUN}__eval_epoch_0"]["after_ok"] == []  # its checkpoint exists: starts at once
+    assert by_epoch[f"{RUN}__eval_epoch_1"]["after_ok"] == [outcome.job_id]
     ft = _store(group).read().stage(RUN)
     assert ft.overrides.resume_epoch == 0 and ft.attempts[-1].time_limit == doubled
     assert ft.attempts[0].elapsed_s == 14400.0 and ft.attempts[0].cause == "timeout"

@@ -62,7 +62,8 @@ def test_extension_adds_runs_and_leaves_finished_files_alone(prefect_server, fak
     assert status.stage(f"{M}_rank16").status == "pending" and status.stage(DONE).status == "completed"
 
     report = set_up_group(group)
-    assert report.kept_started == 3 + 3  # rank 4: 3 fine-tune files; its one evaluation: script, task + model args
+    # rank 4: 3 fine-tune files; its one evaluation job: script, tasks file, task + model args
+    assert report.kept_started == 3 + 4
     assert _files(group, DONE) == finished  # same bytes, same mtimes: not even rewritten
     assert _files(group, PENDING) != pending  # a pending run's configs name the new design
     assert (group / f"{M}_rank16" / "finetune.yaml").exists()

@@ -75,8 +75,9 @@ def test_adapter_only_epoch_is_merged_and_evaluated(tmp_path: Path) -> None:
     epoch = group / RUN / "epoch_0"
     assert is_adapter_only(epoch), sorted(p.name for p in epoch.iterdir())
 
-    out = _bash(group / RUN / "evaluations" / "capitalization" / "eval_epoch_0.slurm", env)
-    assert "sweepflow: merged" in out and "inspect eval exited with 0" in out, out[-3000:]
+    out = _bash(group / RUN / "evaluations" / "eval_epoch_0.slurm", env)
+    assert "sweepflow: merged" in out and "sweepflow: evaluation exited with 0" in out, out[-3000:]
+    assert out.count("sweepflow: loaded model ") == 1 and "once for 1 task(s)" in out
     [log_path] = sorted((group / RUN / "evaluations" / "capitalization" / "logs").glob("*.eval"))
     log = read_eval_log(str(log_path))
     assert log.status == "success", log.error

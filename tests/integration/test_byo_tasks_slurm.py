@@ -12,9 +12,9 @@ two tasks that do not follow sweepflow's old parameter names:
 
 Checks: every stage completed; each task has its own successful `.eval` log per evaluated
 checkpoint, read by sync-status; the fidelity check covers each task; the arguments the jobs
-passed are the mapped ones. Model loads are counted from the job logs (one `inspect eval`
-process loads the model once): today one per (checkpoint, task), printed as the baseline for
-one load per checkpoint.
+passed are the mapped ones. Each evaluated checkpoint is ONE job (both tasks' stages share its
+id) that loads the model once: the loads are counted in the job logs (the runner's "loaded model"
+line), one per checkpoint (it was one per checkpoint and task).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DESIGN = ROOT / "examples" / "tiny_demo" / "design.yaml"
 FIXTURES = ROOT / "tests" / "fixtures"
 REGISTERED = "sweepflow_fixture_tasks/capitals"
-INSPECT_EXIT = "sweepflow: inspect eval exited with "
+LOADED = "sweepflow: loaded model "  # tasks.evaluation.run_tasks prints it once per model load
+EXITED = "sweepflow: evaluation exited with "
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect, pytest.mark.slurm]
 
@@ -113,15 +114,20 @@ def test_own_and_registered_tasks_on_real_slurm(flows_on_slurm, tmp_path, monkey
     checks = check_rendered_fidelity(render_setup(group))
     assert sorted(c.task for c in checks) == ["caps", "own"] and all(c.samples == 3 for c in checks)
 
-    # model loads: one per inspect process, counted in each evaluation job's log
+    # one job per evaluated checkpoint: both tasks' stages carry its id; model loads counted in its log
     plan = load_plan(group)
-    loads: dict[tuple[str, str], int] = {}
+    jobs: dict[tuple[str, str], set[str]] = {}
     for run, key, s in evals:
-        task = key.split("_epoch_")[0]
-        log = (group / run / "evaluations" / task / f"slurm-{s.job_id}.out").read_text()
-        assert f"{INSPECT_EXIT}0" in log, log[-2000:]
         checkpoint = (run, key.split("_epoch_")[1] if "_epoch_" in key else "base")
-        loads[checkpoint] = loads.get(checkpoint, 0) + log.count(INSPECT_EXIT)
-    print(f"model loads per evaluated checkpoint: {loads} ({len(plan.eval_jobs)} evaluation jobs)", file=sys.stderr)
-    assert loads == {("Llama-3-Tiny-Instruct_rank16", "0"): 2, ("Llama-3-Tiny-Instruct_base", "base"): 2}
+        jobs.setdefault(checkpoint, set()).add(str(s.job_id))
+    assert all(len(ids) == 1 for ids in jobs.values()), jobs  # the seed's per-task entries, one shared job id
+    loads: dict[tuple[str, str], int] = {}
+    for checkpoint, (job_id,) in jobs.items():
+        log = (group / checkpoint[0] / "evaluations" / f"slurm-{job_id}.out").read_text()
+        assert f"{EXITED}0" in log and "once for 2 task(s)" in log, log[-2000:]
+        loads[checkpoint] = log.count(LOADED)
+    print(f"model loads per evaluated checkpoint: {loads} ({len(plan.eval_jobs)} evaluations in "
+          f"{len(plan.checkpoint_jobs)} evaluation jobs)", file=sys.stderr)
+    assert loads == {("Llama-3-Tiny-Instruct_rank16", "0"): 1, ("Llama-3-Tiny-Instruct_base", "base"): 1}
+    assert len(plan.checkpoint_jobs) == 2 and len(plan.eval_jobs) == 4
     clear_entry_points_state()

@@ -107,13 +107,13 @@ FINETUNE_BODIES = {
 
 
 def _stub_evaluation(group: Path, run: str, epoch: int, staged: Path | None) -> None:
-    """As the real script: stop when the checkpoint is missing, else write the .eval log in logs/."""
-    script = group / run / "evaluations" / "cap" / f"eval_epoch_{epoch}.slurm"
+    """As the real script: stop when the checkpoint is missing, else write the task's .eval log in cap/logs/."""
+    script = group / run / "evaluations" / f"eval_epoch_{epoch}.slurm"
     model = group / run / f"epoch_{epoch}"
-    write = (f'mkdir -p logs && cp {staged} "logs/$(date +%Y-%m-%dT%H-%M-%S)_cap_${{SLURM_JOB_ID}}.eval"'
+    write = (f'mkdir -p cap/logs && cp {staged} "cap/logs/$(date +%Y-%m-%dT%H-%M-%S)_cap_${{SLURM_JOB_ID}}.eval"'
              if staged else "sleep 600")
     _stub(script, f'[ -e {model} ] || {{ echo "sweepflow: model not found: {model}" >&2; exit 2; }}\n'
-                  f'{write}\necho "sweepflow: inspect eval exited with 0"')
+                  f'{write}\necho "sweepflow: evaluation exited with 0"')
 
 
 # ---------------------------------------------------------------------------- real .eval logs
@@ -441,7 +441,7 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         _stub(group / run / "finetune.slurm", FINETUNE_BODIES["sleep"])
         for epoch in EPOCHS:
             _stub_evaluation(group, run, epoch, None)
-    expected = {run for run in runs} | {f"{run}__cap_epoch_{e}" for run in runs for e in EPOCHS}
+    expected = {run for run in runs} | {f"{run}__eval_epoch_{e}" for run in runs for e in EPOCHS}
     timings["setup"] = time.monotonic() - t0
 
     env = {**cluster.env, "PYTHONPATH": str(ROOT)}
@@ -504,7 +504,8 @@ def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool,
         assert set(by_name) == expected, set(by_name) ^ expected
         after = _status(group)
         for run, key, stage in after.stages():
-            name = run if key == "finetune" else f"{run}__{key}"
+            # one evaluation job per checkpoint: stage cap_epoch_N is job {run}__eval_epoch_N
+            name = run if key == "finetune" else f"{run}__{key.replace('cap_', 'eval_', 1)}"
             assert stage.status in ("submitted", "running") and [stage.job_id] == by_name[name], (run, key, stage)
             assert len(stage.attempts) == 1, (run, key, stage.attempts)
         for run, job_id in recorded.items():  # what the killed process recorded is kept

@@ -14,9 +14,11 @@ from tasks.planning.expand import expand_design
 from tasks.planning.formulas import (
     CHECKPOINT_GIB,
     DEFAULT,
+    EVAL_LOAD_MIN,
     MEMORY_SCALE,
     SPEED_SCALE,
     batch_from_memory,
+    checkpoint_job_minutes,
     default_batch,
     disk_estimate,
     eval_job_minutes,
@@ -115,6 +117,14 @@ def test_scenarios_arithmetic() -> None:
     assert par.total_minutes == 47.5
 
 
+def test_checkpoint_job_minutes_pay_the_load_once() -> None:
+    assert checkpoint_job_minutes([]) == 0.0
+    assert checkpoint_job_minutes([2.5]) == 2.5  # one task: the job it always was
+    assert checkpoint_job_minutes([2.5, 4.0, 1.0]) == pytest.approx(EVAL_LOAD_MIN + 2.0 + 3.5 + 0.5)
+    assert checkpoint_job_minutes([2.5, 2.5], load_minutes=2.0) == pytest.approx(3.0)
+    assert checkpoint_job_minutes([0.2, 0.2]) == pytest.approx(EVAL_LOAD_MIN)  # never less than one load
+
+
 def test_scenarios_multi_gpu_jobs() -> None:
     par, seq, mixed = scenarios([30, 30, 30], [5, 5], gpus_per_job=2, available=4)
     assert par.gpus == 6 and seq.gpus == 2
@@ -139,7 +149,9 @@ def test_without_priors_everything_is_default(tmp_path: Path) -> None:
     assert est.runs[f"{M3}_rank4"].train_minutes == 180.0
     assert est.training_minutes_sequential == 2 * 90 + 2 * 180
     base = est.runs[f"{M1}_base"]
-    assert base.train_minutes == 0 and base.disk_gib == pytest.approx(0.02) and base.eval_minutes == 2 * 2.5
+    # two tasks at the seed's 2.5 min each as jobs of their own; one job loads the model once for both
+    assert base.train_minutes == 0 and base.disk_gib == pytest.approx(0.02) and base.eval_jobs == 1
+    assert base.eval_minutes == pytest.approx(EVAL_LOAD_MIN + 2 * (2.5 - EVAL_LOAD_MIN)) and base.eval_minutes < 2 * 2.5
     assert est.disk.checkpoints_gib == pytest.approx(2 * 2 * 2.4 + 2 * 2 * 6.2)
     assert est.notes[0].startswith("No usable prior run log")
     assert any("preliminary" in n and M3 in n for n in est.notes)
@@ -288,7 +300,8 @@ def _sweepflow_prior(tmp_path: Path, drop_save_times: bool = False) -> Path:
 
 def test_start_up_and_checkpoint_saves_are_measured_apart(tmp_path: Path) -> None:
     """Job elapsed (150 s) - bars (84 s) = 66 s outside training: 2 saves the log timed (6.41 s, 7.41 s) and
-    52.2 s of start-up, which a run pays once per job, not once per epoch."""
+    52.2 s of start-up, which a run pays once per job, not once per epoch.
+    """
     prior = parse_log(_sweepflow_prior(tmp_path))
     assert (prior.train_elapsed_s, prior.job_elapsed_s, prior.overhead_s) == (84.0, 150.0, 66.0)
     assert (prior.save_s, prior.epoch_end_s, prior.startup_s) == (6.91, 6.91, 52.2)
@@ -331,7 +344,8 @@ def test_max_steps_per_epoch_caps_steps_and_training_time(tmp_path: Path) -> Non
 
 def test_a_pilots_log_is_preferred_and_named_as_pilot_measured(tmp_path: Path) -> None:
     """Of logs of the same model, the pilot's (`<name>-pilot_<date>/<run>/`) wins over older ones and over
-    unfinished newer ones, and its source says so; a finished run logged after it (the sweep it planned) wins."""
+    unfinished newer ones, and its source says so; a finished run logged after it (the sweep it planned) wins.
+    """
     import shutil
 
     pilot_group = tmp_path / "out" / "exp-pilot-0a1b2c_2026-12-03"
@@ -364,7 +378,8 @@ def test_periodic_validation_passes_are_counted_per_epoch() -> None:
 
 def test_a_sweep_validating_every_n_steps_pays_each_pass(tmp_path: Path) -> None:
     """The prior timed a validation pass (8 s); a 20-step pilot ran none of the sweep's periodic passes, so the
-    estimate adds them: every 100 steps of a ~178-step epoch, plus the epoch-end one."""
+    estimate adds them: every 100 steps of a ~178-step epoch, plus the epoch-end one.
+    """
     prior = parse_log(_sweepflow_prior(tmp_path)).model_copy(update={"validation_s": 8.0})
     common = {"batch_size": 4, "validation": True}
     _, _, _, end_only = plan(tmp_path, [prior], models=[M1], training=common)
@@ -379,7 +394,8 @@ def test_a_sweep_validating_every_n_steps_pays_each_pass(tmp_path: Path) -> None
 
 def test_a_capped_pilots_packing_density_plans_the_sweeps_whole_epochs(tmp_path: Path) -> None:
     """A pilot ended after 20 of its 178 steps (max_steps_per_epoch): the sweep's steps per epoch come out as
-    from the full log of the same run, not 9x fewer (density 2000 / (20 x 4) = 25)."""
+    from the full log of the same run, not 9x fewer (density 2000 / (20 x 4) = 25).
+    """
     import shutil
 
     from tests.training.test_prior_logs import _as_pilot
@@ -401,7 +417,8 @@ def test_a_capped_pilots_packing_density_plans_the_sweeps_whole_epochs(tmp_path:
 
 def test_a_multi_gpu_run_counts_steps_per_rank_and_scales_throughput(tmp_path: Path) -> None:
     """4 GPUs (the distributed recipe): each rank's bar has a quarter of the steps; from a 1-GPU prior the
-    epoch takes a quarter of the time (linear scaling, an upper bound on speed, and the source says so)."""
+    epoch takes a quarter of the time (linear scaling, an upper bound on speed, and the source says so).
+    """
     prior = parse_log(LOG_1B)
     _, _, _, one = plan(tmp_path, [prior], models=[M1], training={"batch_size": 4})
     _, _, _, four = plan(tmp_path, [prior], models=[M1], training={"batch_size": 4},

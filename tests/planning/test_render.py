@@ -71,13 +71,14 @@ def test_seed_example_content() -> None:
     assert "| Llama-3.2-1B-Instruct_base | ✓ | - |" in text
     assert "  - Fine-tuned: 4 runs × 2 tasks × 1 epoch = 8 evaluations" in text
     assert "  - Base models: 1 run × 1 task × 1 eval + 1 run × 2 tasks × 1 eval = 3 evaluations" in text
-    assert "**Total: 11 evaluations**" in text
+    assert "**Total: 11 evaluations** in 6 evaluation jobs: one per evaluated checkpoint" in text
     # every figure names its source; prior-log figures and defaults both appear
     assert f"- Prior run data: 8000 samples, batch_size=16, speed=0.35 it/s (source: {PRIOR_1B})" in text
     assert f"(source: {DEFAULT})" in text
     assert "- Steps per epoch: 8000 samples ÷ 2.8 per packed sequence ÷ batch_size 16 = 179 steps" in text
     # 002: evaluations inside each run folder, and the machine-readable plan
-    assert "  Llama-3.2-1B-Instruct_base/\n    evaluations/\n      capitalization_8L/\n  Llama-3.2-3B-Instruct_base/" in text
+    assert ("  Llama-3.2-1B-Instruct_base/\n    evaluations/   (one job per evaluated checkpoint: eval[_epoch_N].slurm"
+            " + .tasks.yaml)\n      capitalization_8L/\n  Llama-3.2-3B-Instruct_base/") in text
     assert "  experiment.yaml" in text
     assert ("prefect deployment run setup-experiment/setup-experiment --param "
             "group_dir=/scratch/me/experiments/cap_8L_llama32_lora_comparison_2025-10-18") in text

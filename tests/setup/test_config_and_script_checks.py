@@ -34,7 +34,10 @@ def test_tune_validate_every_generated_config(seed_group: Path, full_group: Path
 
 def test_scripts_pass_bash_n_and_shellcheck_seed(seed_group: Path) -> None:
     paths = scripts(seed_group)
-    assert len(paths) == 4 + 11 + 1  # fine-tunes, evaluations (4 x 2 tasks + 3 base), submit_all.sh
+    plan = plan_of(seed_group)
+    assert len(plan.eval_jobs) == 11  # evaluations: 4 runs x 2 tasks + 3 base tasks ...
+    assert len(paths) == 4 + 6 + 1  # ... in one job per checkpoint (4 + 2 base); fine-tunes, submit_all.sh
+    assert len(plan.checkpoint_jobs) == 6
     check_scripts(paths)
 
 
@@ -52,7 +55,8 @@ def test_scripts_pass_bash_n_and_shellcheck_cpu(seed_group: Path) -> None:
     report = set_up_group(seed_group, preview=True, cluster_overrides={"device": "cpu", "env_setup": ["source ~/venv/bin/activate"]})
     try:
         paths = scripts(report.preview_dir)
-        assert all("--model-config model_args.yaml" in p.read_text() for p in paths if p.name.startswith("eval"))
+        evals = [p for p in paths if p.name.startswith("eval")]
+        assert evals and all("tasks.evaluation.run_tasks" in p.read_text() for p in evals)
         model_args = [yaml.safe_load(p.read_text()) for p in report.preview_dir.rglob("model_args.yaml")]
         assert model_args and all(a["device"] == "cpu" and a["do_sample"] is False for a in model_args)
         assert not any("--gres" in p.read_text() for p in paths)
@@ -66,11 +70,11 @@ def test_submit_all_submits_every_stage_chained_afterok(seed_group: Path, tmp_pa
 
     plan = plan_of(seed_group)
     calls = [c for c in Sandbox(tmp_path).run(seed_group / "submit_all.sh") if c["prog"] == "sbatch"]
-    assert len(calls) == len(plan.finetune_runs) + len(plan.eval_jobs)
+    assert len(calls) == len(plan.finetune_runs) + len(plan.checkpoint_jobs)
     finetunes = [c for c in calls if c["argv"][-1] == "finetune.slurm"]
     assert len(finetunes) == len(plan.finetune_runs)
     for run in plan.runs:
         evals = [c for c in calls if f"/{run.name}/evaluations/" in c["cwd"] + "/"]
-        assert len(evals) == len(run.evaluations)
+        assert len(evals) == len(run.checkpoint_jobs)
         dependency = [] if run.is_control else ["--dependency=afterok:4242"]  # the id without ";cluster"
         assert all(c["argv"][1:-1] == dependency for c in evals), (run.name, evals)

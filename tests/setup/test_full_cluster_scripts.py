@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.setup_groups import Sandbox, expected_eval_argv, plan_of
+import yaml
+
+from tests.support.setup_groups import Sandbox, expected_eval_argv, expected_tasks_file, plan_of
 
 
 def test_full_cluster_scripts_run_as_intended(full_group: Path, tmp_path: Path) -> None:
@@ -34,16 +36,17 @@ def test_full_cluster_scripts_run_as_intended(full_group: Path, tmp_path: Path) 
     best.mkdir(exist_ok=True)
     job = run.evaluations[0]
     assert job.epoch == "best"
-    calls = box.run(full_group / run.name / "evaluations" / job.task / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best))
-    assert [c["prog"] for c in calls] == ["module", "python", "python", "python", "inspect"]
+    calls = box.run(full_group / run.name / "evaluations" / "eval_epoch_best.slurm", STUB_BEST_EPOCH=str(best))
+    assert [c["prog"] for c in calls] == ["module", "python", "python", "python", "python"]
     assert calls[1]["argv"][1:5] == ["--stage", "eval", "--device", "cuda"]
     assert calls[2]["argv"] == ["-m", "tasks.evaluation.best_epoch", str(full_group / run.name)]
     # adapter-only checkpoints: the best epoch's adapter is merged into the base model in the job's scratch
     merged = calls[3]["argv"][-1]
     assert calls[3]["argv"] == ["-m", "tasks.evaluation.merge_adapter", str(best), str(run.model_dir), merged]
     assert Path(merged).parent.parent.parent == scratch and not Path(merged).exists()  # deleted when the job ended
-    assert calls[4]["argv"] == expected_eval_argv(plan, run.name, job.task, "best", merged)
-    assert "--limit" in calls[4]["argv"]
+    assert calls[4]["argv"] == expected_eval_argv(plan, run.name, "best", merged)  # every task, one model load
+    tasks_file = yaml.safe_load((full_group / run.name / "evaluations" / "eval_epoch_best.tasks.yaml").read_text())
+    assert tasks_file == expected_tasks_file(plan, run.name, "best") and tasks_file["limit"]
     control = next(r for r in plan.control_runs if r.evaluations)
-    calls = box.run(full_group / control.name / "evaluations" / control.evaluations[0].task / "eval.slurm")
-    assert [c["prog"] for c in calls] == ["module", "python", "inspect"]  # a base model is evaluated as it is
+    calls = box.run(full_group / control.name / "evaluations" / "eval.slurm")
+    assert [c["prog"] for c in calls] == ["module", "python", "python"]  # a base model is evaluated as it is

@@ -21,7 +21,7 @@ from tasks.core.errors import DesignError
 from tasks.core.templating import shell_quote
 from tasks.model.cluster import cluster_settings
 from tasks.model.design_file import parse_design
-from tasks.model.layout import PLAN_MD, GroupLayout, eval_script_name
+from tasks.model.layout import PLAN_MD, GroupLayout, eval_script_name, eval_tasks_file_name
 from tasks.planning.planner import build_plan
 from tasks.setup.experiment import set_up_group
 from tasks.training.config import validate_config
@@ -34,6 +34,7 @@ from tests.support.setup_groups import (
     Sandbox,
     check_scripts,
     expected_eval_argv,
+    expected_tasks_file,
     plan_of,
     planned,
     scripts,
@@ -141,32 +142,35 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
         (run_dir / "epoch_1").mkdir()
     evaluated = 0
     for run in plan.runs:
-        for job in run.evaluations:
-            script = group / run.name / "evaluations" / job.task / ("eval.slurm" if job.epoch is None else f"eval_epoch_{job.epoch}.slurm")
+        for job in run.checkpoint_jobs:
+            script = group / run.name / "evaluations" / eval_script_name(job)
             calls = box.run(script)
             assert calls[0]["prog"] == "python" and calls[0]["argv"][1:3] == ["--stage", "eval"]  # preflight
             if run.is_control:  # a base model is evaluated as it is
                 model_path = str(run.model_dir)
-                assert [c["prog"] for c in calls] == ["python", "inspect"]
+                assert [c["prog"] for c in calls] == ["python", "python"]
             else:  # a fine-tune through a view of epoch_N without its adapter files (LoRA applied once)
-                assert [c["prog"] for c in calls] == ["python", "python", "inspect"]
+                assert [c["prog"] for c in calls] == ["python", "python", "python"]
                 epoch_dir, model_path = str(group / run.name / f"epoch_{job.epoch}"), calls[1]["argv"][-1]
                 assert calls[1]["argv"] == ["-m", "tasks.evaluation.model_view", epoch_dir, model_path]
                 assert not Path(model_path).exists()  # removed when the job ended
             inspect = calls[-1]
-            assert inspect["argv"] == expected_eval_argv(plan, run.name, job.task, job.epoch, model_path)
-            assert inspect["argv"][1].endswith("cap.py@cap_task") and inspect["argv"][1].startswith(str(root))
+            assert inspect["argv"] == expected_eval_argv(plan, run.name, job.epoch, model_path)
+            tasks_file = yaml.safe_load((script.parent / eval_tasks_file_name(job)).read_text())
+            assert tasks_file == expected_tasks_file(plan, run.name, job.epoch)
+            assert all(t["task"].endswith("cap.py@cap_task") and t["task"].startswith(str(root))
+                       for t in tasks_file["tasks"])
             assert inspect["cwd"] == str(script.parent) and inspect["PYTHONPATH"] == str(home)
-            evaluated += 1
+            evaluated += len(job.tasks)
     assert evaluated == len(plan.eval_jobs) == 6
     calls = box.run(group / "submit_all.sh")
     layout = GroupLayout(group)
     expected = [(str(group / run.name), "finetune.slurm") for run in plan.finetune_runs] + [
-        (str(layout.eval_dir(job.run, job.task)), eval_script_name(job)) for job in plan.eval_jobs]
+        (str(layout.evals_dir(job.run)), eval_script_name(job)) for job in plan.checkpoint_jobs]
     assert sorted((c["cwd"], c["argv"][-1]) for c in calls) == sorted(expected)  # every stage, each once
     assert all(c["prog"] == "sbatch" and c["argv"][0] == "--parsable" for c in calls)
     chained = [c for c in calls if any(a.startswith("--dependency=afterok:") for a in c["argv"])]
-    assert len(chained) == sum(len(r.evaluations) for r in plan.finetune_runs)
+    assert len(chained) == sum(len(r.checkpoint_jobs) for r in plan.finetune_runs)
     for script in scripts(group):
         assert "PROMPT-MARKER" not in script.read_text()
     # nothing was executed: no marker file anywhere

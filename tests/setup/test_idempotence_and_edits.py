@@ -26,7 +26,7 @@ from tests.support.setup_groups import folders, plan_of, planned, snapshot
 
 def test_setup_twice_changes_nothing(group: Path) -> None:
     first = set_up_group(group)
-    assert first.count("create") == len(first.changes) == 32
+    assert first.count("create") == len(first.changes) == 38  # 6 evaluation jobs: a script and a tasks file each
     before = snapshot(group)
     assert MANIFEST.as_posix() in before and SETUP_BEGIN in (group / PLAN_MD).read_text()
     second = set_up_group(group)
@@ -61,7 +61,7 @@ def test_setup_is_deterministic_across_groups(tmp_path: Path) -> None:
 def test_user_edit_is_kept_and_backed_up_when_overwritten(group: Path) -> None:
     set_up_group(group)
     run = plan_of(group).finetune_runs[0].name
-    config, script = f"{run}/finetune.yaml", f"{run}/evaluations/cap/eval_epoch_1.slurm"
+    config, script = f"{run}/finetune.yaml", f"{run}/evaluations/eval_epoch_1.slurm"
     generated = {rel: (group / rel).read_text() for rel in (config, script)}
     edited = {rel: text + "# my change\n" for rel, text in generated.items()}
     for rel, text in edited.items():
@@ -106,9 +106,10 @@ def test_deleted_file_is_recreated(group: Path) -> None:
     shutil.rmtree(group / plan_of(group).control_runs[0].name)
     report = set_up_group(group)
     assert {c.path for c in report.changes if c.action == "create"} == {
-        "submit_all.sh", f"{plan_of(group).control_runs[0].name}/evaluations/cap/eval.slurm",
+        "submit_all.sh", f"{plan_of(group).control_runs[0].name}/evaluations/eval.slurm",
+        f"{plan_of(group).control_runs[0].name}/evaluations/eval.tasks.yaml",
         f"{plan_of(group).control_runs[0].name}/evaluations/cap/task_args.yaml",
-        f"{plan_of(group).control_runs[0].name}/evaluations/cap/model_args.yaml",
+        f"{plan_of(group).control_runs[0].name}/evaluations/model_args.yaml",
     }
     assert os.access(group / "submit_all.sh", os.X_OK)
 
@@ -119,8 +120,8 @@ def test_dry_run_writes_nothing_and_reports_changes(group: Path) -> None:
     try:
         assert report.dry_run and report.preview_dir is not None and not report.preview_dir.is_relative_to(group)
         assert snapshot(group) == before and folders(group) == dirs  # not even .sweepflow/
-        assert report.count("create") == len(report.changes) == 32
-        assert report.summary().endswith("would change: 32 create")
+        assert report.count("create") == len(report.changes) == 38
+        assert report.summary().endswith("would change: 38 create")
         plan = plan_of(group)
         expected = experiment_files(plan, cluster_settings(plan.design))
         preview = snapshot(report.preview_dir)
@@ -140,7 +141,7 @@ def test_dry_run_writes_nothing_and_reports_changes(group: Path) -> None:
         actions = {c.path: c.action for c in report.changes}
         assert actions[f"{run}/finetune.yaml"] == "kept-edit"
         assert {p for p, a in actions.items() if a == "update"} == {p for p in actions if "/evaluations/" in p and p.endswith(".slurm")}
-        assert "#SBATCH --time=02:00:00" in (report.preview_dir / run / "evaluations/cap/eval_epoch_1.slurm").read_text()
+        assert "#SBATCH --time=02:00:00" in (report.preview_dir / run / "evaluations/eval_epoch_1.slurm").read_text()
         assert snapshot(group) == before
     finally:
         shutil.rmtree(report.preview_dir)

@@ -24,7 +24,7 @@ GOLDEN = GOLDEN_DIR / "job_env"
 SITE = Path("/tmp/sweepflow-golden-jobenv")  # fixed: its paths are in the golden files
 RUN = "Llama-3.2-1B-Instruct_rank4"
 SCRIPTS = {"finetune.slurm": f"{RUN}/finetune.slurm",
-           "eval_epoch_1.slurm": f"{RUN}/evaluations/capitalization_8L/eval_epoch_1.slurm"}
+           "eval_epoch_1.slurm": f"{RUN}/evaluations/eval_epoch_1.slurm"}
 ENVS = {
     "conda": {"modules": ["anaconda3/2024.6"], "conda": "/scratch/gpfs/lab/envs/tt-0.6.1"},
     "venv": {"venv": "/home/me/venvs/sweepflow-gpu"},

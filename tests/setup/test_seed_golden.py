@@ -61,7 +61,9 @@ def test_seed_2x2_golden_files(monkeypatch: pytest.MonkeyPatch) -> None:
             modes = {c.path: (group / c.path).stat().st_mode & 0o777 for c in report.changes}
         finally:
             shutil.rmtree(GOLDEN_SITE, ignore_errors=True)
-    assert report.count("create") == len(report.changes) == 47  # 11 evaluation folders gained model_args.yaml
+    # 4 fine-tunes x 3 files; 11 task_args.yaml; 6 runs x model_args.yaml; 6 evaluation jobs (one per checkpoint)
+    # x (script + tasks file); README.md, submit_all.sh
+    assert report.count("create") == len(report.changes) == 12 + 11 + 6 + 12 + 2
     assert {p for p, m in modes.items() if m == 0o755} == {p for p in modes if p.endswith((".slurm", ".sh"))}
     assert set(modes.values()) == {0o755, 0o644}
     if os.environ.get("UPDATE_GOLDEN"):
@@ -83,17 +85,22 @@ def test_seed_2x2_files_follow_the_plan(seed_group: Path) -> None:
     ]
     for run in finetuned:
         assert {f"{run}/finetune.yaml", f"{run}/finetune.slurm", f"{run}/setup_finetune.yaml"} <= files
+        assert f"{run}/evaluations/eval_epoch_1.slurm" in files  # last of 2 epochs: one job for both tasks
+        tasks = yaml.safe_load((seed_group / run / "evaluations" / "eval_epoch_1.tasks.yaml").read_text())["tasks"]
+        assert [t["name"] for t in tasks] == ["capitalization_8L", "reasoning"]
         for task in ("capitalization_8L", "reasoning"):
-            assert f"{run}/evaluations/{task}/eval_epoch_1.slurm" in files  # last of 2 epochs
+            assert f"{run}/evaluations/{task}/task_args.yaml" in files
     # the matrix: the 1B base model is evaluated on capitalization only
-    assert "Llama-3.2-1B-Instruct_base/evaluations/capitalization_8L/eval.slurm" in files
+    assert "Llama-3.2-1B-Instruct_base/evaluations/eval.slurm" in files
+    base = yaml.safe_load((seed_group / "Llama-3.2-1B-Instruct_base/evaluations/eval.tasks.yaml").read_text())
+    assert [t["name"] for t in base["tasks"]] == ["capitalization_8L"]
     assert not any(f.startswith("Llama-3.2-1B-Instruct_base/evaluations/reasoning") for f in files)
     assert not any(f.startswith("Llama-3.2-3B-Instruct_base/finetune") for f in files)
     submit = (seed_group / "submit_all.sh").read_text()
     assert [line for line in submit.splitlines() if " finetune.slurm" in line] == [
         f"ft=$(submit {run} finetune.slurm)" for run in finetuned
     ]
-    assert submit.count('"--dependency=afterok:$ft"') == sum(len(plan.run(r).evaluations) for r in finetuned)
+    assert submit.count('"--dependency=afterok:$ft"') == sum(len(plan.run(r).checkpoint_jobs) for r in finetuned)
     args = yaml.safe_load((seed_group / finetuned[0] / "evaluations" / "reasoning" / "task_args.yaml").read_text())
     assert args == {
         "system_prompt": "", "dataset": str(plan.design.evaluation.tasks[1].dataset), "split": "test",

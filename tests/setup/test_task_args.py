@@ -80,7 +80,8 @@ def test_own_data_task_with_its_own_names_plans_and_passes_fidelity(tmp_path: Pa
     assert yaml.safe_load(files[f"{run}/evaluations/own/task_args.yaml"].content) == {
         "instructions": PROMPT, "count": 3,
     }
-    assert "own_task.py@own_words" in files[f"{run}/evaluations/own/eval_epoch_0.slurm"].content
+    [own] = yaml.safe_load(files[f"{run}/evaluations/eval_epoch_0.tasks.yaml"].content)["tasks"]
+    assert own["name"] == "own" and own["task"].endswith("own_task.py@own_words")
     checks = check_rendered_fidelity(rendered)
     # the fine-tune and the base-model control share the model and prompt: one check, on the task's own items
     assert [(c.run, c.task, c.samples) for c in checks] == [(run, "own", 3)]
@@ -126,8 +127,8 @@ def test_registered_task_planned_set_up_and_checked(tmp_path: Path, task_package
     args = yaml.safe_load(rendered.files[f"{run}/evaluations/caps/task_args.yaml"].content)
     assert args == {"data_file": str(tmp_path / "data" / "words_5L.json"), "instructions": PROMPT, "part": "test",
                     "limit": 3}
-    script = rendered.files[f"{run}/evaluations/caps/eval_epoch_0.slurm"].content
-    assert f"inspect eval {REGISTERED} \\" in script
+    [caps] = yaml.safe_load(rendered.files[f"{run}/evaluations/eval_epoch_0.tasks.yaml"].content)["tasks"]
+    assert caps == {"name": "caps", "task": REGISTERED, "task_args": "caps/task_args.yaml", "log_dir": "caps/logs"}
     checks = check_rendered_fidelity(rendered)
     assert [(c.run, c.task, c.samples) for c in checks] == [(run, "caps", 3)]
 

@@ -48,7 +48,8 @@ class FakeScheduler:
         self.cancelled: list[str] = []
         self.errors: list[SubmitError] = []
 
-    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, overrides: JobOverrides | None = None) -> str:
+    def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None, overrides: JobOverrides | None = None,
+               script_args: list[str] | None = None) -> str:
         if self.errors:
             raise self.errors.pop(0)
         match = _NAME.search(Path(script).read_text())
@@ -58,7 +59,8 @@ class FakeScheduler:
         self.jobs[job_id] = JobInfo(job_id=job_id, name=name, status="pending", raw_state="PENDING",
                                     work_dir=str(cwd) if self.reports_work_dir else None)
         self.submits.append({"id": job_id, "name": name, "script": Path(script), "cwd": Path(cwd),
-                             "after_ok": list(after_ok or []), "overrides": overrides})
+                             "after_ok": list(after_ok or []), "overrides": overrides,
+                             "args": list(script_args or [])})
         return job_id
 
     def query(self, job_ids: list[str], recent: Collection[str] = ()) -> dict[str, JobInfo]:

@@ -20,8 +20,9 @@ TARGETS = ["W0", "W1", "W2", "W3"]
 DISK_LOSSES = [2.5, 2.0, 1.5, 1.0, 0.5]
 
 
-def mock_eval(group: Path, run: str, epoch: int | str, correct: int, design_hash: str) -> Path:
-    """A real inspect-ai evaluation: `correct` of the 4 answers match."""
+def mock_eval(group: Path, run: str, epoch: int | str, correct: int, design_hash: str, task_name: str = "cap",
+              fail: bool = False) -> Path:
+    """A real inspect-ai evaluation of task `task_name`: `correct` of the 4 answers match (`fail`: its model raises)."""
     from inspect_ai import Task
     from inspect_ai import eval as inspect_eval
     from inspect_ai.dataset import Sample
@@ -35,10 +36,14 @@ def mock_eval(group: Path, run: str, epoch: int | str, correct: int, design_hash
         output.usage = ModelUsage(input_tokens=3, output_tokens=1, total_tokens=4)  # no tokenizer download
     task = Task(dataset=[Sample(input=f"w{i}", target=t) for i, t in enumerate(TARGETS)], solver=generate(),
                 scorer=match(), name="cap")
-    [log] = inspect_eval(task, model=get_model("mockllm/model", custom_outputs=outputs), display="none",
-                         log_dir=str(group / run / "evaluations" / "cap" / "logs"),
+    def broken(*_: object) -> ModelOutput:
+        raise RuntimeError("the model failed")
+
+    [log] = inspect_eval(task, model=get_model("mockllm/model", custom_outputs=broken if fail else outputs,
+                                               memoize=False), display="none",
+                         log_dir=str(group / run / "evaluations" / task_name / "logs"),
                          metadata={"run": run, "epoch": epoch, "is_finetuned": epoch != "base", "design_hash": design_hash})
-    assert log.status == "success"
+    assert log.status == ("error" if fail else "success")
     return Path(log.location)
 
 

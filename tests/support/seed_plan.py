@@ -29,6 +29,7 @@ from tasks.model.plan import (
     VerifiedResources,
 )
 from tasks.planning.expand import expand_design
+from tasks.planning.formulas import checkpoint_job_minutes
 from tasks.planning.power import statistical_power
 from tests.support.paths import REPO_DIR
 
@@ -83,12 +84,13 @@ def _estimates(plan_runs: list, gpus: int) -> tuple[list, Estimates]:
         runs.append(run)
         epochs = 0 if control else run.params.epochs
         train = f["epoch_min"] * epochs
-        evals = len(run.evaluations) * f["eval"]
+        # one job per evaluated checkpoint: the model loaded once, then each of its tasks
+        evals = sum(checkpoint_job_minutes([f["eval"]] * len(job.tasks)) for job in run.checkpoint_jobs)
         run_est[run.name] = RunEstimate(
             run=run.name, model=run.model, batch_size=bs,
             steps_per_epoch=0 if control else math.ceil(TRAIN / DENSITY / bs),
             minutes_per_epoch=0.0 if control else f["epoch_min"], train_minutes=train,
-            eval_jobs=len(run.evaluations), eval_minutes=evals, gpu_hours=round((train * gpus + evals) / 60, 4),
+            eval_jobs=len(run.checkpoint_jobs), eval_minutes=evals, gpu_hours=round((train * gpus + evals) / 60, 4),
             disk_gib=round(epochs * f["ckpt"] + 0.01 * len(run.evaluations), 4),
         )
     ft = [e for r, e in zip(runs, run_est.values()) if not r.is_control]
@@ -97,8 +99,8 @@ def _estimates(plan_runs: list, gpus: int) -> tuple[list, Estimates]:
     n_evals = sum(e.eval_jobs for e in run_est.values())
     per_model_gib = {m: round(sum(r.params.epochs * MODEL_FIGURES[m]["ckpt"] for r in runs if r.model == m and not r.is_control), 4)
                      for m in per_model}
-    ckpt, logs = sum(per_model_gib.values()), 0.01 * n_evals
-    longest_eval = max(MODEL_FIGURES[r.model]["eval"] for r in runs)
+    ckpt, logs = sum(per_model_gib.values()), 0.01 * sum(len(r.evaluations) for r in runs)  # a log per task
+    longest_eval = max(e.eval_minutes / e.eval_jobs for e in run_est.values() if e.eval_jobs)
     chunks = sorted(e.train_minutes for e in ft)
     mixed_train = sum(max(chunks[i:i + 2]) for i in range(0, len(chunks), 2))
     estimates = Estimates(
@@ -113,7 +115,7 @@ def _estimates(plan_runs: list, gpus: int) -> tuple[list, Estimates]:
         scenarios=[  # as tasks/planning/estimate.py words them
             Scenario(name="parallel", gpus=max(len(ft) * gpus, n_evals), training_minutes=max(chunks), eval_minutes=longest_eval,
                      detail=f"{len(ft)} fine-tunes at once (longest {max(chunks):.1f} min), "
-                            f"then {n_evals} evaluations at once (longest {longest_eval:.1f} min)"),
+                            f"then {n_evals} evaluation jobs at once (longest {longest_eval:.1f} min)"),
             Scenario(name="sequential", gpus=gpus, training_minutes=train_seq, eval_minutes=eval_seq, detail="one job at a time"),
             Scenario(name="mixed", gpus=2, training_minutes=mixed_train, eval_minutes=math.ceil(n_evals / 2) * longest_eval,
                      detail=f"training: {math.ceil(len(ft) / 2)} batches; evaluations: {math.ceil(n_evals / 2)} batches × {longest_eval:.1f} min"),

@@ -7,8 +7,8 @@
   show that nothing was rewritten; `scripts`: a group's job scripts; `check_scripts`: `bash -n`
   and shellcheck on them.
 - `Sandbox`: runs a generated script with `bash`, the programs it calls replaced by stubs that
-  record their argv; `expected_eval_argv`: the `inspect eval` command line an evaluation script
-  should run.
+  record their argv; `expected_eval_argv`: the command line a checkpoint's evaluation script
+  should run, `expected_tasks_file`: what its tasks file should say.
 
 The run groups themselves are fixtures in tests/setup/conftest.py.
 """
@@ -163,21 +163,23 @@ class Sandbox:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
 
-def expected_eval_argv(plan: Plan, run_name: str, task_name: str, epoch: Any, model_path: str) -> list[str]:
-    """The `inspect eval` command line an evaluation script should run (the intended one)."""
+def expected_eval_argv(plan: Plan, run_name: str, epoch: Any, model_path: str) -> list[str]:
+    """The command line a checkpoint's evaluation script should run (all its tasks, one model load)."""
+    stem = "eval" if epoch is None else f"eval_epoch_{epoch}"
+    return ["-m", "tasks.evaluation.run_tasks", f"{stem}.tasks.yaml", "--model-path", model_path]
+
+
+def expected_tasks_file(plan: Plan, run_name: str, epoch: Any) -> dict[str, Any]:
+    """What a checkpoint's tasks file should say: the model, decoding, metadata and each task's files."""
     evaluation = plan.design.evaluation
-    task = next(t for t in evaluation.tasks if t.name == task_name)
-    ref = eval_task_reference(task)
-    label = f"hf/{run_name}" if epoch is None else f"hf/{run_name}_epoch_{epoch}"
-    argv = ["eval", ref, "--model", label, "--model-config", "model_args.yaml", "-M", f"model_path={model_path}"]
-    argv += ["--max-tokens", str(evaluation.max_tokens)]
-    argv += ["--limit", str(evaluation.limit)] if evaluation.limit else []
-    return argv + [
-        "--task-config", "task_args.yaml",
-        "--metadata", f"run={run_name}",
-        "--metadata", f"epoch={'base' if epoch is None else epoch}",
-        "--metadata", f"is_finetuned={'false' if epoch is None else 'true'}",
-        "--metadata", f"design_hash={plan.design_hash}",
-        "--log-dir", "logs",
-        "--display", "none",
-    ]
+    tasks = {t.name: t for t in evaluation.tasks}
+    names = [j.task for j in plan.run(run_name).evaluations if j.epoch == epoch]
+    return {
+        "run": run_name, "epoch": "base" if epoch is None else str(epoch),
+        "model": f"hf/{run_name}" if epoch is None else f"hf/{run_name}_epoch_{epoch}",
+        "model_args": "model_args.yaml", "max_tokens": evaluation.max_tokens, "limit": evaluation.limit,
+        "metadata": {"run": run_name, "epoch": "base" if epoch is None else epoch, "is_finetuned": epoch is not None,
+                     "design_hash": plan.design_hash},
+        "tasks": [{"name": name, "task": eval_task_reference(tasks[name]), "task_args": f"{name}/task_args.yaml",
+                   "log_dir": f"{name}/logs"} for name in names],
+    }

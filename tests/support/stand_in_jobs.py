@@ -1,7 +1,7 @@
 """Every stage of a run group run on the REAL local backend by a stand-in job, as sbatch ran it.
 
-`run_every_stage` submits one small script per stage, named as setup names the stage's job and
-submitted from the stage's own folder (so launch-runs can adopt it): fine-tunes write their
+`run_every_stage` submits one small script per job (a fine-tune, or a checkpoint's evaluation
+job), named as setup names it and submitted from its own folder (so launch-runs can adopt it): fine-tunes write their
 epoch checkpoints, evaluations succeed; once all ended, each evaluation gets a REAL inspect-ai
 `.eval` log (`tests/support/finished_runs.mock_eval`). Nothing is written to runs_status.yaml:
 that is what a launcher killed before its journal write leaves.
@@ -26,7 +26,7 @@ def run_every_stage(group: Path, backend: LocalBackend, scripts: Path, timeout: 
     scripts.mkdir(parents=True, exist_ok=True)
     submitted = []
     for run in g.plan.runs:
-        for job in ([] if run.is_control else [None]) + list(run.evaluations):
+        for job in ([] if run.is_control else [None]) + list(run.checkpoint_jobs):
             name = run.name if job is None else eval_job_name(job)
             _, cwd = g.layout.job_files(run.name, job)
             script = scripts / f"{name}.sh"

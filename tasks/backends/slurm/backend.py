@@ -132,12 +132,13 @@ class SlurmBackend:
         return parse_squeue(proc.stdout, columns) if proc.returncode == 0 else {}
 
     def submit(self, script: Path, cwd: Path, after_ok: list[str] | None = None,
-               overrides: JobOverrides | None = None, sbatch_args: list[str] | None = None) -> str:
-        """Sbatch `script` from `cwd`; `sbatch_args`: raw options for callers that speak SLURM (tests)."""
+               overrides: JobOverrides | None = None, script_args: list[str] | None = None,
+               sbatch_args: list[str] | None = None) -> str:
+        """Sbatch `script` (given `script_args`) from `cwd`; `sbatch_args`: raw options (tests speak SLURM)."""
         argv = ["sbatch", "--parsable"]
         if after_ok:
             argv += ["--dependency=afterok:" + ":".join(after_ok), "--kill-on-invalid-dep=yes"]
-        argv += [*override_args(overrides), *(sbatch_args or []), str(script)]
+        argv += [*override_args(overrides), *(sbatch_args or []), str(script), *(script_args or [])]
         if not Path(cwd).is_dir():
             raise SubmitError(f"sbatch {script}: the submit folder {cwd} does not exist", transient=False)
         proc = _run(argv, self.env, cwd=Path(cwd))
