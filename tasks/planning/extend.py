@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from tasks.core.errors import DesignError, Problem
 from tasks.core.files import FileFormatError
 from tasks.model.layout import PLAN_FILE, STATUS_FILE
-from tasks.model.plan import DroppedRun, Estimates, Extension, Plan, Run
+from tasks.model.plan import DroppedRun, Estimates, Extension, Plan, Run, RunEstimate
 from tasks.model.plan_file import load_plan
 from tasks.model.status import BASE_NOTE, FINETUNE, RunsStatus, StageStatus, initial_status
 from tasks.model.status_file import load_status
@@ -129,10 +129,30 @@ def _match_runs(existing: Plan, new: Plan) -> tuple[list[Run], list[str], list[s
     return merged, added, kept, problems
 
 
+def _kept_estimate(recorded: RunEstimate, planned: RunEstimate | None) -> RunEstimate:
+    """A kept run's recorded estimate (its fine-tune's time limit stays), its evaluations as now planned.
+
+    A task or evaluated epoch added to a kept run adds to its checkpoints' jobs: their time limit
+    must cover every task they now run, not only the ones first planned.
+    """
+    if planned is None or (planned.eval_jobs, planned.eval_minutes) == (recorded.eval_jobs, recorded.eval_minutes):
+        return recorded
+    gpu_hours = recorded.gpu_hours + (planned.eval_minutes - recorded.eval_minutes) / 60.0
+    return recorded.model_copy(update={"eval_jobs": planned.eval_jobs, "eval_minutes": planned.eval_minutes,
+                                       "gpu_hours": round(gpu_hours, 4)})
+
+
 def _estimates(existing: Plan, new: Plan, merged: list[Run], kept: list[str]) -> Estimates:
-    """The new plan's estimates, with every kept run's own recorded estimate (its time limits stay)."""
+    """The new plan's estimates, with every kept run's own recorded estimate (its time limits stay).
+
+    A kept run's evaluation figures are the new plan's (they cover the evaluations it now has).
+    """
     runs = {r.name: new.estimates.runs[r.name] for r in merged if r.name not in kept and r.name in new.estimates.runs}
-    runs.update({name: existing.estimates.runs[name] for name in kept if name in existing.estimates.runs})
+    planned = {(r.kind, r.cell_name, r.replicate): new.estimates.runs.get(r.name) for r in new.runs}
+    for run in merged:
+        if run.name in kept and run.name in existing.estimates.runs:
+            runs[run.name] = _kept_estimate(existing.estimates.runs[run.name],
+                                            planned.get((run.kind, run.cell_name, run.replicate)))
     return new.estimates.model_copy(update={"runs": {r.name: runs[r.name] for r in merged if r.name in runs}})
 
 

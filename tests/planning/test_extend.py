@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from tasks.core.errors import DesignError
+from tasks.model.cluster import cluster_settings
 from tasks.model.layout import SETUP_BEGIN, SETUP_END
 from tasks.model.plan_file import load_plan
 from tasks.model.status_file import StatusStore
 from tasks.planning.deliver import deliver_plan
 from tasks.planning.design_diff import design_changes
 from tasks.planning.extend import plan_extension, prepare_extension
+from tasks.planning.time_limits import eval_time_limit, finetune_time_limit
 from tests.support.seed_plan import NOW, build_plan, design_data
 
 NAME = "cap_8L_llama32_lora_comparison_2025-10-18"
@@ -91,6 +93,24 @@ def test_a_new_task_is_evaluation_only_on_existing_checkpoints(tmp_path: Path) -
     assert f"{S}_rank4/capitalization_again_epoch_1" in ext.extension.new_evaluations
     assert [c.field for c in ext.extension.changes] == ["evaluation.tasks[capitalization_again]"]
     assert [j.key for j in ext.plan.run(f"{S}_rank4").evaluations][-1] == "capitalization_again_epoch_1"
+
+
+def test_a_new_task_lengthens_the_kept_runs_evaluation_jobs_time_limit(tmp_path: Path) -> None:
+    """The checkpoint's job now runs one more task: its limit covers it (the fine-tune's stays as recorded)."""
+    tasks = design_data()["evaluation"]["tasks"]
+    extra = {**tasks[0], "name": "capitalization_again"}
+    old, new = _plan(tmp_path), _plan(tmp_path, evaluation=_evaluation(tasks=[*tasks, extra]))
+    merged = plan_extension(old, new, None, LATER).plan
+    cluster = cluster_settings(merged.design)
+    for run in old.runs:
+        before, after = old.estimates.runs[run.name], merged.estimates.runs[run.name]
+        assert after.eval_minutes == new.estimates.runs[run.name].eval_minutes
+        assert after.eval_minutes > before.eval_minutes or run.is_control  # (controls: the tasks they run)
+        assert after.train_minutes == before.train_minutes and after.batch_size == before.batch_size
+        limit = eval_time_limit(merged, merged.run(run.name), cluster).limit
+        assert limit == eval_time_limit(new, new.run(run.name), cluster).limit
+        if not run.is_control:
+            assert finetune_time_limit(merged, merged.run(run.name), cluster) == finetune_time_limit(old, run, cluster)
 
 
 @pytest.mark.parametrize(("changes", "field"), [
