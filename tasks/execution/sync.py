@@ -42,7 +42,7 @@ from tasks.backends import classify_failure
 from tasks.backends.base import Backend, JobInfo
 from tasks.core.files import read_log_tail
 from tasks.core.preflight import failure_line
-from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
+from tasks.evaluation.eval_logs import EVAL_CLOCK_SLACK_S, EvalLogEntry, read_log_headers
 from tasks.execution.provenance import refresh_job_environment
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import epoch_dir_name
@@ -52,7 +52,6 @@ from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, utc_n
 LOST = "lost: scheduler has no record"
 ADOPTED = "adopted:"  # an attempt's note when its job was found in the scheduler, kept when it ends
 ACCOUNTING_LAG_S = 60.0  # a job submitted this recently may be missing from sacct without being lost
-EVAL_CLOCK_SLACK_S = 120.0  # a .eval log older than the attempt's submission (minus this) is not its own
 
 
 class StageRow(BaseModel):
