@@ -18,6 +18,8 @@ State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes t
   COMPLETED, artifacts missing or .eval bad  -> failed, reason "COMPLETED but ..."
   FAILED (evaluation job), the task's .eval   -> completed (another task of the job failed)
     log successful
+  FAILED (evaluation job), the task's .eval   -> failed, "task failed: .eval status error" (a log still
+    log error or cancelled                         `started`: the job died during it, the job's cause)
   FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (tasks/backends/slurm/outcomes.py)
   CANCELLED by <uid>                         -> cancelled, reason "cancelled by a user"
   CANCELLED by kill-on-invalid-dep           -> cancelled, reason "fine-tune failed"
@@ -50,6 +52,7 @@ from tasks.model.plan import EvalJob
 from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, utc_now
 
 LOST = "lost: scheduler has no record"
+UNFINISHED = "started"  # inspect's status of a log whose process died during the task
 ADOPTED = "adopted:"  # an attempt's note when its job was found in the scheduler, kept when it ends
 ACCOUNTING_LAG_S = 60.0  # a job submitted this recently may be missing from sacct without being lost
 
@@ -236,7 +239,8 @@ def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check:
         done, why, output = check.verify(run, key, stage, info)
         if done:
             return {**fields, "status": "completed", "reason": None, "output": output, "cause": None}
-        if output is not None:  # the task ran and its log says it failed (its job went on with the others)
+        unfinished = (why or "").endswith(f"status {UNFINISHED}")  # killed with its job mid-task: the job's cause
+        if output is not None and not unfinished:  # the task ran and its log says it failed (the job went on)
             what = (why or "").removeprefix("COMPLETED but ")
             return {**fields, "status": "failed", "reason": f"task failed: {what}; see {log}", "output": output,
                     "cause": "error"}
