@@ -19,6 +19,7 @@ adding them back restores what had finished.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date as date_cls
 from pathlib import Path
@@ -33,7 +34,7 @@ from tasks.model.plan import DroppedRun, Estimates, Extension, Plan, Run, RunEst
 from tasks.model.plan_file import load_plan
 from tasks.model.status import BASE_NOTE, FINETUNE, RunsStatus, StageStatus, initial_status
 from tasks.model.status_file import load_status
-from tasks.planning.design_diff import NEW_GROUP, design_changes, refused_changes
+from tasks.planning.design_diff import ABSENT, NEW_GROUP, design_changes, refused_changes
 
 Kind = Literal["new", "same", "extension"]
 IN_FLIGHT = ("submitted", "running")
@@ -211,17 +212,27 @@ def _drop(stage: StageStatus, reason: str, now: str) -> None:
         stage.mark("dropped", now=now, reason=reason, note=stage.note or f"{WAS}{stage.status}")
 
 
-def _revive(stage: StageStatus, control_finetune: bool, now: str) -> None:
-    """A dropped stage back in the design: completed work stays completed, the rest is pending again."""
+READDED = "its task was added back: scored again (its definition may have changed while it was out of the design)"
+
+
+def _revive(stage: StageStatus, control_finetune: bool, now: str, rescore: bool = False) -> None:
+    """A dropped stage back in the design: completed work stays completed, the rest is pending again.
+
+    `rescore`: an evaluation of a task that was out of the design and is added back. Nothing
+    checked its definition meanwhile, so its earlier result is not restored: it is scored again
+    (its last attempt marked reopened, so that attempt's log is not counted as its result).
+    """
     if stage.status != "dropped":
         return
     was = (stage.note or "").removeprefix(WAS)
     if control_finetune:
         stage.mark("skipped", now=now, reason=None, note=BASE_NOTE)
-    elif was == "completed":
+    elif was == "completed" and not rescore:
         stage.mark("completed", now=now, reason=None, note=None)
     else:
-        stage.mark("pending", now=now, reason=None, note=None, job_id=None, output=None)
+        if stage.attempts:
+            stage.attempts[-1].reopened = True
+        stage.mark("pending", now=now, reason=READDED if rescore else None, note=None, job_id=None, output=None)
 
 
 def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[RunsStatus], None]:
@@ -229,6 +240,8 @@ def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[Ru
     fresh = initial_status(plan)
     reasons = {d.run.name: d.reason for d in plan.dropped_runs}
     eval_reason = _dropped_reason(now, "its evaluation is no longer in the design")
+    readded = {m.group(1) for c in extension.changes if c.old == ABSENT
+               and (m := re.fullmatch(r"evaluation\.tasks\[([^\]]+)\]", c.field))}
 
     def update(status: RunsStatus) -> None:
         for name in extension.dropped_runs:
@@ -242,8 +255,9 @@ def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[Ru
         for planned in plan.runs:
             entry = status.runs.setdefault(planned.name, fresh.runs[planned.name])
             _revive(entry.finetune, planned.is_control, now)
+            tasks = {job.key: job.task for job in planned.evaluations}
             for key, stage in fresh.runs[planned.name].evaluations.items():
-                _revive(entry.evaluations.setdefault(key, stage), False, now)
+                _revive(entry.evaluations.setdefault(key, stage), False, now, rescore=tasks.get(key) in readded)
 
     return update
 

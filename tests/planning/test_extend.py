@@ -204,6 +204,24 @@ def test_delivering_an_extension(tmp_path: Path) -> None:
     assert load_plan(group).dropped_runs == []
 
 
+def test_a_task_added_back_with_another_definition_is_scored_again(tmp_path: Path) -> None:
+    """Out of the design, a task's definition can change unchecked: its earlier scores are not restored."""
+    kept, removed = design_data()["evaluation"]["tasks"]
+    group = deliver_plan(_plan(tmp_path), NOW)
+    _finish(group, f"{S}_rank4")
+    deliver_plan(_plan(tmp_path, evaluation=_evaluation(tasks=[kept])), LATER)
+    key = f"{removed['name']}_epoch_1"
+    assert StatusStore(group / "runs_status.yaml").read().stage(f"{S}_rank4", key).status == "dropped"
+    changed = {**removed, "args": {"shots": 5}}
+    deliver_plan(_plan(tmp_path, evaluation=_evaluation(tasks=[kept, changed])), "2025-10-21T00:00:00+00:00")
+    status = StatusStore(group / "runs_status.yaml").read()
+    assert status.stage(f"{S}_rank4").status == "completed"  # the fine-tune is what it was
+    assert status.stage(f"{S}_rank4", f"{kept['name']}_epoch_1").status == "completed"  # never dropped
+    stage = status.stage(f"{S}_rank4", key)
+    assert stage.status == "pending"  # scored again under its definition now, not the earlier one's result
+    assert "added back" in (stage.reason or "")
+
+
 def test_extend_only_without_a_date_finds_the_newest_group(tmp_path: Path) -> None:
     old = _plan(tmp_path)
     deliver_plan(old, NOW)
