@@ -165,6 +165,17 @@ def _in_flight(status: RunsStatus | None, run: str, keys: list[str] | None = Non
     return [f"{run}/{key}" for key, stage in stages if (keys is None or key in keys) and stage.status in IN_FLIGHT]
 
 
+def _busy_problems(status: RunsStatus | None, dropped_runs: list[str], dropped_evals: list[str]) -> list[Problem]:
+    """A problem for each stage the extension would drop while its job is queued or running."""
+    busy = [s for name in dropped_runs for s in _in_flight(status, name)]
+    for item in dropped_evals:
+        run, key = item.split("/", 1)
+        busy += _in_flight(status, run, [key])
+    return [Problem(field="runs", message=(
+        f"{stage} is queued or running and the new design drops it: cancel it first (cancel-runs), "
+        "or keep it in the design")) for stage in busy]
+
+
 def plan_extension(existing: Plan | None, new: Plan, status: RunsStatus | None, now: str) -> ExtensionPlan:
     """Classify `new` against the recorded plan and, for an extension, merge them; `DesignError` when refused."""
     if existing is None:
@@ -183,13 +194,7 @@ def plan_extension(existing: Plan | None, new: Plan, status: RunsStatus | None, 
     new_jobs = {(r.name, j.key) for r in merged for j in r.evaluations}
     new_evals = sorted(f"{r}/{k}" for r, k in new_jobs - old_jobs if r in kept)
     dropped_evals = sorted(f"{r}/{k}" for r, k in old_jobs - new_jobs if r in names)
-    busy = [s for r in dropped for s in _in_flight(status, r.name)]
-    for item in dropped_evals:
-        run, key = item.split("/", 1)
-        busy += _in_flight(status, run, [key])
-    problems += [Problem(field="runs", message=(
-        f"{stage} is queued or running and the new design drops it: cancel it first (cancel-runs), "
-        "or keep it in the design")) for stage in busy]
+    problems += _busy_problems(status, [r.name for r in dropped], dropped_evals)
     if problems:
         raise DesignError(problems, heading=f"This design cannot extend the run group {existing.run_group}")
     extension = Extension(
@@ -244,6 +249,9 @@ def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[Ru
                and (m := re.fullmatch(r"evaluation\.tasks\[([^\]]+)\]", c.field))}
 
     def update(status: RunsStatus) -> None:
+        busy = _busy_problems(status, extension.dropped_runs, extension.dropped_evaluations)
+        if busy:  # submitted since the extension was planned (it read the status unlocked): nothing is written
+            raise DesignError(busy, heading=f"This design cannot extend the run group {plan.run_group}")
         for name in extension.dropped_runs:
             entry = status.runs.get(name)
             for stage in [entry.finetune, *entry.evaluations.values()] if entry else []:

@@ -17,7 +17,7 @@ from tasks.model.plan_file import load_plan
 from tasks.model.status_file import StatusStore
 from tasks.planning.deliver import deliver_plan
 from tasks.planning.design_diff import design_changes
-from tasks.planning.extend import plan_extension, prepare_extension
+from tasks.planning.extend import extension_status, plan_extension, prepare_extension
 from tasks.planning.time_limits import eval_time_limit, finetune_time_limit
 from tests.support.seed_plan import NOW, build_plan, design_data
 
@@ -156,6 +156,19 @@ def test_dropping_a_queued_run_is_refused(tmp_path: Path) -> None:
     StatusStore(group / "runs_status.yaml").update(lambda s: s.stage(f"{S}_rank64").mark("running", job_id="7"))
     with pytest.raises(DesignError, match=f"{S}_rank64/finetune is queued or running"):
         deliver_plan(_plan(tmp_path, factors={"lora_rank": [4]}), LATER)
+
+
+def test_a_run_submitted_while_the_extension_was_planned_is_not_dropped(tmp_path: Path) -> None:
+    """The in-flight check is made again under the status lock: a job submitted meanwhile is never orphaned."""
+    old = _plan(tmp_path)
+    group = deliver_plan(old, NOW)
+    store = StatusStore(group / "runs_status.yaml")
+    ext = plan_extension(old, _plan(tmp_path, factors={"lora_rank": [4]}), store.read(), LATER)
+    assert ext.extension is not None
+    store.update(lambda s: s.stage(f"{S}_rank64").mark("submitted", job_id="7"))  # launch-runs, meanwhile
+    with pytest.raises(DesignError, match=f"{S}_rank64/finetune is queued or running"):
+        store.update(extension_status(ext.plan, ext.extension, LATER), force=True)
+    assert store.read().stage(f"{S}_rank64").status == "submitted"
 
 
 def _finish(group: Path, run: str) -> None:
