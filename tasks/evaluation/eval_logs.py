@@ -15,6 +15,8 @@ from typing import Any
 
 from tasks.model.plan import EpochRef
 
+EVAL_CLOCK_SLACK_S = 120.0  # a .eval log older than its attempt's submission (minus this) is not its own
+
 
 @dataclass(frozen=True)
 class EvalLogEntry:

@@ -16,8 +16,11 @@ State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes t
   RUNNING (and the like)                     -> running
   COMPLETED + artifacts present              -> completed
   COMPLETED, artifacts missing or .eval bad  -> failed, reason "COMPLETED but ..."
+    (a fine-tune's epoch_N/ older than its submission: an earlier attempt's, e.g. before rerun-runs)
   FAILED (evaluation job), the task's .eval   -> completed (another task of the job failed)
     log successful
+  FAILED (evaluation job), the task's .eval   -> failed, "task failed: .eval status error" (a log still
+    log error or cancelled                         `started`: the job died during it, the job's cause)
   FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (tasks/backends/slurm/outcomes.py)
   CANCELLED by <uid>                         -> cancelled, reason "cancelled by a user"
   CANCELLED by kill-on-invalid-dep           -> cancelled, reason "fine-tune failed"
@@ -42,7 +45,7 @@ from tasks.backends import classify_failure
 from tasks.backends.base import Backend, JobInfo
 from tasks.core.files import read_log_tail
 from tasks.core.preflight import failure_line
-from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
+from tasks.evaluation.eval_logs import EVAL_CLOCK_SLACK_S, EvalLogEntry, read_log_headers
 from tasks.execution.provenance import refresh_job_environment
 from tasks.model.group import GroupRef, RunGroup
 from tasks.model.layout import epoch_dir_name
@@ -50,9 +53,9 @@ from tasks.model.plan import EvalJob
 from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, utc_now
 
 LOST = "lost: scheduler has no record"
+UNFINISHED = "started"  # inspect's status of a log whose process died during the task
 ADOPTED = "adopted:"  # an attempt's note when its job was found in the scheduler, kept when it ends
 ACCOUNTING_LAG_S = 60.0  # a job submitted this recently may be missing from sacct without being lost
-EVAL_CLOCK_SLACK_S = 120.0  # a .eval log older than the attempt's submission (minus this) is not its own
 
 
 class StageRow(BaseModel):
@@ -127,6 +130,21 @@ def missing_checkpoints(run_dir: Path, epochs: int) -> list[int]:
     return [n for n in range(epochs) if not has_checkpoint(run_dir / epoch_dir_name(n))]
 
 
+def _newest_write(folder: Path) -> float:
+    """When the checkpoint in `folder` was last written (0 when it has none)."""
+    files = [*folder.glob("*.safetensors"), *folder.glob("adapter_model.*")] if folder.is_dir() else []
+    return max((f.stat().st_mtime for f in files), default=0.0)
+
+
+def stale_checkpoints(run_dir: Path, epochs: int, since: float, resumed_after: int | None) -> list[int]:
+    """The epochs this attempt had to write whose checkpoint is older than `since` (an earlier attempt's).
+
+    A resumed attempt writes only the epochs after `resumed_after`; the earlier ones are kept.
+    """
+    first = 0 if resumed_after is None else resumed_after + 1
+    return [n for n in range(first, epochs) if _newest_write(run_dir / epoch_dir_name(n)) < since - EVAL_CLOCK_SLACK_S]
+
+
 def _timestamp(text: str | None) -> float | None:
     try:
         return datetime.fromisoformat(text).timestamp() if text else None
@@ -171,17 +189,28 @@ class _Verifier:
     def _eval(self, run: str, key: str) -> EvalJob:
         return next(j for j in self.group.plan.run(run).evaluations if j.key == key)
 
+    def _verify_finetune(self, run: str, stage: StageStatus, since: float | None) -> tuple[bool, str | None, None]:
+        """Every epoch's checkpoint exists; those this attempt trains were written by it (not by an earlier one)."""
+        run_dir, epochs = self.layout.run_dir(run), self.group.plan.run(run).params.epochs
+        missing = missing_checkpoints(run_dir, epochs)
+        if missing:
+            return False, "COMPLETED but no " + ", ".join(epoch_dir_name(n) for n in missing) + " checkpoint", None
+        resumed = [e for e in ((stage.attempts[-1].resume_epoch if stage.attempts else None),
+                               (stage.overrides.resume_epoch if stage.overrides else None)) if e is not None]
+        stale = stale_checkpoints(run_dir, epochs, since, max(resumed, default=None)) if since is not None else []
+        if stale:
+            return False, ("COMPLETED but " + ", ".join(epoch_dir_name(n) for n in stale)
+                           + " not written by this job (older than its submission)"), None
+        return True, None, None
+
     def verify(self, run: str, key: str, stage: StageStatus,
                info: JobInfo | None = None) -> tuple[bool, str | None, str | None]:
         """(complete, reason when not, output path); a log counts from the job's own submit time."""
-        if key == FINETUNE:
-            missing = missing_checkpoints(self.layout.run_dir(run), self.group.plan.run(run).params.epochs)
-            if missing:
-                return False, "COMPLETED but no " + ", ".join(epoch_dir_name(n) for n in missing) + " checkpoint", None
-            return True, None, None
-        job = self._eval(run, key)
         own = info.submitted if info is not None and info.job_id == stage.job_id else None
         since = _timestamp(own or (stage.attempts[-1].submitted if stage.attempts else None))
+        if key == FINETUNE:
+            return self._verify_finetune(run, stage, since)
+        job = self._eval(run, key)
         found = self.logs.find(self.layout.eval_logs_dir(run, job.task), job, since)
         if found is None:
             return False, "COMPLETED but no .eval log", None
@@ -237,7 +266,8 @@ def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check:
         done, why, output = check.verify(run, key, stage, info)
         if done:
             return {**fields, "status": "completed", "reason": None, "output": output, "cause": None}
-        if output is not None:  # the task ran and its log says it failed (its job went on with the others)
+        unfinished = (why or "").endswith(f"status {UNFINISHED}")  # killed with its job mid-task: the job's cause
+        if output is not None and not unfinished:  # the task ran and its log says it failed (the job went on)
             what = (why or "").removeprefix("COMPLETED but ")
             return {**fields, "status": "failed", "reason": f"task failed: {what}; see {log}", "output": output,
                     "cause": "error"}

@@ -19,6 +19,7 @@ adding them back restores what had finished.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date as date_cls
 from pathlib import Path
@@ -29,11 +30,11 @@ from pydantic import BaseModel, ConfigDict
 from tasks.core.errors import DesignError, Problem
 from tasks.core.files import FileFormatError
 from tasks.model.layout import PLAN_FILE, STATUS_FILE
-from tasks.model.plan import DroppedRun, Estimates, Extension, Plan, Run
+from tasks.model.plan import DroppedRun, Estimates, Extension, Plan, Run, RunEstimate
 from tasks.model.plan_file import load_plan
 from tasks.model.status import BASE_NOTE, FINETUNE, RunsStatus, StageStatus, initial_status
 from tasks.model.status_file import load_status
-from tasks.planning.design_diff import NEW_GROUP, design_changes, refused_changes
+from tasks.planning.design_diff import ABSENT, NEW_GROUP, design_changes, refused_changes
 
 Kind = Literal["new", "same", "extension"]
 IN_FLIGHT = ("submitted", "running")
@@ -129,10 +130,30 @@ def _match_runs(existing: Plan, new: Plan) -> tuple[list[Run], list[str], list[s
     return merged, added, kept, problems
 
 
+def _kept_estimate(recorded: RunEstimate, planned: RunEstimate | None) -> RunEstimate:
+    """A kept run's recorded estimate (its fine-tune's time limit stays), its evaluations as now planned.
+
+    A task or evaluated epoch added to a kept run adds to its checkpoints' jobs: their time limit
+    must cover every task they now run, not only the ones first planned.
+    """
+    if planned is None or (planned.eval_jobs, planned.eval_minutes) == (recorded.eval_jobs, recorded.eval_minutes):
+        return recorded
+    gpu_hours = recorded.gpu_hours + (planned.eval_minutes - recorded.eval_minutes) / 60.0
+    return recorded.model_copy(update={"eval_jobs": planned.eval_jobs, "eval_minutes": planned.eval_minutes,
+                                       "gpu_hours": round(gpu_hours, 4)})
+
+
 def _estimates(existing: Plan, new: Plan, merged: list[Run], kept: list[str]) -> Estimates:
-    """The new plan's estimates, with every kept run's own recorded estimate (its time limits stay)."""
+    """The new plan's estimates, with every kept run's own recorded estimate (its time limits stay).
+
+    A kept run's evaluation figures are the new plan's (they cover the evaluations it now has).
+    """
     runs = {r.name: new.estimates.runs[r.name] for r in merged if r.name not in kept and r.name in new.estimates.runs}
-    runs.update({name: existing.estimates.runs[name] for name in kept if name in existing.estimates.runs})
+    planned = {(r.kind, r.cell_name, r.replicate): new.estimates.runs.get(r.name) for r in new.runs}
+    for run in merged:
+        if run.name in kept and run.name in existing.estimates.runs:
+            runs[run.name] = _kept_estimate(existing.estimates.runs[run.name],
+                                            planned.get((run.kind, run.cell_name, run.replicate)))
     return new.estimates.model_copy(update={"runs": {r.name: runs[r.name] for r in merged if r.name in runs}})
 
 
@@ -142,6 +163,17 @@ def _in_flight(status: RunsStatus | None, run: str, keys: list[str] | None = Non
         return []
     stages = [(FINETUNE, entry.finetune), *entry.evaluations.items()]
     return [f"{run}/{key}" for key, stage in stages if (keys is None or key in keys) and stage.status in IN_FLIGHT]
+
+
+def _busy_problems(status: RunsStatus | None, dropped_runs: list[str], dropped_evals: list[str]) -> list[Problem]:
+    """A problem for each stage the extension would drop while its job is queued or running."""
+    busy = [s for name in dropped_runs for s in _in_flight(status, name)]
+    for item in dropped_evals:
+        run, key = item.split("/", 1)
+        busy += _in_flight(status, run, [key])
+    return [Problem(field="runs", message=(
+        f"{stage} is queued or running and the new design drops it: cancel it first (cancel-runs), "
+        "or keep it in the design")) for stage in busy]
 
 
 def plan_extension(existing: Plan | None, new: Plan, status: RunsStatus | None, now: str) -> ExtensionPlan:
@@ -162,13 +194,7 @@ def plan_extension(existing: Plan | None, new: Plan, status: RunsStatus | None, 
     new_jobs = {(r.name, j.key) for r in merged for j in r.evaluations}
     new_evals = sorted(f"{r}/{k}" for r, k in new_jobs - old_jobs if r in kept)
     dropped_evals = sorted(f"{r}/{k}" for r, k in old_jobs - new_jobs if r in names)
-    busy = [s for r in dropped for s in _in_flight(status, r.name)]
-    for item in dropped_evals:
-        run, key = item.split("/", 1)
-        busy += _in_flight(status, run, [key])
-    problems += [Problem(field="runs", message=(
-        f"{stage} is queued or running and the new design drops it: cancel it first (cancel-runs), "
-        "or keep it in the design")) for stage in busy]
+    problems += _busy_problems(status, [r.name for r in dropped], dropped_evals)
     if problems:
         raise DesignError(problems, heading=f"This design cannot extend the run group {existing.run_group}")
     extension = Extension(
@@ -191,17 +217,27 @@ def _drop(stage: StageStatus, reason: str, now: str) -> None:
         stage.mark("dropped", now=now, reason=reason, note=stage.note or f"{WAS}{stage.status}")
 
 
-def _revive(stage: StageStatus, control_finetune: bool, now: str) -> None:
-    """A dropped stage back in the design: completed work stays completed, the rest is pending again."""
+READDED = "its task was added back: scored again (its definition may have changed while it was out of the design)"
+
+
+def _revive(stage: StageStatus, control_finetune: bool, now: str, rescore: bool = False) -> None:
+    """A dropped stage back in the design: completed work stays completed, the rest is pending again.
+
+    `rescore`: an evaluation of a task that was out of the design and is added back. Nothing
+    checked its definition meanwhile, so its earlier result is not restored: it is scored again
+    (its last attempt marked reopened, so that attempt's log is not counted as its result).
+    """
     if stage.status != "dropped":
         return
     was = (stage.note or "").removeprefix(WAS)
     if control_finetune:
         stage.mark("skipped", now=now, reason=None, note=BASE_NOTE)
-    elif was == "completed":
+    elif was == "completed" and not rescore:
         stage.mark("completed", now=now, reason=None, note=None)
     else:
-        stage.mark("pending", now=now, reason=None, note=None, job_id=None, output=None)
+        if stage.attempts:
+            stage.attempts[-1].reopened = True
+        stage.mark("pending", now=now, reason=READDED if rescore else None, note=None, job_id=None, output=None)
 
 
 def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[RunsStatus], None]:
@@ -209,8 +245,13 @@ def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[Ru
     fresh = initial_status(plan)
     reasons = {d.run.name: d.reason for d in plan.dropped_runs}
     eval_reason = _dropped_reason(now, "its evaluation is no longer in the design")
+    readded = {m.group(1) for c in extension.changes if c.old == ABSENT
+               and (m := re.fullmatch(r"evaluation\.tasks\[([^\]]+)\]", c.field))}
 
     def update(status: RunsStatus) -> None:
+        busy = _busy_problems(status, extension.dropped_runs, extension.dropped_evaluations)
+        if busy:  # submitted since the extension was planned (it read the status unlocked): nothing is written
+            raise DesignError(busy, heading=f"This design cannot extend the run group {plan.run_group}")
         for name in extension.dropped_runs:
             entry = status.runs.get(name)
             for stage in [entry.finetune, *entry.evaluations.values()] if entry else []:
@@ -222,8 +263,9 @@ def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[Ru
         for planned in plan.runs:
             entry = status.runs.setdefault(planned.name, fresh.runs[planned.name])
             _revive(entry.finetune, planned.is_control, now)
+            tasks = {job.key: job.task for job in planned.evaluations}
             for key, stage in fresh.runs[planned.name].evaluations.items():
-                _revive(entry.evaluations.setdefault(key, stage), False, now)
+                _revive(entry.evaluations.setdefault(key, stage), False, now, rescore=tasks.get(key) in readded)
 
     return update
 

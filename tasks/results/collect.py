@@ -6,7 +6,8 @@ Reads (writes nothing):
 - each evaluation's inspect-ai logs `{group}/{run}/evaluations/{task}/logs/*.eval` (header only:
   `status`, `results.scores[*].metrics`, `results.completed_samples` / `total_samples`, and the
   metadata `run`, `epoch`, `design_hash` that the eval scripts pass): per evaluation job, the
-  newest successful log of that run and epoch;
+  newest successful log of that run and epoch written by the stage's current attempt (an
+  earlier attempt's log, e.g. before a re-run, is not its result);
 - training loss per step from torchtune's DiskLogger files `{group}/{run}/logs/log_<unix time>.txt`
   (`Step 10 | loss:1.83 lr:3e-05 ...`), or, when there are none, from the training bars of the
   fine-tune's SLURM logs `{run}/slurm-<job id>.out` (`1|10|Loss: 1.83:  1%|...`);
@@ -19,14 +20,16 @@ a `reason` taken from runs_status.yaml, never an exception.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tasks.evaluation.eval_logs import EvalLogEntry, read_log_headers
+from tasks.evaluation.eval_logs import EVAL_CLOCK_SLACK_S, EvalLogEntry, read_log_headers
 from tasks.model.layout import GroupLayout
 from tasks.model.plan import EpochRef, EvalJob, Plan, Run, RunKind
 from tasks.model.status import FINETUNE, RunsStatus, StageStatus
@@ -200,18 +203,41 @@ def collect_evaluations(plan: Plan, status: RunsStatus) -> list[EvalResult]:
     return results
 
 
+def current_attempt_since(stage: StageStatus | None) -> float | None:
+    """The earliest mtime a log of the stage's current attempt can have (None: any log counts).
+
+    Logs of an earlier attempt (a re-run, a retried task, a re-trained checkpoint) are not this
+    attempt's result. A stage reopened after its last attempt has no current attempt yet: no log
+    counts (`math.inf`). A stage with no attempt on record (made by hand) takes any log.
+    """
+    if stage is None or not stage.attempts:
+        return None
+    last = stage.attempts[-1]
+    if last.reopened:
+        return math.inf
+    try:
+        submitted = datetime.fromisoformat(last.submitted).timestamp() if last.submitted else None
+    except ValueError:
+        return None
+    return None if submitted is None else submitted - EVAL_CLOCK_SLACK_S
+
+
 def _fill(result: EvalResult, job: EvalJob, logs: list[EvalLogEntry], design_hashes: set[str],
           stage: StageStatus | None) -> None:
     mine = []
+    since = current_attempt_since(stage)
     for entry in logs:
         if not entry.is_for(job.run, job.epoch):
             continue
+        if since is not None and entry.mtime < since:
+            continue  # an earlier attempt's log: not what the current attempt scored
         if entry.metadata.get("design_hash") not in (None, *design_hashes):
             continue  # written for another design of the same name (an extension's earlier designs are its own)
         mine.append((entry.status == "success", entry.mtime, str(entry.path), entry.path, entry.header))
     if not mine:
         result.reason = (
             _why(stage) if stage is None or stage.status != "completed" else "completed but no .eval log found"
+            + (" of its current attempt" if since is not None else "")
         )
         return
     ok, _, _, path, header = max(mine)

@@ -118,6 +118,43 @@ def test_a_failed_task_fails_alone_and_is_retried_alone(tmp_path: Path) -> None:
     assert status.stage(RUN, "cap_epoch_0").job_id == sub["id"]  # the completed task keeps its job
 
 
+def _killed_during(log: Path) -> None:
+    """The log as inspect leaves it when its process is killed mid-task: status `started`, no results."""
+    from inspect_ai.log import read_eval_log, write_eval_log
+
+    started = read_eval_log(str(log)).model_copy(update={"status": "started", "results": None})
+    log.unlink()
+    write_eval_log(started, str(log))
+
+
+@pytest.mark.parametrize(("raw_state", "cause", "reason"), [
+    ("TIMEOUT", "timeout", "time limit reached (TIMEOUT)"),
+    ("OUT_OF_MEMORY", "oom", "out of memory (OUT_OF_MEMORY"),
+])
+def test_a_task_killed_with_its_job_fails_for_the_jobs_cause(tmp_path: Path, raw_state: str, cause: str,
+                                                              reason: str) -> None:
+    """The job hit its limit during the second task: that task's half-written log is not its failure's cause."""
+    group = _two_task_group(tmp_path)
+    plan = load_plan(group)
+    fake = FakeScheduler()
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    finetune = _status(group).stage(RUN).job_id
+    write_training_outputs(group, RUN, finetune, disk_logger=False)
+    fake.finish(finetune, "COMPLETED")
+    [job] = [j for j in plan.run(RUN).checkpoint_jobs if j.epoch == 0]
+    [sub] = fake.by_name(eval_job_name(job))
+    mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap")
+    _killed_during(mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap2"))
+    (group / RUN / "evaluations" / f"slurm-{sub['id']}.out").write_text("sweepflow: task cap: success\n")
+    fake.finish(sub["id"], raw_state, exit_code="0:9", elapsed_s=600.0)
+    sync_jobs(group, fake)
+    status = _status(group)
+    assert status.stage(RUN, "cap_epoch_0").status == "completed"  # its own log says success
+    killed = status.stage(RUN, "cap2_epoch_0")
+    assert killed.status == "failed" and (killed.reason or "").startswith(reason)
+    assert killed.attempts[-1].cause == cause
+
+
 def test_setup_keeps_a_checkpoints_job_files_only_when_all_its_tasks_started(tmp_path: Path) -> None:
     group = _two_task_group(tmp_path)
     plan = load_plan(group)

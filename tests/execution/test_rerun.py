@@ -94,3 +94,57 @@ def test_a_resumed_fine_tune_trains_from_the_start_again(launched) -> None:
     assert overrides is not None and overrides.resume_epoch is None and overrides.batch_size == 2  # OOM fix kept
     config = yaml.safe_load((group / R1 / "finetune.yaml").read_text())
     assert config["resume_from_checkpoint"] is False and config["batch_size"] == 2
+
+
+def _retrained_without_new_checkpoints(tmp_path: Path):
+    """R1 trained and synced completed; its checkpoints an hour old; then re-run and submitted again."""
+    import os
+    import time
+
+    from tasks.execution.sync import sync_jobs
+    from tests.support.fake_scheduler import launched_group
+    from tests.support.finished_runs import write_training_outputs
+
+    group, fake = launched_group(tmp_path)
+    first = read_status(group).stage(R1).job_id
+    write_training_outputs(group, R1, first, disk_logger=False)
+    fake.finish(first, "COMPLETED", elapsed_s=60.0)
+    sync_jobs(group, fake)
+    assert read_status(group).stage(R1).status == "completed"
+
+    def evaluated(status) -> None:
+        for stage in status.runs[R1].evaluations.values():
+            stage.mark("completed")
+
+    StatusStore(group / "runs_status.yaml").update(evaluated)
+    hour_ago = time.time() - 3600
+    for path in (group / R1).glob("epoch_*/*"):
+        os.utime(path, (hour_ago, hour_ago))
+    rerun_stages(group, runs=[R1], stages=["finetune"], reason="the data was fixed")
+    submit_pending(group, fake, cluster(), sleep=lambda s: None)
+    return group, fake, read_status(group).stage(R1).job_id
+
+
+def test_a_retrained_finetune_is_not_completed_by_the_earlier_attempts_checkpoints(tmp_path: Path) -> None:
+    from tasks.execution.sync import sync_jobs
+
+    group, fake, again = _retrained_without_new_checkpoints(tmp_path)
+    fake.finish(again, "COMPLETED", elapsed_s=60.0)  # exit 0, yet no epoch_N written by this job
+    sync_jobs(group, fake)
+    stage = read_status(group).stage(R1)
+    assert stage.status == "failed" and "epoch_0" in (stage.reason or "")
+
+
+def test_a_lost_retrained_finetune_is_not_completed_by_the_earlier_attempts_checkpoints(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tasks.execution.sync import LOST, sync_jobs
+
+    group, fake, again = _retrained_without_new_checkpoints(tmp_path)
+    del fake.jobs[again]  # the scheduler has no record of it (yet), ten minutes after its submission
+    ten_minutes_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat(timespec="seconds")
+    StatusStore(group / "runs_status.yaml").update(
+        lambda s: setattr(s.stage(R1).attempts[-1], "submitted", ten_minutes_ago))
+    sync_jobs(group, fake)
+    stage = read_status(group).stage(R1)
+    assert stage.status == "submitted" and stage.reason == LOST  # not "completed" from the old epoch_N/

@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 
 from tasks.core.errors import DesignError
+from tasks.model.cluster import cluster_settings
 from tasks.model.layout import SETUP_BEGIN, SETUP_END
 from tasks.model.plan_file import load_plan
 from tasks.model.status_file import StatusStore
 from tasks.planning.deliver import deliver_plan
 from tasks.planning.design_diff import design_changes
-from tasks.planning.extend import plan_extension, prepare_extension
+from tasks.planning.extend import extension_status, plan_extension, prepare_extension
+from tasks.planning.time_limits import eval_time_limit, finetune_time_limit
 from tests.support.seed_plan import NOW, build_plan, design_data
 
 NAME = "cap_8L_llama32_lora_comparison_2025-10-18"
@@ -93,6 +95,24 @@ def test_a_new_task_is_evaluation_only_on_existing_checkpoints(tmp_path: Path) -
     assert [j.key for j in ext.plan.run(f"{S}_rank4").evaluations][-1] == "capitalization_again_epoch_1"
 
 
+def test_a_new_task_lengthens_the_kept_runs_evaluation_jobs_time_limit(tmp_path: Path) -> None:
+    """The checkpoint's job now runs one more task: its limit covers it (the fine-tune's stays as recorded)."""
+    tasks = design_data()["evaluation"]["tasks"]
+    extra = {**tasks[0], "name": "capitalization_again"}
+    old, new = _plan(tmp_path), _plan(tmp_path, evaluation=_evaluation(tasks=[*tasks, extra]))
+    merged = plan_extension(old, new, None, LATER).plan
+    cluster = cluster_settings(merged.design)
+    for run in old.runs:
+        before, after = old.estimates.runs[run.name], merged.estimates.runs[run.name]
+        assert after.eval_minutes == new.estimates.runs[run.name].eval_minutes
+        assert after.eval_minutes > before.eval_minutes or run.is_control  # (controls: the tasks they run)
+        assert after.train_minutes == before.train_minutes and after.batch_size == before.batch_size
+        limit = eval_time_limit(merged, merged.run(run.name), cluster).limit
+        assert limit == eval_time_limit(new, new.run(run.name), cluster).limit
+        if not run.is_control:
+            assert finetune_time_limit(merged, merged.run(run.name), cluster) == finetune_time_limit(old, run, cluster)
+
+
 @pytest.mark.parametrize(("changes", "field"), [
     ({"training": _training(learning_rate=0.001)}, "training.learning_rate"),
     ({"dataset": {**design_data()["dataset"], "path": "/elsewhere/words.json"}}, "dataset.path"),
@@ -136,6 +156,19 @@ def test_dropping_a_queued_run_is_refused(tmp_path: Path) -> None:
     StatusStore(group / "runs_status.yaml").update(lambda s: s.stage(f"{S}_rank64").mark("running", job_id="7"))
     with pytest.raises(DesignError, match=f"{S}_rank64/finetune is queued or running"):
         deliver_plan(_plan(tmp_path, factors={"lora_rank": [4]}), LATER)
+
+
+def test_a_run_submitted_while_the_extension_was_planned_is_not_dropped(tmp_path: Path) -> None:
+    """The in-flight check is made again under the status lock: a job submitted meanwhile is never orphaned."""
+    old = _plan(tmp_path)
+    group = deliver_plan(old, NOW)
+    store = StatusStore(group / "runs_status.yaml")
+    ext = plan_extension(old, _plan(tmp_path, factors={"lora_rank": [4]}), store.read(), LATER)
+    assert ext.extension is not None
+    store.update(lambda s: s.stage(f"{S}_rank64").mark("submitted", job_id="7"))  # launch-runs, meanwhile
+    with pytest.raises(DesignError, match=f"{S}_rank64/finetune is queued or running"):
+        store.update(extension_status(ext.plan, ext.extension, LATER), force=True)
+    assert store.read().stage(f"{S}_rank64").status == "submitted"
 
 
 def _finish(group: Path, run: str) -> None:
@@ -182,6 +215,24 @@ def test_delivering_an_extension(tmp_path: Path) -> None:
     status = StatusStore(group / "runs_status.yaml").read()
     assert status.stage(f"{S}_rank64").status == "completed" and status.stage(f"{L}_rank64").status == "pending"
     assert load_plan(group).dropped_runs == []
+
+
+def test_a_task_added_back_with_another_definition_is_scored_again(tmp_path: Path) -> None:
+    """Out of the design, a task's definition can change unchecked: its earlier scores are not restored."""
+    kept, removed = design_data()["evaluation"]["tasks"]
+    group = deliver_plan(_plan(tmp_path), NOW)
+    _finish(group, f"{S}_rank4")
+    deliver_plan(_plan(tmp_path, evaluation=_evaluation(tasks=[kept])), LATER)
+    key = f"{removed['name']}_epoch_1"
+    assert StatusStore(group / "runs_status.yaml").read().stage(f"{S}_rank4", key).status == "dropped"
+    changed = {**removed, "args": {"shots": 5}}
+    deliver_plan(_plan(tmp_path, evaluation=_evaluation(tasks=[kept, changed])), "2025-10-21T00:00:00+00:00")
+    status = StatusStore(group / "runs_status.yaml").read()
+    assert status.stage(f"{S}_rank4").status == "completed"  # the fine-tune is what it was
+    assert status.stage(f"{S}_rank4", f"{kept['name']}_epoch_1").status == "completed"  # never dropped
+    stage = status.stage(f"{S}_rank4", key)
+    assert stage.status == "pending"  # scored again under its definition now, not the earlier one's result
+    assert "added back" in (stage.reason or "")
 
 
 def test_extend_only_without_a_date_finds_the_newest_group(tmp_path: Path) -> None:
