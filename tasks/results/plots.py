@@ -5,8 +5,9 @@ atomically, with matplotlib's Agg backend (no display):
 - `plots/loss_curves.png`: training loss per step, one line per run;
 - `plots/accuracy_by_<factor>.png`: accuracy at each run's last evaluated epoch per level of each
   factor (`model` included): one point per run, the level's mean with its 95 % interval over test
-  items (the per-item scores of the level's runs averaged), one colour per task; a level whose
-  runs are not all scored has a hollow mean marker and no interval;
+  items and, where replicates measured it, over seeds (the pooled seed variance of the task and
+  epoch, as the comparisons use it), one colour per task; a level whose runs are not all scored
+  has a hollow mean marker and no interval;
 - `plots/interaction_<a>_x_<b>.png` when two factors vary among the fine-tuned runs: the mean per
   level of `a`, one line per level of `b`, with the same intervals, one panel per task.
 """
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.model.layout import PLOTS_DIR
 from tasks.results.collect import final_results
+from tasks.results.samples import ScoredEvaluation
 
 if TYPE_CHECKING:
     from tasks.results.summarize import Summary
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 LOSS_PLOT = "loss_curves.png"
 BASE_LEVEL = "base (not fine-tuned)"
 MAX_LEGEND = 16  # more runs than this: no legend in the loss plot
-Z95 = 1.96
 
 
 def _pyplot() -> Any:
@@ -74,24 +75,58 @@ def plot_losses(summary: Summary, path: Path) -> Path:
 
 
 def level_interval(summary: Summary, task: str, runs: list[str]) -> tuple[float, float] | None:
-    """(mean, 95 % half-width over test items) of `runs` on `task` at their last evaluated epoch.
+    """(mean, 95 % half-width) of `runs` on `task` at their last evaluated epoch, over items and seeds.
 
-    The runs' per-item scores are averaged per item first (replicates of a cell, cells of a level);
-    None when any of them has no usable per-sample scores or they scored different items.
+    None when any of the runs has no usable per-sample scores or they scored different items.
     """
+    analysis = summary.analysis
+    if analysis is None:
+        return None
     final = final_results(summary.results)
     epochs = {run: final[(run, task)].epoch for run in runs if (run, task) in final}
-    scored = [s for s in summary.analysis.evaluations
-              if s.task == task and s.run in epochs and s.epoch == epochs[s.run]] if summary.analysis else []
-    if not scored or len(scored) != len(runs) or any(s.unusable for s in scored):
+    scored = [s for s in analysis.evaluations if s.task == task and s.run in epochs and s.epoch == epochs[s.run]]
+    if not scored or len(scored) != len(runs):
+        return None
+    measured = [p for p in analysis.seed_pools if p.task == task and p.variance is not None
+                and p.epoch in {s.epoch_text for s in scored}]
+    # the largest of the runs' epochs' pooled variances: a level mixing epochs is not made to look surer
+    seed = max(measured, key=lambda p: p.variance or 0.0) if measured else None
+    return mean_interval(scored, (seed.variance or 0.0, seed.df) if seed else None)
+
+
+def mean_interval(scored: list[ScoredEvaluation], seed: tuple[float, int] | None) -> tuple[float, float] | None:
+    """(mean, 95 % half-width) of these evaluations' mean accuracy, or None (unusable, different items).
+
+    The runs' per-item scores are averaged per item first; the item part of the variance is that
+    mean's variance over items. `seed` (pooled seed variance, its df) adds each fine-tuned run's
+    seed noise to the mean of n runs: variance x fine-tuned runs / n^2 (base runs are not trained).
+    The half-width is Student's t on the Welch-Satterthwaite df of the two parts.
+    """
+    from scipy import stats
+
+    if not scored or any(s.unusable or not s.scores for s in scored):
         return None
     items = set(scored[0].scores)
     if any(set(s.scores) != items for s in scored):
         return None
     per_item = [statistics.fmean(s.scores[i] for s in scored) for i in sorted(items)]
     mean = statistics.fmean(per_item)
-    half = Z95 * statistics.stdev(per_item) / len(per_item) ** 0.5 if len(per_item) > 1 else 0.0
-    return mean, half
+    if len(per_item) < 2:
+        return mean, 0.0
+    item_part, item_df = statistics.variance(per_item) / len(per_item), len(per_item) - 1
+    trained = sum(1 for s in scored if s.kind == "finetune")
+    seed_part, seed_df = (seed[0] * trained / len(scored) ** 2, seed[1]) if seed and seed[1] > 0 else (0.0, 1)
+    total = item_part + seed_part
+    if total == 0:
+        return mean, 0.0
+    df = total**2 / (item_part**2 / item_df + seed_part**2 / seed_df)
+    return mean, float(stats.t.ppf(0.975, df)) * total**0.5
+
+
+def _bars(summary: Summary) -> str:
+    """What the bars' intervals cover, for the plot's title."""
+    measured = summary.analysis is not None and any(p.variance is not None for p in summary.analysis.seed_pools)
+    return "over test items and seeds" if measured else "over test items only: seed variance unmeasured"
 
 
 def _runs_at(summary: Summary, task: str, levels: dict[str, str]) -> list[str]:
@@ -134,7 +169,7 @@ def plot_accuracy(summary: Summary, factor: str, path: Path) -> Path:
                        label=f"{task}: mean of the scored runs only (not every run of the level is scored)")
     ax.set_xticks(range(len(plan_levels)), plan_levels, rotation=20 if len(plan_levels) > 4 else 0)
     ax.set(xlabel=factor, ylabel="accuracy (last evaluated epoch)", ylim=(-0.02, 1.02),
-           title=f"Accuracy by {factor} - {summary.run_group}\n(bars: 95 % interval over test items)")
+           title=f"Accuracy by {factor} - {summary.run_group}\n(bars: 95 % interval, {_bars(summary)})")
     ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -163,7 +198,7 @@ def plot_interaction(summary: Summary, a: str, b: str, path: Path) -> Path:
         ax.set(xlabel=a, ylabel="accuracy (last evaluated epoch)", ylim=(-0.02, 1.02), title=task)
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{a} x {b} - {summary.run_group} (bars: 95 % interval over test items)")
+    fig.suptitle(f"{a} x {b} - {summary.run_group} (bars: 95 % interval, {_bars(summary)})")
     return _save(fig, path)
 
 

@@ -122,7 +122,7 @@ def test_extend_only_finds_the_group_of_an_earlier_date_and_asks_for_the_delta(p
 
 
 def test_the_approval_form_shows_the_delta(fake_site):
-    from flows.plan_runs import _approval_form
+    from flows._plan_approval import _approval_form
     from tasks.model import read_design
     from tasks.planning import build_plan, plan_extension
 

@@ -281,7 +281,7 @@ def test_failed_site_check_stops_an_auto_approved_plan_and_writes_nothing(prefec
 
 
 def test_approval_form_shows_a_failed_site_check():
-    from flows.plan_runs import _site_check_line
+    from flows._plan_approval import _site_check_line
     from tasks.model import SiteCheckReport
 
     report = SiteCheckReport.model_validate({
@@ -302,7 +302,7 @@ def test_approval_form_shows_a_failed_site_check():
 
 def test_approval_form_names_the_figures_a_pilot_measured():
     """The form's figures table says "measured by pilot" where the pilot measured a figure, else its source."""
-    from flows.plan_runs import _approval_form
+    from flows._plan_approval import _approval_form
     from tests.support.seed_plan import build_plan as seed_plan
 
     plan = seed_plan()
