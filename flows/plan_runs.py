@@ -112,6 +112,11 @@ def _compare(plan: Plan, extend_only: bool, date_given: bool) -> ExtensionPlan:
     return prepare_extension(plan, datetime.now(UTC).isoformat(timespec="seconds"), extend_only, date_given)
 
 
+def _plan_and_compare(design_arg: str, date: str | None, extend_only: bool) -> ExtensionPlan:
+    """The design planned in this process (no Prefect) and compared with its existing group, if any."""
+    return _compare(build_plan(resolve_site(read_design(design_arg)), date=date), extend_only, date is not None)
+
+
 render_plan_task = task(name="render-plan", **TASK_OPTIONS)(render_plan_markdown)
 deliver_plan_task = domain_task("deliver-plan", _deliver)
 compare_group_task = domain_task("compare-group", _compare)
@@ -298,8 +303,7 @@ def parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _dry_run(design_arg: str, date: str | None, extend_only: bool = False) -> int:
-    plan = build_plan(resolve_site(read_design(design_arg)), date=date)
-    compared = prepare_extension(plan, datetime.now(UTC).isoformat(timespec="seconds"), extend_only, date is not None)
+    compared = _plan_and_compare(design_arg, date, extend_only)
     if compared.kind == "same":
         print(f"(dry run) the design is the one {compared.plan.run_group} was planned with: nothing would change",
               file=sys.stderr)
@@ -313,8 +317,7 @@ def _dry_run(design_arg: str, date: str | None, extend_only: bool = False) -> in
 
 
 def _confirm_in_terminal(design_arg: str, date: str | None, extend_only: bool = False) -> bool:
-    plan = build_plan(resolve_site(read_design(design_arg)), date=date)
-    compared = prepare_extension(plan, datetime.now(UTC).isoformat(timespec="seconds"), extend_only, date is not None)
+    compared = _plan_and_compare(design_arg, date, extend_only)
     if compared.kind == "same":
         print(f"The design is the one {compared.plan.run_group} was planned with: nothing to approve.")
         return True
