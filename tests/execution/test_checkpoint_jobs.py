@@ -7,6 +7,7 @@ two tasks, submitted to the in-memory scheduler; the tasks' .eval logs are real 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,8 @@ def test_the_job_time_limit_is_one_load_plus_each_task(tmp_path: Path) -> None:
     assert f"#SBATCH --time={limit.limit}" in script.splitlines()
 
 
-def test_a_failed_task_fails_alone_and_is_retried_alone(tmp_path: Path) -> None:
+def _epoch_0_job_submitted(tmp_path: Path) -> tuple[Path, Any, FakeScheduler, Any, dict[str, Any]]:
+    """A two-task group whose fine-tune completed: the group, plan, scheduler, epoch 0's job and its submission."""
     group = _two_task_group(tmp_path)
     plan = load_plan(group)
     fake = FakeScheduler()
@@ -91,6 +93,11 @@ def test_a_failed_task_fails_alone_and_is_retried_alone(tmp_path: Path) -> None:
     fake.finish(finetune, "COMPLETED")
     [job] = [j for j in plan.run(RUN).checkpoint_jobs if j.epoch == 0]
     [sub] = fake.by_name(eval_job_name(job))
+    return group, plan, fake, job, sub
+
+
+def test_a_failed_task_fails_alone_and_is_retried_alone(tmp_path: Path) -> None:
+    group, plan, fake, job, sub = _epoch_0_job_submitted(tmp_path)
     mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap")
     mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap2", fail=True)
     (group / RUN / "evaluations" / f"slurm-{sub['id']}.out").write_text("sweepflow: evaluation exited with 1\n")
@@ -134,15 +141,7 @@ def _killed_during(log: Path) -> None:
 def test_a_task_killed_with_its_job_fails_for_the_jobs_cause(tmp_path: Path, raw_state: str, cause: str,
                                                               reason: str) -> None:
     """The job hit its limit during the second task: that task's half-written log is not its failure's cause."""
-    group = _two_task_group(tmp_path)
-    plan = load_plan(group)
-    fake = FakeScheduler()
-    submit_pending(group, fake, cluster(), sleep=lambda s: None)
-    finetune = _status(group).stage(RUN).job_id
-    write_training_outputs(group, RUN, finetune, disk_logger=False)
-    fake.finish(finetune, "COMPLETED")
-    [job] = [j for j in plan.run(RUN).checkpoint_jobs if j.epoch == 0]
-    [sub] = fake.by_name(eval_job_name(job))
+    group, plan, fake, _job, sub = _epoch_0_job_submitted(tmp_path)
     mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap")
     _killed_during(mock_eval(group, RUN, 0, 4, plan.design_hash, task_name="cap2"))
     (group / RUN / "evaluations" / f"slurm-{sub['id']}.out").write_text("sweepflow: task cap: success\n")
