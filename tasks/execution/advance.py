@@ -88,7 +88,8 @@ def _ended(after: RunsStatus, sync: SyncReport) -> list[EndedAttempt]:
         stage = after.stage(run)
         number = next((i for i, a in enumerate(stage.attempts, 1) if a.job_id == job_id), len(stage.attempts))
         attempt = stage.attempts[number - 1] if stage.attempts else None
-        status = stage.status if stage.job_id == job_id else (attempt.slurm_state or "failed") if attempt else "failed"
+        ended_as = (attempt.scheduler_state or "failed") if attempt else "failed"
+        status = stage.status if stage.job_id == job_id else ended_as
         ended.append(EndedAttempt(run=run, attempt=number, job_id=job_id, status=status,
                                   reason=(attempt.reason if attempt else None) or stage.reason))
     return ended
@@ -102,7 +103,7 @@ def _retry_all(group: RunGroup, backend: Backend, max_attempts: int, act: Act, n
     for run in failed_awaiting_decision(status):
         stage = status.stage(run)
         request = RetryRequest(run=run, cause=stage.attempts[-1].cause, attempt=len(stage.attempts),
-                               reason=stage.reason or stage.slurm_state or "failed")
+                               reason=stage.reason or stage.scheduler_state or "failed")
         outcomes.append(act(request, lambda run=run: retry_run(group, run, backend, group.cluster, max_attempts,
                                                                now, sleep)))  # type: ignore[misc]
     return outcomes

@@ -106,7 +106,7 @@ def cancel_stages(
                         attempt.elapsed_s = info.elapsed_s if info.elapsed_s is not None else attempt.elapsed_s
                         attempt.node = info.node or attempt.node
                         if info.status == "cancelled":
-                            attempt.slurm_state, attempt.exit_code = info.raw_state, info.exit_code
+                            attempt.scheduler_state, attempt.exit_code = info.raw_state, info.exit_code
                     attempt.finished, attempt.cause, attempt.reason = stage.last_updated, "cancelled", why
                     attempt.remedy = attempt.remedy or "not retried: cancelled by the researcher"
                 marked.add(f"{run}/{key}")

@@ -83,7 +83,7 @@ def _reopen(stage: StageStatus, reason: str, now: str) -> None:
         stage.attempts[-1].reopened = True
     if stage.overrides is not None:
         stage.overrides = stage.overrides.model_copy(update={"resume_epoch": None})
-    stage.mark("pending", now=now, job_id=None, output=None, slurm_state=None, exit_code=None,
+    stage.mark("pending", now=now, job_id=None, output=None, scheduler_state=None, exit_code=None,
                reason=f"re-run requested: {reason} (was {stage.status})")
 
 

@@ -206,7 +206,8 @@ def _record_restart(group: RunGroup, run_name: str, remedy: Remedy, job_id: str,
         stage = current.stage(run_name)
         if stage.attempts:
             stage.attempts[-1].remedy = remedy.description
-        stage.mark("submitted", now=stamp, job_id=job_id, reason=None, slurm_state=None, exit_code=None, output=None)
+        stage.mark("submitted", now=stamp, job_id=job_id, reason=None, scheduler_state=None, exit_code=None,
+                   output=None)
         stage.attempts.append(attempt)
 
     record_provenance(group, run_name, job_id, group.status.update(restart, force=True, now=stamp))
@@ -227,7 +228,7 @@ def _rechain(group: RunGroup, backend: Backend, run_name: str, job_id: str,
                            f"sbatch refused the re-chained evaluation: {error}", now(), force=True)
             continue
         record_submission(group, run_name, stage_keys(job), Attempt(job_id=eval_id, submitted=now()), "submitted",
-                          force=True, reason=None, slurm_state=None, exit_code=None, output=None)
+                          force=True, reason=None, scheduler_state=None, exit_code=None, output=None)
 
 
 def resubmit_finetune(

@@ -11,7 +11,7 @@ a job that failed because one task failed completes the others. The plan
 Writes: `runs_status.yaml` in ONE locked update (a stage whose job id changed meanwhile, e.g.
 resubmitted by launch-runs, is left alone; finished stages never go back: `StatusStore`).
 
-State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes to `slurm_state`):
+State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes to `scheduler_state`):
   PENDING (and the like)                     -> submitted
   RUNNING (and the like)                     -> running
   COMPLETED + artifacts present              -> completed
@@ -243,7 +243,7 @@ def _describe(cause: str | None, info: JobInfo, key: str, log: Path) -> tuple[st
 
 def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check: _Verifier,
             classify: Callable[[JobInfo, str], str | None]) -> dict[str, Any]:
-    """The stage's new fields (status, reason, output, slurm_state, exit_code, cause, ...)."""
+    """The stage's new fields (status, reason, output, scheduler_state, exit_code, cause, ...)."""
     job_id = stage.job_id or ""
     if info is None:
         done, _, output = check.verify(run, key, stage)
@@ -251,7 +251,7 @@ def _decide(run: str, key: str, stage: StageStatus, info: JobInfo | None, check:
             return {"status": "completed", "reason": f"{LOST}; artifacts complete", "output": output}
         return {"status": stage.status, "reason": LOST}
     log = check.log_path(run, key, job_id) if info.status != "pending" else None
-    fields: dict[str, Any] = {"slurm_state": info.raw_state, "exit_code": info.exit_code, "info": info}
+    fields: dict[str, Any] = {"scheduler_state": info.raw_state, "exit_code": info.exit_code, "info": info}
     if info.status == "pending":
         return {**fields, "status": "submitted", "reason": None}
     fields["output"] = str(log)
@@ -288,7 +288,7 @@ def _apply(stage: StageStatus, change: dict[str, Any], now: str) -> None:
         stage.attempts.append(Attempt(job_id=stage.job_id or ""))
     attempt: Attempt = stage.attempts[-1]
     if info is not None:
-        attempt.slurm_state, attempt.exit_code = info.raw_state, info.exit_code
+        attempt.scheduler_state, attempt.exit_code = info.raw_state, info.exit_code
         attempt.node = info.node or attempt.node
         attempt.elapsed_s = info.elapsed_s if info.elapsed_s is not None else attempt.elapsed_s
     if stage.is_terminal:
@@ -333,7 +333,7 @@ def _recent(stages: list[tuple[str, str, StageStatus]], now: float) -> set[str]:
     """Ids of jobs submitted under `ACCOUNTING_LAG_S` ago that no sync saw yet (the scheduler may not list them)."""
     recent = set()
     for _, _, stage in stages:
-        if stage.status != "submitted" or stage.slurm_state is not None:
+        if stage.status != "submitted" or stage.scheduler_state is not None:
             continue
         submitted = _timestamp(stage.attempts[-1].submitted) if stage.attempts else None
         if stage.job_id and submitted is not None and now - submitted < ACCOUNTING_LAG_S:

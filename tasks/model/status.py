@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
 
 from tasks.core.errors import SweepflowError
 from tasks.model.plan import Plan
@@ -36,11 +36,14 @@ def utc_now() -> str:
 
 
 def _str_or_none(value: Any) -> Any:
-    # SLURM job ids are written as strings; accept a bare number typed by hand
+    # job ids are written as strings; accept a bare number typed by hand
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 JobId = Annotated[str, BeforeValidator(_str_or_none)]
+# The job's state in the backend's own words. Files written before the backend seam call it
+# `slurm_state`: that key is still read, and written back as `scheduler_state`.
+SchedulerState = Annotated[str | None, Field(validation_alias=AliasChoices("scheduler_state", "slurm_state"))]
 
 
 class _Model(BaseModel):
@@ -61,8 +64,8 @@ class Attempt(_OmitUnset):
     job_id: JobId
     submitted: str | None = None
     finished: str | None = None
-    slurm_state: str | None = None  # raw SLURM state, e.g. OUT_OF_MEMORY, CANCELLED by 1000
-    exit_code: str | None = None  # raw SLURM "rc:signal"
+    scheduler_state: SchedulerState = None  # the backend's raw state, e.g. OUT_OF_MEMORY, CANCELLED by 1000
+    exit_code: str | None = None  # the backend's raw exit status, e.g. "rc:signal"
     reason: str | None = None
     batch_size: int | None = None
     gradient_accumulation_steps: int | None = None
@@ -85,7 +88,7 @@ class FinetuneOverrides(_OmitUnset):
 
 
 # Fields beyond the seed's schema: written only when set, so a fresh file is exactly the seed's.
-_OPTIONAL = ("note", "reason", "slurm_state", "exit_code", "attempts", "overrides")
+_OPTIONAL = ("note", "reason", "scheduler_state", "exit_code", "attempts", "overrides")
 
 
 class StageStatus(_Model):
@@ -97,7 +100,7 @@ class StageStatus(_Model):
     last_updated: str | None = None
     note: str | None = None
     reason: str | None = None  # why it failed / was skipped / was cancelled
-    slurm_state: str | None = None
+    scheduler_state: SchedulerState = None
     exit_code: str | None = None
     attempts: list[Attempt] = Field(default_factory=list)
     overrides: FinetuneOverrides | None = None  # fine-tunes only: set by a retry's remedy

@@ -530,7 +530,7 @@ def _add_job_elapsed(run: PriorRun, folder: Path) -> None:
         attempts = status.stage(folder.name).attempts
     except (SweepflowError, KeyError):
         return
-    elapsed = next((a.elapsed_s for a in attempts if a.job_id == job_id and a.slurm_state == "COMPLETED"), None)
+    elapsed = next((a.elapsed_s for a in attempts if a.job_id == job_id and a.scheduler_state == "COMPLETED"), None)
     if elapsed and elapsed >= run.train_elapsed_s:
         run.job_elapsed_s = elapsed
         run.overhead_s = round(elapsed - run.train_elapsed_s, 1)

@@ -44,7 +44,7 @@ def test_cancel_everything_one_scancel_and_every_unfinished_stage(launched) -> N
             assert stage.status == "cancelled", (run, key, stage.status)
             assert stage.reason == "cancelled with cancel-runs: wrong learning rate"
     last = status.stage(R1).attempts[-1]
-    assert (last.remedy, last.cause, last.slurm_state) == ("not retried: cancelled by the researcher", "cancelled", "CANCELLED by 1000")
+    assert (last.remedy, last.cause, last.scheduler_state) == ("not retried: cancelled by the researcher", "cancelled", "CANCELLED by 1000")
     assert last.finished == status.stage(R1).last_updated
     assert submit_pending(group, fake, cluster(), sleep=lambda s: None).submitted == []  # nothing comes back
     sync_jobs(group, fake)  # the scheduler's CANCELLED changes nothing more

@@ -112,7 +112,7 @@ def test_oom_retry_rewrites_config_and_status_and_rechains(launched) -> None:
     assert ft.status == "submitted" and ft.job_id == outcome.job_id
     assert ft.overrides.batch_size == 2 and ft.overrides.gradient_accumulation_steps == 2
     first, second = ft.attempts
-    assert (first.job_id, first.slurm_state, first.cause, first.node) == (old, "OUT_OF_MEMORY", "oom", "gpu1")
+    assert (first.job_id, first.scheduler_state, first.cause, first.node) == (old, "OUT_OF_MEMORY", "oom", "gpu1")
     assert first.remedy.startswith("OOM: batch 4→2") and first.exit_code == "0:125" and first.finished
     assert (second.batch_size, second.gradient_accumulation_steps) == (2, 2)
     assert set(old_evals) <= set(fake.cancelled)  # waiting evaluations of the failed job are cancelled

@@ -52,10 +52,10 @@ def test_one_batched_query_and_pending_running_states(launched) -> None:
     assert fake.calls == 1 and report.backend_calls == 1 and report.queried == 14
     status = _status(group)
     ft = status.stage(RUN)
-    assert (ft.status, ft.slurm_state) == ("running", "RUNNING") and ft.output == str(group / RUN / f"slurm-{ft.job_id}.out")
+    assert (ft.status, ft.scheduler_state) == ("running", "RUNNING") and ft.output == str(group / RUN / f"slurm-{ft.job_id}.out")
     assert (ft.attempts[-1].node, ft.attempts[-1].elapsed_s) == ("gpu3", 61.0)
     assert status.stage(RUN, "cap_epoch_0").status == "submitted"  # SLURM PENDING
-    assert status.stage(RUN, "cap_epoch_0").slurm_state == "PENDING"
+    assert status.stage(RUN, "cap_epoch_0").scheduler_state == "PENDING"
     assert report.total == 14 and report.done == 0 and report.counts["skipped"] == 2
     row = next(r for r in report.table() if r["run"] == RUN and r["stage"] == "finetune")
     assert row == {"run": RUN, "stage": "finetune", "state": "running", "attempts": 1, "elapsed": "0:01:01",
@@ -124,9 +124,9 @@ def test_failed_finetune_states(launched, raw, fields, log, status, cause, reaso
     fake.finish(job, raw, **fields)
     report = sync_jobs(group, fake)
     ft = _status(group).stage(RUN)
-    assert ft.status == status and ft.reason.startswith(reason) and ft.slurm_state == raw
+    assert ft.status == status and ft.reason.startswith(reason) and ft.scheduler_state == raw
     attempt = ft.attempts[-1]
-    assert attempt.cause == cause and attempt.slurm_state == raw and attempt.finished
+    assert attempt.cause == cause and attempt.scheduler_state == raw and attempt.finished
     assert [f.cause for f in report.newly_failed] == ([cause] if status == "failed" else [])
 
 

@@ -137,7 +137,7 @@ def test_run_experiment_on_real_slurm(flows_on_slurm, tmp_path):
         assert not not_done, f"stages not completed: {not_done}"
         jobs = {s.job_id: (run, key) for run, key, s in stages if s.status == "completed"}
         assert len(jobs) == 9 and all(jobs), jobs  # 4 fine-tunes + 4 last-epoch evaluations + 1 base evaluation
-        assert all(s.slurm_state == "COMPLETED" and len(s.attempts) == 1 for run, key, s in stages if s.job_id), stages
+        assert all(s.scheduler_state == "COMPLETED" and len(s.attempts) == 1 for run, key, s in stages if s.job_id), stages
 
         # --- the jobs went through SLURM: scontrol and sacct know them, all COMPLETED, none queued
         for job_id, (run, key) in jobs.items():

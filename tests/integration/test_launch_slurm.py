@@ -303,7 +303,7 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
 
         # A: completed at once, its evaluations too
         assert stage(A).status == "completed" and len(stage(A).attempts) == 1
-        assert stage(A).slurm_state == "COMPLETED" and stage(A).attempts[0].elapsed_s is not None
+        assert stage(A).scheduler_state == "COMPLETED" and stage(A).attempts[0].elapsed_s is not None
         for key in evals:
             assert stage(A, key).status == "completed" and stage(A, key).output.endswith(".eval"), stage(A, key)
             assert watcher.after_ok(stage(A, key).job_id) == {stage(A).job_id}
@@ -311,7 +311,7 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
         # B: code error, never retried; its evaluations killed by SLURM (afterok never satisfied)
         b = stage(B)
         assert b.status == "failed" and len(b.attempts) == 1, b
-        assert b.slurm_state == "FAILED" and b.exit_code == "3:0", b
+        assert b.scheduler_state == "FAILED" and b.exit_code == "3:0", b
         assert b.attempts[0].cause == "error" and "job failed (FAILED, exit 3:0)" in b.reason, b
         assert b.attempts[0].remedy.startswith("not retried: code or data error"), b.attempts[0]
         for key in evals:
@@ -322,9 +322,9 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
         c = stage(C)
         assert c.status == "completed" and len(c.attempts) == 2, c
         first, second = c.attempts
-        assert first.cause == "timeout" and first.slurm_state == "TIMEOUT", first
+        assert first.cause == "timeout" and first.scheduler_state == "TIMEOUT", first
         assert first.remedy == "TIMEOUT: resume after epoch_0 with time 1→00:02:00", first.remedy
-        assert (second.time_limit, second.resume_epoch, second.slurm_state) == ("00:02:00", 0, "COMPLETED"), second
+        assert (second.time_limit, second.resume_epoch, second.scheduler_state) == ("00:02:00", 0, "COMPLETED"), second
         assert cluster.job(second.job_id)["TimeLimit"] == "00:02:00"
         assert cluster.job(first.job_id)["TimeLimit"] == "00:01:00"
         c_yaml = yaml.safe_load((group / C / "finetune.yaml").read_text())
@@ -346,7 +346,7 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
         d = stage(D)
         assert d.status == "completed" and len(d.attempts) == 2, d
         first, second = d.attempts
-        assert first.cause == "oom" and first.slurm_state == "FAILED" and "out of memory" in first.reason, first
+        assert first.cause == "oom" and first.scheduler_state == "FAILED" and "out of memory" in first.reason, first
         assert (first.batch_size, first.gradient_accumulation_steps) == (4, 1), first
         assert (second.batch_size, second.gradient_accumulation_steps) == (2, 2), second
         assert first.remedy.startswith("OOM: batch 4→2, grad accumulation 1→2"), first.remedy
@@ -363,7 +363,7 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
         e_ft = stage(E)
         assert e_ft.status == "cancelled" and len(e_ft.attempts) == 1 and e_ft.job_id == watcher.cancelled, e_ft
         assert e_ft.attempts[0].cause == "cancelled" and "cancelled by a user" in e_ft.reason, e_ft
-        assert e_ft.slurm_state.startswith("CANCELLED"), e_ft
+        assert e_ft.scheduler_state.startswith("CANCELLED"), e_ft
         for key in evals:
             assert (stage(E, key).status, stage(E, key).reason) == ("cancelled", "fine-tune failed"), stage(E, key)
 

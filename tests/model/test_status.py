@@ -48,16 +48,35 @@ def test_round_trip_keeps_optional_fields_only_when_set(tmp_path: Path) -> None:
     path = _write_initial(tmp_path)
     status = load_status(path)
     stage = status.stage("Llama-3.2-3B-Instruct_rank64")
-    stage.mark("failed", now=NOW, job_id="4711", reason="out of memory", slurm_state="OUT_OF_MEMORY", exit_code="0:125")
-    stage.attempts.append(Attempt(job_id="4711", slurm_state="OUT_OF_MEMORY", batch_size=8))
+    stage.mark("failed", now=NOW, job_id="4711", reason="out of memory", scheduler_state="OUT_OF_MEMORY", exit_code="0:125")
+    stage.attempts.append(Attempt(job_id="4711", scheduler_state="OUT_OF_MEMORY", batch_size=8))
     path.write_text(dump_status(status, NOW))
     again = load_status(path)
     assert again == status
     raw = yaml.safe_load(path.read_text())["runs"]["Llama-3.2-3B-Instruct_rank64"]["finetune"]
-    assert raw["attempts"] == [{"job_id": "4711", "slurm_state": "OUT_OF_MEMORY", "batch_size": 8}]
+    assert raw["attempts"] == [{"job_id": "4711", "scheduler_state": "OUT_OF_MEMORY", "batch_size": 8}]
     assert "note" not in raw
     untouched = yaml.safe_load(path.read_text())["runs"]["Llama-3.2-1B-Instruct_rank4"]["finetune"]
     assert list(untouched) == SEED_KEYS
+
+
+def test_a_file_written_before_the_backend_seam_loads_and_is_written_back_with_the_neutral_key(tmp_path: Path) -> None:
+    """`slurm_state` (the old key) is read as `scheduler_state` and written back under that name, nothing lost."""
+    path = _write_initial(tmp_path)
+    old = yaml.safe_load(path.read_text())
+    finetune = old["runs"]["Llama-3.2-3B-Instruct_rank64"]["finetune"]
+    finetune.update(status="failed", job_id="4711", slurm_state="OUT_OF_MEMORY", exit_code="0:125",
+                    attempts=[{"job_id": "4711", "slurm_state": "OUT_OF_MEMORY", "cause": "oom"}])
+    path.write_text(dump_yaml(old))
+    store = StatusStore(path, cache_min_bytes=0)  # the cache too is written, then read again
+    stage = store.read().stage("Llama-3.2-3B-Instruct_rank64")
+    assert (stage.scheduler_state, stage.attempts[0].scheduler_state) == ("OUT_OF_MEMORY", "OUT_OF_MEMORY")
+    store.update(lambda s: s.stage("Llama-3.2-1B-Instruct_rank4").mark("running", now=NOW, job_id="4712"))
+    assert "slurm_state" not in path.read_text()
+    again = yaml.safe_load(path.read_text())["runs"]["Llama-3.2-3B-Instruct_rank64"]["finetune"]
+    assert again["scheduler_state"] == "OUT_OF_MEMORY" and again["exit_code"] == "0:125"
+    assert again["attempts"] == [{"job_id": "4711", "scheduler_state": "OUT_OF_MEMORY", "cause": "oom"}]
+    assert store.read().stage("Llama-3.2-1B-Instruct_rank4").job_id == "4712"
 
 
 def test_numeric_job_id_typed_by_hand_is_read_as_text(tmp_path: Path) -> None:
@@ -302,7 +321,7 @@ def test_file_stays_exactly_what_pyyaml_writes_across_updates(tmp_path: Path) ->
         add_odd_runs,
         lambda s: s.stage(RUN).mark("running", now="T", job_id="1", reason="x" * 250 + " a long reason, folded by the emitter"),
         lambda s: s.stage(RUN).attempts.append(Attempt(job_id="1", elapsed_s=float("inf"), node="gpu 1", exit_code="0:0")),
-        lambda s: s.stage("r" * 140).mark("failed", now="T", reason="line one\nline two\n", slurm_state="OUT_OF_MEMORY"),
+        lambda s: s.stage("r" * 140).mark("failed", now="T", reason="line one\nline two\n", scheduler_state="OUT_OF_MEMORY"),
         lambda s: s.stage("ünïcödé run", "t_epoch_0").mark("completed", now="T", output="/données/x.eval"),
         lambda s: s.stage(RUN).mark("pending"),  # running -> pending: allowed
         lambda s: s.stage("r" * 140).mark("pending"),  # refused (failed is terminal): the file keeps "failed"

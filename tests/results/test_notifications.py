@@ -69,7 +69,7 @@ def finish_all(status: RunsStatus, hours: float) -> None:
 def fail_for_good(status: RunsStatus, run: str, hours: float, reason: str = "KeyError: 'output'") -> None:
     """The fine-tune failed and its retry was decided against; its waiting evaluations cancelled (as sync does)."""
     stage = status.stage(run)
-    stage.mark("failed", now=stamp(hours), reason=reason, slurm_state="FAILED")
+    stage.mark("failed", now=stamp(hours), reason=reason, scheduler_state="FAILED")
     stage.attempts[-1].remedy = "not retried: a code or data error"
     for evaluation in status.runs[run].evaluations.values():
         evaluation.mark("cancelled", now=stamp(hours), reason="not run: its fine-tune failed")
