@@ -1,20 +1,25 @@
 """The interface every job backend implements, the neutral job spec it renders, the facts it reports.
 
-Reads/writes: nothing. `tasks/backends/slurm/` talks to SLURM; `tasks/backends/local.py`
-runs the same generated scripts as subprocesses on a machine without SLURM. Nothing outside a
-backend speaks its scheduler's vocabulary: setup describes a job with a `JobSpec`, a retry
-with `JobOverrides`, and the backend turns them into its own directives and options.
+Reads/writes: nothing. Each backend is a `BackendKind` (a registry entry, `tasks/backends/select.py`)
+that builds its `Backend` (submit, query, find by name, cancel) and owns its vocabulary: the
+names of its job files (`JobNaming`), the header of its job scripts, the environment variables
+a job reads its id and CPUs from, its raw states and how they map to a `JobStatus` and a
+`FailureCause`. Setup describes a job with a `JobSpec`, a retry with `JobOverrides`, and the
+backend turns them into its own directives and options.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-# sweepflow's view of a job; the raw SLURM state is kept beside it.
+from tasks.model.job_naming import JobNaming
+
+# sweepflow's view of a job; the backend's raw state is kept beside it.
 JobStatus = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 # Why a job ended badly; drives the retry policy (tasks/execution/retry_policy.py).
@@ -37,8 +42,8 @@ class JobInfo(BaseModel):
     job_id: str
     name: str | None = None
     status: JobStatus
-    raw_state: str  # e.g. "CANCELLED by 1000", "OUT_OF_MEMORY", "PENDING"
-    exit_code: str | None = None  # SLURM "rc:signal"
+    raw_state: str  # the backend's own word, e.g. "CANCELLED by 1000", "OUT_OF_MEMORY", "PENDING"
+    exit_code: str | None = None  # e.g. "rc:signal"
     reason: str | None = None  # e.g. DependencyNeverSatisfied, NonZeroExitCode
     node: str | None = None
     elapsed_s: float | None = None
@@ -99,7 +104,7 @@ class Backend(Protocol):
     def query(self, job_ids: list[str], recent: Collection[str] = ()) -> dict[str, JobInfo]:
         """The state of all these jobs, in ONE call to the scheduler. Unknown ids are left out.
 
-        `recent`: ids submitted moments ago; a scheduler whose records lag (SLURM's accounting)
+        `recent`: ids submitted moments ago; a scheduler whose records lag (e.g. an accounting database)
         may leave them out rather than make a second call for them.
         """
         ...
@@ -111,3 +116,27 @@ class Backend(Protocol):
     def cancel(self, job_ids: list[str]) -> None:
         """Cancel these jobs in one call; ids that already ended are not an error."""
         ...
+
+
+@dataclass(frozen=True)
+class BackendKind:
+    """One backend as the registry knows it: what setup, layout and sync ask of it without building it."""
+
+    name: str  # what `cluster.backend` says
+    naming: JobNaming  # its job files: script suffix, log name
+    build: Callable[[Path], Backend]  # state_dir (for a backend that keeps its own records) -> the backend
+    render_header: Callable[[JobSpec], str]  # a job script's header (scheduler directives), newline-terminated
+    classify_failure: Callable[[JobInfo, str], FailureCause | None]  # (job, its log's tail) -> why it failed
+    job_id_var: str  # the environment variable a running job finds its id in
+    cpus_var: str | None = None  # ... the number of CPUs it was given, if the backend says
+    submit_command: str = "bash"  # how a user submits a job script by hand, from its folder (script comments)
+    submit_all_template: str | None = None  # a template of `submit_all.sh` (submit the whole group by hand)
+    available: Callable[[str | None], bool] = lambda _path: True  # can `auto` pick it here? (PATH given, or None)
+
+    def job_id(self, fallback: str) -> str:
+        """Shell text of the job's id, or `fallback` outside a job: `${VAR:-fallback}`."""
+        return f"${{{self.job_id_var}:-{fallback}}}"
+
+    def cpus(self, fallback: str) -> str:
+        """Shell text of the job's CPU count, or `fallback` where the backend does not say."""
+        return f"${{{self.cpus_var}:-{fallback}}}" if self.cpus_var else fallback

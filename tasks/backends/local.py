@@ -1,6 +1,9 @@
 """The local backend: runs the generated `.slurm` scripts as `bash SCRIPT` on this machine.
 
-It speaks SLURM's vocabulary (ids, states, exit codes `rc:sig`, reasons) and follows its semantics.
+It speaks SLURM's vocabulary (ids, states, exit codes `rc:sig`, reasons) and follows its semantics;
+its job files are SLURM's (`tasks.backends.slurm.SLURM_NAMING`). A subclass may read another
+header (`directive`), name its files otherwise (`naming`) and give its jobs other variables
+(`job_vars`): the runner itself never looks at a file name.
 
 Reads/writes, all under `state_dir`:
   jobs/<id>.json      one record per job (written atomically; any process may `query` them)
@@ -41,13 +44,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Collection, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.backends.base import JobInfo, JobOverrides, SubmitError
+from tasks.backends.base import BackendKind, JobInfo, JobOverrides, SubmitError
 from tasks.backends.slurm.backend import override_args
-from tasks.backends.slurm.script import LOG_PATTERN
+from tasks.backends.slurm.kind import SLURM
 from tasks.backends.slurm.states import FINISHED, base_state, map_state
 from tasks.core.durations import parse_duration
 from tasks.core.files import atomic_write_text
@@ -64,13 +68,13 @@ _OPTION = re.compile(r"^(--[a-z-]+|-[A-Za-z])(?:=(.*))?$")
 _ALIASES = {"-J": "--job-name", "-t": "--time", "-o": "--output"}
 
 
-def script_options(script_text: str, extra_args: list[str] | None = None) -> dict[str, str]:
-    """The sbatch options of a script's `#SBATCH` header, overridden by `extra_args`."""
+def script_options(script_text: str, extra_args: list[str] | None = None, directive: str = "#SBATCH") -> dict[str, str]:
+    """The sbatch options of a script's header (`directive` lines), overridden by `extra_args`."""
     tokens: list[str] = []
     for line in script_text.splitlines():
         stripped = line.strip()
-        if stripped.startswith("#SBATCH"):
-            tokens += stripped[len("#SBATCH"):].split()
+        if stripped.startswith(directive):
+            tokens += stripped[len(directive):].split()
         elif stripped and not stripped.startswith("#"):
             break  # sbatch stops reading directives at the first command
     tokens += list(extra_args or [])
@@ -223,10 +227,22 @@ def _info(rec: dict[str, Any]) -> JobInfo:
     )
 
 
+def _sbatch_vars(job_id: str, name: str, cwd: str) -> dict[str, str]:
+    """The variables sbatch gives a job."""
+    return {"SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": name, "SLURM_SUBMIT_DIR": cwd,
+            "SLURM_JOB_NODELIST": NODE}
+
+
 class LocalBackend:
     """The `Backend` protocol without SLURM (see the module docstring)."""
 
     name = "local"
+    naming = SLURM.naming
+    directive = "#SBATCH"  # the header lines the options are read from
+
+    def job_vars(self, job_id: str, name: str, cwd: Path) -> dict[str, str]:
+        """The variables a job finds in its environment (kept in its record for the watcher)."""
+        return _sbatch_vars(job_id, name, str(cwd))
 
     def __init__(self, state_dir: Path, max_parallel: int = 2):
         self.store = _Store(Path(state_dir))
@@ -246,7 +262,7 @@ class LocalBackend:
             text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError as error:
             raise SubmitError(f"local submit: Unable to open file {path}: {error.strerror}") from None
-        options = script_options(text, extra_args)
+        options = script_options(text, extra_args, self.directive)
         limit = parse_duration(options.get("--time"))
         if limit is None and (options.get("--time") or "").strip().upper() not in ("", "UNLIMITED", "INFINITE"):
             raise SubmitError(f"local submit {script}: invalid time limit {options.get('--time')!r}")
@@ -259,13 +275,14 @@ class LocalBackend:
                     raise SubmitError(f"local submit {script}: Job dependency problem (no job {parent})")
             atomic_write_text(self.store.dir / "config.json", json.dumps({"max_parallel": self.max_parallel}))
             job_id = self.store.next_id()
-            output = options.get("--output") or LOG_PATTERN
+            output = options.get("--output") or self.naming.log("%j")
             output = output.replace("%%", "\0").replace("%j", job_id).replace("%x", name).replace("\0", "%")
             _write_private(self.store.jobs / f"{job_id}.env.json", json.dumps(dict(os.environ)))
             self.store.write({
                 "job_id": job_id, "name": name, "script": str(path), "args": list(script_args or []), "cwd": str(cwd),
                 "output": str(cwd / output), "after_ok": [str(p) for p in after_ok or []],
                 "extra_args": list(extra_args or []), "time_limit_s": limit, "state": "PENDING",
+                "job_vars": self.job_vars(job_id, name, cwd),
                 "reason": "Dependency" if after_ok else None, "exit_code": "0:0", "submit_time": time.time(),
                 "start_time": None, "end_time": None, "watcher_pid": None, "job_pgid": None, "node": None,
             })
@@ -339,8 +356,8 @@ def run_job(state_dir: Path, job_id: str) -> int:
             saved = json.loads((store.jobs / f"{job_id}.env.json").read_text())
         finally:
             _forget_env(store, job_id)  # the job has it now; nothing stays on disk
-        env = {**saved, "SLURM_JOB_ID": job_id, "SLURM_JOBID": job_id, "SLURM_JOB_NAME": rec["name"] or "",
-               "SLURM_SUBMIT_DIR": rec["cwd"], "SLURM_JOB_NODELIST": NODE}
+        job_vars = rec.get("job_vars") or _sbatch_vars(job_id, rec["name"] or "", rec["cwd"])  # an older record
+        env = {**saved, **job_vars}
         try:
             log = open(rec["output"], "wb")  # noqa: SIM115 - handed to the child
             proc = subprocess.Popen(["bash", rec["script"], *rec.get("args", [])], cwd=rec["cwd"], env=env,
@@ -410,6 +427,14 @@ def main(argv: list[str]) -> int:
         return run_job(Path(argv[1]), argv[2])
     print("usage: python -m tasks.backends.local run-job STATE_DIR JOB_ID", file=sys.stderr)
     return 2
+
+
+def _build(state_dir: Path) -> LocalBackend:
+    return LocalBackend(state_dir)
+
+
+# It runs SLURM's scripts: the SLURM entry's files, header and failure rules, its own runner.
+LOCAL: BackendKind = replace(SLURM, name="local", build=_build, available=lambda _path: True)
 
 
 if __name__ == "__main__":

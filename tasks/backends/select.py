@@ -1,55 +1,87 @@
-"""Pick the job backend named by the cluster settings.
+"""The backend registry: every job backend by name, and the one the cluster settings pick.
 
-Reads: `ClusterSettings.backend` and PATH (is `sbatch` there?). Writes: nothing (the local
+Reads: `ClusterSettings.backend` and, for `auto`, what each backend's `available` looks at. Writes: nothing (the local
 backend creates `state_dir` when it is built).
 
-  backend: slurm -> SlurmBackend
-  backend: local -> LocalBackend(state_dir)
-  backend: auto  -> SlurmBackend when `sbatch` is on PATH and `scontrol ping` reaches a
-                   controller, else LocalBackend(state_dir)
+  BACKENDS: name -> BackendKind (one entry per backend module; `register_backend` adds one)
+  backend: <name> -> that entry
+  backend: auto   -> the first of `AUTO_CHOICES` (slurm, local) whose `available(PATH)` says yes
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
-from tasks.backends.base import Backend
-from tasks.backends.local import LocalBackend
-from tasks.backends.slurm import SlurmBackend
+from tasks.backends.base import Backend, BackendKind, FailureCause, JobInfo
+from tasks.backends.local import LOCAL
+from tasks.backends.slurm import SLURM
+from tasks.core.errors import SweepflowError
 from tasks.model.cluster import ClusterSettings
 from tasks.model.group import RunGroup
+from tasks.model.job_naming import JobNaming
+
+AUTO = "auto"
+BACKENDS: dict[str, BackendKind] = {kind.name: kind for kind in (SLURM, LOCAL)}
+AUTO_CHOICES = (SLURM.name, LOCAL.name)  # what `auto` picks from, first available
+
+
+def register_backend(kind: BackendKind) -> None:
+    """Add (or replace) a backend under its name; `cluster.backend: <name>` then selects it."""
+    if kind.name == AUTO:
+        raise ValueError(f"a backend cannot be called {AUTO!r}")
+    BACKENDS[kind.name] = kind
+
+
+def _known(name: str) -> BackendKind:
+    kind = BACKENDS.get(name)
+    if kind is None:
+        known = ", ".join(sorted([AUTO, *BACKENDS]))
+        raise SweepflowError(f"cluster settings: backend {name!r} is not a known backend (known: {known})")
+    return kind
 
 
 def backend_name(cluster: ClusterSettings, path: str | None = None) -> str:
-    """`slurm` or `local`: what `select_backend` would build, without building it (nothing is created)."""
+    """The backend `select_backend` would build, by name, without building it (nothing is created)."""
     choice = cluster.backend
-    if choice == "auto":
-        choice = "slurm" if shutil.which("sbatch", path=path) and _controller_up(path) else "local"
-    return choice
+    if choice == AUTO:
+        choice = next(name for name in AUTO_CHOICES if BACKENDS[name].available(path))
+    return _known(choice).name
+
+
+def backend_kind(cluster: ClusterSettings, path: str | None = None) -> BackendKind:
+    """The registry's entry for these settings (`auto` resolved as `backend_name` does)."""
+    return _known(backend_name(cluster, path))
+
+
+def _script_parts(kind: BackendKind) -> tuple[object, ...]:
+    return (kind.naming, kind.render_header, kind.classify_failure, kind.job_id_var, kind.cpus_var,
+            kind.submit_command, kind.submit_all_template)
+
+
+def script_kind(cluster: ClusterSettings) -> BackendKind:
+    """The entry whose job files (names, header, log reading) these settings use.
+
+    For `auto` no controller is asked when every backend it may pick writes and reads the same files.
+    """
+    if cluster.backend == AUTO and len({_script_parts(BACKENDS[name]) for name in AUTO_CHOICES}) == 1:
+        return BACKENDS[AUTO_CHOICES[0]]
+    return backend_kind(cluster)
+
+
+def job_naming(cluster: ClusterSettings) -> JobNaming:
+    """The names of the job files these settings' backend writes and reads."""
+    return script_kind(cluster).naming
+
+
+def failure_classifier(cluster: ClusterSettings) -> Callable[[JobInfo, str], FailureCause | None]:
+    """Why a job of these settings' backend failed: (job, its log's tail) -> cause."""
+    return script_kind(cluster).classify_failure
 
 
 def select_backend(cluster: ClusterSettings, state_dir: Path, path: str | None = None) -> Backend:
     """The backend for these settings; `path` replaces $PATH for the `auto` look-up (tests)."""
-    if backend_name(cluster, path) == "slurm":
-        return SlurmBackend()
-    return LocalBackend(Path(state_dir))
-
-
-def _controller_up(path: str | None) -> bool:
-    """SLURM commands installed is not enough: a controller must answer (`scontrol ping`)."""
-    scontrol = shutil.which("scontrol", path=path)
-    # Without a config file SLURM falls back to DNS SRV look-ups; don't ask then.
-    configured = os.environ.get("SLURM_CONF") or Path("/etc/slurm/slurm.conf").exists()
-    if scontrol is None or not configured:
-        return False
-    try:
-        done = subprocess.run([scontrol, "ping"], capture_output=True, text=True, timeout=15)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0 and "UP" in done.stdout
+    return backend_kind(cluster, path).build(Path(state_dir))
 
 
 def backend_for(group: RunGroup) -> Backend:

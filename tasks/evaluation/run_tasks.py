@@ -1,6 +1,6 @@
 """Run every task of one evaluated checkpoint in one process, with ONE model load.
 
-Executed inside a checkpoint's evaluation job (`templates/jobs/eval.slurm.j2`):
+Executed inside a checkpoint's evaluation job (`templates/jobs/eval.sh.j2`):
 
     python -m tasks.evaluation.run_tasks eval_epoch_0.tasks.yaml --model-path DIR [TASK ...]
 

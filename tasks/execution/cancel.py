@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection
 
 from pydantic import BaseModel, Field
 
-from tasks.backends import Backend, JobInfo
+from tasks.backends import Backend, JobInfo, job_naming
 from tasks.core.errors import SweepflowError
 from tasks.execution.submit import adoptable, needs_submit, pending_jobs
 from tasks.model.group import GroupRef, RunGroup
@@ -58,10 +58,11 @@ def unrecorded_jobs(group: GroupRef, backend: Backend, status: RunsStatus, runs:
     names = [run.name if job is None else eval_job_name(job) for run, job in todo]
     named = backend.jobs_named(names)
     known = {a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id}
+    naming = job_naming(group.cluster)
     found = []
     for (run, job), name in zip(todo, names, strict=True):
         live = [j for j in named.get(name, []) if j.status in QUEUED_JOB]
-        info = adoptable(live, group.layout.job_files(run.name, job)[1], known)
+        info = adoptable(live, group.layout.job_dir(run.name, job), known, naming)
         if info is not None:
             found.append(info)
     return found

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from tasks.backends import Backend, JobInfo, SubmitError
+from tasks.backends import Backend, JobInfo, SubmitError, job_naming
 from tasks.core.errors import SweepflowError
 from tasks.core.files import format_gib, read_yaml
 from tasks.execution.provenance import record_provenance
@@ -35,6 +35,7 @@ from tasks.execution.submit import (
 )
 from tasks.model.cluster import ClusterSettings
 from tasks.model.group import GroupRef, RunGroup
+from tasks.model.job_naming import JobNaming
 from tasks.model.layout import FINETUNE_CONFIG, SETUP_RECORD, GroupLayout, eval_job_name
 from tasks.model.plan import CheckpointJob, Plan, Run
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, utc_now
@@ -215,10 +216,10 @@ def _record_restart(group: RunGroup, run_name: str, remedy: Remedy, job_id: str,
 
 def _rechain(group: RunGroup, backend: Backend, run_name: str, job_id: str,
              chosen: list[tuple[CheckpointJob, list[str] | None]], live: Live, now: Callable[[], str],
-             sleep: Sleep) -> None:
+             sleep: Sleep, naming: JobNaming) -> None:
     """Submit (or adopt) the chosen evaluation jobs again, chained to the new fine-tune job where they must wait."""
     for job, after in chosen:
-        script, cwd = group.layout.job_files(run_name, job)
+        script, cwd = group.layout.job_files(run_name, job, naming)
         found = live(eval_job_name(job), cwd)
         try:
             eval_id = found.job_id if found else submit_with_retry(
@@ -266,9 +267,10 @@ def resubmit_finetune(
     named = backend.jobs_named([run_name] + [eval_job_name(j) for j, _ in chosen])
 
     def live(name: str, cwd: Path) -> JobInfo | None:
-        return adoptable([j for j in named.get(name, []) if j.status in ("pending", "running")], cwd, known)
+        return adoptable([j for j in named.get(name, []) if j.status in ("pending", "running")], cwd, known, naming)
 
-    script, cwd = group.layout.job_files(run_name, None)
+    naming = job_naming(cluster)
+    script, cwd = group.layout.job_files(run_name, None, naming)
     found = live(run_name, cwd)
     try:
         job_id = found.job_id if found else submit_with_retry(backend, script, cwd, None, remedy.overrides(), sleep)
@@ -277,7 +279,7 @@ def resubmit_finetune(
             _record_refused(group, run_name, remedy, str(error))
         raise
     _record_restart(group, run_name, remedy, job_id, found is not None, now())
-    _rechain(group, backend, run_name, job_id, chosen, live, now, sleep)
+    _rechain(group, backend, run_name, job_id, chosen, live, now, sleep, naming)
     return job_id
 
 

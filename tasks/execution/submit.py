@@ -33,11 +33,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tasks.backends import Backend, JobInfo, JobOverrides, SubmitError
+from tasks.backends import Backend, JobInfo, JobOverrides, SubmitError, job_naming
 from tasks.core.errors import SweepflowError
 from tasks.execution.provenance import record_provenance
 from tasks.model.cluster import ClusterSettings
 from tasks.model.group import GroupRef, RunGroup
+from tasks.model.job_naming import JobNaming
 from tasks.model.layout import eval_job_name, job_log
 from tasks.model.plan import CheckpointJob, Plan, Run
 from tasks.model.status import FINETUNE, Attempt, FinetuneOverrides, RunsStatus, StageStatus, utc_now
@@ -99,7 +100,7 @@ def _id_key(job_id: str) -> tuple[int, ...]:
     return tuple(int(p) for p in job_id.replace("_", ".").split(".") if p.isdigit())
 
 
-def _submitted_from(job: JobInfo, cwd: Path) -> bool:
+def _submitted_from(job: JobInfo, cwd: Path, naming: JobNaming) -> bool:
     """Whether `job` is this stage's.
 
     Run names repeat across run groups, so a job submitted from another folder never is. A job
@@ -111,12 +112,15 @@ def _submitted_from(job: JobInfo, cwd: Path) -> bool:
         return False
     if job.status == "pending" or (job.status == "running" and job.work_dir):
         return True
-    return job_log(cwd, job.job_id).exists()
+    return job_log(cwd, job.job_id, naming).exists()
 
 
-def adoptable(found: list[JobInfo], cwd: Path, known: Collection[str] = ()) -> JobInfo | None:
-    """The newest job of this name that is ours (see `_submitted_from`) and no attempt knows."""
-    mine = [j for j in found if j.job_id not in known and _submitted_from(j, cwd)]
+def adoptable(found: list[JobInfo], cwd: Path, known: Collection[str], naming: JobNaming) -> JobInfo | None:
+    """The newest job of this name that is ours (see `_submitted_from`) and no attempt knows.
+
+    `naming`: the backend's job file names (an ended job of ours left its log in `cwd`).
+    """
+    mine = [j for j in found if j.job_id not in known and _submitted_from(j, cwd, naming)]
     live = [j for j in mine if j.status in ("pending", "running")]
     pool = live or mine
     return max(pool, key=lambda j: _id_key(j.job_id)) if pool else None
@@ -230,6 +234,7 @@ class _Launcher:
             group, group.layout, batch, backend, cluster
         )
         self.now, self.sleep, self.named = now, sleep, named
+        self.naming = job_naming(cluster)
         self.report = LaunchReport(queued=queued, max_queued_jobs=cluster.max_queued_jobs)
         self.started = False  # a job that can start at once was submitted in this call
         self.ended: set[str] = set()  # adopted jobs that already failed or were cancelled
@@ -243,11 +248,11 @@ class _Launcher:
         """Adopt or submit one job (a fine-tune, or a checkpoint's tasks); its job id, or None (deferred or failed)."""
         keys = stage_keys(job)
         name = run.name if job is None else eval_job_name(job)
-        script, cwd = self.layout.job_files(run.name, job)
+        script, cwd = self.layout.job_files(run.name, job, self.naming)
         if self.free() < 1:  # before the duplicate guard: only names that can be submitted are looked up
             self.report.deferred += [f"{run.name}/{key}" for key in keys]
             return None
-        found = adoptable(self.named.get(name), cwd, self.known)
+        found = adoptable(self.named.get(name), cwd, self.known, self.naming)
         if found is not None:
             state = "running" if found.status == "running" else "submitted"
             # the job's own submit time (not now): its artifacts are checked against it

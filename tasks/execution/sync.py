@@ -4,14 +4,15 @@ Reads: `{group}/runs_status.yaml`, the scheduler (ONE `backend.query` of every j
 stage is not finished; a job submitted in the last minute that accounting does not list yet
 stays as it was, without a second query), and, for jobs the scheduler says ended, the evidence on disk: the
 fine-tune's `epoch_N/` checkpoints, each evaluation task's own inspect `.eval` log (header only)
-in `evaluations/<task>/logs/`, the tail of a failed job's `slurm-<id>.out`. The tasks of one
+in `evaluations/<task>/logs/`, the tail of a failed job's log (its backend names it). The tasks of one
 evaluated checkpoint share one job (and its id): each task's stage is decided by its own log, so
 a job that failed because one task failed completes the others. The plan
 (`experiment.yaml`) is read only when some job finished or was lost.
 Writes: `runs_status.yaml` in ONE locked update (a stage whose job id changed meanwhile, e.g.
 resubmitted by launch-runs, is left alone; finished stages never go back: `StatusStore`).
 
-State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes to `scheduler_state`):
+State mapping (sweepflow keeps the seed's vocabulary; the backend's raw state goes to `scheduler_state`;
+the states below are SLURM's, as its backend and the local one report them):
   PENDING (and the like)                     -> submitted
   RUNNING (and the like)                     -> running
   COMPLETED + artifacts present              -> completed
@@ -21,7 +22,7 @@ State mapping (sweepflow keeps the seed's vocabulary; the raw SLURM state goes t
     log successful
   FAILED (evaluation job), the task's .eval   -> failed, "task failed: .eval status error" (a log still
     log error or cancelled                         `started`: the job died during it, the job's cause)
-  FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (tasks/backends/slurm/outcomes.py)
+  FAILED, OUT_OF_MEMORY, TIMEOUT, NODE_FAIL.. -> failed, reason from the cause (the backend's `classify_failure`)
   CANCELLED by <uid>                         -> cancelled, reason "cancelled by a user"
   CANCELLED by kill-on-invalid-dep           -> cancelled, reason "fine-tune failed"
   unknown to the scheduler                   -> unchanged, reason "lost: scheduler has no record"
@@ -36,18 +37,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from tasks.backends import classify_failure
-from tasks.backends.base import Backend, JobInfo
+from tasks.backends import Backend, JobInfo, failure_classifier, job_naming
 from tasks.core.files import read_log_tail
 from tasks.core.preflight import failure_line
 from tasks.evaluation.eval_logs import EVAL_CLOCK_SLACK_S, EvalLogEntry, read_log_headers
 from tasks.execution.provenance import refresh_job_environment
 from tasks.model.group import GroupRef, RunGroup
+from tasks.model.job_naming import JobNaming
 from tasks.model.layout import epoch_dir_name
 from tasks.model.plan import EvalJob
 from tasks.model.status import FINETUNE, Attempt, RunsStatus, StageStatus, utc_now
@@ -180,11 +182,16 @@ class _Verifier:
         self.layout = group.layout
         self.logs = _EvalLogs()
 
+    @cached_property
+    def naming(self) -> JobNaming:
+        """The group's backend's file names (read with the plan, on first need)."""
+        return job_naming(self.group.cluster)
+
     def _task(self, run: str, key: str) -> str | None:
         return None if key == FINETUNE else self._eval(run, key).task
 
     def log_path(self, run: str, key: str, job_id: str) -> Path:
-        return self.layout.job_log(run, self._task(run, key), job_id)
+        return self.layout.job_log(run, self._task(run, key), job_id, self.naming)
 
     def _eval(self, run: str, key: str) -> EvalJob:
         return next(j for j in self.group.plan.run(run).evaluations if j.key == key)
@@ -354,9 +361,12 @@ def sync_jobs(
     group: GroupRef,
     backend: Backend,
     now: Callable[[], str] = utc_now,
-    classify: Callable[[JobInfo, str], str | None] = classify_failure,
+    classify: Callable[[JobInfo, str], str | None] | None = None,
 ) -> SyncReport:
-    """Query every unfinished job at once, verify finished ones, write the status once."""
+    """Query every unfinished job at once, verify finished ones, write the status once.
+
+    `classify`: why a job failed (default: the group's backend's `classify_failure`).
+    """
     group = RunGroup.of(group)
     store = group.status
     status = store.read()
@@ -366,6 +376,7 @@ def sync_jobs(
     calls_before = backend.calls
     infos = backend.query(ids, recent=recent) if ids else {}
     check = _Verifier(group)
+    classify = classify or (lambda info, tail: failure_classifier(group.cluster)(info, tail))
     changes = {
         (run, key): (s.job_id, _decide(run, key, s, infos.get(s.job_id or ""), check, classify))
         for run, key, s in open_stages

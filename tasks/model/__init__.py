@@ -9,6 +9,7 @@ from tasks.model.design import ExperimentDesign, PathsSpec, design_type
 from tasks.model.design_file import DesignInput, load_design, parse_design, read_design
 from tasks.model.factors import FACTORS, Factor, factor_levels
 from tasks.model.group import GroupRef, RunGroup
+from tasks.model.job_naming import JobNaming
 from tasks.model.layout import GroupLayout, SiteCheckLayout
 from tasks.model.plan import CheckpointJob, EvalJob, Plan, Run
 from tasks.model.plan_file import load_plan
@@ -28,6 +29,7 @@ __all__ = [
     "Factor",
     "GroupLayout",
     "GroupRef",
+    "JobNaming",
     "PathsSpec",
     "Plan",
     "Run",

@@ -100,8 +100,10 @@ class ClusterSettings(BaseModel):
         20, description="Never more than this many jobs queued or running (your QoS MaxSubmitJobs)"
     )
     submit_stagger_seconds: float = Field(0.5, ge=0, description=STAGGER_HELP)
-    backend: Literal["auto", "slurm", "local"] = Field(
-        "auto", description="slurm: sbatch; local: run jobs as local processes; auto: slurm when sbatch is on PATH"
+    backend: str = Field(
+        "auto", pattern=r"^[a-z][a-z0-9_-]*$",
+        description="The job backend by name (tasks/backends/select.py): slurm: sbatch; local: run jobs as local "
+        "processes; auto: slurm when sbatch is on PATH, else local",
     )
     extra_sbatch: list[str] = Field(default_factory=list, description="Extra '#SBATCH' options, e.g. --mail-type=END")
     device: Literal["cuda", "cpu"] = Field(

@@ -5,14 +5,16 @@ Reads and writes nothing. A run group is one folder (`{output_dir}/{name}_{date}
     experiment.yaml  runs_plan.md  runs_status.yaml  measured_runs.yaml  summary.md  plots/
     results/          samples.csv  effects.csv  replicates.csv (the summary's tables, for pandas or R)
     README.md  submit_all.sh  .sweepflow/ (sweepflow's own state: caches, manifest, local jobs)
-    <run>/            finetune.yaml  finetune.slurm  setup_finetune.yaml  <job log>  logs/
+    <run>/            finetune.yaml  finetune<script>  setup_finetune.yaml  <job log>  logs/
                       epoch_<N>/  provenance/
-    <run>/evaluations/          eval[_epoch_<N>].slurm  eval[_epoch_<N>].tasks.yaml  model_args.yaml
+    <run>/evaluations/          eval[_epoch_<N>]<script>  eval[_epoch_<N>].tasks.yaml  model_args.yaml
                                 <job log>   (one job per evaluated checkpoint: all its tasks, one model load)
     <run>/evaluations/<task>/   task_args.yaml  logs/*.eval   (each task's own inputs and .eval logs)
 
 A job's folder is where it is submitted from and where its job log lands: the run folder
-(fine-tune) or the run's `evaluations/` (its evaluation jobs).
+(fine-tune) or the run's `evaluations/` (its evaluation jobs). The layout names a job by its
+stem (`finetune`, `eval_epoch_1`); the backend's `JobNaming` (`tasks.model.job_naming`) adds
+the script suffix `<script>` and names the `<job log>`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.model.job_naming import JobNaming
 from tasks.model.plan import CheckpointJob, EvalJob
 
 PLAN_FILE = "experiment.yaml"
@@ -37,12 +40,9 @@ LOGS_DIR = "logs"  # torchtune's metric logs (fine-tune), inspect's .eval logs (
 MODEL_ARGS = "model_args.yaml"  # inspect hf/ model arguments of a run's evaluation jobs
 TASK_ARGS = "task_args.yaml"  # one task's arguments, in its own folder
 PROVENANCE_DIR = "provenance"
-FINETUNE_SCRIPT = "finetune.slurm"
+FINETUNE_STEM = "finetune"  # the fine-tune job's script: finetune<script suffix>
 FINETUNE_CONFIG = "finetune.yaml"  # torchtune's config, as `tune run` reads it
 SETUP_RECORD = "setup_finetune.yaml"  # what the run was set up with (model, factors, parameters)
-# A job's stdout + stderr in its stage folder. Every backend writes it under this name (SLURM's
-# default name, which the local backend keeps so that logs read the same everywhere).
-JOB_LOG = "slurm-{job_id}.out"
 # runs_plan.md's Setup section (setup-experiment maintains it; a re-planned or extended plan keeps it)
 SETUP_BEGIN = "<!-- sweepflow:setup:begin -->"
 SETUP_END = "<!-- sweepflow:setup:end -->"
@@ -72,9 +72,9 @@ def _eval_stem(job: EvalJob | CheckpointJob) -> str:
     return "eval" if job.epoch is None else f"eval_epoch_{job.epoch}"
 
 
-def eval_script_name(job: EvalJob | CheckpointJob) -> str:
-    """The script of a checkpoint's evaluation job: `eval.slurm` (a base model) or `eval_epoch_<N>.slurm`."""
-    return f"{_eval_stem(job)}.slurm"
+def eval_script_name(job: EvalJob | CheckpointJob, naming: JobNaming) -> str:
+    """The script of a checkpoint's evaluation job: `eval<suffix>` (a base model) or `eval_epoch_<N><suffix>`."""
+    return naming.script(_eval_stem(job))
 
 
 def eval_tasks_file_name(job: EvalJob | CheckpointJob) -> str:
@@ -92,9 +92,9 @@ def epoch_dir_name(epoch: int | str) -> str:
     return f"epoch_{epoch}"
 
 
-def job_log(folder: Path, job_id: str) -> Path:
-    """The log of job `job_id`, submitted from `folder`."""
-    return folder / JOB_LOG.format(job_id=job_id)
+def job_log(folder: Path, job_id: str, naming: JobNaming) -> Path:
+    """The log of job `job_id`, submitted from `folder`, as its backend names it."""
+    return folder / naming.log(job_id)
 
 
 @dataclass(frozen=True)
@@ -195,19 +195,22 @@ class GroupLayout:
         """Where a stage's job is submitted from: the run folder (fine-tune) or the run's `evaluations/`."""
         return self.run_dir(run) if task is None else self.evals_dir(run)
 
-    def job_log(self, run: str, task: str | None, job_id: str) -> Path:
+    def job_log(self, run: str, task: str | None, job_id: str, naming: JobNaming) -> Path:
         """The log of job `job_id` of a stage: the fine-tune (`task` None) or an evaluation task's job."""
-        return job_log(self.stage_dir(run, task), job_id)
+        return job_log(self.stage_dir(run, task), job_id, naming)
 
-    def job_files(self, run: str, job: EvalJob | CheckpointJob | None) -> tuple[Path, Path]:
+    def job_dir(self, run: str, job: EvalJob | CheckpointJob | None) -> Path:
+        """The submit folder of a fine-tune (`job` None) or a checkpoint's evaluation job."""
+        return self.run_dir(run) if job is None else self.evals_dir(run)
+
+    def job_files(self, run: str, job: EvalJob | CheckpointJob | None, naming: JobNaming) -> tuple[Path, Path]:
         """(script, submit folder) of a fine-tune (`job` None) or a checkpoint's evaluation job."""
-        if job is None:
-            return self.run_dir(run) / FINETUNE_SCRIPT, self.run_dir(run)
-        folder = self.evals_dir(run)
-        return folder / eval_script_name(job), folder
+        stem = FINETUNE_STEM if job is None else _eval_stem(job)
+        return self.job_dir(run, job) / naming.script(stem), self.job_dir(run, job)
 
 
 SITE_CHECKS_DIR = ".site_checks"  # under output_dir: site-check jobs, shared by every group there
+SITE_CHECK_STEM = "site_check"  # a check job's script: site_check<script suffix>
 
 
 @dataclass(frozen=True)
@@ -215,8 +218,8 @@ class SiteCheckLayout:
     """`{output_dir}/.site_checks/`: one folder per check job, and the record of recent passes.
 
     `passed.yaml` maps a shape fingerprint to the last passing check of that shape;
-    `local_jobs/` holds the local backend's records of check jobs (no SLURM); each
-    `<UTC time>-<shape>/` holds one job's `site_check.slurm`, `site_check_spec.json`, its log,
+    `local_jobs/` holds the local backend's records of check jobs; each
+    `<UTC time>-<shape>/` holds one job's `site_check<script>`, `site_check_spec.json`, its log,
     `job_env-<id>.json` (the preflight's findings) and `site_probe.json` (the probe's).
     """
 
@@ -234,7 +237,7 @@ class SiteCheckLayout:
 
     @property
     def local_jobs(self) -> Path:
-        """The local backend's job records for check jobs (no SLURM)."""
+        """The local backend's job records for check jobs."""
         return self.root / "local_jobs"
 
     def job_dir(self, stamp: str, slug: str) -> Path:

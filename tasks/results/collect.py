@@ -10,8 +10,9 @@ Reads (writes nothing):
   earlier attempt's log, e.g. before a re-run, is not its result);
 - training loss per step from torchtune's DiskLogger files `{group}/{run}/logs/log_<unix time>.txt`
   (`Step 10 | loss:1.83 lr:3e-05 ...`), or, when there are none, from the training bars of the
-  fine-tune's SLURM logs `{run}/slurm-<job id>.out` (`1|10|Loss: 1.83:  1%|...`);
-- the final fine-tune attempt's SLURM log through `tasks.training.prior_logs.parse_log` (it/s, peak GPU
+  fine-tune's job logs (named as the group's backend names them, e.g. `{run}/slurm-<job id>.out`)
+  (`1|10|Loss: 1.83:  1%|...`);
+- the final fine-tune attempt's job log through `tasks.training.prior_logs.parse_log` (it/s, peak GPU
   memory, training time).
 
 A stage that has no result (failed, cancelled, still running, no log) gives `None` figures and
@@ -29,7 +30,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tasks.backends import job_naming
 from tasks.evaluation.eval_logs import EVAL_CLOCK_SLACK_S, EvalLogEntry, read_log_headers
+from tasks.model.cluster import cluster_settings
+from tasks.model.job_naming import JobNaming
 from tasks.model.layout import GroupLayout
 from tasks.model.plan import EpochRef, EvalJob, Plan, Run, RunKind
 from tasks.model.status import FINETUNE, RunsStatus, StageStatus
@@ -302,14 +306,19 @@ def _job_order(path: Path) -> tuple[int, str]:
     return (int(digits) if digits else 0, path.name)
 
 
-def loss_curve(run_dir: Path) -> LossCurve | None:
-    """The run's training loss per step (DiskLogger files first, else the SLURM logs' bars)."""
+def _log_order(path: Path, naming: JobNaming) -> tuple[int, str]:
+    digits = re.sub(r"\D", "", naming.job_id_of(path) or "")
+    return (int(digits) if digits else 0, path.name)
+
+
+def loss_curve(run_dir: Path, naming: JobNaming) -> LossCurve | None:
+    """The run's training loss per step (DiskLogger files first, else the bars of its job logs, named by `naming`)."""
     metric_files = sorted((run_dir / "logs").glob("log_*.txt"), key=_job_order)
     sources, curves = metric_files, []
     for path in metric_files:
         curves.append(disk_logger_losses(path.read_text(encoding="utf-8", errors="replace")))
     if not any(curves):
-        sources = sorted(run_dir.glob("slurm-*.out"), key=_job_order)
+        sources = sorted(run_dir.glob(naming.log_glob), key=lambda path: _log_order(path, naming))
         curves = [bar_losses(path.read_text(encoding="utf-8", errors="replace")) for path in sources]
     merged = _merge(curves)
     if not merged:
@@ -374,6 +383,7 @@ def run_resources(plan: Plan, status: RunsStatus, uses: list[AttemptUse]) -> lis
     by_run: dict[str, list[AttemptUse]] = {}
     for use in uses:
         by_run.setdefault(use.run, []).append(use)
+    naming = job_naming(cluster_settings(plan.design))
     for run in plan.runs:
         entry = status.runs.get(run.name)
         est = plan.estimates.runs.get(run.name)
@@ -403,7 +413,7 @@ def run_resources(plan: Plan, status: RunsStatus, uses: list[AttemptUse]) -> lis
         if entry and entry.finetune.attempts and not run.is_control:
             last = entry.finetune.attempts[-1]
             row.batch_size_used = last.batch_size
-            _from_log(row, GroupLayout(plan.group_dir).job_log(run.name, None, last.job_id),
+            _from_log(row, GroupLayout(plan.group_dir).job_log(run.name, None, last.job_id, naming),
                       last.elapsed_s if entry.finetune.status == "completed" else None)
         rows.append(row)
     return rows

@@ -2,16 +2,16 @@
 
 Reads: `{group}/experiment.yaml`, `runs_status.yaml` (which fine-tunes completed, and their final
 attempt's job id, elapsed time and batch size) and, through `tasks.training.prior_logs.parse_log`, the
-final attempt's torchtune log `{run}/slurm-<job id>.out` with the `epoch_N/` folders and
+final attempt's torchtune log (its job log, e.g. `{run}/slurm-<job id>.out`) with the `epoch_N/` folders and
 `logs/log_*.txt` beside it.
 Writes: `{group}/measured_runs.yaml` (header from `templates/state/measured_runs.yaml.j2`, body by
 PyYAML): per completed fine-tune its model, batch size, packing, samples, it/s, peak GPU memory,
-checkpoint GiB per epoch, training and SLURM elapsed time, start-up, seconds per checkpoint save and
+checkpoint GiB per epoch, training and job elapsed time, start-up, seconds per checkpoint save and
 per validation pass, and the log they come from.
 
 How the next plan uses them: `tasks.planning.planner` searches the design's `paths.output_dir` (every
 earlier run group) for prior logs when `paths.prior_runs` names no folder, keeping the logs of
-fine-tunes that completed. Those are the same `slurm-<job id>.out` files this record points to,
+fine-tunes that completed. Those are the same job logs this record points to,
 so estimates taken from them say `prior log <path>` in runs_plan.md. measured_runs.yaml is the
 readable record of those figures (and is shown by summary.md); the logs stay the source.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tasks.backends import job_naming
 from tasks.core.files import atomic_write_text, dump_yaml
 from tasks.core.templating import render_template
 from tasks.model.group import GroupRef, RunGroup
@@ -37,13 +38,14 @@ def measurements(group: GroupRef) -> list[dict[str, Any]]:
     group = RunGroup.of(group)
     plan = group.plan
     status = group.status.read()
+    naming = job_naming(group.cluster)
     records: list[dict[str, Any]] = []
     for run in plan.finetune_runs:
         entry = status.runs.get(run.name)
         if entry is None or entry.finetune.status != "completed" or not entry.finetune.attempts:
             continue
         last = entry.finetune.attempts[-1]
-        log = group.layout.job_log(run.name, None, last.job_id)
+        log = group.layout.job_log(run.name, None, last.job_id, naming)
         if not log.is_file():
             continue
         prior = parse_log(log)
@@ -65,7 +67,7 @@ def measurements(group: GroupRef) -> list[dict[str, Any]]:
             "packing_density": prior.packing_density,
             "checkpoint_gib_per_epoch": _round(prior.checkpoint_gib_per_epoch),
             "train_elapsed_s": prior.train_elapsed_s,
-            "slurm_elapsed_s": last.elapsed_s,
+            "job_elapsed_s": last.elapsed_s,
             "startup_s": prior.startup_s,
             "checkpoint_save_s": prior.save_s,
             "validation_pass_s": prior.validation_s,

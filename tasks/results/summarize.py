@@ -1,7 +1,7 @@
 """The experiment summary of a run group: results, comparisons, loss, resources, plots.
 
 Reads: everything `tasks.results.collect` reads (experiment.yaml, runs_status.yaml, `.eval` logs,
-DiskLogger metric files, fine-tune SLURM logs). `summarize(group_dir)` writes nothing.
+DiskLogger metric files, fine-tune job logs). `summarize(group_dir)` writes nothing.
 Writes (`write_summary`): `{group}/summary.md` (from `templates/reports/summary.md.j2`), the
 tables `{group}/results/*.csv` (tasks.results.analysis) and the plots (tasks.results.plots), each
 atomically.
@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from tasks.backends import job_naming
 from tasks.core.files import atomic_write_text
 from tasks.core.templating import render_template
 from tasks.model.group import GroupRef, RunGroup
@@ -244,7 +245,9 @@ def summarize(group: GroupRef, compare: bool = True, include_dropped: bool = Fal
     results = collect_evaluations(plan, status)
     uses = attempt_uses(plan, status)
     resources = run_resources(plan, status, uses)
-    curves = {r.name: c for r in plan.finetune_runs if (c := loss_curve(group.layout.run_dir(r.name))) is not None}
+    naming = job_naming(group.cluster)
+    curves = {r.name: c for r in plan.finetune_runs
+              if (c := loss_curve(group.layout.run_dir(r.name), naming)) is not None}
     levels = _levels(plan)
     run_levels = _run_levels(plan, list(levels))
     counts: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Set up a planned run group: run folders, torchtune configs, SLURM scripts, README.
+"""Set up a planned run group: run folders, torchtune configs, job scripts (the backend's), README.
 
 Reads: `{group}/experiment.yaml` (the resolved plan written by plan-runs; never runs_plan.md).
 Writes (through `tasks/setup/materialize.py`): every generated file; adds missing entries to
@@ -18,14 +18,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from tasks.backends import job_naming
 from tasks.core.files import FileFormatError, atomic_write_text
 from tasks.core.templating import render_template
 from tasks.model.cluster import ClusterSettings, cluster_settings
 from tasks.model.group import GroupRef, RunGroup
+from tasks.model.job_naming import JobNaming
 from tasks.model.layout import (
     EVALUATIONS_DIR,
     FINETUNE_CONFIG,
-    FINETUNE_SCRIPT,
+    FINETUNE_STEM,
     MODEL_ARGS,
     PLAN_FILE,
     PLAN_MD,
@@ -148,22 +150,26 @@ def _update_plan_markdown(group: RunGroup, files: list[str], cluster: ClusterSet
 STARTED = ("submitted", "running", "completed", "dropped")  # a stage whose files are what ran (or was dropped)
 
 
-def started_files(plan: Plan, status: RunsStatus | None, group_dir: Path) -> set[str]:
-    """Generated files (relative paths) of started or finished stages that exist: setup leaves them as they are."""
+def started_files(plan: Plan, status: RunsStatus | None, group_dir: Path, naming: JobNaming | None = None) -> set[str]:
+    """Generated files (relative paths) of started or finished stages that exist: setup leaves them as they are.
+
+    `naming`: the backend's job file names (default: those of the plan's own cluster settings).
+    """
     if status is None:
         return set()
+    naming = naming or job_naming(cluster_settings(plan.design))
     found: set[str] = set()
     for run in plan.runs:
         entry = status.runs.get(run.name)
         if entry is None:
             continue
         if entry.finetune.status in STARTED:
-            found |= {f"{run.name}/{name}" for name in (SETUP_RECORD, FINETUNE_CONFIG, FINETUNE_SCRIPT)}
-        found |= _started_eval_files(run, entry)
+            found |= {f"{run.name}/{name}" for name in (SETUP_RECORD, FINETUNE_CONFIG, naming.script(FINETUNE_STEM))}
+        found |= _started_eval_files(run, entry, naming)
     return {rel for rel in found if (group_dir / rel).exists()}
 
 
-def _started_eval_files(run: Run, entry: RunStatus) -> set[str]:
+def _started_eval_files(run: Run, entry: RunStatus, naming: JobNaming) -> set[str]:
     """A run's evaluation files that started stages ran with.
 
     A task's arguments, and the run's model arguments, once one of its stages started; a
@@ -180,7 +186,7 @@ def _started_eval_files(run: Run, entry: RunStatus) -> set[str]:
         if started:
             found.add(f"{evals}/{MODEL_ARGS}")
         if started == set(job.tasks):
-            found |= {f"{evals}/{eval_script_name(job)}", f"{evals}/{eval_tasks_file_name(job)}"}
+            found |= {f"{evals}/{eval_script_name(job, naming)}", f"{evals}/{eval_tasks_file_name(job)}"}
     return found
 
 
@@ -261,7 +267,7 @@ def write_setup(rendered: RenderedSetup, overwrite_edits: bool = False, preview:
             overrides = overrides_from_status(latest)
             files = experiment_files(plan, cluster, overrides)
         current = latest
-    kept = started_files(plan, current, plan.group_dir)
+    kept = started_files(plan, current, plan.group_dir, job_naming(cluster))
     changes = materialize(plan.group_dir, {rel: f for rel, f in files.items() if rel not in kept}, overwrite_edits)
     added = _update_status(group, current) + (len(restored.restored) if restored else 0)
     _update_plan_markdown(group, list(files), cluster)

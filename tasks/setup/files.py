@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasks.backends import JobSpec, job_directives
+from tasks.backends import JobSpec, script_kind
 from tasks.core.errors import SweepflowError
 from tasks.core.files import dump_yaml
 from tasks.core.repo import REPO_ROOT
@@ -26,7 +26,9 @@ from tasks.evaluation.task_contract import task_args
 from tasks.model.cluster import ClusterSettings, JobEnv
 from tasks.model.design import EvalTask, PathsSpec, design_type
 from tasks.model.factors import factor_levels
+from tasks.model.job_naming import JobNaming
 from tasks.model.layout import (
+    FINETUNE_STEM,
     MODEL_ARGS,
     TASK_ARGS,
     GroupLayout,
@@ -90,12 +92,12 @@ def eval_job_spec(cluster: ClusterSettings, name: str, time_limit: str, gpu_type
     })
 
 
-def _submissions(plan: Plan) -> list[dict[str, Any]]:
+def _submissions(plan: Plan, naming: JobNaming) -> list[dict[str, Any]]:
     """submit_all.sh's jobs per run, relative to the group: its fine-tune (none for a control) and evaluations."""
     layout = GroupLayout(plan.group_dir)
 
     def where(run: Run, job: CheckpointJob | None) -> dict[str, str]:
-        script, folder = layout.job_files(run.name, job)
+        script, folder = layout.job_files(run.name, job, naming)
         return {"dir": folder.relative_to(plan.group_dir).as_posix(), "script": script.name}
 
     return [{"name": run.name, "finetune": None if run.is_control else where(run, None),
@@ -109,9 +111,13 @@ def job_environment(cluster: ClusterSettings) -> JobEnv:
 
 
 def environment_context(plan: Plan, cluster: ClusterSettings, stage: str, gpus: int, folder: Path) -> dict[str, Any]:
-    """What templates/jobs/_environment.j2 needs: the env, the scratch folder, the preflight's request."""
+    """What templates/jobs/_environment.j2 needs: the env, the scratch folder, the preflight's request.
+
+    `backend`: the `BackendKind` whose scripts these are (its variables: `backend.job_id("local")`).
+    """
     scratch = plan.design.paths.scratch_dir if isinstance(plan.design.paths, PathsSpec) else None
     return {
+        "backend": script_kind(cluster),
         "job_env": job_environment(cluster),
         "scratch_root": str(scratch) if scratch else None,
         "scratch_fallback": str(folder),
@@ -198,18 +204,19 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
     ))
     gpus = 1 if cluster.device == "cuda" else 0
     limit = eval_time_limit(plan, run, cluster).limit
+    kind = script_kind(cluster)
     for job in run.checkpoint_jobs:
         base = run.is_control
-        name, tasks_name = eval_script_name(job), eval_tasks_file_name(job)
+        name, tasks_name = eval_script_name(job, kind.naming), eval_tasks_file_name(job)
         files[f"{rel}/{tasks_name}"] = GeneratedFile(content=render_template(
             "inspect/eval_tasks.yaml.j2", job=job, script_name=name, body=_dump(_tasks_file(plan, run, job, layout))
         ))
         files[f"{rel}/{name}"] = GeneratedFile(
             executable=True,
             content=render_template(
-                "jobs/eval.slurm.j2", plan=plan, job=job, base=base, cluster=cluster, script_name=name,
+                "jobs/eval.sh.j2", plan=plan, job=job, base=base, cluster=cluster, script_name=name,
                 tasks_file=tasks_name,
-                directives=job_directives(eval_job_spec(cluster, eval_job_name(job), limit, plan.design.gpu.type)),
+                directives=kind.render_header(eval_job_spec(cluster, eval_job_name(job), limit, plan.design.gpu.type)),
                 **environment_context(plan, cluster, "eval", gpus, evals),
                 eval_dir=str(evals),
                 run_dir=str(layout.run_dir(run.name)),
@@ -224,8 +231,10 @@ def _eval_files(plan: Plan, run: Run, cluster: ClusterSettings) -> dict[str, Gen
 def finetune_files(
     plan: Plan, run: Run, cluster: ClusterSettings, overrides: FinetuneOverrides | None = None
 ) -> dict[str, GeneratedFile]:
-    """setup_finetune.yaml, finetune.yaml and finetune.slurm of one run, with a retry's overrides."""
+    """setup_finetune.yaml, finetune.yaml and the fine-tune's job script of one run, with a retry's overrides."""
     run_dir = GroupLayout(plan.group_dir).run_dir(run.name)
+    kind = script_kind(cluster)
+    script = kind.naming.script(FINETUNE_STEM)
     run = apply_overrides(run, overrides)
     gpus = plan.design.gpu.count if cluster.device == "cuda" else 0
     setup = {
@@ -246,14 +255,15 @@ def finetune_files(
         f"{run.name}/finetune.yaml": GeneratedFile(
             content=render_finetune_with_overrides(run, run_dir, cluster.device, plan, overrides)
         ),
-        f"{run.name}/finetune.slurm": GeneratedFile(
+        f"{run.name}/{script}": GeneratedFile(
             executable=True,
             content=render_template(
-                "jobs/finetune.slurm.j2",
+                "jobs/finetune.sh.j2",
                 plan=plan,
                 run=run,
                 cluster=cluster,
-                directives=job_directives(
+                script_name=script,
+                directives=kind.render_header(
                     job_spec(cluster, run.name, finetune_time_limit(plan, run, cluster).limit, cluster.mem, gpus,
                              plan.design.gpu.type)
                 ),
@@ -282,10 +292,11 @@ def experiment_files(
     files["README.md"] = GeneratedFile(
         content=render_template(
             "reports/experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design),
-            factor_levels=levels,
+            factor_levels=levels, backend=script_kind(cluster), finetune_stem=FINETUNE_STEM,
         )
     )
-    files["submit_all.sh"] = GeneratedFile(
-        executable=True, content=render_template("slurm/submit_all.sh.j2", plan=plan, runs=_submissions(plan))
-    )
+    kind = script_kind(cluster)
+    if kind.submit_all_template:  # the backend's way to submit the whole group by hand, if it has one
+        files["submit_all.sh"] = GeneratedFile(executable=True, content=render_template(
+            kind.submit_all_template, plan=plan, runs=_submissions(plan, kind.naming)))
     return files

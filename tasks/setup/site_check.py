@@ -24,12 +24,13 @@ from typing import Any
 
 from filelock import FileLock
 
-from tasks.backends import Backend, JobInfo, JobSpec, SubmitError, job_directives
+from tasks.backends import Backend, JobInfo, JobSpec, SubmitError, script_kind
 from tasks.core import preflight, site_probe
 from tasks.core.files import atomic_write_text, dump_yaml, read_log_tail, read_yaml
 from tasks.core.templating import render_template
 from tasks.model.cluster import ClusterSettings
-from tasks.model.layout import SiteCheckLayout, job_log
+from tasks.model.job_naming import JobNaming
+from tasks.model.layout import SITE_CHECK_STEM, SiteCheckLayout, job_log
 from tasks.model.plan import Plan
 from tasks.model.site_check import ShapeCheck, SiteCheckReport, SiteShape, Stage
 from tasks.model.status import utc_now
@@ -132,14 +133,16 @@ def check_files(plan: Plan, cluster: ClusterSettings, shape: SiteShape, folder: 
     )
     context = environment_context(plan, cluster, "site-check", shape.gpus, folder)
     context["requirements"] = _requirements(shape)
+    kind = script_kind(cluster)
     script = render_template(
-        "jobs/site_check.slurm.j2", shape=shape, cluster=cluster, directives=job_directives(spec), folder=str(folder),
+        "jobs/site_check.sh.j2", shape=shape, cluster=cluster, directives=kind.render_header(spec), folder=str(folder),
         probe=str(SWEEPFLOW_HOME / "tasks" / "core" / "site_probe.py"), **context,
     )
     probe_spec = {
         "models": _models_spec(plan), "inspect_tasks": _registered_tasks(plan, shape), "folders": _folders(plan),
     }
-    return {"site_check.slurm": script, "site_check_spec.json": json.dumps(probe_spec, indent=2) + "\n"}
+    spec_text = json.dumps(probe_spec, indent=2) + "\n"
+    return {kind.naming.script(SITE_CHECK_STEM): script, "site_check_spec.json": spec_text}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -150,11 +153,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _finding(shape: SiteShape, folder: Path, job: JobInfo) -> ShapeCheck:
+def _finding(shape: SiteShape, folder: Path, job: JobInfo, naming: JobNaming) -> ShapeCheck:
     """What the finished check job of `shape` reported."""
     env = _read_json(folder / f"job_env-{job.job_id}.json")
     probe = _read_json(folder / "site_probe.json")
-    log = read_log_tail(job_log(folder, job.job_id)) if job_log(folder, job.job_id).exists() else ""
+    path = job_log(folder, job.job_id, naming)
+    log = read_log_tail(path) if path.exists() else ""
     passed = job.status == "completed" and probe.get("models") is not None
     if passed:
         message = "preflight and probe passed"
@@ -175,8 +179,9 @@ def _submit(backend: Backend, plan: Plan, cluster: ClusterSettings, shape: SiteS
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in check_files(plan, cluster, shape, folder).items():
         atomic_write_text(folder / name, text)
-    (folder / "site_check.slurm").chmod(0o755)
-    return backend.submit(folder / "site_check.slurm", folder)
+    script = folder / script_kind(cluster).naming.script(SITE_CHECK_STEM)
+    script.chmod(0o755)
+    return backend.submit(script, folder)
 
 
 def _wait(backend: Backend, job_ids: list[str], timeout_s: float, poll_s: float) -> dict[str, JobInfo]:
@@ -218,7 +223,7 @@ def run_site_check(
                 message=f"not finished within {timeout_s / 60:.0f} min, last seen {state}; cancelled",
             )
         else:
-            checks[shape.label] = _finding(shape, folder, job)
+            checks[shape.label] = _finding(shape, folder, job, script_kind(cluster).naming)
     shapes = [checks[s.label] for s in site_shapes(plan, cluster)]
     report = SiteCheckReport(checked_at=utc_now(), backend=backend.name, shapes=shapes)
     _record_passes(layout, plan, cluster, report)

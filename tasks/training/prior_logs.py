@@ -1,7 +1,7 @@
 r"""Read what prior torchtune fine-tunes recorded: speed, memory, packing, checkpoint size.
 
-Reads: the `prior_runs` folders of a design, recursively: SLURM logs (`slurm-*.out`, and any
-`*.out` / `*.log` holding torchtune output), and beside each log its `epoch_*/` checkpoint
+Reads: the `prior_runs` folders of a design, recursively: job logs (any `*.out` / `*.log`
+holding torchtune output, e.g. SLURM's `slurm-<id>.out`), and beside each log its `epoch_*/` checkpoint
 folders (file sizes summed, as `du` would), the DiskLogger metric files `logs/log_*.txt`, and a
 `setup_finetune.yaml` / `experiment.yaml` naming the model, and for a sweepflow run group's log
 the group's `runs_status.yaml` (the job's elapsed time). Writes: nothing.
@@ -38,13 +38,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from tasks.backends import BACKENDS
 from tasks.core.errors import SweepflowError
 from tasks.model.layout import STATUS_FILE, is_pilot_group
 from tasks.model.status_file import StatusStore
 from tasks.training.registry import REGISTRY
 from tasks.training.torchtune_logs import TRAIN_BAR
 
-MAX_LOG_BYTES = 256 * 1024**2  # a SLURM log larger than this is read only up to here
+MAX_LOG_BYTES = 256 * 1024**2  # a job log larger than this is read only up to here
 WARMUP_UPDATES = 3  # first bar updates of each epoch skipped: CUDA init, dataloader start, tqdm's EMA warm-up
 MIN_TIMED_S = 5.0  # an epoch span shorter than this is timed from the bar's start (whole-second clock)
 TORCHTUNE_MARKERS = ("with resolved config", "torchtune", "Packing dataset", "|Loss: ")
@@ -117,7 +118,7 @@ class PriorRun(BaseModel):
     checkpoint_source: str | None = None  # du of epoch_* | log lines
     checkpoint_du_gib_per_epoch: float | None = None  # the epoch_* folders' size beside the log (pruned: below it)
     train_elapsed_s: float | None = None  # summed final elapsed of the epoch bars
-    job_elapsed_s: float | None = None  # the SLURM job's elapsed time, from the run group's runs_status.yaml
+    job_elapsed_s: float | None = None  # the job's elapsed time (its backend's), from the run group's runs_status.yaml
     overhead_s: float | None = None  # job elapsed - training bars: start-up, checkpoint saves, validation
     save_s: float | None = None  # seconds per epoch's checkpoint save (the recipe's own timing, validation taken out)
     validation_s: float | None = None  # seconds per validation pass (sweepflow's _val recipes print them)
@@ -520,10 +521,13 @@ def _add_sidecars(run: PriorRun, folder: Path) -> None:
 
 
 def _add_job_elapsed(run: PriorRun, folder: Path) -> None:
-    """The job's own elapsed time when the log is a sweepflow fine-tune's (`<group>/<run>/slurm-<id>.out`)."""
-    job_id = run.log_path.name.removeprefix("slurm-").removesuffix(".out")
+    """The job's own elapsed time when the log is a sweepflow fine-tune's (`<group>/<run>/<job log>`).
+
+    The job id is read from the log's name as any registered backend names its logs.
+    """
+    job_id = next((i for kind in BACKENDS.values() if (i := kind.naming.job_id_of(run.log_path))), None)
     status_file = folder.parent / STATUS_FILE
-    if not job_id.isdigit() or not status_file.is_file() or run.train_elapsed_s is None:
+    if not job_id or not status_file.is_file() or run.train_elapsed_s is None:
         return
     try:
         status = StatusStore(status_file).read()

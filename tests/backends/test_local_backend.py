@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends import classify_failure
+from tasks.backends.slurm import classify_failure
 from tasks.backends.base import JobInfo, JobOverrides, SubmitError
 from tasks.backends.local import LocalBackend, script_options
 from tasks.backends.select import select_backend

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends import classify_failure
+from tasks.backends.slurm import classify_failure
 from tasks.backends.base import JobInfo
 from tasks.backends.slurm import is_transient_submit_error, map_state, parse_job_id
 from tasks.backends.slurm.parse import (

@@ -9,7 +9,8 @@ from __future__ import annotations
 import pytest
 
 import tasks.backends.slurm.states as states
-from tasks.backends import JobInfo, classify_failure
+from tasks.backends import JobInfo
+from tasks.backends.slurm import classify_failure
 from tasks.backends.slurm import map_state
 from tasks.backends.slurm.states import STATES, State
 

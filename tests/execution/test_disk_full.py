@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends import classify_failure
+from tasks.backends.slurm import classify_failure
 from tasks.backends.local import LocalBackend
 from tasks.core.errors import FileSystemError
 from tasks.core.files import format_gib, read_log_tail

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tasks.backends import classify_failure
+from tasks.backends.slurm import classify_failure
 from tasks.backends.base import JobInfo, SubmitError
 from tasks.backends.slurm import SlurmBackend
 from tasks.core.files import read_log_tail

@@ -58,7 +58,7 @@ def test_completed_runs_are_recorded(tmp_path: Path) -> None:
     [record] = yaml.safe_load(path.read_text())["runs"]  # the timed-out run is not recorded
     assert record["run"] == RUN and record["log"] == str(log) and record["model"] == "Llama-3.2-1B-Instruct"
     assert (record["speed_it_s"], record["peak_memory_gib"], record["batch_size"]) == (4.35, 15.27, 4)  # steps / the bars' elapsed time
-    assert record["slurm_elapsed_s"] == 700.0 and record["train_elapsed_s"] == 84.0
+    assert record["job_elapsed_s"] == 700.0 and record["train_elapsed_s"] == 84.0
     # its log timed 2 saves (6.41 s, 7.41 s): the rest of 700 - 84 s is start-up, once per job
     assert (record["checkpoint_save_s"], record["startup_s"], record["validation_pass_s"]) == (6.91, 602.2, None)
     assert record["checkpoint_gib_per_epoch"] > 0 and record["usable_for_estimates"] is True

@@ -27,7 +27,7 @@ def test_render_failure_writes_nothing(group: Path, monkeypatch: pytest.MonkeyPa
     real = setup_files.render_template
 
     def exploding(name: str, **context: Any) -> str:
-        if name == "jobs/eval.slurm.j2" and context["job"].run == victim:
+        if name == "jobs/eval.sh.j2" and context["job"].run == victim:
             raise RuntimeError("template exploded")
         return real(name, **context)
 

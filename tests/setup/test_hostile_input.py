@@ -21,6 +21,7 @@ from tasks.core.errors import DesignError
 from tasks.core.templating import shell_quote
 from tasks.model.cluster import cluster_settings
 from tasks.model.design_file import parse_design
+from tasks.backends.slurm import SLURM_NAMING
 from tasks.model.layout import PLAN_MD, GroupLayout, eval_script_name, eval_tasks_file_name
 from tasks.planning.planner import build_plan
 from tasks.setup.experiment import set_up_group
@@ -143,7 +144,7 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
     evaluated = 0
     for run in plan.runs:
         for job in run.checkpoint_jobs:
-            script = group / run.name / "evaluations" / eval_script_name(job)
+            script = group / run.name / "evaluations" / eval_script_name(job, SLURM_NAMING)
             calls = box.run(script)
             assert calls[0]["prog"] == "python" and calls[0]["argv"][1:3] == ["--stage", "eval"]  # preflight
             if run.is_control:  # a base model is evaluated as it is
@@ -166,7 +167,7 @@ def test_hostile_prompt_and_paths_never_reach_a_shell(tmp_path: Path, monkeypatc
     calls = box.run(group / "submit_all.sh")
     layout = GroupLayout(group)
     expected = [(str(group / run.name), "finetune.slurm") for run in plan.finetune_runs] + [
-        (str(layout.evals_dir(job.run)), eval_script_name(job)) for job in plan.checkpoint_jobs]
+        (str(layout.evals_dir(job.run)), eval_script_name(job, SLURM_NAMING)) for job in plan.checkpoint_jobs]
     assert sorted((c["cwd"], c["argv"][-1]) for c in calls) == sorted(expected)  # every stage, each once
     assert all(c["prog"] == "sbatch" and c["argv"][0] == "--parsable" for c in calls)
     chained = [c for c in calls if any(a.startswith("--dependency=afterok:") for a in c["argv"])]

@@ -28,7 +28,7 @@ def run_every_stage(group: Path, backend: LocalBackend, scripts: Path, timeout: 
     for run in g.plan.runs:
         for job in ([] if run.is_control else [None]) + list(run.checkpoint_jobs):
             name = run.name if job is None else eval_job_name(job)
-            _, cwd = g.layout.job_files(run.name, job)
+            cwd = g.layout.job_dir(run.name, job)
             script = scripts / f"{name}.sh"
             body = CHECKPOINTS if job is None else "true"
             script.write_text(f"#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --time=0:30\n{body}\n")

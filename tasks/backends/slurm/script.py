@@ -1,17 +1,18 @@
-"""A job script's SLURM header: the `#SBATCH` lines of a neutral `JobSpec`.
+"""SLURM's job files: their names (`finetune.slurm`, `slurm-<id>.out`) and the `#SBATCH` header of a `JobSpec`.
 
 Reads: `templates/slurm/directives.j2`. Writes: nothing (setup-experiment writes the scripts).
-The log name is SLURM's `slurm-%j.out`, which is the run group's `JOB_LOG` once sbatch puts
-the job id in; the local backend reads the same lines.
+The log name is SLURM's default `slurm-%j.out` (`SLURM_NAMING.log_name` once sbatch puts the
+job id in); the local backend reads the same lines and keeps the same names.
 """
 
 from __future__ import annotations
 
 from tasks.backends.base import JobSpec
 from tasks.core.templating import render_template
-from tasks.model.layout import JOB_LOG
+from tasks.model.job_naming import JobNaming
 
-LOG_PATTERN = JOB_LOG.format(job_id="%j")
+SLURM_NAMING = JobNaming(script_suffix=".slurm", log_name="slurm-{job_id}.out")
+LOG_PATTERN = SLURM_NAMING.log("%j")
 _EXPRESSION = set("|&[]*()")
 
 
