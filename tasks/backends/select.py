@@ -56,7 +56,7 @@ def backend_kind(cluster: ClusterSettings, path: str | None = None) -> BackendKi
 
 def _script_parts(kind: BackendKind) -> tuple[object, ...]:
     return (kind.naming, kind.render_header, kind.classify_failure, kind.job_id_var, kind.cpus_var,
-            kind.submit_command, kind.submit_all_template)
+            kind.submit_command, kind.submit_all_template, kind.by_hand_template)
 
 
 def script_kind(cluster: ClusterSettings) -> BackendKind:

@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from tasks.backends import job_naming
 from tasks.core.templating import fmt_minutes, fmt_num, format_number, plural, render_template
 from tasks.evaluation import TaskNotFound, own_data, task_signature
+from tasks.model.cluster import cluster_settings
 from tasks.model.design import PathsSpec, design_type
 from tasks.model.factors import FACTORS, factor_levels, factor_title
 from tasks.model.plan import Plan, Run
@@ -275,6 +277,7 @@ def plan_context(plan: Plan) -> dict[str, Any]:
     return {
         "plan": plan,
         "design": design,
+        "naming": job_naming(cluster_settings(design)),  # the backend's job file names
         "est": est,
         "res": res,
         "paths": paths,

@@ -292,7 +292,7 @@ def experiment_files(
     files["README.md"] = GeneratedFile(
         content=render_template(
             "reports/experiment_README.md.j2", plan=plan, design=plan.design, design_type=design_type(plan.design),
-            factor_levels=levels, backend=script_kind(cluster), finetune_stem=FINETUNE_STEM,
+            factor_levels=levels, backend=script_kind(cluster),
         )
     )
     kind = script_kind(cluster)
