@@ -41,7 +41,7 @@ class ExperimentPaths(Block):
 
     models_dir: Path = Field(description="Folder holding one sub-folder per base model, named as on HuggingFace")
     output_dir: Path = Field(description="Where run group folders are created")
-    prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune SLURM logs")
+    prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune job logs")
     scratch_dir: Path | None = Field(None, description="Scratch space (HF caches, temporary files)")
 
     @field_validator("models_dir", "output_dir", "scratch_dir", mode="before")

@@ -1,8 +1,8 @@
-"""Durations written as SLURM writes them: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`.
+"""Durations as sweepflow writes them: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`.
 
 Reads and writes nothing. Time limits in the cluster settings, in runs_status.yaml and in job
-scripts use this one format, and SLURM's elapsed times (`[D-][HH:]MM:SS[.mmm]`) read the same
-way, so there is one parser for all of them.
+scripts use this one format (it is SLURM's), and the elapsed times backends report
+(`[D-][HH:]MM:SS[.mmm]`) read the same way, so there is one parser for all of them.
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ from tasks.model.status import Attempt, RunsStatus, RunStatus, utc_now
 log = logging.getLogger(__name__)
 
 PROVENANCE_DIR = "provenance"
+JOBS = "jobs"  # the attempt's job ids and submission settings
+OLD_JOBS = "slurm"  # JOBS' name in files written before the backend seam
 REPO = REPO_ROOT
 PACKAGES = ("torch", "torchtune", "torchao", "inspect-ai", "transformers", "accelerate", "prefect", "sweepflow")
 GIT_CACHE_S = 30.0  # one launch submits many jobs: ask git at most this often
@@ -199,7 +201,7 @@ def _attempt_record(plan: Plan, run: str, number: int, attempt: Attempt, entry: 
             "training_in_plan": params.seed,
             "evaluation": "none: greedy decoding (do_sample=false)",
         },
-        "slurm": {
+        JOBS: {
             "finetune_job_id": attempt.job_id,
             "submitted": attempt.submitted,
             "previous_finetune_job_ids": [a.job_id for a in entry.finetune.attempts[: number - 1]],
@@ -239,7 +241,9 @@ def write_provenance(group: GroupRef, run: str, attempt_job_id: str, status: Run
         path = provenance_path(plan.group_dir, run, number, attempt.job_id)
         existing = _read(path)
         if existing is not None:
-            existing.setdefault("slurm", {})["evaluation_job_ids"] = _evaluation_ids(entry, attempt.submitted)
+            # a file written before the key was neutral says `slurm:`: renamed in place
+            existing = {(JOBS if key == OLD_JOBS else key): value for key, value in existing.items()}
+            existing.setdefault(JOBS, {})["evaluation_job_ids"] = _evaluation_ids(entry, attempt.submitted)
             return atomic_write_text(path, _render(existing))
     attempt = attempts[number - 1]
     path = provenance_path(plan.group_dir, run, number, attempt.job_id)

@@ -1,4 +1,4 @@
-"""Site settings for SLURM jobs, as a plain pydantic model: the one source of the cluster fields.
+"""Site settings for the jobs, as a plain pydantic model: the one source of the cluster fields.
 
 The Prefect block `blocks.SlurmCluster` subclasses it (its UI form shows these descriptions),
 and docs/gpu-clusters.md's defaults are checked against it by a test.
@@ -19,10 +19,10 @@ from tasks.core.errors import DesignError, Problem
 from tasks.model.design import ExperimentDesign
 from tasks.model.yaml_types import explain_yaml_type
 
-# sbatch reads `#SBATCH` lines itself, without a shell: values there must be plain tokens.
+# A job script's header is read by its scheduler, not by a shell: values there must be plain tokens.
 DIRECTIVE_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/-]+$")
-# SLURM constraint expressions: features joined by & (and), | (or), [] (one of, for all
-# nodes), * (node count), () (grouping); no spaces, so sbatch reads the line as one token
+# Constraint expressions: features joined by & (and), | (or), [] (one of, for all nodes),
+# * (node count), () (grouping); no spaces, so the scheduler reads the value as one token
 CONSTRAINT_VALUE = re.compile(r"^[A-Za-z0-9._:,=@%+/|&*()\[\]-]+$")
 TIME_LIMIT = re.compile(r"^(\d+-)?\d{1,3}:\d{2}(:\d{2})?$|^\d+$")
 # a conda env name, a module name (`cuda/12.1`), a filesystem path: no shell syntax
@@ -134,7 +134,7 @@ class ClusterSettings(BaseModel):
     def _constraint(cls, value: str | None) -> str | None:
         if value is not None and not CONSTRAINT_VALUE.fullmatch(value):
             raise ValueError(
-                f"{value!r} is not a SLURM constraint expression (features with & | [] * (), no spaces)"
+                f"{value!r} is not a constraint expression (features with & | [] * (), no spaces)"
             )
         return value
 
@@ -142,7 +142,7 @@ class ClusterSettings(BaseModel):
     @classmethod
     def _time(cls, value: str | None) -> str | None:
         if value is not None and not TIME_LIMIT.fullmatch(value):
-            raise ValueError(f"{value!r} is not a SLURM time limit like 04:00:00, 1-00:00:00 or 90")
+            raise ValueError(f"{value!r} is not a time limit like 04:00:00, 1-00:00:00 or 90")
         return value
 
     @model_validator(mode="after")

@@ -33,7 +33,7 @@ def _safe_name(value: str, what: str) -> str:
     if not SAFE_NAME.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} may contain only letters, digits, '.', '_' and '-' "
-            "(it becomes a directory and SLURM job name)"
+            "(it becomes a directory and job name)"
         )
     return value
 
@@ -233,7 +233,7 @@ class PathsSpec(_Strict):
 
     models_dir: Path = Field(description="Folder holding one sub-folder per base model, named as on HuggingFace")
     output_dir: Path = Field(description="Where run group folders are created")
-    prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune SLURM logs")
+    prior_runs: list[Path] = Field(default_factory=list, description="Folders searched for prior torchtune job logs")
     scratch_dir: Path | None = Field(
         None, description="Fast node-local or scratch folder for per-job caches (unset: inside the run folders)"
     )

@@ -76,7 +76,7 @@ class SiteCheckReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     checked_at: str  # ISO timestamp (UTC)
-    backend: str  # slurm / local
+    backend: str  # the backend's registry name
     shapes: list[ShapeCheck]
     reused_from: str | None = None  # set when a recent pass was reused instead of a new job
 

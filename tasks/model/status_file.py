@@ -4,7 +4,7 @@ Reads/writes: `<group>/runs_status.yaml` (header from `templates/state/runs_stat
 body dumped by PyYAML), its lock file `<group>/runs_status.yaml.lock`, and, for large files, a
 read cache `<group>/.sweepflow/runs_status.cache.json`.
 Every change goes through `StatusStore.update`: read-modify-write under a cross-process file
-lock, then an atomic replace, so concurrent writers (flows, SLURM sync) never lose an update
+lock, then an atomic replace, so concurrent writers (flows, the scheduler sync) never lose an update
 and a reader never sees half a file. A terminal stage (completed/failed/cancelled/skipped) is
 never moved back to a non-terminal one unless the caller says `force=True`.
 

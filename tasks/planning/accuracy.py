@@ -3,7 +3,7 @@
 Reads: the earlier run groups under the folders the plan learns from (each `experiment.yaml`'s
 per-run training estimate, read as YAML without validating or caching the whole plan, and its
 `runs_status.yaml`). Writes: nothing. For every fine-tune that completed in one attempt (a retry's
-time is not the estimate's), the estimate against the job's SLURM elapsed time, as summary.md's
+time is not the estimate's), the estimate against the job's elapsed time, as summary.md's
 resource table compares them; `accuracy_text` states the mean and worst absolute error over those
 runs, or that none has been measured yet, instead of a fixed margin.
 """
@@ -60,5 +60,5 @@ def accuracy_text(folders: list[Path]) -> str:
                 "the estimates above before launching everything.")
     mean = sum(errors) / len(errors)
     return (f"Training-time estimates made here were off by {mean:.0f} % on average (worst {max(errors):.0f} %) on "
-            f"{len(errors)} completed fine-tune(s) of {groups} earlier run group(s) (estimate against SLURM elapsed "
+            f"{len(errors)} completed fine-tune(s) of {groups} earlier run group(s) (estimate against job elapsed "
             "time); expect similar errors, more where a figure's source is a default or another model.")

@@ -9,7 +9,7 @@ Formulas are the seed's ("Resource Estimation" ... "Disk Space Estimation"), wit
 made explicit: training keeps the prior run's *samples per second* constant when the batch size
 changes (more conservative than the seed's constant it/s); time outside training is the prior's own
 (start-up once per job, checkpoint save and validation per epoch, from its log's timings and its
-SLURM elapsed time), else `OVERHEAD` x training; a model with no log of its own is scaled from the
+job's elapsed time), else `OVERHEAD` x training; a model with no log of its own is scaled from the
 nearest size by an exponent fitted on the project's runs of two sizes (`tasks.planning.calibration`),
 else by the seed's table. A pilot's figures (`measured by pilot: ...`) are preferred.
 """
@@ -405,7 +405,7 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
         notes.insert(0, "No usable prior run log was found: every time, memory and disk figure is the seed's default "
                         "and preliminary; run one epoch of one job first and re-plan with its log.")
     notes.append(f"Training time keeps the prior run's samples per second (its bars' steps over their elapsed "
-                 f"time) and adds what that job spent outside training where its SLURM elapsed time is recorded "
+                 f"time) and adds what that job spent outside training where its job's elapsed time is recorded "
                  f"(same model), else ×{OVERHEAD} for validation, checkpointing and start-up; "
                  f"evaluation assumes inference {INFERENCE_SPEEDUP}× training speed "
                  f"plus {EVAL_OVERHEAD_MIN:.0f} min per task, of which the {EVAL_LOAD_MIN * 60:.0f} s model load "

@@ -2,7 +2,7 @@
 
 Reads, under the prior-run folders (recursively): each sweepflow run group's `experiment.yaml`
 (model, task and sample count of every evaluation), `runs_status.yaml` (the completed
-attempt's SLURM elapsed time, model loading and result logging included; a job that evaluated
+attempt's job elapsed time, model loading and result logging included; a job that evaluated
 several tasks of one checkpoint is split into one job per task, each with the job's fixed part) and the job's inspect
 `.eval` log header (the seconds inspect spent on the samples, and how many it completed, which
 outranks the plan's count: a task's own dataset may hold fewer than the limit). Writes: nothing.

@@ -33,7 +33,7 @@ FALLBACK = {"finetune": "04:00:00", "eval": "00:30:00"}
 class TimeLimit(BaseModel):
     """One job's limit, where it came from, and a warning when it may be too short."""
 
-    limit: str  # SLURM format, e.g. 01:15:00
+    limit: str  # a duration (tasks.core.durations), e.g. 01:15:00
     source: str
     warning: str | None = None
 

@@ -10,7 +10,7 @@ Reads (writes nothing):
   earlier attempt's log, e.g. before a re-run, is not its result);
 - training loss per step from torchtune's DiskLogger files `{group}/{run}/logs/log_<unix time>.txt`
   (`Step 10 | loss:1.83 lr:3e-05 ...`), or, when there are none, from the training bars of the
-  fine-tune's job logs (named as the group's backend names them, e.g. `{run}/slurm-<job id>.out`)
+  fine-tune's job logs (`{run}/<job log>`, named as the group's backend names them)
   (`1|10|Loss: 1.83:  1%|...`);
 - the final fine-tune attempt's job log through `tasks.training.prior_logs.parse_log` (it/s, peak GPU
   memory, training time).
@@ -68,7 +68,7 @@ class LossCurve(BaseModel):
     """One run's training loss per step, and the log files it was read from."""
 
     run: str
-    source: str  # DiskLogger file(s) or SLURM log(s) read
+    source: str  # DiskLogger file(s) or job log(s) read
     steps: list[int] = Field(default_factory=list)
     losses: list[float] = Field(default_factory=list)
 
@@ -128,7 +128,7 @@ class RunResources(BaseModel):
     batch_size_est: int | None = None
     batch_size_used: int | None = None
     train_minutes_est: float | None = None
-    train_minutes: float | None = None  # the successful attempt's SLURM elapsed (else the log's bars)
+    train_minutes: float | None = None  # the successful attempt's job elapsed time (else the log's bars)
     train_minutes_all: float | None = None  # every attempt together
     speed_it_s_est: float | None = None
     speed_it_s: float | None = None

@@ -2,7 +2,7 @@
 
 Reads: `{group}/experiment.yaml`, `runs_status.yaml` (which fine-tunes completed, and their final
 attempt's job id, elapsed time and batch size) and, through `tasks.training.prior_logs.parse_log`, the
-final attempt's torchtune log (its job log, e.g. `{run}/slurm-<job id>.out`) with the `epoch_N/` folders and
+final attempt's torchtune log (its job log `{run}/<job log>`, as the backend names it) with the `epoch_N/` folders and
 `logs/log_*.txt` beside it.
 Writes: `{group}/measured_runs.yaml` (header from `templates/state/measured_runs.yaml.j2`, body by
 PyYAML): per completed fine-tune its model, batch size, packing, samples, it/s, peak GPU memory,

@@ -1,7 +1,7 @@
 r"""Read what prior torchtune fine-tunes recorded: speed, memory, packing, checkpoint size.
 
 Reads: the `prior_runs` folders of a design, recursively: job logs (any `*.out` / `*.log`
-holding torchtune output, e.g. SLURM's `slurm-<id>.out`), and beside each log its `epoch_*/` checkpoint
+holding torchtune output, whichever backend wrote it), and beside each log its `epoch_*/` checkpoint
 folders (file sizes summed, as `du` would), the DiskLogger metric files `logs/log_*.txt`, and a
 `setup_finetune.yaml` / `experiment.yaml` naming the model, and for a sweepflow run group's log
 the group's `runs_status.yaml` (the job's elapsed time). Writes: nothing.

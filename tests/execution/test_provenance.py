@@ -35,12 +35,12 @@ def test_every_submitted_finetune_has_its_provenance(launched) -> None:
         job = status.stage(run.name).job_id
         [path] = (group / run.name / "provenance").iterdir()
         assert path.name == f"attempt-1-job-{job}.yaml"
-        assert path.read_text().startswith(f"# Provenance of fine-tune attempt 1 of run {run.name} (SLURM job {job})")
+        assert path.read_text().startswith(f"# Provenance of fine-tune attempt 1 of run {run.name} (job {job})")
         data = _read(path)
-        assert data["slurm"]["finetune_job_id"] == job and data["slurm"]["previous_finetune_job_ids"] == []
+        assert data["jobs"]["finetune_job_id"] == job and data["jobs"]["previous_finetune_job_ids"] == []
         # evaluations are submitted after their fine-tune: their ids were added as they came
-        assert data["slurm"]["evaluation_job_ids"] == {k: s.job_id for k, s in status.runs[run.name].evaluations.items()}
-        assert data["slurm"]["batch_size"] == run.params.batch_size
+        assert data["jobs"]["evaluation_job_ids"] == {k: s.job_id for k, s in status.runs[run.name].evaluations.items()}
+        assert data["jobs"]["batch_size"] == run.params.batch_size
         text = (group / run.name / "finetune.yaml").read_text()
         assert data["finetune_yaml"]["sha256"] == hashlib.sha256(text.encode()).hexdigest()
         assert data["finetune_yaml"]["config"] == yaml.safe_load(text)
@@ -68,12 +68,12 @@ def test_a_retry_gets_its_own_attempt_file(launched) -> None:
     files = sorted(p.name for p in (group / RUN / "provenance").iterdir())
     assert files == [f"attempt-1-job-{first}.yaml", f"attempt-2-job-{outcome.job_id}.yaml"]
     data = _read(group / RUN / "provenance" / files[1])
-    assert data["attempt"] == 2 and data["slurm"]["previous_finetune_job_ids"] == [first]
-    assert data["slurm"]["batch_size"] == status.stage(RUN).attempts[-1].batch_size == outcome.remedy.batch_size
+    assert data["attempt"] == 2 and data["jobs"]["previous_finetune_job_ids"] == [first]
+    assert data["jobs"]["batch_size"] == status.stage(RUN).attempts[-1].batch_size == outcome.remedy.batch_size
     assert data["finetune_yaml"]["config"]["batch_size"] == outcome.remedy.batch_size  # the rewritten config
-    assert data["slurm"]["evaluation_job_ids"] == {k: s.job_id for k, s in status.runs[RUN].evaluations.items()}
+    assert data["jobs"]["evaluation_job_ids"] == {k: s.job_id for k, s in status.runs[RUN].evaluations.items()}
     old = _read(group / RUN / "provenance" / files[0])
-    assert set(old["slurm"]["evaluation_job_ids"].values()).isdisjoint(data["slurm"]["evaluation_job_ids"].values())
+    assert set(old["jobs"]["evaluation_job_ids"].values()).isdisjoint(data["jobs"]["evaluation_job_ids"].values())
 
 
 def test_outside_a_git_checkout_the_commit_is_unknown(launched, tmp_path: Path, monkeypatch) -> None:
