@@ -76,6 +76,25 @@ def test_a_retry_gets_its_own_attempt_file(launched) -> None:
     assert set(old["jobs"]["evaluation_job_ids"].values()).isdisjoint(data["jobs"]["evaluation_job_ids"].values())
 
 
+def test_a_file_written_before_the_backend_seam_keeps_its_job_ids_under_the_neutral_key(launched) -> None:
+    """`slurm:` (the old key) is renamed `jobs:` in place when an evaluation's id is added; nothing is lost."""
+    group, _ = launched
+    status = _status(group)
+    job = status.stage(RUN).job_id
+    path = group / RUN / "provenance" / f"attempt-1-job-{job}.yaml"
+    data = _read(path)
+    keys = list(data)
+    data = {("slurm" if key == "jobs" else key): value for key, value in data.items()}  # as it was written
+    data["slurm"]["evaluation_job_ids"] = {}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    evaluation = next(s.job_id for s in status.runs[RUN].evaluations.values() if s.job_id)
+    provenance.write_provenance(group, RUN, evaluation)
+    again = _read(path)
+    assert list(again) == keys  # in its place
+    assert again["jobs"]["finetune_job_id"] == job
+    assert again["jobs"]["evaluation_job_ids"] == {k: s.job_id for k, s in status.runs[RUN].evaluations.items()}
+
+
 def test_outside_a_git_checkout_the_commit_is_unknown(launched, tmp_path: Path, monkeypatch) -> None:
     group, _ = launched
     monkeypatch.setattr(provenance, "REPO", tmp_path / "not-a-repo")
