@@ -51,6 +51,7 @@ class JobInfo(BaseModel):
     work_dir: str | None = None  # the folder it was submitted from (tells our jobs from others')
     submitted: str | None = None  # when the scheduler accepted it (ISO 8601, UTC), where it says
     started: str | None = None  # when it started running (ISO 8601, UTC), where it says
+    held: bool = False  # it will never run, yet the scheduler keeps it queued (a dependency failed): cancel it
 
 
 class JobSpec(BaseModel):

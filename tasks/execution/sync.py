@@ -382,7 +382,7 @@ def sync_jobs(
         for run, key, s in open_stages
         if s.job_id in infos or s.job_id not in recent  # just submitted, not accounted yet: as it was
     }
-    stuck = [i.job_id for i in infos.values() if i.status == "cancelled" and i.raw_state.split(" ")[0] == "PENDING"]
+    stuck = [i.job_id for i in infos.values() if i.held]
     if stuck:
         backend.cancel(stuck)  # waiting forever on a failed dependency (no kill-on-invalid-dep)
     report = SyncReport(queried=len(ids), backend_calls=backend.calls - calls_before)

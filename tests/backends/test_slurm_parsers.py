@@ -38,7 +38,8 @@ def read(name: str) -> str:
 def J(job_id: str, name: str | None, status: str, raw: str, exit_code: str | None, reason: str | None,
       node: str | None, elapsed: float | None, max_rss: str | None = None) -> JobInfo:
     return JobInfo(job_id=job_id, name=name, status=status, raw_state=raw, exit_code=exit_code, reason=reason,
-                   node=node, elapsed_s=elapsed, max_rss=max_rss)
+                   node=node, elapsed_s=elapsed, max_rss=max_rss,
+                   held=status == "cancelled" and raw == "PENDING")  # queued for ever: to be cancelled
 
 
 SACCT_X = {
@@ -81,7 +82,7 @@ def test_sacct_poll_form_with_fewer_fields() -> None:
     for job_id, info in jobs.items():
         full = SACCT_X[job_id]
         assert info == full.model_copy(update={"name": None, "reason": None,
-                                                "status": map_state(full.raw_state)})
+                                                "status": map_state(full.raw_state), "held": False})
     assert jobs["5"].status == "pending"  # without the Reason column it cannot be known
 
 

@@ -135,7 +135,7 @@ def test_evaluations_killed_with_their_failed_finetune_are_cancelled(launched) -
     fake.finish(_job(group, RUN), "FAILED", exit_code="1:0")
     fake.finish(_job(group, RUN, "cap_epoch_0"), "CANCELLED")  # kill-on-invalid-dep: no "by", never ran
     stuck = _job(group, RUN, "cap_epoch_1")  # without kill-on-invalid-dep it would wait forever
-    fake.finish(stuck, "PENDING", status="cancelled", reason="DependencyNeverSatisfied")
+    fake.finish(stuck, "PENDING", status="cancelled", reason="DependencyNeverSatisfied", held=True)
     sync_jobs(group, fake)
     status = _status(group)
     for key in ("cap_epoch_0", "cap_epoch_1"):

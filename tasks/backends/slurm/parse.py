@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from tasks.backends.base import JobInfo
-from tasks.backends.slurm.states import map_state
+from tasks.backends.slurm.states import base_state, map_state
 from tasks.core.durations import parse_duration
 
 SACCT_FIELDS = ("JobID", "JobName", "State", "ExitCode", "Elapsed", "MaxRSS", "NodeList", "Reason")
@@ -71,8 +71,10 @@ def _info(job_id: str, name: str | None, state: str, exit_code: str | None, elap
           node: str | None, reason: str | None, max_rss: str | None = None, work_dir: str | None = None,
           submitted: str | None = None, started: str | None = None) -> JobInfo:
     reason = _clean(reason)
+    status = map_state(state, reason)
     return JobInfo(
-        job_id=job_id, name=_clean(name), status=map_state(state, reason), raw_state=state.strip(),
+        job_id=job_id, name=_clean(name), status=status, raw_state=state.strip(),
+        held=status == "cancelled" and base_state(state) == "PENDING",  # DependencyNeverSatisfied
         exit_code=_clean(exit_code), reason=reason, node=_clean(node), elapsed_s=parse_elapsed(elapsed),
         max_rss=_clean(max_rss), work_dir=_clean(work_dir), submitted=slurm_time(submitted),
         started=slurm_time(started),

@@ -7,8 +7,7 @@ the retry policy acts on. A state SLURM adds later is one row here; until then i
 
 A job PENDING with Reason DependencyNeverSatisfied is `cancelled`: it will never run (SLURM
 keeps it queued forever unless --kill-on-invalid-dep); its JobInfo keeps raw_state "PENDING"
-and that reason, so a caller seeing status "cancelled" with raw_state "PENDING" knows it must
-still `cancel()` it.
+and that reason and says `held`, so a caller knows it must still `cancel()` it.
 """
 
 from __future__ import annotations
