@@ -133,6 +133,7 @@ class BackendKind:
     submit_command: str = "bash"  # how a user submits a job script by hand, from its folder (script comments)
     submit_all_template: str | None = None  # a template of `submit_all.sh` (submit the whole group by hand)
     by_hand_template: str | None = None  # the group README's paragraph on submitting without the flows
+    remote: bool = False  # its jobs run on other machines: a CUDA design must name their Python (job_env)
     available: Callable[[str | None], bool] = lambda _path: True  # can `auto` pick it here? (PATH given, or None)
 
     def job_id(self, fallback: str) -> str:

@@ -434,7 +434,7 @@ def _build(state_dir: Path) -> LocalBackend:
 
 
 # It runs SLURM's scripts: the SLURM entry's files, header and failure rules, its own runner.
-LOCAL: BackendKind = replace(SLURM, name="local", build=_build, available=lambda _path: True)
+LOCAL: BackendKind = replace(SLURM, name="local", build=_build, remote=False, available=lambda _path: True)
 
 
 if __name__ == "__main__":

@@ -111,8 +111,8 @@ class ClusterSettings(BaseModel):
     )
     job_env: JobEnv | None = Field(None, description="The jobs' Python environment (default: this clone's .venv)")
     use_orchestrator_env: bool = Field(
-        False, description="With no job_env, run CUDA SLURM jobs in this clone's own .venv on purpose (it has the "
-        "GPU builds); without it, planning refuses a CUDA SLURM design that names no job_env"
+        False, description="With no job_env, run CUDA jobs on a cluster backend in this clone's own .venv on purpose "
+        "(it has the GPU builds); without it, planning refuses such a CUDA design that names no job_env"
     )
     eval_partition: str | None = Field(None, description="Partition of evaluation jobs (default: partition)")
     eval_constraint: str | None = Field(None, description="Constraint of evaluation jobs (default: constraint)")
@@ -182,17 +182,17 @@ class ClusterSettings(BaseModel):
         return value
 
 
-def job_env_problem(cluster: ClusterSettings) -> Problem | None:
-    """A CUDA design on SLURM that names no job environment: its jobs would run in the orchestrator's venv.
+def job_env_problem(cluster: ClusterSettings, remote: bool) -> Problem | None:
+    """A CUDA design whose jobs run on other machines (`remote`: its backend says so) that names no job environment.
 
-    That venv is usually a CPU build on a login node, and the first job's preflight fails mid-sweep;
-    refused at plan time unless `use_orchestrator_env` says it is meant.
+    Its jobs would run in the orchestrator's venv, usually a CPU build on a login node, and the first
+    job's preflight fails mid-sweep; refused at plan time unless `use_orchestrator_env` says it is meant.
     """
-    if cluster.device != "cuda" or cluster.backend != "slurm" or cluster.job_env or cluster.use_orchestrator_env:
+    if cluster.device != "cuda" or not remote or cluster.job_env or cluster.use_orchestrator_env:
         return None
     return Problem(
         field="cluster.job_env",
-        message="CUDA jobs on SLURM need their Python environment named: set job_env (e.g. "
+        message=f"CUDA jobs on the {cluster.backend} backend need their Python environment named: set job_env (e.g. "
         "{modules: [anaconda3/2024.6], conda: torch-env}, or {venv: /path/to/venv}) to the environment with "
         "torchtune and a CUDA build of torch on the compute nodes; or set use_orchestrator_env: true to run the jobs "
         "in this clone's own .venv on purpose",

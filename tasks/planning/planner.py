@@ -14,6 +14,7 @@ from datetime import date as date_cls
 from pathlib import Path
 from typing import Any
 
+from tasks.backends import BACKENDS
 from tasks.core.errors import DesignError, Problem, SweepflowError
 from tasks.model.cluster import cluster_settings, job_env_problem
 from tasks.model.design import AnalysisSpec, ExperimentDesign, PathsSpec
@@ -174,10 +175,12 @@ def estimate(design: ExperimentDesign, runs: list[Run], resources: VerifiedResou
 
 
 def _check_job_env(design: ExperimentDesign) -> None:
-    """A CUDA SLURM design must name its jobs' environment (or say it means the orchestrator's)."""
+    """A CUDA design on a backend whose jobs run elsewhere must name their environment (or say it means ours)."""
     if design.cluster is None or isinstance(design.cluster, str):  # no settings, or a block not yet loaded
         return
-    problem = job_env_problem(cluster_settings(design))
+    cluster = cluster_settings(design)
+    kind = BACKENDS.get(cluster.backend)  # `auto` and unknown names: no (an unknown one is refused when selected)
+    problem = job_env_problem(cluster, remote=kind is not None and kind.remote)
     if problem:
         raise DesignError([problem], heading="The cluster settings have problems")
 

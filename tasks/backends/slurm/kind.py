@@ -48,5 +48,5 @@ SLURM = BackendKind(
     name="slurm", naming=SLURM_NAMING, build=_build, render_header=render_directives,
     classify_failure=classify_failure, job_id_var=SLURM_JOB_ID, cpus_var=SLURM_CPUS, submit_command="sbatch",
     submit_all_template="slurm/submit_all.sh.j2", by_hand_template="slurm/README_by_hand.md.j2",
-    available=slurm_available,
+    remote=True, available=slurm_available,
 )
