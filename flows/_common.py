@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -31,7 +32,7 @@ from tasks.backends import Backend, backend_for, backend_name, select_backend
 from tasks.core import SweepflowError, domain_error
 from tasks.execution import GroupScan, SyncReport, scan_groups, sync_jobs
 from tasks.model import DesignInput, Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
-from tasks.planning import build_plan
+from tasks.planning import build_plan, deliver_plan
 from tasks.setup import recent_pass, run_site_check
 
 P = ParamSpec("P")
@@ -130,6 +131,11 @@ check_site_task = task(name="check-site", **TASK_OPTIONS)(run_site_check)
 load_design_task = task(name="load-design", **TASK_OPTIONS)(read_design)
 resolve_site_task = task(name="resolve-site", **TASK_OPTIONS)(resolve_site)
 build_plan_task = task(name="build-plan", **TASK_OPTIONS)(build_plan)
+
+
+def deliver_now(plan: Plan) -> Path:
+    """Write `plan`'s run group (experiment.yaml, runs_plan.md, runs_status.yaml), stamped with the time now."""
+    return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def plan_design(design: DesignInput, date: str | None = None) -> Plan:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from flows._common import (
     TASK_OPTIONS,
     artifact_slug,
     build_plan_task,
+    deliver_now,
     domain_flow,
     fail,
     plan_design,
@@ -52,24 +52,18 @@ from flows._common import (
 )
 from flows.launch_runs import launch_runs
 from flows.setup_experiment import setup_experiment
-from tasks.model import DesignInput, Plan, read_design
+from tasks.model import DesignInput, read_design
 from tasks.planning import (
     DEFAULT_EVAL_SAMPLES,
     DEFAULT_STEPS,
-    deliver_plan,
     pilot_design,
     pilot_problems,
     render_pilot_report,
 )
 from tasks.results import record_measurements
 
-
-def _deliver(plan: Plan) -> Path:
-    return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
-
-
 pilot_design_task = task(name="pilot-design", **TASK_OPTIONS)(pilot_design)
-deliver_pilot_task = task(name="deliver-pilot", **TASK_OPTIONS)(_deliver)
+deliver_pilot_task = task(name="deliver-pilot", **TASK_OPTIONS)(deliver_now)
 record_measurements_task = task(name="record-measurements", **TASK_OPTIONS)(record_measurements)
 
 

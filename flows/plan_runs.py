@@ -87,7 +87,16 @@ from prefect.states import State
 
 from blocks.resolve import resolve_site
 from flows._cli import FlowCommand, UsageError, absolute, cli_exit
-from flows._common import TASK_OPTIONS, domain_flow, fail, plan_design, reworded, site_check_step, subflow_result
+from flows._common import (
+    TASK_OPTIONS,
+    deliver_now,
+    domain_flow,
+    fail,
+    plan_design,
+    reworded,
+    site_check_step,
+    subflow_result,
+)
 from flows._notify import notify_check_failed
 from flows._plan_approval import await_approval, check_refuses, log_findings, plan_summary, publish_plan
 from tasks.core import SweepflowError
@@ -95,17 +104,12 @@ from tasks.model import DesignInput, Plan, cluster_settings, read_design
 from tasks.planning import (
     ExtensionPlan,
     build_plan,
-    deliver_plan,
     prepare_extension,
     render_plan_markdown,
 )
 
 # ---------------------------------------------------------------------------------------
 # Steps: each returns its value or raises what is wrong (domain_flow logs that once).
-
-
-def _deliver(plan: Plan) -> Path:
-    return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def _compare(plan: Plan, extend_only: bool, date_given: bool) -> ExtensionPlan:
@@ -118,7 +122,7 @@ def _plan_and_compare(design_arg: str, date: str | None, extend_only: bool) -> E
 
 
 render_plan_task = task(name="render-plan", **TASK_OPTIONS)(render_plan_markdown)
-deliver_plan_task = task(name="deliver-plan", **TASK_OPTIONS)(_deliver)
+deliver_plan_task = task(name="deliver-plan", **TASK_OPTIONS)(deliver_now)
 compare_group_task = task(name="compare-group", **TASK_OPTIONS)(_compare)
 
 
