@@ -15,6 +15,7 @@ from prefect import task
 from flows._cli import cli_exit
 from flows._common import TASK_OPTIONS, FlowFailed, domain_flow, reworded, subflow_result
 from tasks.core import DesignError, FileSystemError, Problem, SweepflowError
+from tests.support.fakesite import DATE, FakeSite
 
 MESSAGE = "The experiment design has problems (1):\n  - models[1]: no folder Llama-9-Huge under models/"
 
@@ -138,3 +139,15 @@ def test_flow_failed_ends_the_run_failed_without_bad_input(prefect_server, recor
     assert state.is_failed() and state.message == "the pilot did not finish"
     assert cli_exit("probe-stop", state) == 1
     assert "Traceback" not in records.text
+
+
+def test_run_experiment_stops_at_the_first_failed_stage_and_names_it(prefect_server, fake_site: FakeSite, tmp_path):
+    from flows.run_experiment import run_experiment
+
+    bad = fake_site.design(name="broken", models=["Llama-3.2-1B-Instruct", "Llama-9-Huge"])
+    state = run_experiment(bad, auto_approve=True, date=DATE, return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("plan-runs ended Failed: The experiment design has problems (1):")
+    assert "Llama-9-Huge" in state.message
+    assert cli_exit("run-experiment", state) == 1  # a stage failed (its own run said why)
+    assert not (tmp_path / "out").exists()  # nothing planned, set up or launched
