@@ -186,7 +186,7 @@ class Counters:
 
     def install(self) -> None:
         """Count subprocesses, advance steps, status stores and backend calls from now on."""
-        import flows._launch as launch_module  # the flow's own module: its advance_group is patched
+        import flows.launch_runs as launch_module  # the flow's own module: its advance_group is patched
         from tasks.model import status_file
 
         real_popen_init = subprocess.Popen.__init__

@@ -37,18 +37,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.states import Failed, State
 
 from flows._advance import GroupArtifacts, advance_group
 from flows._cli import FlowCommand, absolute
-from flows._common import open_group, scan_to_visit
+from flows._common import domain_flow, open_group, scan_to_visit
 from flows._notify import notify_group_error
 from tasks.core import domain_error
 from tasks.execution import DEFAULT_MAX_ATTEMPTS
 
 
-@flow(name="advance-runs", persist_result=False, log_prints=True)
+@domain_flow("advance-runs")
 def advance_runs(
     group_dir: str | None = None, output_dir: str | None = None, max_attempts: int = DEFAULT_MAX_ATTEMPTS
 ) -> dict[str, int] | State:
@@ -64,8 +64,6 @@ def advance_runs(
     """
     logger = get_run_logger()
     scan = scan_to_visit("advance-runs", group_dir, output_dir)
-    if isinstance(scan, State):
-        return scan
     failures = dict(scan.broken)
     totals: dict[str, int] = {}
     for folder in scan.unfinished:

@@ -28,18 +28,17 @@ import argparse
 import sys
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger, task
 from prefect.states import State
 
 from flows._cli import FlowCommand, absolute
-from flows._common import domain_task, fail, open_group, publish_status
-from tasks.core import SweepflowError
-from tasks.execution import CancelReport, cancel_stages, sync_jobs
+from flows._common import TASK_OPTIONS, domain_flow, fail, open_group, publish_status
+from tasks.execution import cancel_stages, sync_jobs
 
-cancel_jobs_task = domain_task("cancel-jobs", cancel_stages)
+cancel_jobs_task = task(name="cancel-jobs", **TASK_OPTIONS)(cancel_stages)
 
 
-@flow(name="cancel-runs", persist_result=False, log_prints=True)
+@domain_flow("cancel-runs")
 def cancel_runs(group_dir: str, runs: list[str] | None = None, reason: str = "") -> dict[str, Any] | State:
     """Cancel the queued and running jobs of a run group, or of some of its runs.
 
@@ -52,13 +51,11 @@ def cancel_runs(group_dir: str, runs: list[str] | None = None, reason: str = "")
         The job ids cancelled and the `run/stage` entries marked cancelled.
     """
     logger = get_run_logger()
+    group, backend = open_group(group_dir)
     try:
-        group, backend = open_group(group_dir)
-        report: CancelReport | SweepflowError = cancel_jobs_task(group, backend, runs, reason)
-    except (SweepflowError, RuntimeError) as error:  # RuntimeError: scancel refused; nothing was marked
+        report = cancel_jobs_task(group, backend, runs, reason)
+    except RuntimeError as error:  # scancel refused; nothing was marked
         return fail(str(error))
-    if isinstance(report, SweepflowError):
-        return fail(str(report), report)
     logger.info("%s: %s", group_dir, report.summary())
     for stage in report.stages:
         logger.info("cancelled %s", stage)

@@ -35,18 +35,17 @@ import argparse
 import sys
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 
 from flows._cli import FlowCommand, absolute
-from flows._common import artifact_slug, fail, plan_design, site_check_step
-from tasks.core import SweepflowError
+from flows._common import artifact_slug, domain_flow, fail, plan_design, reworded, site_check_step
 from tasks.model import DesignInput, read_design
 from tasks.planning import render_site_check_markdown
 
 
-@flow(name="check-site", persist_result=False, log_prints=True)
+@domain_flow("check-site")
 def check_site(design: DesignInput, timeout_minutes: float = 15) -> dict[str, Any] | State:
     """Run one short check job per resource shape of the design's plan; report what each found.
 
@@ -61,11 +60,8 @@ def check_site(design: DesignInput, timeout_minutes: float = 15) -> dict[str, An
     """
     logger = get_run_logger()
     plan = plan_design(design)
-    if isinstance(plan, State):
-        return plan
-    report = site_check_step(plan, True, timeout_s=timeout_minutes * 60)
-    if isinstance(report, SweepflowError):
-        return fail(f"The site check could not run: {report}", report)
+    with reworded("The site check could not run: {}"):
+        report = site_check_step(plan, True, timeout_s=timeout_minutes * 60)
     if report is None:  # not reached: a check asked for is always run
         return fail("The site check did not run")
     create_markdown_artifact(

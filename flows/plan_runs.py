@@ -82,12 +82,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.states import State
 
 from blocks.resolve import resolve_site
 from flows._cli import FlowCommand, UsageError, absolute, cli_exit
-from flows._common import TASK_OPTIONS, domain_task, fail, plan_design, site_check_step
+from flows._common import (
+    TASK_OPTIONS,
+    deliver_now,
+    domain_flow,
+    fail,
+    plan_design,
+    reworded,
+    site_check_step,
+    subflow_result,
+)
 from flows._notify import notify_check_failed
 from flows._plan_approval import await_approval, check_refuses, log_findings, plan_summary, publish_plan
 from tasks.core import SweepflowError
@@ -95,17 +104,12 @@ from tasks.model import DesignInput, Plan, cluster_settings, read_design
 from tasks.planning import (
     ExtensionPlan,
     build_plan,
-    deliver_plan,
     prepare_extension,
     render_plan_markdown,
 )
 
 # ---------------------------------------------------------------------------------------
-# Steps: each returns its value, or the SweepflowError it met (the flow logs that once).
-
-
-def _deliver(plan: Plan) -> Path:
-    return deliver_plan(plan, now=datetime.now(UTC).isoformat(timespec="seconds"))
+# Steps: each returns its value or raises what is wrong (domain_flow logs that once).
 
 
 def _compare(plan: Plan, extend_only: bool, date_given: bool) -> ExtensionPlan:
@@ -118,15 +122,15 @@ def _plan_and_compare(design_arg: str, date: str | None, extend_only: bool) -> E
 
 
 render_plan_task = task(name="render-plan", **TASK_OPTIONS)(render_plan_markdown)
-deliver_plan_task = domain_task("deliver-plan", _deliver)
-compare_group_task = domain_task("compare-group", _compare)
+deliver_plan_task = task(name="deliver-plan", **TASK_OPTIONS)(deliver_now)
+compare_group_task = task(name="compare-group", **TASK_OPTIONS)(_compare)
 
 
 # ---------------------------------------------------------------------------------------
 # The flow
 
 
-@flow(name="plan-runs", persist_result=False, log_prints=True)
+@domain_flow("plan-runs")
 def plan_runs(
     design: DesignInput,
     auto_approve: bool = False,
@@ -168,11 +172,8 @@ def plan_runs(
     logger = get_run_logger()
 
     plan = plan_design(design, date)
-    if isinstance(plan, State):
-        return plan
-    compared = compare_group_task(plan, extend_only, date is not None)
-    if isinstance(compared, SweepflowError):
-        return fail(f"{compared}\nNothing was written.", compared)
+    with reworded("{}\nNothing was written."):
+        compared = compare_group_task(plan, extend_only, date is not None)
     if compared.kind == "same":
         logger.info("The design is the one %s was planned with: nothing to do, nothing rewritten", plan.run_group)
         return _continue_to_setup(Path(compared.plan.group_dir)) if continue_to_setup else str(compared.plan.group_dir)
@@ -181,9 +182,8 @@ def plan_runs(
     delta = compared.delta_text()
     if delta:
         logger.info("%s", delta)
-    checked = site_check_step(plan, check_site, timeout_s=site_check_minutes * 60)
-    if isinstance(checked, SweepflowError):
-        return fail(f"The site check could not run; nothing was written.\n{checked}", checked)
+    with reworded("The site check could not run; nothing was written.\n{}"):
+        checked = site_check_step(plan, check_site, timeout_s=site_check_minutes * 60)
     if checked is not None:
         plan = plan.model_copy(update={"site_check": checked})
         if check_refuses(checked):
@@ -219,10 +219,7 @@ def plan_runs(
         if refused is not None:
             return refused
 
-    delivered = deliver_plan_task(plan)
-    if isinstance(delivered, SweepflowError):
-        return fail(str(delivered), delivered)
-    group_dir = Path(delivered)
+    group_dir = Path(deliver_plan_task(plan))
     logger.info("Wrote the plan to %s", group_dir)
 
     if continue_to_setup:
@@ -234,33 +231,36 @@ def _recompare(compared: ExtensionPlan, plan: Plan, extend_only: bool) -> Extens
     """The comparison again for a plan made again (the pilot's figures); the first one if it now fails."""
     if compared.extension is None:
         return compared
-    again = compare_group_task(plan, extend_only, True)
-    return compared if isinstance(again, SweepflowError) else again
+    try:
+        return compare_group_task(plan, extend_only, True)
+    except SweepflowError:
+        return compared
 
 
 def _run_pilot(design: DesignInput, date: str | None, steps: int, eval_samples: int) -> Plan | str:
     """Run pilot-runs as a subflow and plan again from its measurements; the problem as a line if it failed."""
-    from flows._pilot import pilot_runs  # the pilot runs whole stages; only on request
+    from flows.pilot_runs import pilot_runs  # the pilot runs whole stages; only on request
 
     state = pilot_runs(design, date=date, steps=steps, eval_samples=eval_samples, return_state=True)
     if not state.is_completed():
         get_run_logger().error("Pilot: %s", state.message)
         return f"pilot-runs ended {state.name}: {state.message}"
-    replanned = plan_design(design, date)
-    if isinstance(replanned, State):
-        return f"planning again after the pilot failed: {replanned.message}"
+    try:
+        replanned = plan_design(design, date)
+    except SweepflowError as error:
+        get_run_logger().error("%s", error)
+        return f"planning again after the pilot failed: {error}"
     get_run_logger().info("Planned again from the pilot in %s", state.result())
     return replanned
 
 
-def _continue_to_setup(group_dir: Path) -> str | State:
+def _continue_to_setup(group_dir: Path) -> str:
     """Run setup-experiment on the delivered group, as a subflow."""
-    from flows._setup import setup_experiment  # the stage after this one
+    from flows.setup_experiment import setup_experiment  # the stage after this one
 
     get_run_logger().info("Continuing with setup-experiment for %s", group_dir)
-    state = setup_experiment(str(group_dir), return_state=True)
-    if not state.is_completed():
-        return fail(f"The plan was written to {group_dir}, but setup-experiment ended {state.name}: {state.message}")
+    subflow_result(setup_experiment(str(group_dir), return_state=True),
+                   f"The plan was written to {group_dir}, but setup-experiment")
     return str(group_dir)
 
 

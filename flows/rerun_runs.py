@@ -32,19 +32,17 @@ import argparse
 import sys
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.states import State
+from prefect import get_run_logger, task
 
 from flows._cli import FlowCommand, absolute
-from flows._common import domain_task, fail
-from flows._launch import launch_runs
-from tasks.core import SweepflowError
-from tasks.execution import RerunReport, rerun_stages
+from flows._common import TASK_OPTIONS, domain_flow, reworded
+from flows.launch_runs import launch_runs
+from tasks.execution import rerun_stages
 
-rerun_stages_task = domain_task("rerun-stages", rerun_stages)
+rerun_stages_task = task(name="rerun-stages", **TASK_OPTIONS)(rerun_stages)
 
 
-@flow(name="rerun-runs", persist_result=False, log_prints=True)
+@domain_flow("rerun-runs")
 def rerun_runs(
     group_dir: str,
     reason: str,
@@ -52,7 +50,7 @@ def rerun_runs(
     stages: list[str] | None = None,
     launch: bool = True,
     wait: bool = False,
-) -> dict[str, Any] | State:
+) -> dict[str, Any]:
     """Send chosen stages of a run group back to pending, with `reason`, and (with `launch`) submit them.
 
     Args:
@@ -67,9 +65,8 @@ def rerun_runs(
         The reason and the `run/stage` entries reopened.
     """
     logger = get_run_logger()
-    report: RerunReport | SweepflowError = rerun_stages_task(group_dir, runs, stages, reason)
-    if isinstance(report, SweepflowError):
-        return fail(f"{report}\nNothing was changed.", report)
+    with reworded("{}\nNothing was changed."):
+        report = rerun_stages_task(group_dir, runs, stages, reason)
     logger.info("Re-run (%s): %s", report.reason, ", ".join(report.reopened))
     if report.rerendered:
         logger.info("Configs rendered again to train from the start: %s", ", ".join(report.rerendered))

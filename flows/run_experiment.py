@@ -30,11 +30,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.states import Failed, State
+from prefect import get_run_logger
 
 from blocks.resolve import resolve_site
 from flows._cli import FlowCommand, UsageError, absolute
+from flows._common import domain_flow, subflow_result
 from flows.launch_runs import launch_runs
 from flows.plan_runs import plan_runs
 from flows.setup_experiment import setup_experiment
@@ -53,14 +53,7 @@ def _resume_date(design: DesignInput) -> str | None:
     return existing_group_date(resolved, design_hash(resolved))
 
 
-def _stage(name: str, state: Any) -> Any:
-    """A subflow's result, or a Failed state that names the stage."""
-    if state.is_completed():
-        return state.result()
-    return Failed(message=f"{name} ended {state.name}: {state.message}")
-
-
-@flow(name="run-experiment", persist_result=False, log_prints=True)
+@domain_flow("run-experiment")
 def run_experiment(
     design: DesignInput,
     auto_approve: bool = False,
@@ -71,7 +64,7 @@ def run_experiment(
     check_site: bool | None = None,
     pilot: bool = False,
     pilot_steps: int = 20,
-) -> str | State:
+) -> str:
     """Plan, set up, launch, watch and summarize an experiment; safe to run again.
 
     Args:
@@ -97,27 +90,14 @@ def run_experiment(
         if date:
             logger.info("Resuming the run group of this design from %s", date)
 
-    planned = _stage("plan-runs", plan_runs(
-        design, auto_approve=auto_approve, date=date, check_site=check_site, pilot=pilot, pilot_steps=pilot_steps,
-        return_state=True,
-    ))
-    if not isinstance(planned, str):
-        return planned
-    group_dir = planned
-    done = _stage("setup-experiment", setup_experiment(group_dir, return_state=True))
-    if not isinstance(done, str):
-        return done
-    counts = _stage(
-        "launch-runs",
-        launch_runs(group_dir, max_attempts=max_attempts, poll_seconds=poll_seconds, return_state=True),
-    )
-    if not isinstance(counts, dict):
-        return counts
+    group_dir = subflow_result(plan_runs(design, auto_approve=auto_approve, date=date, check_site=check_site,
+                                         pilot=pilot, pilot_steps=pilot_steps, return_state=True), "plan-runs")
+    subflow_result(setup_experiment(group_dir, return_state=True), "setup-experiment")
+    counts = subflow_result(launch_runs(group_dir, max_attempts=max_attempts, poll_seconds=poll_seconds,
+                                        return_state=True), "launch-runs")
     logger.info("Stages: %s", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if summarize:
-        summary = _stage("summarize-experiment", summarize_experiment(group_dir, return_state=True))
-        if not isinstance(summary, str):
-            return summary
+        summary = subflow_result(summarize_experiment(group_dir, return_state=True), "summarize-experiment")
         logger.info("Summary: %s", summary)
     return str(Path(group_dir))
 

@@ -40,17 +40,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.states import State
 
 from flows._cli import FlowCommand, absolute
-from flows._common import TASK_OPTIONS, artifact_slug, domain_task, fail
-from tasks.core import SweepflowError
+from flows._common import TASK_OPTIONS, artifact_slug, domain_flow
 from tasks.model import RunGroup
 from tasks.results import Summary, record_measurements, render_summary, summarize, write_summary
 
-summarize_task = domain_task("summarize", summarize)
+summarize_task = task(name="summarize", **TASK_OPTIONS)(summarize)
 record_measurements_task = task(name="record-measurements", **TASK_OPTIONS)(record_measurements)
 write_summary_task = task(name="write-summary", **TASK_OPTIONS)(write_summary)
 
@@ -74,8 +72,8 @@ def publish_summary(summary: Summary) -> None:
         )
 
 
-@flow(name="summarize-experiment", persist_result=False, log_prints=True)
-def summarize_experiment(group_dir: str, include_dropped: bool = False) -> str | State:
+@domain_flow("summarize-experiment")
+def summarize_experiment(group_dir: str, include_dropped: bool = False) -> str:
     """Write summary.md, plots and measured_runs.yaml for a run group and publish them as artifacts.
 
     Args:
@@ -88,9 +86,7 @@ def summarize_experiment(group_dir: str, include_dropped: bool = False) -> str |
     """
     logger = get_run_logger()
     group = RunGroup(Path(group_dir))
-    summary: Summary | SweepflowError = summarize_task(group, include_dropped=include_dropped)
-    if isinstance(summary, SweepflowError):
-        return fail(str(summary), summary)
+    summary = summarize_task(group, include_dropped=include_dropped)
     measured = record_measurements_task(group)
     files = write_summary_task(group, summary, include_dropped=include_dropped)
     publish_summary(summary)

@@ -32,11 +32,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
-from prefect.states import State
+from prefect import get_run_logger
 
 from flows._cli import FlowCommand, UsageError, absolute
-from flows._common import groups_to_visit, open_group, publish_status, sync_jobs_task
+from flows._common import domain_flow, groups_to_visit, open_group, publish_status, sync_jobs_task
 from flows._notify import notify_run_group
 from tasks.execution import SyncReport, status_text
 
@@ -58,8 +57,8 @@ def _sync_one(group_dir: Path) -> SyncReport:
     return report
 
 
-@flow(name="sync-status", persist_result=False, log_prints=True)
-def sync_status(group_dir: str | None = None, output_dir: str | None = None) -> dict[str, int] | State:
+@domain_flow("sync-status")
+def sync_status(group_dir: str | None = None, output_dir: str | None = None) -> dict[str, int]:
     """Bring runs_status.yaml up to date with the scheduler and the files on disk.
 
     Args:
@@ -72,8 +71,6 @@ def sync_status(group_dir: str | None = None, output_dir: str | None = None) -> 
         How many stages are in each state (over all groups synced).
     """
     groups = groups_to_visit("sync-status", group_dir, output_dir)
-    if isinstance(groups, State):
-        return groups
     totals: dict[str, int] = {}
     for group in groups:
         for state, count in _sync_one(group).counts.items():

@@ -7,9 +7,9 @@ later flow reads (never `runs_plan.md`). Reads/writes: nothing itself; see `task
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.model.design import DatasetSpec, ExperimentDesign
 from tasks.model.site_check import SiteCheckReport
@@ -168,11 +168,47 @@ class VerifiedResources(_Model):
     free_disk_gib: float | None  # under output_dir (its nearest existing parent)
 
 
+# What a plan figure rests on: the design itself, a measurement of this model (a prior log, earlier
+# evaluations, a folder's size), another model's measurement scaled by size, a computation from the
+# model's files or the data's tokens, or the seed's preliminary default.
+FigureKind = Literal["design", "measured", "scaled", "computed", "default"]
+
+
 class Figure(_Model):
-    """A number and where it came from: `prior log <path>`, `design`, or `default, preliminary`."""
+    """A number, where it came from (`source`, said to the reader) and the kind of source it is."""
 
     value: float
     source: str
+    kind: FigureKind
+    by_pilot: bool = False  # measured (or scaled) from a pilot job of this plan
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_of_older_plans(cls, data: Any) -> Any:
+        """experiment.yaml written before figures had a `kind`: the kind their source text says."""
+        if isinstance(data, dict) and "kind" not in data and isinstance(data.get("source"), str):
+            data = {**data, **legacy_figure_kind(data["source"])}
+        return data
+
+    def but(self, value: float) -> Figure:
+        """The same source with another value (a figure derived from this one)."""
+        return self.model_copy(update={"value": value})
+
+
+def legacy_figure_kind(source: str) -> dict[str, Any]:
+    """`kind` and `by_pilot` of a figure from its source text, as plans before `kind` wrote it."""
+    pilot = source.startswith("measured by pilot:")
+    text = source.removeprefix("measured by pilot:").strip()
+    kind: FigureKind = "measured"
+    if text.startswith("default"):
+        kind = "default"
+    elif text.startswith("design"):
+        kind = "design"
+    elif text.startswith("scaled from "):
+        kind = "scaled"
+    elif text.startswith(("computed:", "tokenized:")):
+        kind = "computed"
+    return {"kind": kind, "by_pilot": pilot}
 
 
 class ModelEstimate(_Model):

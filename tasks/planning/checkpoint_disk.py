@@ -19,7 +19,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from tasks.model.plan import Figure
-from tasks.planning.formulas import ADAPTER_ONLY_GIB, CHECKPOINT_GIB, DEFAULT, _interp, _params, _r, scale
+from tasks.planning.formulas import (
+    ADAPTER_ONLY_GIB,
+    CHECKPOINT_GIB,
+    _interp,
+    _params,
+    _r,
+    default_figure,
+    measured_figure,
+    scale,
+)
 from tasks.training.checkpoint_size import CheckpointSize
 from tasks.training.prior_logs import PriorRun
 
@@ -32,14 +41,14 @@ class _Measured(NamedTuple):
     source: str
 
 
-def _measurements(prior: PriorRun, pilot: str) -> list[_Measured]:
+def _measurements(prior: PriorRun) -> list[_Measured]:
     found: list[_Measured] = []
     if prior.checkpoint_gib_per_epoch is not None and prior.checkpoint_source == "log lines":
         found.append(_Measured(prior.checkpoint_gib_per_epoch,
-                               f"{pilot}prior log {prior.log_path}: torchtune's 'checkpoint of size' lines"))
+                               f"prior log {prior.log_path}: torchtune's 'checkpoint of size' lines"))
     if prior.checkpoint_du_gib_per_epoch is not None:
         found.append(_Measured(prior.checkpoint_du_gib_per_epoch,
-                               f"{pilot}size of the epoch_* folders beside {prior.log_path}"))
+                               f"size of the epoch_* folders beside {prior.log_path}"))
     return found
 
 
@@ -50,29 +59,30 @@ def _consistent(measured: float, computed: CheckpointSize, adapter_only: bool, s
 
 
 def checkpoint_figure(model: str, rank: int, adapter_only: bool, computed: CheckpointSize | None,
-                      prior: PriorRun | None, same_model: bool, pilot: str, notes: list[str]) -> Figure:
+                      prior: PriorRun | None, same_model: bool, notes: list[str]) -> Figure:
     """GiB per epoch of one run's checkpoints and where the number comes from (see the module's rules)."""
     if computed is None:
-        return _without_dims(model, adapter_only, prior, same_model, pilot)
+        return _without_dims(model, adapter_only, prior, same_model)
     what = "adapter-only" if adapter_only else "merged"
     if prior is not None and same_model:
-        for measured in _measurements(prior, pilot):
+        for measured in _measurements(prior):
             if _consistent(measured.gib, computed, adapter_only, prior.lora_rank == rank):
                 value = measured.gib if adapter_only else max(measured.gib, computed.weights_on_disk_gib)
-                return Figure(value=_r(value), source=measured.source)
+                return measured_figure(_r(value), measured.source, by_pilot=prior.pilot)
+            said = f"measured by pilot: {measured.source}" if prior.pilot else measured.source
             notes.append(
-                f"{model}: {measured.source} says {measured.gib:.2f} GiB per epoch, not consistent with the "
+                f"{model}: {said} says {measured.gib:.2f} GiB per epoch, not consistent with the "
                 f"{computed.gib:.2f} GiB a {what} save of rank {rank} writes ({computed.basis}): set aside "
                 "(pruned or placeholder checkpoint files, or another rank); the disk estimate uses the computed size.")
-    return Figure(value=_r(computed.gib), source=f"computed: {computed.basis}")
+    return Figure(value=_r(computed.gib), source=f"computed: {computed.basis}", kind="computed")
 
 
-def _without_dims(model: str, adapter_only: bool, prior: PriorRun | None, same: bool, pilot: str) -> Figure:
+def _without_dims(model: str, adapter_only: bool, prior: PriorRun | None, same: bool) -> Figure:
     """No config.json dims: the prior's figure (scaled by the seed's table from another model), else the seed's."""
     if prior is not None and prior.checkpoint_gib_per_epoch:
         ratio = 1.0 if same else scale(CHECKPOINT_GIB, model, prior.model or model)
         source = f"prior log {prior.log_path}" if same else f"scaled from {prior.model} prior log {prior.log_path}"
-        return Figure(value=_r(prior.checkpoint_gib_per_epoch * ratio), source=pilot + source)
+        return measured_figure(_r(prior.checkpoint_gib_per_epoch * ratio), source, same, prior.pilot)
     if adapter_only:
-        return Figure(value=ADAPTER_ONLY_GIB, source=DEFAULT)
-    return Figure(value=_r(_interp(CHECKPOINT_GIB, _params(model) or 1.24)), source=DEFAULT)
+        return default_figure(ADAPTER_ONLY_GIB)
+    return default_figure(_r(_interp(CHECKPOINT_GIB, _params(model) or 1.24)))

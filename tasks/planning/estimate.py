@@ -26,9 +26,7 @@ from tasks.model.plan import Estimates, Figure, ModelEstimate, Run, RunEstimate
 from tasks.planning.calibration import fit_speed_exponent
 from tasks.planning.checkpoint_disk import checkpoint_figure
 from tasks.planning.formulas import (
-    DEFAULT,
     DEFAULT_PACKING_DENSITY,
-    DESIGN,
     DISK_MARGIN,
     EVAL_LOAD_MIN,
     EVAL_LOG_GIB,
@@ -46,8 +44,11 @@ from tasks.planning.formulas import (
     default_batch,
     default_epoch_minutes,
     default_eval_minutes,
+    default_figure,
+    design_figure,
     disk_estimate,
     eval_job_minutes,
+    measured_figure,
     periodic_validation_passes,
     scale,
     scenarios,
@@ -68,7 +69,7 @@ class _Calc(NamedTuple):
     peak: Figure | None
     speed: Figure
     speed_prior: PriorRun | None
-    eval_source: str | None = None  # set when earlier evaluation jobs measured the evaluation time
+    eval_source: Figure | None = None  # set when earlier evaluation jobs measured the evaluation time
     startup: Figure | None = None  # minutes per job before the first step and after the last save, when measured
 
 
@@ -95,20 +96,21 @@ def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | No
     return ranked[0], ranked[0].model == model
 
 
-def _source(prior: PriorRun, same: bool) -> str:
+def _prior_figure(value: float, prior: PriorRun, same: bool) -> Figure:
+    """A figure from `prior`'s log: measured on this model (`same`), else scaled from the prior's model."""
     source = f"prior log {prior.log_path}" if same else f"scaled from {prior.model} prior log {prior.log_path}"
-    return f"{PILOT} {source}" if prior.pilot else source
+    return measured_figure(value, source, same, prior.pilot)
 
 
 def _density_figure(run: Run, priors: list[PriorRun]) -> Figure:
     """Samples per packed sequence: 1 unpacked, else a prior log's, else the seed's default."""
     if not run.params.packed:
-        return Figure(value=1.0, source=DESIGN)
+        return design_figure(1.0)
     data = Path(run.params.dataset.path)
     dp, _ = _choose(priors, run.model, True, data, lambda q: bool(q.packed and q.packing_density))
     if dp and dp.packing_density:
-        return Figure(value=dp.packing_density, source=_source(dp, True))
-    return Figure(value=DEFAULT_PACKING_DENSITY, source=DEFAULT)
+        return _prior_figure(dp.packing_density, dp, True)
+    return default_figure(DEFAULT_PACKING_DENSITY)
 
 
 def _tokens_density(run: Run, tokens: DataTokens) -> Figure:
@@ -116,8 +118,8 @@ def _tokens_density(run: Run, tokens: DataTokens) -> Figure:
     what = (f"tokenized: {tokens.samples} samples, {tokens.tokens:,} tokens ({tokens.mean_tokens:.1f} per sample) "
             f"by {tokens.tokenizer}")
     if not run.params.packed:
-        return Figure(value=1.0, source=f"{DESIGN} (unpacked); {what}")
-    return Figure(value=round(tokens.samples_per_pack, 4),
+        return design_figure(1.0, f" (unpacked); {what}")
+    return Figure(value=round(tokens.samples_per_pack, 4), kind="computed",
                   source=f"{what}, packed into {tokens.packs} sequences of {tokens.max_seq_len} tokens")
 
 
@@ -138,7 +140,7 @@ def _eval_minutes(run: Run, design: ExperimentDesign, test_samples: dict[str, in
     return job_minutes
 
 
-def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, source: str,
+def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, speed: Figure,
                    validation_passes: float | None) -> tuple[Figure, Figure | None]:
     """(minutes per epoch, start-up minutes per job): training plus what the prior's job spent outside its bars.
 
@@ -146,25 +148,29 @@ def _epoch_minutes(train_s: float, prior: PriorRun, same: bool, source: str,
     validation; each epoch also ends with one. Best: the prior's log timed each checkpoint save (and
     validation pass) and its job's elapsed time is known, so start-up is counted once per job and
     saves once per epoch. Else the job's time outside the bars spread over its epochs; else
-    x OVERHEAD (a prior of another model, or no elapsed time).
+    x OVERHEAD (a prior of another model, or no elapsed time). `speed`: the training speed figure
+    whose source (and kind) the minutes carry.
     """
+    source = speed.source
     periodic_s = (validation_passes or 0.0) * (prior.validation_s or 0.0) if same else 0.0
     periodic = f" + {periodic_s:.0f} s/epoch of {validation_passes:g} validation passes" if periodic_s else ""
     if same and prior.startup_s is not None and prior.save_s is not None:
         per_epoch, what = prior.save_s, "checkpoint save"
         if validation_passes is not None and prior.validation_s is not None:
             per_epoch, what = per_epoch + prior.validation_s, "checkpoint save and validation"
-        minutes = Figure(value=_r((train_s + per_epoch + periodic_s) / 60.0),
-                         source=f"{source}; + {per_epoch:.0f} s/epoch {what}{periodic}")
-        startup = Figure(value=_r(prior.startup_s / 60.0),
-                         source=f"{source}: its job's elapsed time less training and checkpoint saves")
+        minutes = speed.model_copy(update={"value": _r((train_s + per_epoch + periodic_s) / 60.0),
+                                           "source": f"{source}; + {per_epoch:.0f} s/epoch {what}{periodic}"})
+        startup = speed.model_copy(update={
+            "value": _r(prior.startup_s / 60.0),
+            "source": f"{source}: its job's elapsed time less training and checkpoint saves"})
         return minutes, startup
     if same and prior.overhead_s is not None and prior.epochs_completed:
         per_epoch = prior.overhead_s / prior.epochs_completed
-        return Figure(value=_r((train_s + per_epoch + periodic_s) / 60.0),
-                      source=f"{source}; + {per_epoch:.0f} s/epoch outside training (its job's elapsed time)"
-                      + periodic), None
-    return Figure(value=_r(train_s / 60.0 * OVERHEAD), source=source), None
+        return speed.model_copy(update={
+            "value": _r((train_s + per_epoch + periodic_s) / 60.0),
+            "source": f"{source}; + {per_epoch:.0f} s/epoch outside training (its job's elapsed time)" + periodic,
+        }), None
+    return speed.but(_r(train_s / 60.0 * OVERHEAD)), None
 
 
 def _slowdown(priors: list[PriorRun], model: str, sp: PriorRun, same: bool, packed: bool,
@@ -198,14 +204,15 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
     p, model, data = run.params, run.model, Path(run.params.dataset.path)
     sp, s_same = _choose(priors, model, p.packed, data, lambda q: bool(q.speed_it_s and q.batch_size))
     if not (sp and sp.speed_it_s and sp.batch_size):
-        none = Figure(value=0.0, source=DEFAULT)
+        none = default_figure(0.0)
         return _Timing(None, none, None, none, None)
     slowdown, fitted = _slowdown(priors, model, sp, s_same, p.packed, data)
     prior_density = sp.packing_density or (density.value if sp.packed else 1.0)
     prior_ranks = sp.ranks or ranks  # a distributed log that does not say: taken as this plan's
     per_gpu = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
     eval_per_gpu = per_gpu  # inference runs sample by sample: scaled from the prior's own samples per second
-    source = _source(sp, s_same) + (f", by the {fitted}" if fitted else "")
+    origin = _prior_figure(0.0, sp, s_same)
+    source = origin.source + (f", by the {fitted}" if fitted else "")
     if own_tokens and p.packed and sp.packed and sp.max_seq_len:
         # the prior's throughput is packs of its max_seq_len per second: converted to this data's packs
         tokens_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * sp.max_seq_len / slowdown
@@ -219,19 +226,19 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
     if ranks != prior_ranks:
         source += f", x{ranks / prior_ranks:g} for {ranks} GPU(s), it ran on {prior_ranks} (linear: an upper bound)"
     passes = periodic_validation_passes(steps, p.validate_every_n_steps, p.epochs) if p.validation else None
-    minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, source, passes)
+    speed = origin.model_copy(update={"value": _r(sp.speed_it_s / slowdown), "source": source})
+    minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, speed, passes)
     if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:
         notes.append(f"{model}: {sp.log_path} ran without validation, so no validation pass is timed; "
                      "the estimate leaves validation time out.")
-    if minutes.source != source:
+    if minutes.source != speed.source:
         notes.append(f"{model}: minutes per epoch from {minutes.source}.")
     if not s_same and minutes.value < MIN_EPOCH_MINUTES:  # scaling down by params has no floor of its own
-        minutes = Figure(value=MIN_EPOCH_MINUTES, source=source)
+        minutes = speed.but(MIN_EPOCH_MINUTES)
     if not sp.completed:
         notes.append(f"{model}: training speed comes from {sp.log_path}, a run that did not finish; "
                      "treat it as preliminary.")
-    return _Timing(sp, minutes, startup, Figure(value=_r(sp.speed_it_s / slowdown), source=source),
-                   Figure(value=eval_per_gpu / bs, source=source))
+    return _Timing(sp, minutes, startup, speed, speed.but(eval_per_gpu / bs))
 
 
 def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: dict[str, int],
@@ -247,9 +254,9 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
     peak: Figure | None = None
     if mp and mp.peak_memory_gib and mp.batch_size:
         ratio = 1.0 if m_same else scale(MEMORY_SCALE, model, mp.model or model)
-        peak = Figure(value=_r(mp.peak_memory_gib * ratio), source=_source(mp, m_same))
+        peak = _prior_figure(_r(mp.peak_memory_gib * ratio), mp, m_same)
     if p.batch_size is not None:
-        batch = Figure(value=p.batch_size, source=DESIGN)
+        batch = design_figure(p.batch_size)
     elif mp and peak and mp.batch_size:
         divisor = 1.0
         if p.packed and not mp.packed:
@@ -257,12 +264,12 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
         elif not p.packed and mp.packed:
             divisor = 1.0 / (mp.packing_density or DEFAULT_PACKING_DENSITY)
         value, _ = batch_from_memory(gpu.memory_gb, peak.value, mp.batch_size, divisor)
-        batch = Figure(value=value, source=peak.source)
+        batch = peak.but(value)
         if not mp.memory_during_training:
             notes.append(f"{model}: {mp.log_path} shows GPU memory after model init only (log_peak_memory_stats off), "
                          f"so memory per sample is under-stated and batch size {value} may be optimistic.")
     else:
-        batch = Figure(value=default_batch(params_b, p.packed, gpu.memory_gb), source=DEFAULT)
+        batch = default_figure(default_batch(params_b, p.packed, gpu.memory_gb))
     bs, ga, ranks = int(batch.value), p.gradient_accumulation_steps, gpu.count  # >1: the distributed recipe
     steps = math.ceil(samples / density.value / (bs * ga * ranks)) if samples else 0  # per rank, as torchtune's bar
     trained = samples  # examples one epoch trains on: fewer when max_steps_per_epoch ends it early
@@ -273,8 +280,8 @@ def _calc_run(run: Run, design: ExperimentDesign, samples: int, test_samples: di
     sp, minutes, startup, speed, eval_it_s = _timing(run, priors, density, trained, bs, steps, ranks, notes,
                                                      tokens is not None)
     if sp is None:
-        minutes = Figure(value=_r(default_epoch_minutes(params_b)), source=DEFAULT)
-        speed = Figure(value=_r(steps / (minutes.value * 60.0)) if steps else 0.0, source=DEFAULT)
+        minutes = default_figure(_r(default_epoch_minutes(params_b)))
+        speed = default_figure(_r(steps / (minutes.value * 60.0)) if steps else 0.0)
 
     job_minutes = _eval_minutes(run, design, test_samples, bs, eval_it_s, params_b, notes)
     return _Calc(batch, density, steps, minutes, eval_it_s, job_minutes, peak, speed, sp, startup=startup)
@@ -287,7 +294,7 @@ def _with_measured_evals(run: Run, calc: _Calc, prior_evals: list[PriorEval], te
         measured = eval_minutes_from_priors(prior_evals, run.model, job.task, test_samples.get(job.task),
                                             base=job.epoch is None)
         if measured:
-            minutes[i], source = measured[0], source or measured[1]
+            minutes[i], source = measured.value, source or measured
     return calc._replace(job_minutes=minutes, eval_source=source) if source else calc
 
 
@@ -300,8 +307,7 @@ def _checkpoint_figure(run: Run, computed: CheckpointSize | None, priors: list[P
         return measured and bool(q.save_adapter_weights_only) == adapter_only
 
     cp, same = _choose(priors, run.model, True, None, fits)
-    pilot = f"{PILOT} " if cp and cp.pilot else ""
-    return checkpoint_figure(run.model, run.params.lora_rank, adapter_only, computed, cp, same, pilot, notes)
+    return checkpoint_figure(run.model, run.params.lora_rank, adapter_only, computed, cp, same, notes)
 
 
 def _usable_priors(priors: PriorScan | list[PriorRun]) -> tuple[list[PriorRun], list[str]]:
@@ -344,12 +350,12 @@ def _model_estimate(model: str, runs: list[Run], calcs: dict[str, _Calc], checkp
     first = next((r for r in mine if not r.is_control), mine[0])
     c = calcs[first.name]
     job_max = max((m for r in mine for m in calcs[r.name].job_minutes), default=0.0)
-    eval_source = c.eval_source or (c.eval_it_s.source if c.eval_it_s else DEFAULT)
+    eval_source = c.eval_source or c.eval_it_s or default_figure(0.0)
     sp = c.speed_prior
     return ModelEstimate(
         model=model, batch_size=c.batch, packing_density=c.density, peak_memory_gib=c.peak, speed_it_s=c.speed,
         prior_samples=sp.samples if sp else None, prior_batch_size=sp.batch_size if sp else None,
-        checkpoint_gib_per_epoch=checkpoint, eval_minutes=Figure(value=_r(job_max), source=eval_source),
+        checkpoint_gib_per_epoch=checkpoint, eval_minutes=eval_source.but(_r(job_max)),
         startup_minutes=c.startup)
 
 
@@ -398,7 +404,7 @@ def estimate_plan(design: ExperimentDesign, runs: list[Run], train_samples: dict
 
     disk = disk_estimate(per_model_disk, sum(len(r.evaluations) for r in runs))
     if not any(
-        f.source != DEFAULT
+        f.kind != "default"
         for m in per_model.values()
         for f in (m.batch_size, m.speed_it_s, m.checkpoint_gib_per_epoch)
     ):
@@ -424,14 +430,13 @@ def _model_notes(m: ModelEstimate, design: ExperimentDesign) -> list[str]:
     notes: list[str] = []
     figures = {"batch size": m.batch_size, "packing density": m.packing_density, "training speed": m.speed_it_s,
                "checkpoint size": m.checkpoint_gib_per_epoch, "evaluation time": m.eval_minutes}
-    defaults = [name for name, f in figures.items() if f.source == DEFAULT]
-    scaled = sorted({
-        f.source.removeprefix("scaled from ") for f in figures.values() if f.source.startswith("scaled from ")
-    })
+    defaults = [name for name, f in figures.items() if f.kind == "default"]
+    scaled = sorted({f.source.removeprefix(f"{PILOT} ").removeprefix("scaled from ")
+                     for f in figures.values() if f.kind == "scaled"})
     if defaults:
         notes.append(f"{m.model}: {', '.join(defaults)} use the seed's defaults (no usable prior log) "
                      "and are preliminary.")
-    if m.batch_size.source == DEFAULT:
+    if m.batch_size.kind == "default":
         notes.append(f"{m.model}: batch size {int(m.batch_size.value)} is the seed's conservative value for a "
                      f"{design.gpu.memory_gb:g} GB GPU; watch the first job's memory and scale up if it allows.")
     for source in scaled:

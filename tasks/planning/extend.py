@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from datetime import date as date_cls
 from pathlib import Path
 from typing import Literal
@@ -240,13 +241,39 @@ def _revive(stage: StageStatus, control_finetune: bool, now: str, rescore: bool 
         stage.mark("pending", now=now, reason=READDED if rescore else None, note=None, job_id=None, output=None)
 
 
+def _instant(iso: str) -> datetime:
+    moment = datetime.fromisoformat(iso)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _readded_tasks(extensions: list[Extension]) -> dict[str, list[datetime]]:
+    """Task name -> when extensions added it back into the design (its definition may have changed while out)."""
+    found: dict[str, list[datetime]] = {}
+    for extension in extensions:
+        for change in extension.changes:
+            if change.old == ABSENT and (m := re.fullmatch(r"evaluation\.tasks\[([^\]]+)\]", change.field)):
+                found.setdefault(m.group(1), []).append(_instant(extension.at))
+    return found
+
+
+def _added_back_since(readded_at: list[datetime], stage: StageStatus) -> bool:
+    """Whether the stage's task was added back after the stage was dropped (by this or any later extension).
+
+    A run dropped first, its task then removed and added back with another definition, the run
+    re-added last: its earlier score belongs to the old definition, so it is not restored.
+    """
+    if stage.status != "dropped" or not readded_at:
+        return False
+    dropped_at = _instant(stage.last_updated) if stage.last_updated else None
+    return dropped_at is None or any(at > dropped_at for at in readded_at)
+
+
 def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[RunsStatus], None]:
     """The runs_status.yaml update of an extension: new stages pending, dropped ones `dropped`, revived ones back."""
     fresh = initial_status(plan)
     reasons = {d.run.name: d.reason for d in plan.dropped_runs}
     eval_reason = _dropped_reason(now, "its evaluation is no longer in the design")
-    readded = {m.group(1) for c in extension.changes if c.old == ABSENT
-               and (m := re.fullmatch(r"evaluation\.tasks\[([^\]]+)\]", c.field))}
+    readded = _readded_tasks([*plan.extensions, extension])
 
     def update(status: RunsStatus) -> None:
         busy = _busy_problems(status, extension.dropped_runs, extension.dropped_evaluations)
@@ -265,7 +292,8 @@ def extension_status(plan: Plan, extension: Extension, now: str) -> Callable[[Ru
             _revive(entry.finetune, planned.is_control, now)
             tasks = {job.key: job.task for job in planned.evaluations}
             for key, stage in fresh.runs[planned.name].evaluations.items():
-                _revive(entry.evaluations.setdefault(key, stage), False, now, rescore=tasks.get(key) in readded)
+                stage = entry.evaluations.setdefault(key, stage)
+                _revive(stage, False, now, rescore=_added_back_since(readded.get(tasks.get(key, ""), []), stage))
 
     return update
 

@@ -9,12 +9,28 @@ from __future__ import annotations
 import itertools
 import math
 
-from tasks.model.plan import DiskEstimate, Scenario
+from tasks.model.plan import DiskEstimate, Figure, Scenario
 from tasks.training.registry import lookup
 
 DEFAULT = "default, preliminary"
 DESIGN = "design"
 PILOT = "measured by pilot:"  # prefixes the source of a figure a pilot of this plan measured
+
+
+def default_figure(value: float) -> Figure:
+    """The seed's preliminary value, used where nothing was measured."""
+    return Figure(value=value, source=DEFAULT, kind="default")
+
+
+def design_figure(value: float, detail: str = "") -> Figure:
+    """A value the design sets (`detail` says more, e.g. what the data's tokens showed)."""
+    return Figure(value=value, source=DESIGN + detail, kind="design")
+
+
+def measured_figure(value: float, source: str, same_model: bool = True, by_pilot: bool = False) -> Figure:
+    """A value measured on this model (or, `same_model` false, on another one and scaled by size)."""
+    return Figure(value=value, source=f"{PILOT} {source}" if by_pilot else source,
+                  kind="measured" if same_model else "scaled", by_pilot=by_pilot)
 
 MEMORY_SAFETY = 0.7  # seed: "Conservative max (70% utilization)"
 MAX_BATCH = 64  # no estimate goes above this, however much memory is free

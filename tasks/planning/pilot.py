@@ -26,7 +26,6 @@ from tasks.model.design import ExperimentDesign
 from tasks.model.layout import STATUS_FILE, pilot_name
 from tasks.model.plan import Figure, Plan
 from tasks.model.status_file import StatusStore
-from tasks.planning.formulas import PILOT
 from tasks.planning.planner import design_hash
 
 DEFAULT_STEPS = 20
@@ -91,8 +90,7 @@ def _figures(model: str, named: dict[str, tuple[Figure | None, str]]) -> list[Pi
         number = f"{figure.value:g}" if name == "batch size" else \
             (f"{figure.value:,.0f}" if abs(figure.value) >= 100 else f"{figure.value:.3g}")
         value = f"{number}{unit}"
-        out.append(PilotFigure(model=model, name=name, value=value, source=figure.source,
-                               by_pilot=figure.source.startswith(PILOT)))
+        out.append(PilotFigure(model=model, name=name, value=value, source=figure.source, by_pilot=figure.by_pilot))
     return out
 
 
@@ -101,7 +99,7 @@ def pilot_figures(plan: Plan) -> list[PilotFigure]:
     rows: list[PilotFigure] = []
     for model, m in plan.estimates.per_model.items():
         first = next((e for e in plan.estimates.runs.values() if e.model == model and e.steps_per_epoch), None)
-        epoch = Figure(value=first.minutes_per_epoch, source=m.speed_it_s.source) if first else None
+        epoch = m.speed_it_s.but(first.minutes_per_epoch) if first else None
         rows += _figures(model, {
             "batch size": (m.batch_size, ""),
             "training speed": (m.speed_it_s, " it/s"),

@@ -191,18 +191,14 @@ def _matrix(plan: Plan, task_names: list[str]) -> list[dict[str, Any]]:
 def _source_flags(plan: Plan) -> dict[str, bool]:
     """Whether the figures come from prior logs (all of them, all training ones, any training one)."""
     per_model = plan.estimates.per_model.values()
-    # sources: `prior log <path>`, `scaled from <model> prior log <path>`, `design`, `default, preliminary`
-    train_sources = [f.source for me in per_model
-                     for f in (me.speed_it_s, me.checkpoint_gib_per_epoch, me.batch_size, me.packing_density)]
-    sources = train_sources + [me.eval_minutes.source for me in per_model]
-    no_default = not any(s.startswith("default") for s in sources)
+    train = [f.kind for me in per_model
+             for f in (me.speed_it_s, me.checkpoint_gib_per_epoch, me.batch_size, me.packing_density)]
+    kinds = train + [me.eval_minutes.kind for me in per_model]
+    measured = ("measured", "scaled")
     return {
-        "all_prior": no_default and any("prior log" in s for s in sources),
-        "train_prior_all": (
-            not any(s.startswith("default") for s in train_sources)
-            and any("prior log" in s for s in train_sources)
-        ),
-        "train_prior_any": any("prior log" in s for s in train_sources),
+        "all_prior": "default" not in kinds and any(k in measured for k in kinds),
+        "train_prior_all": "default" not in train and any(k in measured for k in train),
+        "train_prior_any": any(k in measured for k in train),
     }
 
 

@@ -30,10 +30,10 @@ from pydantic import BaseModel, ConfigDict
 from tasks.core.errors import SweepflowError
 from tasks.evaluation import SampleTiming, eval_seconds, evaluated_samples, read_log_headers, sample_timing
 from tasks.model.layout import PLAN_FILE, STATUS_FILE, GroupLayout, is_pilot_group
-from tasks.model.plan import EvalJob, Plan
+from tasks.model.plan import EvalJob, Figure, Plan
 from tasks.model.plan_file import load_plan
 from tasks.model.status_file import StatusStore
-from tasks.planning.formulas import PILOT
+from tasks.planning.formulas import measured_figure
 
 # inspect's hf provider generates this many samples together (its max_connections, "effectively the batch
 # size"): a job of fewer samples times one part-filled batch, whose time per sample over-states a full
@@ -165,8 +165,8 @@ def _most_relevant(jobs: list[PriorEval]) -> list[PriorEval]:
 
 def eval_minutes_from_priors(
     priors: list[PriorEval], model: str, task: str, samples: int | None, base: bool | None = None
-) -> tuple[float, str] | None:
-    """(minutes, source) of one evaluation job of `model` on `task` from earlier jobs of both.
+) -> Figure | None:
+    """The minutes (and their source) of one evaluation job of `model` on `task` from earlier jobs of both.
 
     With `base` given, jobs of the same kind (base model, or a fine-tuned checkpoint) where there
     are any; among them a pilot's jobs alone (they ran this plan's configuration), unless jobs
@@ -179,18 +179,17 @@ def eval_minutes_from_priors(
     if not same:
         return None
     groups = ", ".join(sorted({p.group.name for p in same}))
-    prefix = f"{PILOT} " if same[0].pilot else ""
     timed = [p for p in same if p.eval_s is not None and p.samples]
     if timed and samples:
         fixed = statistics.median(max(p.elapsed_s - (p.eval_s or 0.0), 0.0) for p in timed)
         inspect_s = statistics.median(inspect_seconds_for(p, samples) for p in timed)
-        source = (f"{prefix}prior evaluations: {len(timed)} job(s) of {model} on {task} in {groups}: "
+        source = (f"prior evaluations: {len(timed)} job(s) of {model} on {task} in {groups}: "
                   f"{fixed:.0f} s fixed + {inspect_s:.0f} s of inspect for {samples} samples")
         fewest = min(p.samples or 0 for p in timed)
         if fewest <= GENERATION_BATCH < samples:
             source += (f" (timed on {fewest} samples, one generation batch: each further batch is taken "
                        "to last as long as the first, an upper bound)")
-        return (fixed + inspect_s) / 60.0, source
+        return measured_figure((fixed + inspect_s) / 60.0, source, by_pilot=same[0].pilot)
     seconds = statistics.median(p.elapsed_s for p in same)
     counts = [p.samples for p in same if p.samples]
     note = ""
@@ -198,5 +197,5 @@ def eval_minutes_from_priors(
         ratio = samples / statistics.median(counts)
         seconds *= ratio
         note = f", scaled x{ratio:.2f} for {samples} samples"
-    source = f"{prefix}prior evaluations: {len(same)} job(s) of {model} on {task} in {groups}{note}"
-    return seconds / 60.0, source
+    source = f"prior evaluations: {len(same)} job(s) of {model} on {task} in {groups}{note}"
+    return measured_figure(seconds / 60.0, source, by_pilot=same[0].pilot)

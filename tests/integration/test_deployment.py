@@ -9,6 +9,7 @@ session, stopped by process group).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -86,6 +87,27 @@ def test_deployment_run_through_worker(tmp_path):
         timings["deployment run --watch"] = time.monotonic() - t
         assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}\n{worker_log.read_text()[-3000:]}"
         assert delivered(group_dir(tmp_path, "deployed")) == FILES
+
+        # a design problem: the deployed run ends Failed with the message, logged without a traceback
+        t = time.monotonic()
+        before = len(worker_log.read_text(errors="replace"))
+        broken = design(tmp_path, name="broken", models=["Llama-3.2-1B-Instruct", "Llama-9-Huge"])
+        params = {"design": broken, "auto_approve": True, "date": DATE, "check_site": False}
+        result = subprocess.run(
+            [PREFECT, "deployment", "run", "plan-runs/plan-runs", "--params", json.dumps(params), "--watch"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
+        )
+        timings["failing run --watch"] = time.monotonic() - t
+        deadline = time.monotonic() + 60
+        while not re.search(r"Flow run '[^']+' - Finished in state Failed", log := worker_log.read_text()[before:]):
+            assert time.monotonic() < deadline, log[-3000:]
+            time.sleep(0.3)
+        time.sleep(3)  # a runner's repeat of the flow's error (dropped by flows/_common) would come right after
+        log = worker_log.read_text(errors="replace")[before:]
+        assert result.returncode != 0 and "Failed" in result.stdout + result.stderr, result.stdout[-3000:]
+        assert "models[1]" in log and "Llama-9-Huge" in log, log[-3000:]
+        assert "Traceback" not in log, log[-5000:]
+        assert not group_dir(tmp_path, "broken").exists()
     finally:
         for process in reversed(started):
             stop(process)

@@ -20,6 +20,8 @@ from tasks.planning.formulas import (
     batch_from_memory,
     checkpoint_job_minutes,
     default_batch,
+    default_figure,
+    design_figure,
     disk_estimate,
     eval_job_minutes,
     power_of_two_floor,
@@ -138,7 +140,7 @@ def test_without_priors_everything_is_default(tmp_path: Path) -> None:
     d, runs, out, est = plan(tmp_path, [])
     for m in est.per_model.values():
         for fig in (m.batch_size, m.packing_density, m.speed_it_s, m.checkpoint_gib_per_epoch, m.eval_minutes):
-            assert fig.source == DEFAULT
+            assert (fig.source, fig.kind, fig.by_pilot) == (DEFAULT, "default", False)
         assert m.peak_memory_gib is None
     assert {r.name: r.params.batch_size for r in out if not r.is_control} == {
         f"{M1}_rank4": 4, f"{M1}_rank64": 4, f"{M3}_rank4": 2, f"{M3}_rank64": 2}
@@ -203,6 +205,8 @@ def test_scaled_from_another_model(tmp_path: Path) -> None:
     scaled = f"scaled from {M1} prior log {LOG_1B}"
     assert e8.batch_size.source == e8.speed_it_s.source == e8.peak_memory_gib.source == scaled
     assert e8.checkpoint_gib_per_epoch.source == scaled
+    assert {f.kind for f in (e8.batch_size, e8.speed_it_s, e8.checkpoint_gib_per_epoch)} == {"scaled"}
+    assert est.per_model[M1].speed_it_s.kind == "measured"
     assert e8.peak_memory_gib.value == pytest.approx(15.27 * 5.0, rel=1e-3)
     # 76.35 GiB per batch of 4 -> 19.1/sample -> 80/19.1 x 0.7 = 2.9 -> 2
     assert e8.batch_size.value == 2
@@ -214,7 +218,7 @@ def test_scaled_from_another_model(tmp_path: Path) -> None:
 
 def test_design_batch_size_kept_and_labelled(tmp_path: Path) -> None:
     d, runs, out, est = plan(tmp_path, [parse_log(LOG_1B)], training={"batch_size": {M1: 2, M3: 1}})
-    assert est.per_model[M1].batch_size.model_dump() == {"value": 2.0, "source": "design"}
+    assert est.per_model[M1].batch_size == design_figure(2)
     assert {r.params.batch_size for r in out if r.model == M3} == {1}
 
 
@@ -222,7 +226,7 @@ def test_unpacked_run_from_packed_prior_gets_a_larger_batch(tmp_path: Path) -> N
     d, runs, out, est = plan(tmp_path, [parse_log(LOG_1B)], models=[M1], training={"packed": False})
     # 14.67 x 2.81 = 41 -> 32
     assert est.per_model[M1].batch_size.value == 32
-    assert est.per_model[M1].packing_density.model_dump() == {"value": 1.0, "source": "design"}
+    assert est.per_model[M1].packing_density == design_figure(1.0)
 
 
 def test_small_gpu_without_memory_data(tmp_path: Path) -> None:
@@ -242,7 +246,7 @@ def test_oom_prior_is_ignored(tmp_path: Path) -> None:
 def test_adapter_only_checkpoints(tmp_path: Path) -> None:
     d, runs, out, est = plan(tmp_path, [parse_log(LOG_1B)], training={"save_adapter_weights_only": True})
     ck = est.per_model[M1].checkpoint_gib_per_epoch
-    assert ck.model_dump() == {"value": 0.1, "source": DEFAULT}  # the prior saved full models: not comparable
+    assert ck == default_figure(0.1)  # the prior saved full models: not comparable
 
 
 def test_eval_limit_and_tiny_model(tmp_path: Path) -> None:
@@ -366,6 +370,30 @@ def test_a_pilots_log_is_preferred_and_named_as_pilot_measured(tmp_path: Path) -
     _, _, _, est = plan(tmp_path, [sweep, pilot_log], models=[M1])
     assert est.per_model[M1].speed_it_s.source == f"prior log {sweep.log_path}"
 
+
+
+def test_a_pilots_log_scaled_to_another_model_is_kind_scaled_and_said_preliminary(tmp_path: Path) -> None:
+    """A pilot's 1B log carried to an 8B model is a scaled figure: typed so, not read off its source text.
+
+    Before figures had a kind, the "figures scaled by model size" note looked for sources starting
+    "scaled from ", and a pilot's ("measured by pilot: scaled from ...") never did: the 8B model's
+    numbers were approved without the warning that they are preliminary.
+    """
+    import shutil
+
+    pilot_group = tmp_path / "out" / "exp-pilot-0a1b2c_2026-12-03"
+    shutil.copytree(LOG_1B.parent, pilot_group / "Llama-3.2-1B-Instruct_rank4")
+    (pilot_group / "experiment.yaml").write_text("run_group: exp-pilot-0a1b2c_2026-12-03\n")
+    pilot_log = parse_log(pilot_group / "Llama-3.2-1B-Instruct_rank4" / LOG_1B.name)
+    _, _, _, est = plan(tmp_path, [pilot_log], models=[M1, M8])
+    e1, e8 = est.per_model[M1], est.per_model[M8]
+    assert (e1.speed_it_s.kind, e1.speed_it_s.by_pilot) == ("measured", True)
+    for figure in (e8.speed_it_s, e8.batch_size, e8.peak_memory_gib, e8.checkpoint_gib_per_epoch):
+        assert figure is not None and (figure.kind, figure.by_pilot) == ("scaled", True), figure
+    assert e8.speed_it_s.source.startswith("measured by pilot: scaled from ")
+    scaled_notes = [n for n in est.notes if n.startswith(f"{M8}: figures scaled by model size")]
+    assert scaled_notes and "measured by pilot" not in scaled_notes[0], est.notes
+    assert not any(n.startswith(f"{M1}: figures scaled") for n in est.notes)
 
 def test_periodic_validation_passes_are_counted_per_epoch() -> None:
     from tasks.planning.formulas import periodic_validation_passes

@@ -235,6 +235,31 @@ def test_a_task_added_back_with_another_definition_is_scored_again(tmp_path: Pat
     assert "added back" in (stage.reason or "")
 
 
+def test_a_run_re_added_after_its_task_was_redefined_is_scored_again(tmp_path: Path) -> None:
+    """Dropped run, then its task removed and added back with another definition, then the run re-added.
+
+    The run was out of the design when the task came back, so that extension could not reopen its
+    evaluation; its earlier score (of the old definition) must not come back with the run.
+    """
+    kept, removed = design_data()["evaluation"]["tasks"]
+    changed = {**removed, "args": {"shots": 5}}
+    group = deliver_plan(_plan(tmp_path), NOW)
+    _finish(group, f"{S}_rank64")
+    deliver_plan(_plan(tmp_path, factors={"lora_rank": [4]}), LATER)  # rank64 out (completed: was completed)
+    deliver_plan(_plan(tmp_path, factors={"lora_rank": [4]}, evaluation=_evaluation(tasks=[kept])),
+                 "2025-10-21T00:00:00+00:00")
+    deliver_plan(_plan(tmp_path, factors={"lora_rank": [4]}, evaluation=_evaluation(tasks=[kept, changed])),
+                 "2025-10-22T00:00:00+00:00")
+    key = f"{removed['name']}_epoch_1"
+    assert StatusStore(group / "runs_status.yaml").read().stage(f"{S}_rank64", key).status == "dropped"
+    deliver_plan(_plan(tmp_path, evaluation=_evaluation(tasks=[kept, changed])), "2025-10-23T00:00:00+00:00")
+    status = StatusStore(group / "runs_status.yaml").read()
+    assert status.stage(f"{S}_rank64").status == "completed"  # the fine-tune is what it was
+    assert status.stage(f"{S}_rank64", f"{kept['name']}_epoch_1").status == "completed"  # same definition
+    stage = status.stage(f"{S}_rank64", key)
+    assert stage.status == "pending" and "added back" in (stage.reason or "")
+
+
 def test_extend_only_without_a_date_finds_the_newest_group(tmp_path: Path) -> None:
     old = _plan(tmp_path)
     deliver_plan(old, NOW)

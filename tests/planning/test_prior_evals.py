@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -14,6 +15,12 @@ from tests.support.fakesite import FakeSite
 from tests.support.setup_groups import planned
 
 ELAPSED = {"Llama-3.2-1B-Instruct": 42.0, "Llama-3.2-3B-Instruct": 96.0}
+
+
+def _minutes(*args: Any, **kwargs: Any) -> tuple[float, str] | None:
+    """(minutes, source text) of `eval_minutes_from_priors`, None where it found no earlier job."""
+    figure = eval_minutes_from_priors(*args, **kwargs)
+    return (figure.value, figure.source) if figure else None
 
 
 def _finish_evaluations(group: Path, slower: float = 1.0, base_slower: float = 1.0) -> None:
@@ -54,10 +61,10 @@ def test_sample_counts_scale_the_measured_time(fake_site: FakeSite) -> None:
     _finish_evaluations(first)
     priors = scan_prior_evals([first.parent])
 
-    minutes, source = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 40) or (0.0, "")
+    minutes, source = _minutes(priors, "Llama-3.2-1B-Instruct", "cap", 40) or (0.0, "")
     assert minutes == pytest.approx(2 * 42.0 / 60) and "scaled x2.00 for 40 samples" in source
-    assert eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "other task", 20) is None
-    assert eval_minutes_from_priors(priors, "Llama-3.1-8B-Instruct", "cap", 20) is None
+    assert _minutes(priors, "Llama-3.2-1B-Instruct", "other task", 20) is None
+    assert _minutes(priors, "Llama-3.1-8B-Instruct", "cap", 20) is None
 
 
 def test_unfinished_or_unreadable_groups_teach_nothing(fake_site: FakeSite, tmp_path: Path) -> None:
@@ -102,18 +109,18 @@ def _job(samples: int, elapsed: float, inspect_s: float, first: float | None, st
 def test_fixed_time_and_warm_up_are_not_scaled_by_samples() -> None:
     """The demo's measured job: 65 s, of which inspect 20 s for 500 samples, its first batch 4.5 s."""
     job = _job(500, 65.0, 20.0, 4.5)
-    same, source = eval_minutes_from_priors([job], "M", "cap", 500) or (0.0, "")
+    same, source = _minutes([job], "M", "cap", 500) or (0.0, "")
     assert same == pytest.approx(65.0 / 60)  # its own sample count: exactly what it took
     assert "45 s fixed + 20 s of inspect for 500 samples" in source
-    double, _ = eval_minutes_from_priors([job], "M", "cap", 1000) or (0.0, "")
+    double, _ = _minutes([job], "M", "cap", 1000) or (0.0, "")
     assert double == pytest.approx((45.0 + 4.5 + 15.5 / 468 * 968) / 60)  # not 2 x 65 s
 
 
 def test_one_batch_jobs_bound_each_later_batch_by_the_first() -> None:
     """A 32-sample job (one generation batch, warm-up included): 16 batches of 500 at most as long each."""
-    minutes, source = eval_minutes_from_priors([_job(32, 19.0, 6.0, 6.0)], "M", "cap", 500) or (0.0, "")
+    minutes, source = _minutes([_job(32, 19.0, 6.0, 6.0)], "M", "cap", 500) or (0.0, "")
     assert minutes == pytest.approx((13.0 + 6.0 * 16) / 60) and "one generation batch" in source
-    linear, _ = eval_minutes_from_priors([_job(20, 42.0, 10.0, None)], "M", "cap", 40) or (0.0, "")
+    linear, _ = _minutes([_job(20, 42.0, 10.0, None)], "M", "cap", 40) or (0.0, "")
     assert linear == pytest.approx((32.0 + 20.0) / 60)  # no sample summaries: inspect's time per sample
 
 
@@ -125,7 +132,7 @@ def test_a_pilots_evaluations_are_used_alone_and_say_so(fake_site: FakeSite) -> 
     _finish_evaluations(pilot, slower=2.0)
     priors = scan_prior_evals([first.parent])
     assert {p.group.name for p in priors if p.pilot} == {pilot.name}
-    minutes, source = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20) or (0.0, "")
+    minutes, source = _minutes(priors, "Llama-3.2-1B-Instruct", "cap", 20) or (0.0, "")
     assert minutes == pytest.approx(84.0 / 60) and source.startswith("measured by pilot: prior evaluations: ")
     assert pilot.name in source and first.name not in source
 
@@ -136,8 +143,8 @@ def test_base_model_evaluations_are_estimated_from_base_model_evaluations(fake_s
     _finish_evaluations(first, base_slower=0.5)
     priors = scan_prior_evals([first.parent])
     assert {p.base for p in priors} == {True, False}
-    base, _ = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=True) or (0.0, "")
-    tuned, _ = eval_minutes_from_priors(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=False) or (0.0, "")
+    base, _ = _minutes(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=True) or (0.0, "")
+    tuned, _ = _minutes(priors, "Llama-3.2-1B-Instruct", "cap", 20, base=False) or (0.0, "")
     assert (base, tuned) == (pytest.approx(21.0 / 60), pytest.approx(42.0 / 60))
 
 
@@ -146,12 +153,12 @@ def test_a_pilots_two_batches_give_the_rate_after_warm_up() -> None:
     latencies of 1.25 s per sample with 32 in flight. 500 samples: 4.2 + 0.039 x 468 s, not 8 / 64 x 500 s.
     (The sweep's own 500-sample jobs then took 19-20 s of inspect.)"""
     pilot = _job(64, 18.0, 8.0, 4.217, steady=0.039)
-    minutes, source = eval_minutes_from_priors([pilot], "M", "cap", 500) or (0.0, "")
+    minutes, source = _minutes([pilot], "M", "cap", 500) or (0.0, "")
     assert minutes == pytest.approx((10.0 + 4.217 + 0.039 * 468) / 60)
     assert "one generation batch" not in source
     # a job of 4 batches or more is timed by inspect's own clock (its sample latencies are ignored)
     big = _job(500, 33.0, 20.0, 4.187, steady=0.5)
-    own, _ = eval_minutes_from_priors([big], "M", "cap", 500) or (0.0, "")
+    own, _ = _minutes([big], "M", "cap", 500) or (0.0, "")
     assert own == pytest.approx(33.0 / 60)
 
 
@@ -183,9 +190,9 @@ def test_base_model_jobs_come_from_base_model_jobs_before_a_pilots() -> None:
     """A pilot has no control run: a base model's estimate keeps the earlier base job, not the pilot's merge."""
     earlier_base = _kind(base=True, pilot=False, elapsed=30.0, finished="2026-01-01T09:00:00")
     pilot_tuned = _kind(base=False, pilot=True, elapsed=90.0, finished="2026-01-02T09:00:00")
-    base, source = eval_minutes_from_priors([earlier_base, pilot_tuned], "M", "cap", 20, base=True) or (0.0, "")
+    base, source = _minutes([earlier_base, pilot_tuned], "M", "cap", 20, base=True) or (0.0, "")
     assert base == pytest.approx(0.5) and not source.startswith("measured by pilot")
-    tuned, source = eval_minutes_from_priors([earlier_base, pilot_tuned], "M", "cap", 20, base=False) or (0.0, "")
+    tuned, source = _minutes([earlier_base, pilot_tuned], "M", "cap", 20, base=False) or (0.0, "")
     assert tuned == pytest.approx(1.5) and source.startswith("measured by pilot")
 
 
@@ -194,7 +201,7 @@ def test_jobs_that_ended_after_the_pilot_outrank_it() -> None:
     older = _kind(base=False, pilot=False, elapsed=10.0, finished="2026-01-01T09:00:00")
     pilot = _kind(base=False, pilot=True, elapsed=20.0, finished="2026-01-02T09:00:00")
     sweep = _kind(base=False, pilot=False, elapsed=40.0, finished="2026-01-02T12:00:00")
-    assert eval_minutes_from_priors([older, pilot], "M", "cap", 20) == (pytest.approx(20 / 60), pytest.approx(
+    assert _minutes([older, pilot], "M", "cap", 20) == (pytest.approx(20 / 60), pytest.approx(
         "measured by pilot: prior evaluations: 1 job(s) of M on cap in g-pilot-0a1b2c_2026-01-01"))
-    minutes, source = eval_minutes_from_priors([older, pilot, sweep], "M", "cap", 20) or (0.0, "")
+    minutes, source = _minutes([older, pilot, sweep], "M", "cap", 20) or (0.0, "")
     assert minutes == pytest.approx(40 / 60) and not source.startswith("measured by pilot")
