@@ -108,7 +108,7 @@ def launch_runs(
     status = group.status.read()
     for run, key, stage in status.stages():
         if key == "finetune" and stage.status in ("failed", "cancelled"):
-            logger.error("%s: fine-tune %s: %s", run, stage.status, stage.reason or stage.slurm_state)
+            logger.error("%s: fine-tune %s: %s", run, stage.status, stage.reason or stage.scheduler_state)
     counts = tally(status).counts
     logger.info("Done: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return dict(counts)
