@@ -303,12 +303,13 @@ def test_approval_form_shows_a_failed_site_check():
 def test_approval_form_names_the_figures_a_pilot_measured():
     """The form's figures table says "measured by pilot" where the pilot measured a figure, else its source."""
     from flows._plan_approval import _approval_form
+    from tasks.planning.formulas import measured_figure
     from tests.support.seed_plan import build_plan as seed_plan
 
     plan = seed_plan()
     model = next(iter(plan.estimates.per_model))
     m = plan.estimates.per_model[model]
-    pilot_speed = m.speed_it_s.model_copy(update={"source": "measured by pilot: prior log /x/slurm-1.out"})
+    pilot_speed = measured_figure(m.speed_it_s.value, "prior log /x/slurm-1.out", by_pilot=True)
     per_model = {**plan.estimates.per_model, model: m.model_copy(update={"speed_it_s": pilot_speed})}
     plan = plan.model_copy(update={"estimates": plan.estimates.model_copy(update={"per_model": per_model})})
 
