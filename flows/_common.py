@@ -28,7 +28,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
 from blocks.resolve import resolve_site
-from tasks.backends import Backend, backend_for, backend_name, select_backend
+from tasks.backends import Backend, backend_for, backend_kind, select_backend
 from tasks.core import SweepflowError, domain_error
 from tasks.execution import GroupScan, SyncReport, scan_groups, sync_jobs
 from tasks.model import DesignInput, Plan, RunGroup, SiteCheckLayout, SiteCheckReport, cluster_settings, read_design
@@ -146,19 +146,21 @@ def plan_design(design: DesignInput, date: str | None = None) -> Plan:
 def site_check_step(plan: Plan, wanted: bool | None, timeout_s: float = 900) -> SiteCheckReport | None:
     """Run (or reuse) the site check of `plan`: None when it is skipped.
 
-    `wanted` None: check on the SLURM backend unless the same shapes passed within the last
-    days (that pass is reused and says so); True: always check anew; False: skip.
+    `wanted` None: check on a backend whose jobs run on other machines (`BackendKind.remote`)
+    unless the same shapes passed within the last days (that pass is reused and says so); True:
+    always check anew; False: skip.
     """
     logger = get_run_logger()
     cluster = cluster_settings(plan.design)
     if wanted is False:
         return None
     if wanted is None:
-        name = backend_name(cluster)
-        if name != "slurm":
-            logger.info("Site check skipped on the %s backend (pass check_site=true to run it)", name)
+        kind = backend_kind(cluster)
+        if not kind.remote:
+            logger.info("Site check skipped on the %s backend, whose jobs run here (pass check_site=true to run it)",
+                        kind.name)
             return None
-        earlier = recent_pass(plan, cluster, name)
+        earlier = recent_pass(plan, cluster, kind.name)
         if earlier is not None:
             logger.info("Site check: the same site, job environment and models passed at %s; not repeated "
                         "(check_site=true repeats it)", earlier.checked_at)
