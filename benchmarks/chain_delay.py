@@ -15,8 +15,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from tasks.model.layout import STATUS_FILE
-from tasks.model.status_file import StatusStore
+from tasks.model._layout import STATUS_FILE
+from tasks.model._status_file import StatusStore
 
 
 def job_times(ids: list[str]) -> dict[str, tuple[str, str]]:

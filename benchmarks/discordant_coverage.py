@@ -5,7 +5,7 @@ Usage: python benchmarks/discordant_coverage.py [DRAWS]   (default 1,000 draws p
 Simulates paired 0/1 outcomes (multinomial: only the fine-tune right p10, only the base right p01,
 the rest concordant) for several test sizes and prints, per scenario, the coverage and mean width
 of three 95 % intervals for p10 - p01:
-- `discordant`: tasks.results.paired.discordant_interval (what effects.csv reports; agrees with
+- `discordant`: tasks.results._paired.discordant_interval (what effects.csv reports; agrees with
   the exact McNemar test);
 - `conditional`: the same with the discordant share held at its estimate (the shortcut it avoids);
 - `wald`: the normal-theory paired interval, for the width comparison only.
@@ -21,7 +21,7 @@ import sys
 import numpy as np
 from scipy.stats import binomtest
 
-from tasks.results.paired import _exact_bounds, discordant_interval
+from tasks.results._paired import _exact_bounds, discordant_interval
 
 SCENARIOS = [(0.1, 0.1), (0.15, 0.05), (0.25, 0.0), (0.05, 0.0), (0.3, 0.02), (0.02, 0.01)]
 SIZES = (50, 200, 500)

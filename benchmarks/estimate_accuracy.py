@@ -20,12 +20,12 @@ import sys
 from pathlib import Path
 
 from tasks.model import RunGroup
-from tasks.model.design import PathsSpec
-from tasks.model.layout import pilot_of
-from tasks.model.plan import Plan
+from tasks.model._design import PathsSpec
+from tasks.model._layout import pilot_of
+from tasks.model._plan import Plan
 from tasks.planning import build_plan
-from tasks.results.collect import estimate_error_pct
-from tasks.results.summarize import summarize
+from tasks.results._collect import estimate_error_pct
+from tasks.results._summarize import summarize
 
 
 def replanned(plan: Plan, group_dir: Path, folders: list[Path]) -> Plan:

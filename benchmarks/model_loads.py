@@ -19,9 +19,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.model.design_file import parse_design
-from tasks.model.plan import checkpoint_jobs
-from tasks.planning.expand import expand_design
+from tasks.model._design_file import parse_design
+from tasks.model._plan import checkpoint_jobs
+from tasks.planning._expand import expand_design
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks.model.design_file import parse_design  # noqa: E402
+from tasks.model._design_file import parse_design  # noqa: E402
 from tests.support.fakesite import make_site  # noqa: E402
 
 MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Qwen2.5-0.5B-Instruct", "Qwen2.5-1.5B-Instruct"]
@@ -54,7 +54,7 @@ def design_1000(root: Path) -> dict:
 def _ignore_disk_verdict() -> list[str]:
     """Run the real free-disk check (it is part of planning) but ignore its verdict: 1,000
     runs need far more disk than this machine has, and the benchmark is about time."""
-    import tasks.planning.planner as planner
+    import tasks.planning._planner as planner
 
     real = planner.check_disk
     needed: list[str] = []
@@ -69,9 +69,9 @@ def _ignore_disk_verdict() -> list[str]:
 
 
 def run_once(root: Path) -> dict[str, float]:
-    from tasks.planning.deliver import deliver_plan
-    from tasks.planning.plan_markdown import render_plan_markdown
-    from tasks.planning.planner import build_plan
+    from tasks.planning._deliver import deliver_plan
+    from tasks.planning._plan_markdown import render_plan_markdown
+    from tasks.planning._planner import build_plan
 
     times: dict[str, float] = {}
     t = time.perf_counter()

@@ -21,14 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tasks.core.errors import DesignError  # noqa: E402
-from tasks.model.design_file import parse_design  # noqa: E402
+from tasks.core._errors import DesignError  # noqa: E402
+from tasks.model._design_file import parse_design  # noqa: E402
 from tests.support.della import della_design  # noqa: E402
 
 
 def plan_once(root: Path, ranks: list[int]) -> tuple[object, float]:
     """The della design with these ranks, planned over a site made under `root`, and the seconds it took."""
-    from tasks.planning.planner import build_plan
+    from tasks.planning._planner import build_plan
 
     started = time.perf_counter()
     design = parse_design(della_design(root, ranks=ranks), source="benchmark", base=root)
@@ -37,7 +37,7 @@ def plan_once(root: Path, ranks: list[int]) -> tuple[object, float]:
 
 def main() -> int:
     """Print the della design's figures and planning times."""
-    from tasks.planning.plan_markdown import render_plan_markdown
+    from tasks.planning._plan_markdown import render_plan_markdown
 
     with tempfile.TemporaryDirectory(prefix="sweepflow-della-") as tmp:
         plan, cold = plan_once(Path(tmp) / "a", [4, 64])
@@ -58,7 +58,7 @@ def main() -> int:
                   f"{len(render_plan_markdown(big).splitlines())} lines")  # type: ignore[arg-type]
         except DesignError as error:
             print(f"722-run della design: refused at plan time: {str(error).splitlines()[-1].strip()}")
-            import tasks.planning.planner as planner
+            import tasks.planning._planner as planner
 
             real, planner.check_disk = planner.check_disk, lambda *args, **kwargs: []  # type: ignore[assignment]
             try:

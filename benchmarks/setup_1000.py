@@ -33,16 +33,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from plan_1000 import _ignore_disk_verdict, best_of, design_1000  # noqa: E402
 
-from tasks.model.design_file import parse_design  # noqa: E402
+from tasks.model._design_file import parse_design  # noqa: E402
 
 TARGET_S = 3.0
 NOW = "2026-01-01T00:00:00+00:00"
 
 
 def run_once(root: Path) -> dict[str, float]:
-    from tasks.planning.deliver import deliver_plan
-    from tasks.planning.planner import build_plan
-    from tasks.setup.experiment import set_up_group
+    from tasks.planning._deliver import deliver_plan
+    from tasks.planning._planner import build_plan
+    from tasks.setup._experiment import set_up_group
 
     times: dict[str, float] = {}
     design = parse_design(design_1000(root), source="benchmark", base=root)

@@ -106,10 +106,10 @@ def start_prefect(db: str, folder: Path) -> tuple[subprocess.Popen[bytes], bool]
 
 def make_group(root: Path, runs: int, cap: int) -> Path:
     """Plan, deliver and set up the run group of `runs` fine-tunes under `root`."""
-    from tasks.model.design_file import parse_design
-    from tasks.planning.deliver import deliver_plan
-    from tasks.planning.planner import build_plan
-    from tasks.setup.experiment import set_up_group
+    from tasks.model._design_file import parse_design
+    from tasks.planning._deliver import deliver_plan
+    from tasks.planning._planner import build_plan
+    from tasks.setup._experiment import set_up_group
 
     _ignore_disk_verdict()
     data = design_1000(root)
@@ -187,7 +187,7 @@ class Counters:
     def install(self) -> None:
         """Count subprocesses, advance steps, status stores and backend calls from now on."""
         import flows.launch_runs as launch_module  # the flow's own module: its advance_group is patched
-        from tasks.model import status_file
+        from tasks.model import _status_file as status_file
 
         real_popen_init = subprocess.Popen.__init__
         counters = self
@@ -236,7 +236,7 @@ def job_times(group: Path) -> tuple[float, float]:
     """(last End as epoch seconds, sum of elapsed seconds) over every job on record, from sacct."""
     from datetime import datetime
 
-    from tasks.model.status_file import StatusStore
+    from tasks.model._status_file import StatusStore
 
     status = StatusStore(group / "runs_status.yaml").read()
     ids = [a.job_id for _, _, s in status.stages() for a in s.attempts if a.job_id]

@@ -4,7 +4,7 @@
 Builds, in a temporary folder, a real run group of 1,000 fine-tuned runs (4 models x 10 ranks
 x 25 learning rates, 3 epochs, 3 evaluation tasks at every epoch: 1,000 fine-tunes + 9,000
 evaluations = 10,000 jobs) with plan-runs' own code, records a job id for every stage (as
-launch-runs would), then times `tasks.execution.sync.sync_status` against an in-memory scheduler that
+launch-runs would), then times `tasks.execution._sync.sync_status` against an in-memory scheduler that
 answers all 10,000 ids:
 
   poll    every fine-tune RUNNING (elapsed grows), every evaluation PENDING: all 10,000 change
@@ -29,7 +29,7 @@ CPU figure is the one to trust on a machine shared with other work):
   apply   the sync's own callback (applying 10,000 decisions): sync logic, not the store's
 
 The last lines time YAML alone on the final file: PyYAML's libyaml loader/dumper as plain
-`yaml.load` / `yaml.dump` calls, then as sweepflow calls them (`tasks.core.files`, and the store's
+`yaml.load` / `yaml.dump` calls, then as sweepflow calls them (`tasks.core._files`, and the store's
 run-by-run writer), and reads/updates through the cache. Against a store without `_load` /
 `_persist` (before the cache) only the first table and the plain YAML line are printed.
 
@@ -55,9 +55,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from plan_1000 import _ignore_disk_verdict, design_1000  # noqa: E402
 
-from tasks.backends.base import JobInfo, JobStatus  # noqa: E402
-from tasks.model.status import Attempt, RunsStatus  # noqa: E402
-from tasks.model.status_file import StatusStore
+from tasks.backends._base import JobInfo, JobStatus  # noqa: E402
+from tasks.model._status import Attempt, RunsStatus  # noqa: E402
+from tasks.model._status_file import StatusStore
 
 TASKS = ["cap", "cap_b", "cap_c"]
 
@@ -91,9 +91,9 @@ def _info(job_id: str, raw: str, status: JobStatus, **fields: object) -> JobInfo
 
 
 def build_group(root: Path) -> tuple[Path, dict[tuple[str, str], str]]:
-    from tasks.model.design_file import parse_design
-    from tasks.planning.deliver import deliver_plan
-    from tasks.planning.planner import build_plan
+    from tasks.model._design_file import parse_design
+    from tasks.planning._deliver import deliver_plan
+    from tasks.planning._planner import build_plan
 
     data = design_1000(root)
     script = data["evaluation"]["tasks"][0]["script"]
@@ -166,7 +166,7 @@ class StorePhases:
 
 
 def timed_sync(group: Path, backend: InMemoryScheduler, phases: StorePhases | None = None) -> dict[str, float]:
-    from tasks.execution.sync import sync_jobs
+    from tasks.execution._sync import sync_jobs
 
     calls = backend.calls
     if phases:
@@ -187,8 +187,8 @@ def yaml_alone(path: Path) -> list[str]:
     """Lines timing YAML load/dump of `path` alone, plain PyYAML and as sweepflow does it."""
     import yaml
 
-    import tasks.model.status_file as status_module
-    from tasks.core.files import dump_yaml, read_yaml
+    import tasks.model._status_file as status_module
+    from tasks.core._files import dump_yaml, read_yaml
 
     def clock(fn):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
@@ -204,7 +204,7 @@ def yaml_alone(path: Path) -> list[str]:
     ours, fs_dump_s = clock(lambda: dump_yaml(data))
     lines = [f"YAML alone ({len(raw) / 1024:.0f} KiB): plain yaml.load with CSafeLoader {load_s:.2f} s, yaml.dump with "
              f"CSafeDumper {dump_s:.2f} s;",
-             f"  tasks.core.files: read_yaml {fs_load_s:.2f} s, dump_yaml {fs_dump_s:.2f} s ({'same' if ours == plain else 'DIFFERENT'} text)"]
+             f"  tasks.core._files: read_yaml {fs_load_s:.2f} s, dump_yaml {fs_dump_s:.2f} s ({'same' if ours == plain else 'DIFFERENT'} text)"]
     render = getattr(status_module, "_render", None)
     if render is not None:  # the store's writer: run by run
         (ours, _, _), render_s = clock(lambda: render(data, "now"))

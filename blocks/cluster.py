@@ -9,7 +9,7 @@ Saved once as a Prefect block (type slug `slurm-cluster`) and named by designs:
 
 A design may also give the same fields inline (`cluster: {partition: gpu, ...}`).
 The fields, their defaults, descriptions and validation rules have one source:
-`tasks.model.cluster.ClusterSettings`, which this block subclasses; the block adds the UI form
+`tasks.model._cluster.ClusterSettings`, which this block subclasses; the block adds the UI form
 and saving by name. Reads/writes: nothing itself; the Prefect API stores saved blocks.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from prefect.blocks.core import Block
 
-from tasks.model.cluster import ClusterSettings
+from tasks.model._cluster import ClusterSettings
 
 
 class SlurmCluster(Block, ClusterSettings):

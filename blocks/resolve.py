@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from blocks.cluster import SlurmCluster, profile_fields
 from blocks.paths import ExperimentPaths
-from tasks.core.errors import DesignError, Problem
-from tasks.model.cluster import ClusterSettings
-from tasks.model.design import ExperimentDesign, PathsSpec
+from tasks.core._errors import DesignError, Problem
+from tasks.model._cluster import ClusterSettings
+from tasks.model._design import ExperimentDesign, PathsSpec
 
 
 def _problems(error: ValidationError, prefix: str, source: str | None) -> list[Problem]:

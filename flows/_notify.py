@@ -4,7 +4,7 @@ Reads: the cluster settings' `notify_block` (`<block type slug>/<name>`, e.g. `s
 `custom-webhook/lab`, `sendgrid-email/me`: any saved `NotificationBlock`), loaded from the Prefect
 API when there is something to send; the current flow run (for its UI link).
 Writes: `<group>/.sweepflow/notified.yaml` (through `tasks.results.deliver`); the messages.
-What is sent and when is decided in `tasks.results` (`tasks/results/notifications.py`). A failure
+What is sent and when is decided in `tasks.results` (`tasks/results/_notifications.py`). A failure
 to load the block or to send is a warning, never an error: a notification never stops a sweep,
 and an event that was not delivered is tried again by the next call.
 """

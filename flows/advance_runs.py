@@ -4,7 +4,7 @@ What it does
 ------------
 Every run (prefect.yaml schedules it every 2 minutes), for each run group under output_dir
 with unfinished stages (or the one group_dir given), ONE advance step, the same as
-launch-runs takes each poll (`tasks.execution.advance`):
+launch-runs takes each poll (`tasks.execution._advance`):
 1. sync runs_status.yaml with the scheduler (one query);
 2. retry failed fine-tunes by cause within max_attempts (each decision the task
    `retry-<run>-<cause>-attempt<N>`), re-chaining their evaluations;

@@ -5,7 +5,7 @@ What it does
 1. **reopen** (on request): with `rerun_failed_evaluations`, failed or cancelled evaluations
    of an existing model go back to pending; with `rerun_failed_finetunes`, fine-tunes that
    failed for good or were cancelled (cancel-runs), with their unfinished evaluations.
-2. **advance**, once per poll (`tasks.execution.advance`, the same step the scheduled
+2. **advance**, once per poll (`tasks.execution._advance`, the same step the scheduled
    advance-runs deployment takes, so the two never repeat each other's work):
    - sync: ONE scheduler query for every unfinished job;
    - retry failed fine-tunes by cause (OOM: half the batch, twice the gradient accumulation;

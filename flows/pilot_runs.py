@@ -6,7 +6,7 @@ What it does
 2. **pilot-design**: per model, the design's first run (every factor at its first level) at the
    plan's batch size, one epoch ended after `steps` optimizer steps (torchtune's
    `max_steps_per_epoch`), so one checkpoint save, and every evaluation task on the first
-   `eval_samples` test samples (`tasks.planning.pilot`). No control runs.
+   `eval_samples` test samples (`tasks.planning._pilot`). No control runs.
 3. **deliver** it as its own run group `<output_dir>/<name>-pilot-<hash6>_<date>/`, then run it
    like any sweep: **setup-experiment** and **launch-runs** (real jobs on the design's backend,
    retries by cause included: an OOM at the planned batch size is retried at half of it).

@@ -3,15 +3,15 @@ r"""plan-runs: turn an experiment design into an approved, written run plan.
 What it does
 ------------
 1. **load-design**: read the design (a YAML file path, YAML text, or the design itself as a
-   mapping) and validate it (`tasks.model.design`).
+   mapping) and validate it (`tasks.model._design`).
 2. **resolve-site**: replace a `paths:` / `cluster:` block name with the saved Prefect
    block's values (`blocks.resolve`).
 3. **build-plan**: expand models x factor levels into runs and evaluation jobs, verify
    every model folder, dataset and evaluation script, estimate time, GPU-hours, batch sizes
-   and disk from prior SLURM logs, and check free disk (`tasks.planning.planner.build_plan`).
+   and disk from prior SLURM logs, and check free disk (`tasks.planning._planner.build_plan`).
 4. **check-site**: on the SLURM backend (or with `check_site=true`), one short job per
    resource shape the plan requests runs the jobs' preflight and loads every planned model's
-   config and tokenizers on a compute node (`tasks.setup.site_check`; its folders are under
+   config and tokenizers on a compute node (`tasks.setup._site_check`; its folders are under
    `<output_dir>/.site_checks/`). A pass of the same shapes within 7 days is reused. The
    result is the plan's "Site Check" section; a failed check is shown on the approval form
    and, with `auto_approve`, ends the run Failed.
@@ -19,19 +19,19 @@ What it does
    model, one checkpoint save, short evaluations: `flows/pilot_runs.py`) and the plan is made
    again from what it measured; the form and runs_plan.md name each figure the pilot measured
    ("measured by pilot"). A failed pilot is shown on the form; with `auto_approve` it ends the run Failed.
-5. **render-plan**: render `runs_plan.md` (`tasks.planning.plan_markdown`).
+5. **render-plan**: render `runs_plan.md` (`tasks.planning._plan_markdown`).
 6. **Present**: publish the plan as a markdown artifact (key `plan-<run group>`) and the
    runs as a table artifact (key `runs-<run group>`).
 7. **Approve**: unless `auto_approve` is true, pause for a form in the Prefect UI
    (approve, or reject with a comment). A rejected plan ends the run Cancelled.
 8. **deliver-plan**: only after approval, write `experiment.yaml`, `runs_plan.md` and
-   `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.planning.deliver`). Nothing is
+   `runs_status.yaml` into `<output_dir>/<name>_<date>/` (`tasks.planning._deliver`). Nothing is
    written to the output directory before this step (but the site check's and the pilot's own folders).
 9. With `continue_to_setup`, go on into the setup-experiment flow (run folders, torchtune
    configs, SLURM scripts) as a subflow.
 
 **compare-group** (right after build-plan): when the run group already exists, the plan is
-compared with its recorded design (`tasks.planning.extend`). The identical design is a no-op
+compared with its recorded design (`tasks.planning._extend`). The identical design is a no-op
 (nothing is asked, nothing rewritten); a grown or shrunk design is an *extension*: the form and
 runs_plan.md list the new, unchanged and dropped runs and every changed field, and approving it
 adds the new runs to the same group (its status, summary and comparisons) and marks the runs no
@@ -65,7 +65,7 @@ As Python (no server needed: Prefect starts a temporary one)::
     from flows.plan_runs import plan_runs
     group_dir = plan_runs("examples/tiny_demo/design.yaml", auto_approve=True)
 
-A design problem then raises `tasks.core.errors.DesignError`. From a shell::
+A design problem then raises `tasks.core._errors.DesignError`. From a shell::
 
     python -m flows.plan_runs examples/tiny_demo/design.yaml --auto-approve [--date 2025-10-18]
 

@@ -4,7 +4,7 @@ What it does
 ------------
 1. **rerun-stages**: under the status lock, the chosen stages go back to `pending` with
    `reason: re-run requested: <your reason> (was <status>)`; every earlier attempt stays on
-   record and the last one is marked `reopened` (`tasks.execution.rerun`). A re-run fine-tune
+   record and the last one is marked `reopened` (`tasks.execution._rerun`). A re-run fine-tune
    brings all its evaluations with it (a new checkpoint); a fine-tune a TIMEOUT retry had set to
    resume is rendered again to train from the start. Nothing changes when a chosen stage is
    queued or running (cancel it first), when the reason is empty, or when a run was dropped

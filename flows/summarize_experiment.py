@@ -4,10 +4,10 @@ What it does
 ------------
 1. **summarize**: read `experiment.yaml`, `runs_status.yaml`, every evaluation's inspect-ai
    `.eval` log (newest successful one per run and epoch), torchtune's metric logs and the
-   fine-tunes' SLURM logs (`tasks.results.summarize.summarize`, `tasks.results.collect`).
+   fine-tunes' SLURM logs (`tasks.results._summarize.summarize`, `tasks.results._collect`).
 2. **record-measurements**: write `measured_runs.yaml`: what each completed fine-tune measured
    (it/s, peak memory, checkpoint size, elapsed). The next plan-runs of a design without
-   `paths.prior_runs` learns from these runs' logs (`tasks.results.measured`, `tasks.planning.planner`).
+   `paths.prior_runs` learns from these runs' logs (`tasks.results._measured`, `tasks.planning._planner`).
 3. **write-summary**: write `summary.md` (results run x task x epoch with accuracy and sample
    counts, what the data support, the paired comparisons with intervals and Holm-adjusted
    p-values, the replicates' spread, training loss per run, estimated vs actual time and memory
@@ -15,7 +15,7 @@ What it does
    `results/samples.csv`, `results/effects.csv`, `results/replicates.csv` and the plots
    (`plots/loss_curves.png`, `plots/accuracy_by_<factor>.png` with 95 % intervals, and
    `plots/interaction_<a>_x_<b>.png` when two factors vary) into the run group
-   (`tasks.results.analysis`, `tasks.results.effects`, `tasks.results.plots`).
+   (`tasks.results._analysis`, `tasks.results._effects`, `tasks.results._plots`).
 4. **Publish**: `summary.md` as a markdown artifact (key `summary-<run group>`), the results
    as a table artifact (key `results-<run group>`: run, task, epoch, accuracy, samples, delta vs
    base) and the comparisons as a table artifact (key `effects-<run group>`: estimate, 95 % CI,

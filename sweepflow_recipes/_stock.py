@@ -74,7 +74,7 @@ def run_recipe(recipe_cls: type, cfg: DictConfig, name: str) -> None:
     """What the stock `recipe_main` does once the process is set up, for any recipe class.
 
     `name` must be one word: it is logged as `Running <name> with resolved config:`,
-    which `tasks/training/prior_logs.py` parses, as it does the epoch length logged after setup.
+    which `tasks/training/_prior_logs.py` parses, as it does the epoch length logged after setup.
     """
     config.log_config(recipe_name=name, cfg=cfg)
     for section in INSTANTIATED_TEXT:

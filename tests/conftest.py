@@ -9,7 +9,7 @@
 - `launched`: `(group, scheduler)`, that run group with every job submitted to a `FakeScheduler`.
 
 tests/integration/conftest.py adds the real SLURM cluster fixtures for tests/integration.
-Planning reads the free disk under `paths.output_dir` (`tasks.planning.verify.free_disk_gib`); a test
+Planning reads the free disk under `paths.output_dir` (`tasks.planning._verify.free_disk_gib`); a test
 sees 4 TiB free there, so whether a plan fits never depends on the machine running the tests, unless
 it is marked `real_disk` (the tests of the disk check itself). A plan made in a subprocess (a Prefect
 worker's flow run) sees the real disk: those tests plan the small default design (~39 GiB merged).
@@ -38,7 +38,7 @@ def _no_slurm_outside_integration(request: pytest.FixtureRequest, monkeypatch: p
 def _ample_free_disk(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """4 TiB free under every output folder, unless the test is marked `real_disk`."""
     if request.node.get_closest_marker("real_disk") is None:
-        monkeypatch.setattr("tasks.planning.verify.free_disk_gib", lambda folder: 4096.0)
+        monkeypatch.setattr("tasks.planning._verify.free_disk_gib", lambda folder: 4096.0)
 
 
 @pytest.fixture

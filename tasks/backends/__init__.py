@@ -10,7 +10,7 @@ The public surface: the `Backend` protocol and the job facts it reports (`JobInf
 are in `tasks/backends/slurm/`; the local backend runs SLURM's scripts as SLURM would.
 """
 
-from tasks.backends.base import (
+from tasks.backends._base import (
     Backend,
     BackendKind,
     FailureCause,
@@ -20,7 +20,7 @@ from tasks.backends.base import (
     JobStatus,
     SubmitError,
 )
-from tasks.backends.select import (
+from tasks.backends._select import (
     AUTO,
     BACKENDS,
     backend_for,

@@ -49,13 +49,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tasks.backends.base import BackendKind, JobInfo, JobOverrides, SubmitError
-from tasks.backends.slurm.backend import override_args
-from tasks.backends.slurm.kind import SLURM
-from tasks.backends.slurm.states import FINISHED, base_state, map_state
-from tasks.core.durations import parse_duration
-from tasks.core.files import atomic_write_text
-from tasks.core.repo import REPO_ROOT
+from tasks.backends._base import BackendKind, JobInfo, JobOverrides, SubmitError
+from tasks.backends.slurm._backend import override_args
+from tasks.backends.slurm._kind import SLURM
+from tasks.backends.slurm._states import FINISHED, base_state, map_state
+from tasks.core._durations import parse_duration
+from tasks.core._files import atomic_write_text
+from tasks.core._repo import REPO_ROOT
 
 ROOT = REPO_ROOT
 TIME_SCALE_ENV = "SWEEPFLOW_LOCAL_TIME_SCALE"

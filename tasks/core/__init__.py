@@ -3,9 +3,9 @@
 Layer 0: imports nothing else of sweepflow's.
 """
 
-from tasks.core.durations import format_duration, parse_duration, scale_duration
-from tasks.core.errors import DesignError, FileSystemError, Problem, SweepflowError, domain_error
-from tasks.core.files import (
+from tasks.core._durations import format_duration, parse_duration, scale_duration
+from tasks.core._errors import DesignError, FileSystemError, Problem, SweepflowError, domain_error
+from tasks.core._files import (
     FileFormatError,
     atomic_write_bytes,
     atomic_write_many,
@@ -16,8 +16,8 @@ from tasks.core.files import (
     read_log_tail,
     read_yaml,
 )
-from tasks.core.repo import REPO_ROOT, TEMPLATES_DIR
-from tasks.core.templating import render_template, shell_quote
+from tasks.core._repo import REPO_ROOT, TEMPLATES_DIR
+from tasks.core._templating import render_template, shell_quote
 
 __all__ = [
     "REPO_ROOT",

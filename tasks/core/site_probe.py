@@ -5,7 +5,7 @@ and transformers are imported inside the checks, so a missing one is a finding, 
 
     python /path/to/sweepflow/tasks/core/site_probe.py --spec site_check_spec.json --record site_probe.json
 
-The spec (JSON, written by `tasks/setup/site_check.py`) names each planned model (its folder,
+The spec (JSON, written by `tasks/setup/_site_check.py`) names each planned model (its folder,
 the torchtune tokenizer builder and files, the checkpoint files, the registry's hidden size),
 the registered inspect tasks the evaluations name (`package/task`: each must resolve in the
 job's Python, as `inspect eval` will resolve it) and the folders whose free space matters.

@@ -5,7 +5,7 @@ jobs (`python -m tasks.evaluation.best_epoch RUN_DIR`, `python -m tasks.evaluati
 `run_tasks` is the evaluation job itself (`python -m tasks.evaluation.run_tasks TASKS_FILE --model-path DIR`).
 """
 
-from tasks.evaluation.eval_logs import (
+from tasks.evaluation._eval_logs import (
     EvalLogEntry,
     SampleTiming,
     epoch_label,
@@ -14,7 +14,7 @@ from tasks.evaluation.eval_logs import (
     read_log_headers,
     sample_timing,
 )
-from tasks.evaluation.inspect_tasks import (
+from tasks.evaluation._inspect_tasks import (
     TaskNotFound,
     TaskSignature,
     eval_task_reference,
@@ -22,7 +22,7 @@ from tasks.evaluation.inspect_tasks import (
     task_reference,
     task_signature,
 )
-from tasks.evaluation.task_contract import bound_arguments, contract_problems, own_data, task_args
+from tasks.evaluation._task_contract import bound_arguments, contract_problems, own_data, task_args
 
 __all__ = [
     "EvalLogEntry", "SampleTiming", "TaskNotFound", "TaskSignature", "bound_arguments", "contract_problems",

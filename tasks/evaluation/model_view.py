@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tasks.core.errors import SweepflowError
+from tasks.core._errors import SweepflowError
 
 ADAPTER_FILES = frozenset({"adapter_config.json", "adapter_model.safetensors", "adapter_model.pt", "adapter_model.bin"})
 _WEIGHTS = (".safetensors", ".bin", ".pt", ".pth")

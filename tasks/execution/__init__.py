@@ -3,7 +3,7 @@
 Layer 6, the top (imports every layer below; nothing imports it but flows).
 """
 
-from tasks.execution.advance import (
+from tasks.execution._advance import (
     AdvanceReport,
     EndedAttempt,
     GroupScan,
@@ -12,14 +12,14 @@ from tasks.execution.advance import (
     groups_with_unfinished_work,
     scan_groups,
 )
-from tasks.execution.cancel import CancelReport, cancel_stages
-from tasks.execution.reopen import reopen_failed_evaluations, reopen_failed_finetunes
-from tasks.execution.rerun import RerunReport, rerun_stages
-from tasks.execution.retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
-from tasks.execution.retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, decide
-from tasks.execution.status_text import status_text
-from tasks.execution.submit import LaunchReport, submit_pending
-from tasks.execution.sync import SyncReport, sync_jobs, tally
+from tasks.execution._cancel import CancelReport, cancel_stages
+from tasks.execution._reopen import reopen_failed_evaluations, reopen_failed_finetunes
+from tasks.execution._rerun import RerunReport, rerun_stages
+from tasks.execution._retries import RetryOutcome, apply_remedy, plan_retry, retry_failed, retry_run
+from tasks.execution._retry_policy import DEFAULT_MAX_ATTEMPTS, Remedy, decide
+from tasks.execution._status_text import status_text
+from tasks.execution._submit import LaunchReport, submit_pending
+from tasks.execution._sync import SyncReport, sync_jobs, tally
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",

@@ -4,19 +4,19 @@ Layer 1 (imports `core` only). A flow opens a `RunGroup` once (plan, status stor
 settings, `GroupLayout` of every path inside the folder) and hands it to each step.
 """
 
-from tasks.model.cluster import ClusterSettings, cluster_settings
-from tasks.model.design import ExperimentDesign, PathsSpec, design_type
-from tasks.model.design_file import DesignInput, load_design, parse_design, read_design
-from tasks.model.factors import FACTORS, Factor, factor_levels
-from tasks.model.group import GroupRef, RunGroup
-from tasks.model.job_naming import JobNaming
-from tasks.model.layout import GroupLayout, SiteCheckLayout
-from tasks.model.plan import CheckpointJob, EvalJob, Plan, Run
-from tasks.model.plan_file import load_plan
-from tasks.model.site_check import SiteCheckReport, SiteShape
-from tasks.model.status import FINETUNE, RunsStatus, StageStatus, utc_now
-from tasks.model.status_file import StatusDamaged, StatusStore
-from tasks.model.status_restore import StatusRestore, restore_status
+from tasks.model._cluster import ClusterSettings, cluster_settings
+from tasks.model._design import ExperimentDesign, PathsSpec, design_type
+from tasks.model._design_file import DesignInput, load_design, parse_design, read_design
+from tasks.model._factors import FACTORS, Factor, factor_levels
+from tasks.model._group import GroupRef, RunGroup
+from tasks.model._job_naming import JobNaming
+from tasks.model._layout import GroupLayout, SiteCheckLayout
+from tasks.model._plan import CheckpointJob, EvalJob, Plan, Run
+from tasks.model._plan_file import load_plan
+from tasks.model._site_check import SiteCheckReport, SiteShape
+from tasks.model._status import FINETUNE, RunsStatus, StageStatus, utc_now
+from tasks.model._status_file import StatusDamaged, StatusStore
+from tasks.model._status_restore import StatusRestore, restore_status
 
 __all__ = [
     "FACTORS",

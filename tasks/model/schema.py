@@ -11,8 +11,8 @@ import json
 import sys
 from typing import Any
 
-from tasks.core.repo import REPO_ROOT
-from tasks.model.design import ExperimentDesign
+from tasks.core._repo import REPO_ROOT
+from tasks.model._design import ExperimentDesign
 
 SCHEMA_PATH = REPO_ROOT / "schema" / "experiment_design.schema.json"
 

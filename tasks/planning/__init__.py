@@ -3,10 +3,10 @@
 Layer 4 (imports the layers below: `core`, `model`, `backends`, `training`, `evaluation`).
 """
 
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.expand import count_runs, expand_design
-from tasks.planning.extend import ExtensionPlan, newest_group_date, plan_extension, prepare_extension
-from tasks.planning.pilot import (
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._expand import count_runs, expand_design
+from tasks.planning._extend import ExtensionPlan, newest_group_date, plan_extension, prepare_extension
+from tasks.planning._pilot import (
     DEFAULT_EVAL_SAMPLES,
     DEFAULT_STEPS,
     PilotFigure,
@@ -15,9 +15,9 @@ from tasks.planning.pilot import (
     pilot_problems,
     render_pilot_report,
 )
-from tasks.planning.plan_markdown import render_plan_markdown, render_site_check_markdown
-from tasks.planning.planner import build_plan, design_hash, existing_group_date
-from tasks.planning.time_limits import TimeLimit, eval_time_limit, finetune_time_limit, time_limit_table
+from tasks.planning._plan_markdown import render_plan_markdown, render_site_check_markdown
+from tasks.planning._planner import build_plan, design_hash, existing_group_date
+from tasks.planning._time_limits import TimeLimit, eval_time_limit, finetune_time_limit, time_limit_table
 
 __all__ = [
     "DEFAULT_EVAL_SAMPLES",

@@ -6,8 +6,8 @@ failed for good, stalled, a failed site check) and `.sweepflow/notified.yaml`, t
 Layer 4 (imports the layers below: `core`, `model`, `backends`, `training`, `evaluation`).
 """
 
-from tasks.results.measured import measurements, record_measurements
-from tasks.results.notifications import (
+from tasks.results._measured import measurements, record_measurements
+from tasks.results._notifications import (
     Event,
     EventKind,
     check_failed_event,
@@ -16,8 +16,8 @@ from tasks.results.notifications import (
     group_events,
     last_change,
 )
-from tasks.results.notified import NotifiedRecord, Sender, SentEvent, deliver, notified_file, read_notified
-from tasks.results.summarize import Summary, render_summary, summarize, write_summary
+from tasks.results._notified import NotifiedRecord, Sender, SentEvent, deliver, notified_file, read_notified
+from tasks.results._summarize import Summary, render_summary, summarize, write_summary
 
 __all__ = [
     "Event",

@@ -6,7 +6,7 @@ has, `materialize` writes them keeping the researcher's edits, `experiment` does
 `site_check` runs one short job per resource shape of a plan before the sweep (check-site).
 """
 
-from tasks.setup.experiment import (
+from tasks.setup._experiment import (
     RenderedSetup,
     SetupReport,
     check_rendered_fidelity,
@@ -16,10 +16,10 @@ from tasks.setup.experiment import (
     validate_rendered_configs,
     write_setup,
 )
-from tasks.setup.fidelity import FidelityCheck, FidelityError
-from tasks.setup.files import GeneratedFile, experiment_files, finetune_files
-from tasks.setup.materialize import FileChange, materialize
-from tasks.setup.site_check import recent_pass, run_site_check, site_shapes
+from tasks.setup._fidelity import FidelityCheck, FidelityError
+from tasks.setup._files import GeneratedFile, experiment_files, finetune_files
+from tasks.setup._materialize import FileChange, materialize
+from tasks.setup._site_check import recent_pass, run_site_check, site_shapes
 
 __all__ = [
     "FidelityCheck",

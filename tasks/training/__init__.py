@@ -4,10 +4,10 @@ Layer 3 (imports `core`, `model`, `backends`). Nothing else of sweepflow's knows
 component paths or log formats.
 """
 
-from tasks.training.config import recipe_for, render_finetune_config, validate_config
-from tasks.training.overrides import apply_overrides, overrides_from_status, resumable_epoch
-from tasks.training.prior_logs import PriorRun, PriorScan, parse_log, scan_prior_runs
-from tasks.training.registry import REGISTRY, ModelSpec, known_models, lookup
+from tasks.training._config import recipe_for, render_finetune_config, validate_config
+from tasks.training._overrides import apply_overrides, overrides_from_status, resumable_epoch
+from tasks.training._prior_logs import PriorRun, PriorScan, parse_log, scan_prior_runs
+from tasks.training._registry import REGISTRY, ModelSpec, known_models, lookup
 
 __all__ = [
     "REGISTRY",

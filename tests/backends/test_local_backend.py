@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 
 from tasks.backends.slurm import classify_failure
-from tasks.backends.base import JobInfo, JobOverrides, SubmitError
+from tasks.backends._base import JobInfo, JobOverrides, SubmitError
 from tasks.backends.local import LocalBackend, script_options
-from tasks.backends.select import select_backend
+from tasks.backends._select import select_backend
 from tasks.backends.slurm import SlurmBackend
-from tasks.core.durations import parse_duration as parse_time_limit
-from tasks.core.files import read_log_tail
-from tasks.model.cluster import ClusterSettings
+from tasks.core._durations import parse_duration as parse_time_limit
+from tasks.core._files import read_log_tail
+from tasks.model._cluster import ClusterSettings
 
 DONE = {"completed", "failed", "cancelled"}
 

@@ -1,4 +1,4 @@
-"""The backend registry (tasks/backends/select.py) and the job file names each backend owns (JobNaming)."""
+"""The backend registry (tasks/backends/_select.py) and the job file names each backend owns (JobNaming)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-import tasks.backends.slurm.kind as slurm_kind
+import tasks.backends.slurm._kind as slurm_kind
 from tasks.backends import (
     BACKENDS,
     JobSpec,
@@ -20,9 +20,9 @@ from tasks.backends import (
 )
 from tasks.backends.local import LOCAL
 from tasks.backends.slurm import SLURM, classify_failure
-from tasks.core.errors import SweepflowError
-from tasks.model.cluster import ClusterSettings
-from tasks.model.job_naming import JobNaming
+from tasks.core._errors import SweepflowError
+from tasks.model._cluster import ClusterSettings
+from tasks.model._job_naming import JobNaming
 from tests.support.workstation import NAMING, WORKSTATION, registered
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tasks.backends.slurm import classify_failure
-from tasks.backends.base import JobInfo
+from tasks.backends._base import JobInfo
 from tasks.backends.slurm import is_transient_submit_error, map_state, parse_job_id
-from tasks.backends.slurm.parse import (
+from tasks.backends.slurm._parse import (
     SACCT_FIELDS,
     SACCT_NAMED_FIELDS,
     SQUEUE_NAMED_COLUMNS,
@@ -25,7 +25,7 @@ from tasks.backends.slurm.parse import (
     parse_squeue,
     scontrol_fields,
 )
-from tasks.core.files import read_log_tail
+from tasks.core._files import read_log_tail
 from tests.support.paths import FIXTURES_DIR
 
 FIX = FIXTURES_DIR / "slurm"
@@ -312,7 +312,7 @@ def test_read_log_tail(tmp_path: Path) -> None:
 
 
 def test_long_id_lists_are_split_for_the_command_line() -> None:
-    from tasks.backends.slurm.backend import _chunks, _missing
+    from tasks.backends.slurm._backend import _chunks, _missing
 
     ids = [str(1_000_000 + i) for i in range(30_000)]
     chunks = _chunks(ids)

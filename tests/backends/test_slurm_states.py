@@ -1,4 +1,4 @@
-"""SLURM's job states live in one table (tasks/backends/slurm/states.py): a new state is one row.
+"""SLURM's job states live in one table (tasks/backends/slurm/_states.py): a new state is one row.
 
 `map_state` (status), `classify_failure` (the retry policy's cause) and the local backend's idea
 of a finished job all read `STATES`; these tests add a row (monkeypatched) and see both follow.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-import tasks.backends.slurm.states as states
+import tasks.backends.slurm._states as states
 from tasks.backends import JobInfo
 from tasks.backends.slurm import classify_failure
 from tasks.backends.slurm import map_state
-from tasks.backends.slurm.states import STATES, State
+from tasks.backends.slurm._states import STATES, State
 
 
 def failed(raw: str) -> JobInfo:

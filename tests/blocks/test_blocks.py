@@ -7,10 +7,10 @@ import pytest
 from blocks import ExperimentPaths, SlurmCluster
 from blocks.cluster import profile_fields
 from blocks.resolve import cluster_profile, resolve_site
-from tasks.core.errors import DesignError
-from tasks.model.cluster import ClusterSettings
-from tasks.model.design import PathsSpec
-from tasks.model.design_file import parse_design
+from tasks.core._errors import DesignError
+from tasks.model._cluster import ClusterSettings
+from tasks.model._design import PathsSpec
+from tasks.model._design_file import parse_design
 
 
 def _design(tmp_path, **changes):

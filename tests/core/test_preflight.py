@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tasks.core.preflight import EXIT_CODE, FAILED_MARK, OK_MARK, check_packages, failure_line
-from tasks.core.repo import REPO_ROOT
+from tasks.core._repo import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "tasks" / "core" / "preflight.py"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.model.cluster import ClusterSettings
-from tasks.model.design_file import parse_design
+from tasks.model._cluster import ClusterSettings
+from tasks.model._design_file import parse_design
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

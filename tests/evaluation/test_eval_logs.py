@@ -1,4 +1,4 @@
-"""What an inspect log says about its own run (tasks/evaluation/eval_logs.py), on real inspect logs."""
+"""What an inspect log says about its own run (tasks/evaluation/_eval_logs.py), on real inspect logs."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tasks.core.errors import SweepflowError
+from tasks.core._errors import SweepflowError
 from tasks.evaluation.merge_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, is_adapter_only, merge_adapter
 from tests.support.paths import REPO_DIR
 
@@ -87,7 +87,7 @@ def test_cli_reports_errors_without_a_traceback(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_merged_adapter_only_epoch_equals_torchtunes_own_merge(tmp_path: Path) -> None:
-    from tasks.training.config import recipe_for, render_finetune_config
+    from tasks.training._config import recipe_for, render_finetune_config
     from tests.support.tiny_training import tiny_run, tiny_setup, tune_run, write_config
 
     model_dir, data = tiny_setup(tmp_path)

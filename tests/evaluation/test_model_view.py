@@ -18,7 +18,7 @@ import sys
 import pytest
 import torch
 
-from tasks.core.errors import SweepflowError
+from tasks.core._errors import SweepflowError
 from tasks.evaluation.model_view import ADAPTER_FILES, main, weights_only_view
 
 INPUT = torch.tensor([[1, 5, 9, 2, 7, 3]])

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tasks.evaluation import run_tasks as runner
-from tasks.evaluation.eval_logs import read_log_headers
+from tasks.evaluation._eval_logs import read_log_headers
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "own_data_task"
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.evaluation.inspect_tasks import TaskNotFound, TaskSignature, script_signature
-from tasks.evaluation.task_contract import bound_arguments, contract_problems, own_data
-from tasks.model.design import TASK_PLACEHOLDERS, EvalTask
+from tasks.evaluation._inspect_tasks import TaskNotFound, TaskSignature, script_signature
+from tasks.evaluation._task_contract import bound_arguments, contract_problems, own_data
+from tasks.model._design import TASK_PLACEHOLDERS, EvalTask
 from tests.support.fakesite import TASK_FILE
 
 HEAD = "from inspect_ai import task\n\n@task\n"

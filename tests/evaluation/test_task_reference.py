@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tasks.evaluation.inspect_tasks import inspect_task_functions, task_reference
+from tasks.evaluation._inspect_tasks import inspect_task_functions, task_reference
 
 
 def test_single_task_function_is_named(tmp_path: Path) -> None:

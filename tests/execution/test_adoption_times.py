@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tasks.backends.local import LocalBackend
-from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_jobs
-from tasks.model.group import RunGroup
-from tasks.setup.experiment import set_up_group
+from tasks.execution._submit import submit_pending
+from tasks.execution._sync import sync_jobs
+from tasks.model._group import RunGroup
+from tasks.setup._experiment import set_up_group
 from tests.support.fake_scheduler import cluster, make_group
 from tests.support.stand_in_jobs import run_every_stage
 

@@ -11,10 +11,10 @@ from pathlib import Path
 from filelock import FileLock
 
 from tasks.execution import RetryRequest, advance
-from tasks.execution.retries import RetryOutcome
-from tasks.model.layout import GroupLayout
-from tasks.model.status import RunsStatus
-from tasks.model.status_file import StatusStore
+from tasks.execution._retries import RetryOutcome
+from tasks.model._layout import GroupLayout
+from tasks.model._status import RunsStatus
+from tasks.model._status_file import StatusStore
 from tests.support.fake_scheduler import FakeScheduler, read_status
 
 RUN = "Llama-3.2-1B-Instruct_rank4"

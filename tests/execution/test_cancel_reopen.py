@@ -1,4 +1,4 @@
-"""cancel-runs (tasks/execution/cancel.py) and reopening failed work (tasks/execution/reopen.py) on a real run group.
+"""cancel-runs (tasks/execution/_cancel.py) and reopening failed work (tasks/execution/_reopen.py) on a real run group.
 
 Jobs go to `FakeScheduler`; tests/integration/test_launch_slurm.py cancels on the real cluster.
 """
@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import SweepflowError
-from tasks.execution.cancel import cancel_stages
-from tasks.execution.reopen import reopen_failed_finetunes
-from tasks.execution.retries import plan_retry
-from tasks.execution.retry_policy import attempts_counted
-from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_jobs
-from tasks.model.status_file import StatusStore
+from tasks.core._errors import SweepflowError
+from tasks.execution._cancel import cancel_stages
+from tasks.execution._reopen import reopen_failed_finetunes
+from tasks.execution._retries import plan_retry
+from tasks.execution._retry_policy import attempts_counted
+from tasks.execution._submit import submit_pending
+from tasks.execution._sync import sync_jobs
+from tasks.model._status_file import StatusStore
 from tests.support.fake_scheduler import FakeScheduler, cluster, read_status
 
 R1, R2 = "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64"

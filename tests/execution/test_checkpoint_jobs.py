@@ -11,20 +11,20 @@ from typing import Any
 
 import pytest
 
-from tasks.execution.reopen import reopen_failed_evaluations
-from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_jobs
-from tasks.model.cluster import cluster_settings
-from tasks.model.design_file import parse_design
-from tasks.model.layout import eval_job_name
-from tasks.model.plan_file import load_plan
-from tasks.model.status_file import StatusStore
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.formulas import checkpoint_job_minutes
-from tasks.planning.planner import build_plan
-from tasks.planning.time_limits import eval_time_limit
-from tasks.results.collect import attempt_uses
-from tasks.setup.experiment import set_up_group, started_files
+from tasks.execution._reopen import reopen_failed_evaluations
+from tasks.execution._submit import submit_pending
+from tasks.execution._sync import sync_jobs
+from tasks.model._cluster import cluster_settings
+from tasks.model._design_file import parse_design
+from tasks.model._layout import eval_job_name
+from tasks.model._plan_file import load_plan
+from tasks.model._status_file import StatusStore
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._formulas import checkpoint_job_minutes
+from tasks.planning._planner import build_plan
+from tasks.planning._time_limits import eval_time_limit
+from tasks.results._collect import attempt_uses
+from tasks.setup._experiment import set_up_group, started_files
 from tests.support.fake_scheduler import NOW, FakeScheduler, cluster
 from tests.support.fakesite import DATE, design
 from tests.support.finished_runs import mock_eval, write_training_outputs

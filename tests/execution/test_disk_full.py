@@ -19,14 +19,14 @@ import pytest
 
 from tasks.backends.slurm import classify_failure
 from tasks.backends.local import LocalBackend
-from tasks.core.errors import FileSystemError
-from tasks.core.files import format_gib, read_log_tail
-from tasks.execution.retries import failed_awaiting_decision, retry_run, space_shortfall
-from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_jobs
-from tasks.model.group import RunGroup
-from tasks.model.plan import VerifiedResources
-from tasks.planning.verify import check_disk
+from tasks.core._errors import FileSystemError
+from tasks.core._files import format_gib, read_log_tail
+from tasks.execution._retries import failed_awaiting_decision, retry_run, space_shortfall
+from tasks.execution._submit import submit_pending
+from tasks.execution._sync import sync_jobs
+from tasks.model._group import RunGroup
+from tasks.model._plan import VerifiedResources
+from tasks.planning._verify import check_disk
 from tests.support.fake_scheduler import FakeScheduler, cluster, make_group
 
 RUN = "Llama-3.2-1B-Instruct_rank4"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.backends.base import SubmitError
-from tasks.execution.submit import BACKOFF_S, submit_pending
-from tasks.model.status_file import StatusStore
+from tasks.backends._base import SubmitError
+from tasks.execution._submit import BACKOFF_S, submit_pending
+from tasks.model._status_file import StatusStore
 from tests.support.fake_scheduler import FakeScheduler, cluster, make_group
 
 FT_RUNS = ["Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64", "Llama-3.2-3B-Instruct_rank4", "Llama-3.2-3B-Instruct_rank64"]
@@ -78,7 +78,7 @@ def test_queue_cap_defers_whole_runs_and_a_later_call_finishes(run_group: Path, 
     assert again.submitted == [] and again.queued == 7  # nothing finished: still full
     for sub in fake.submits:
         fake.finish(sub["id"], "COMPLETED")
-    from tasks.execution.sync import sync_jobs  # frees the queue like the flow does
+    from tasks.execution._sync import sync_jobs  # frees the queue like the flow does
 
     sync_jobs(group, fake)
     rest = submit_pending(group, fake, cluster(max_queued_jobs=7), sleep=lambda s: None)
@@ -210,7 +210,7 @@ def test_permanent_error_fails_that_stage_only(run_group: Path, fake_scheduler: 
 
 def test_failed_evaluations_of_a_finished_model_are_reopened_and_resubmitted(run_group: Path) -> None:
     group = run_group
-    from tasks.execution.reopen import reopen_failed_evaluations
+    from tasks.execution._reopen import reopen_failed_evaluations
 
     fake = FakeScheduler()
     submit_pending(group, fake, cluster(), sleep=lambda s: None)

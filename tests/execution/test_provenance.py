@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-import tasks.execution.provenance as provenance
+import tasks.execution._provenance as provenance
 from tasks.execution import retry_run
-from tasks.execution.sync import sync_jobs
-from tasks.model.plan_file import load_plan
+from tasks.execution._sync import sync_jobs
+from tasks.model._plan_file import load_plan
 from tests.support.fake_scheduler import cluster, read_status
 
 RUN = "Llama-3.2-1B-Instruct_rank4"

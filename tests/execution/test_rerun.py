@@ -1,4 +1,4 @@
-"""Re-running chosen runs or stages on request (tasks/execution/rerun.py): finished or failed, reason recorded.
+"""Re-running chosen runs or stages on request (tasks/execution/_rerun.py): finished or failed, reason recorded.
 
 A set-up group whose jobs went to `FakeScheduler` (tests/support/fake_scheduler.py); the next
 `submit_pending` submits exactly what was reopened.
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.core.errors import SweepflowError
-from tasks.execution.rerun import rerun_stages
-from tasks.execution.retry_policy import attempts_counted
-from tasks.execution.submit import submit_pending
-from tasks.model.status import FinetuneOverrides
-from tasks.model.status_file import StatusStore
+from tasks.core._errors import SweepflowError
+from tasks.execution._rerun import rerun_stages
+from tasks.execution._retry_policy import attempts_counted
+from tasks.execution._submit import submit_pending
+from tasks.model._status import FinetuneOverrides
+from tasks.model._status_file import StatusStore
 from tests.support.fake_scheduler import cluster, read_status
 
 R1, R2 = "Llama-3.2-1B-Instruct_rank4", "Llama-3.2-1B-Instruct_rank64"
@@ -101,7 +101,7 @@ def _retrained_without_new_checkpoints(tmp_path: Path):
     import os
     import time
 
-    from tasks.execution.sync import sync_jobs
+    from tasks.execution._sync import sync_jobs
     from tests.support.fake_scheduler import launched_group
     from tests.support.finished_runs import write_training_outputs
 
@@ -126,7 +126,7 @@ def _retrained_without_new_checkpoints(tmp_path: Path):
 
 
 def test_a_retrained_finetune_is_not_completed_by_the_earlier_attempts_checkpoints(tmp_path: Path) -> None:
-    from tasks.execution.sync import sync_jobs
+    from tasks.execution._sync import sync_jobs
 
     group, fake, again = _retrained_without_new_checkpoints(tmp_path)
     fake.finish(again, "COMPLETED", elapsed_s=60.0)  # exit 0, yet no epoch_N written by this job
@@ -138,7 +138,7 @@ def test_a_retrained_finetune_is_not_completed_by_the_earlier_attempts_checkpoin
 def test_a_lost_retrained_finetune_is_not_completed_by_the_earlier_attempts_checkpoints(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from tasks.execution.sync import LOST, sync_jobs
+    from tasks.execution._sync import LOST, sync_jobs
 
     group, fake, again = _retrained_without_new_checkpoints(tmp_path)
     del fake.jobs[again]  # the scheduler has no record of it (yet), ten minutes after its submission

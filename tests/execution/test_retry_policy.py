@@ -16,15 +16,15 @@ import pytest
 import yaml
 
 from tasks.backends import JobOverrides, SubmitError
-from tasks.core.durations import parse_duration, scale_duration
+from tasks.core._durations import parse_duration, scale_duration
 from tasks.execution import apply_remedy, plan_retry, retry_failed
-from tasks.execution.retry_policy import RetryContext, decide
-from tasks.execution.sync import sync_jobs
-from tasks.model.status_file import StatusStore
-from tasks.planning.time_limits import finetune_time_limit
-from tasks.setup.experiment import set_up_group
-from tasks.setup.materialize import read_manifest
-from tasks.training.overrides import RECIPE_STATE, resumable_epoch
+from tasks.execution._retry_policy import RetryContext, decide
+from tasks.execution._sync import sync_jobs
+from tasks.model._status_file import StatusStore
+from tasks.planning._time_limits import finetune_time_limit
+from tasks.setup._experiment import set_up_group
+from tasks.setup._materialize import read_manifest
+from tasks.training._overrides import RECIPE_STATE, resumable_epoch
 from tests.support.fake_scheduler import FakeScheduler, cluster
 from tests.support.setup_groups import plan_of
 
@@ -236,9 +236,9 @@ def test_user_edited_config_is_backed_up_before_the_remedy(launched) -> None:
 @pytest.mark.slow
 def test_torchtune_resumes_from_the_config_written_after_a_timeout(tmp_path: Path) -> None:
     """Train 2 x 3 steps of the tiny model, drop epoch_1 (as a TIMEOUT would), resume: only epoch 1 runs again."""
-    from tasks.model.status import FinetuneOverrides
-    from tasks.training.config import REPO_ROOT
-    from tasks.training.overrides import render_finetune_with_overrides
+    from tasks.model._status import FinetuneOverrides
+    from tasks.training._config import REPO_ROOT
+    from tasks.training._overrides import render_finetune_with_overrides
     from tests.support.tiny_training import tiny_run, tiny_setup
 
     model_dir, data = tiny_setup(tmp_path)

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 
 from tasks.backends.local import LocalBackend
-from tasks.core.errors import SweepflowError
-from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_jobs
-from tasks.model import status_journal
-from tasks.model.group import RunGroup
-from tasks.model.status_file import StatusDamaged
-from tasks.setup.experiment import set_up_group
+from tasks.core._errors import SweepflowError
+from tasks.execution._submit import submit_pending
+from tasks.execution._sync import sync_jobs
+from tasks.model import _status_journal as status_journal
+from tasks.model._group import RunGroup
+from tasks.model._status_file import StatusDamaged
+from tasks.setup._experiment import set_up_group
 from tests.support.fake_scheduler import cluster, launched_group, make_group
 from tests.support.stand_in_jobs import run_every_stage
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tasks.execution import status_text, sync_jobs
-from tasks.execution.status_text import BAR_WIDTH, REASON_WIDTH
+from tasks.execution._status_text import BAR_WIDTH, REASON_WIDTH
 from tests.support.fake_scheduler import launched_group, read_status
 from tests.support.finished_runs import stage_job_id, write_training_outputs
 

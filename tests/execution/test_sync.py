@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.execution.sync import LOST, sync_jobs
-from tasks.model.status_file import StatusStore
+from tasks.execution._sync import LOST, sync_jobs
+from tasks.model._status_file import StatusStore
 from tests.support.fake_scheduler import read_status
 
 RUN = "Llama-3.2-1B-Instruct_rank4"

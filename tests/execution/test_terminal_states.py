@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tasks.execution import reopen_failed_finetunes, retry_run, submit_pending, sync_jobs
-from tasks.model.status import RunsStatus
-from tasks.model.status_file import StatusStore
+from tasks.model._status import RunsStatus
+from tasks.model._status_file import StatusStore
 from tests.support.fake_scheduler import FakeScheduler, cluster, read_status
 
 RUN = "Llama-3.2-1B-Instruct_rank4"

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 
 from tasks.backends.local import LocalBackend
-from tasks.model.design_file import parse_design
-from tasks.model.group import RunGroup
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.planner import build_plan
-from tasks.setup.experiment import set_up_group
+from tasks.model._design_file import parse_design
+from tasks.model._group import RunGroup
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._planner import build_plan
+from tasks.setup._experiment import set_up_group
 from tests.flows.test_notify import Receiver
 from tests.support.fake_scheduler import NOW
 from tests.support.fakesite import DATE, design

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.model.layout import SETUP_BEGIN
-from tasks.model.status_file import StatusStore
+from tasks.model._layout import SETUP_BEGIN
+from tasks.model._status_file import StatusStore
 from tests.flows.test_flow_plan_runs import _start_in_thread, _wait_for_state, prefect_server  # noqa: F401
 from tests.support.fakesite import DATE
 
@@ -39,7 +39,7 @@ def _finish(group: Path, run: str) -> None:
 
 def _planned_and_set_up(fake_site, name: str) -> Path:
     from flows.plan_runs import plan_runs
-    from tasks.setup.experiment import set_up_group
+    from tasks.setup._experiment import set_up_group
 
     state = plan_runs(fake_site.design(name=name), auto_approve=True, date=DATE, check_site=False, return_state=True)
     assert state.is_completed(), state.message
@@ -51,7 +51,7 @@ def _planned_and_set_up(fake_site, name: str) -> Path:
 
 def test_extension_adds_runs_and_leaves_finished_files_alone(prefect_server, fake_site):  # noqa: F811
     from flows.plan_runs import plan_runs
-    from tasks.setup.experiment import set_up_group
+    from tasks.setup._experiment import set_up_group
 
     group = _planned_and_set_up(fake_site, "grow")
     finished, pending = _files(group, DONE), _files(group, PENDING)

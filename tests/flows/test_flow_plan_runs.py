@@ -142,7 +142,7 @@ def test_task_that_cannot_get_what_fidelity_needs_is_refused_and_nothing_written
 
 def test_invalid_design_fails_with_clear_message(prefect_server, fake_site, tmp_path, caplog):
     from flows.plan_runs import plan_runs
-    from tasks.core.errors import DesignError
+    from tasks.core._errors import DesignError
 
     bad = fake_site.design(name="broken", models=["Llama-3.2-1B-Instruct", "Llama-9-Huge"])
     state = plan_runs(bad, auto_approve=True, date=DATE, return_state=True)
@@ -163,7 +163,7 @@ def test_design_file_and_saved_blocks(prefect_server, fake_site, tmp_path):
 
     from blocks import ExperimentPaths, SlurmCluster
     from flows.plan_runs import plan_runs
-    from tasks.model.plan_file import load_plan
+    from tasks.model._plan_file import load_plan
 
     data = fake_site.design(name="blocks")
     paths = data.pop("paths")
@@ -303,7 +303,7 @@ def test_approval_form_shows_a_failed_site_check():
 def test_approval_form_names_the_figures_a_pilot_measured():
     """The form's figures table says "measured by pilot" where the pilot measured a figure, else its source."""
     from flows._plan_approval import _approval_form
-    from tasks.planning.formulas import measured_figure
+    from tasks.planning._formulas import measured_figure
     from tests.support.seed_plan import build_plan as seed_plan
 
     plan = seed_plan()

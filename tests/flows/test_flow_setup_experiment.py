@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.model.design_file import parse_design
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.planner import build_plan
+from tasks.model._design_file import parse_design
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._planner import build_plan
 from tests.support.fakesite import DATE, FakeSite
 
 pytestmark = pytest.mark.prefect
@@ -60,7 +60,7 @@ def test_renders_once_validates_and_writes(prefect_server, fake_site: FakeSite) 
 def test_a_config_that_does_not_validate_stops_before_anything_is_written(
     prefect_server, fake_site: FakeSite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tasks.setup.experiment as setup
+    import tasks.setup._experiment as setup
     from flows.setup_experiment import setup_experiment
 
     group = _planned(fake_site)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tasks.model import ClusterSettings, RunsStatus
-from tasks.model.status import Attempt, initial_status
+from tasks.model._status import Attempt, initial_status
 from tests.support.seed_plan import build_plan
 
 pytestmark = pytest.mark.prefect

@@ -28,10 +28,10 @@ pytestmark = [pytest.mark.slow]
 
 def _group(tmp_path: Path) -> Path:
     from examples.make_tiny_model import make_tiny_model
-    from tasks.model.design_file import parse_design
-    from tasks.planning.deliver import deliver_plan
-    from tasks.planning.planner import build_plan
-    from tasks.setup.experiment import set_up_group
+    from tasks.model._design_file import parse_design
+    from tasks.planning._deliver import deliver_plan
+    from tasks.planning._planner import build_plan
+    from tasks.setup._experiment import set_up_group
 
     models = tmp_path / "models"
     make_tiny_model(models)

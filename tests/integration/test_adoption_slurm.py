@@ -44,9 +44,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 KILLED_AT_JOURNAL = """
 import os, signal, sys
 from tasks.backends.slurm import SlurmBackend
-from tasks.execution import submit
-from tasks.model.cluster import cluster_settings
-from tasks.model.plan_file import load_plan
+from tasks.execution import _submit as submit
+from tasks.model._cluster import cluster_settings
+from tasks.model._plan_file import load_plan
 
 group, last = sys.argv[1], int(sys.argv[2])
 record, seen = submit._Launcher._record, []
@@ -80,11 +80,11 @@ def _finished(group: Path) -> dict[str, str]:
 
 def test_crash_before_the_journal_write_loses_no_finished_stage(slurm_cluster: Any, tmp_path: Path) -> None:
     from tasks.backends.slurm import SlurmBackend
-    from tasks.execution.submit import submit_pending
-    from tasks.execution.sync import sync_jobs
-    from tasks.model.cluster import cluster_settings
-    from tasks.model.plan_file import load_plan
-    from tasks.setup.experiment import set_up_group
+    from tasks.execution._submit import submit_pending
+    from tasks.execution._sync import sync_jobs
+    from tasks.model._cluster import cluster_settings
+    from tasks.model._plan_file import load_plan
+    from tasks.setup._experiment import set_up_group
 
     cluster = slurm_cluster
     ranks = [31, 32]

@@ -69,7 +69,7 @@ def test_own_and_registered_tasks_on_real_slurm(flows_on_slurm, tmp_path, monkey
     from examples.tiny_demo.make_example import make_example
     from flows.run_experiment import run_experiment
     from tasks.model import load_plan
-    from tasks.model.status_file import StatusStore
+    from tasks.model._status_file import StatusStore
     from tasks.setup import check_rendered_fidelity, render_setup
 
     site = tmp_path / "pkgs" / "site-packages"

@@ -99,7 +99,7 @@ def test_run_experiment_on_real_slurm(flows_on_slurm, tmp_path):
 
     from examples.tiny_demo.make_example import make_example
     from flows.run_experiment import run_experiment
-    from tasks.model.status_file import StatusStore
+    from tasks.model._status_file import StatusStore
 
     # the flows' sbatch / squeue / sacct read this cluster's config from the environment (flows_on_slurm)
     slurm_cluster = flows_on_slurm

@@ -81,7 +81,7 @@ def test_extend_a_finished_group_on_real_slurm(flows_on_slurm, tmp_path):
     from flows.plan_runs import plan_runs
     from flows.rerun_runs import rerun_runs
     from flows.run_experiment import run_experiment
-    from tasks.model.status_file import StatusStore
+    from tasks.model._status_file import StatusStore
 
     cluster = flows_on_slurm
     timings: dict[str, float] = {}

@@ -44,7 +44,7 @@ def _keep_through_preflight(script: Path, body: str, edit: tuple[str, str] | Non
 
 
 def _status(group: Path) -> Any:
-    from tasks.model.status_file import StatusStore
+    from tasks.model._status_file import StatusStore
 
     return StatusStore(group / "runs_status.yaml").read()
 
@@ -52,11 +52,11 @@ def _status(group: Path) -> Any:
 def test_preflight_failures_are_environment_errors_and_never_retried(slurm_cluster_db: Any, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from tasks.backends.slurm import SlurmBackend
-    from tasks.execution.retries import retry_failed
-    from tasks.execution.submit import submit_pending
-    from tasks.execution.sync import sync_jobs
-    from tasks.model.cluster import cluster_settings
-    from tasks.model.plan_file import load_plan
+    from tasks.execution._retries import retry_failed
+    from tasks.execution._submit import submit_pending
+    from tasks.execution._sync import sync_jobs
+    from tasks.model._cluster import cluster_settings
+    from tasks.model._plan_file import load_plan
 
     cluster = slurm_cluster_db
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))

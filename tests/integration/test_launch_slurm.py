@@ -154,7 +154,7 @@ def _stage_eval_logs(folder: Path, runs: list[str]) -> dict[tuple[str, int], Pat
 
 
 def _status(group: Path):
-    from tasks.model.status_file import StatusStore
+    from tasks.model._status_file import StatusStore
 
     return StatusStore(group / "runs_status.yaml").read()
 
@@ -413,9 +413,9 @@ def test_launch_flow_retries_by_cause(accounting: bool, request: pytest.FixtureR
 KILLED_SUBMIT = """
 import sys
 from tasks.backends.slurm import SlurmBackend
-from tasks.model.cluster import cluster_settings
-from tasks.model.plan_file import load_plan
-from tasks.execution.submit import submit_pending
+from tasks.model._cluster import cluster_settings
+from tasks.model._plan_file import load_plan
+from tasks.execution._submit import submit_pending
 
 group = sys.argv[1]
 submit_pending(group, SlurmBackend(), cluster_settings(load_plan(group).design))
@@ -427,9 +427,9 @@ print("finished without being killed", flush=True)
 def test_sigkill_during_submission_then_rerun_never_duplicates(accounting: bool, request: pytest.FixtureRequest,
                                                                tmp_path: Path) -> None:
     from tasks.backends.slurm import SlurmBackend
-    from tasks.execution.submit import submit_pending
-    from tasks.model.cluster import cluster_settings
-    from tasks.model.plan_file import load_plan
+    from tasks.execution._submit import submit_pending
+    from tasks.model._cluster import cluster_settings
+    from tasks.model._plan_file import load_plan
 
     cluster = request.getfixturevalue("slurm_cluster_db" if accounting else "slurm_cluster_nodb")
     timings: dict[str, float] = {}
@@ -559,9 +559,9 @@ def test_cancel_runs_flow_then_rerun_on_the_real_cluster(slurm_cluster_nodb: Any
     from flows.cancel_runs import cancel_runs
     from flows.launch_runs import launch_runs
     from tasks.backends.slurm import SlurmBackend
-    from tasks.execution.submit import submit_pending
-    from tasks.model.cluster import cluster_settings
-    from tasks.model.plan_file import load_plan
+    from tasks.execution._submit import submit_pending
+    from tasks.model._cluster import cluster_settings
+    from tasks.model._plan_file import load_plan
 
     cluster = slurm_cluster_nodb
     monkeypatch.setenv("SLURM_CONF", str(cluster.conf))

@@ -46,7 +46,7 @@ def test_plan_runs_with_a_pilot_on_real_slurm(flows_on_slurm, tmp_path):
     from examples.tiny_demo.make_example import make_example
     from flows.plan_runs import plan_runs
     from tasks.model import load_plan
-    from tasks.model.status_file import StatusStore
+    from tasks.model._status_file import StatusStore
 
     slurm_cluster = flows_on_slurm
     design = _design(tmp_path, make_example(tmp_path / "inputs"))

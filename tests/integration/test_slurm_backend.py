@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from tasks.backends.slurm import classify_failure
-from tasks.backends.base import JobInfo, SubmitError
+from tasks.backends._base import JobInfo, SubmitError
 from tasks.backends.slurm import SlurmBackend
-from tasks.core.files import read_log_tail
+from tasks.core._files import read_log_tail
 
 pytestmark = pytest.mark.slurm
 DONE = {"completed", "failed", "cancelled"}

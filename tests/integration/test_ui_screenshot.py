@@ -45,9 +45,9 @@ def finished_group(root: Path) -> Path:
 
     Accuracies (of 4 samples): rank4 epoch 0/1 = 2/3, rank64 epoch 0/1 = 3/4, base = 1.
     """
-    from tasks.execution.submit import submit_pending
-    from tasks.execution.sync import sync_jobs
-    from tasks.model.plan_file import load_plan
+    from tasks.execution._submit import submit_pending
+    from tasks.execution._sync import sync_jobs
+    from tasks.model._plan_file import load_plan
     from tests.support.fake_scheduler import FakeScheduler, cluster, make_group
     from tests.support.finished_runs import (  # real inspect-ai logs (mockllm)
         mock_eval,

@@ -9,9 +9,9 @@ from typing import Any, Callable
 import pytest
 import yaml
 
-from tasks.core.errors import DesignError
-from tasks.model.design_file import load_design, parse_design
-from tasks.planning.expand import expand_design
+from tasks.core._errors import DesignError
+from tasks.model._design_file import load_design, parse_design
+from tasks.planning._expand import expand_design
 from tests.support.paths import REPO_DIR
 
 EXAMPLE = REPO_DIR / "examples" / "seed_2x2" / "design.yaml"

@@ -1,7 +1,7 @@
 """The factor table is the one place a factor is declared: a new row is a new factor everywhere.
 
 The design's validation, run names, the plan's tables and the experiment README read
-`tasks.model.factors.FACTORS`; these tests add a row (monkeypatched) and see it work through
+`tasks.model._factors.FACTORS`; these tests add a row (monkeypatched) and see it work through
 expand and runs_plan.md, and see the design refuse a factor without a row.
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
-import tasks.model.factors as factors
-from tasks.core.errors import DesignError
-from tasks.model.design_file import parse_design
-from tasks.model.factors import FACTORS, Factor, factor_levels, factor_title
-from tasks.planning.expand import expand_design
+import tasks.model._factors as factors
+from tasks.core._errors import DesignError
+from tasks.model._design_file import parse_design
+from tasks.model._factors import FACTORS, Factor, factor_levels, factor_title
+from tasks.planning._expand import expand_design
 from tests.support.paths import REPO_DIR
 
 EXAMPLE = REPO_DIR / "examples" / "seed_2x2" / "design.yaml"

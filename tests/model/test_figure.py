@@ -1,11 +1,11 @@
-"""A plan figure's kind (tasks/model/plan.py `Figure`): typed when planned, inferred for older plans."""
+"""A plan figure's kind (tasks/model/_plan.py `Figure`): typed when planned, inferred for older plans."""
 
 from __future__ import annotations
 
 import pytest
 
-from tasks.model.plan import Figure
-from tasks.planning.formulas import DEFAULT, DESIGN, PILOT, default_figure, design_figure, measured_figure
+from tasks.model._plan import Figure
+from tasks.planning._formulas import DEFAULT, DESIGN, PILOT, default_figure, design_figure, measured_figure
 
 
 @pytest.mark.parametrize(

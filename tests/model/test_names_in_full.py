@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from tasks.core.errors import DesignError
-from tasks.model.cluster import ClusterSettings
-from tasks.model.design_file import parse_design
-from tasks.planning.expand import expand_design
+from tasks.core._errors import DesignError
+from tasks.model._cluster import ClusterSettings
+from tasks.model._design_file import parse_design
+from tasks.planning._expand import expand_design
 from tests.support.fakesite import design
 
 

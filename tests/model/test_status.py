@@ -12,11 +12,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-import tasks.model.status_file as status_module
-from tasks.core.files import FileFormatError, dump_yaml
-from tasks.core.templating import render_template
-from tasks.model.status import BASE_NOTE, Attempt, RunsStatus, RunStatus, StageStatus, StatusError, initial_status
-from tasks.model.status_file import StatusStore, dump_status, load_status
+import tasks.model._status_file as status_module
+from tasks.core._files import FileFormatError, dump_yaml
+from tasks.core._templating import render_template
+from tasks.model._status import BASE_NOTE, Attempt, RunsStatus, RunStatus, StageStatus, StatusError, initial_status
+from tasks.model._status_file import StatusStore, dump_status, load_status
 from tests.support.seed_plan import NOW, build_plan
 
 SEED_KEYS = ["status", "job_id", "output", "last_updated"]

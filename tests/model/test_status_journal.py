@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import tasks.model.status_journal as journal_module
-from tasks.model.status import RunsStatus, RunStatus, StageStatus, initial_status
-from tasks.model.status_file import StatusStore, load_status
+import tasks.model._status_journal as journal_module
+from tasks.model._status import RunsStatus, RunStatus, StageStatus, initial_status
+from tasks.model._status_file import StatusStore, load_status
 from tests.support.seed_plan import NOW, build_plan
 
 RUN, EVAL = "Llama-3.2-1B-Instruct_rank4", "capitalization_8L_epoch_1"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.core.errors import DesignError
-from tasks.model.cluster import cluster_settings
-from tasks.model.design_file import parse_design
+from tasks.core._errors import DesignError
+from tasks.model._cluster import cluster_settings
+from tasks.model._design_file import parse_design
 from tests.support.fakesite import design
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import yaml
 
-from tasks.model.design_file import parse_design
-from tasks.planning.accuracy import accuracy_text
-from tasks.planning.plan_markdown import render_plan_markdown
-from tasks.planning.planner import build_plan
+from tasks.model._design_file import parse_design
+from tasks.planning._accuracy import accuracy_text
+from tasks.planning._plan_markdown import render_plan_markdown
+from tasks.planning._planner import build_plan
 from tests.support.setup_groups import planned
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.core.errors import DesignError
-from tasks.model.design_file import MAX_DESIGN_BYTES, load_design, parse_design, read_design
-from tasks.planning.expand import MAX_RUNS_ENV, count_runs, expand_design, run_multipliers
-from tasks.planning.planner import build_plan
+from tasks.core._errors import DesignError
+from tasks.model._design_file import MAX_DESIGN_BYTES, load_design, parse_design, read_design
+from tasks.planning._expand import MAX_RUNS_ENV, count_runs, expand_design, run_multipliers
+from tasks.planning._planner import build_plan
 from tests.support.fakesite import DATE, design
 
 FAST_S = 0.5

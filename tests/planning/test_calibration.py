@@ -1,4 +1,4 @@
-"""Model-size scaling fitted on the project's own runs (tasks/planning/calibration.py) and used by the estimates."""
+"""Model-size scaling fitted on the project's own runs (tasks/planning/_calibration.py) and used by the estimates."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.planning.calibration import fit_speed_exponent
-from tasks.planning.estimate import estimate_plan
-from tasks.planning.formulas import SPEED_SCALE, scale
-from tasks.training.prior_logs import PriorRun
+from tasks.planning._calibration import fit_speed_exponent
+from tasks.planning._estimate import estimate_plan
+from tasks.planning._formulas import SPEED_SCALE, scale
+from tasks.training._prior_logs import PriorRun
 from tests.planning.test_estimate import TESTS, TRAIN, design
 
 M1, M3, M8 = "Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct", "Llama-3.1-8B-Instruct"

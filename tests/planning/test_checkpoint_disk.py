@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import DesignError
-from tasks.model.design import ExperimentDesign
-from tasks.planning.planner import build_plan
-from tasks.training.checkpoint_size import checkpoint_size, read_dims
-from tasks.training.registry import lookup
+from tasks.core._errors import DesignError
+from tasks.model._design import ExperimentDesign
+from tasks.planning._planner import build_plan
+from tasks.training._checkpoint_size import checkpoint_size, read_dims
+from tasks.training._registry import lookup
 from tests.support import fakesite
 from tests.support.della import della_design
 

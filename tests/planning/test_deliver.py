@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tasks.planning.deliver as deliver
-from tasks.core.errors import DesignError
-from tasks.core.files import FileFormatError
-from tasks.model.layout import STATE_DIR as CACHE_DIR
-from tasks.model.layout import GroupLayout
-from tasks.model.plan_file import load_plan
-from tasks.model.status import initial_status
-from tasks.model.status_file import StatusStore, dump_status
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.plan_markdown import render_plan_markdown
+import tasks.planning._deliver as deliver
+from tasks.core._errors import DesignError
+from tasks.core._files import FileFormatError
+from tasks.model._layout import STATE_DIR as CACHE_DIR
+from tasks.model._layout import GroupLayout
+from tasks.model._plan_file import load_plan
+from tasks.model._status import initial_status
+from tasks.model._status_file import StatusStore, dump_status
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._plan_markdown import render_plan_markdown
 from tests.support.seed_plan import NOW, build_plan, design_data
 
 NAME = "cap_8L_llama32_lora_comparison_2025-10-18"
@@ -166,7 +166,7 @@ def test_load_plan_errors_name_the_file(tmp_path: Path) -> None:
 
 
 def test_atomic_write_keeps_mode_and_leaves_no_temp(tmp_path: Path) -> None:
-    from tasks.core.files import atomic_write_text, read_yaml, write_yaml
+    from tasks.core._files import atomic_write_text, read_yaml, write_yaml
 
     target = tmp_path / "finetune.slurm"
     target.write_text("old")

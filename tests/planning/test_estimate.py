@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from tasks.model.design_file import parse_design
-from tasks.planning.estimate import estimate_plan
-from tasks.planning.expand import expand_design
-from tasks.planning.formulas import (
+from tasks.model._design_file import parse_design
+from tasks.planning._estimate import estimate_plan
+from tasks.planning._expand import expand_design
+from tasks.planning._formulas import (
     CHECKPOINT_GIB,
     DEFAULT,
     EVAL_LOAD_MIN,
@@ -28,7 +28,7 @@ from tasks.planning.formulas import (
     scale,
     scenarios,
 )
-from tasks.training.prior_logs import PriorRun, parse_log
+from tasks.training._prior_logs import PriorRun, parse_log
 from tests.support.paths import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR / "prior_runs" / "cap_5L_sweep_2025-09-30"
@@ -266,7 +266,7 @@ def test_missing_train_count_is_an_error(tmp_path: Path) -> None:
 
 
 def test_scan_result_accepted_same_model_preferred_and_notes(tmp_path: Path) -> None:
-    from tasks.training.prior_logs import scan_prior_runs
+    from tasks.training._prior_logs import scan_prior_runs
 
     log_8b = FIXTURES.parent / "old_attempts" / "Llama-3.1-8B-Instruct_rank8" / "slurm-4790001.out"
     scan = scan_prior_runs([FIXTURES.parent, tmp_path / "gone"])
@@ -396,7 +396,7 @@ def test_a_pilots_log_scaled_to_another_model_is_kind_scaled_and_said_preliminar
     assert not any(n.startswith(f"{M1}: figures scaled") for n in est.notes)
 
 def test_periodic_validation_passes_are_counted_per_epoch() -> None:
-    from tasks.planning.formulas import periodic_validation_passes
+    from tasks.planning._formulas import periodic_validation_passes
 
     # global steps 1..712 and 713..1424, a pass at each multiple of 100 but an epoch's last step
     assert periodic_validation_passes(712, 100, 2) == pytest.approx((7 + 7) / 2)
@@ -414,7 +414,7 @@ def test_a_sweep_validating_every_n_steps_pays_each_pass(tmp_path: Path) -> None
     _, _, _, every = plan(tmp_path, [prior], models=[M1], training={**common, "validate_every_n_steps": 100})
     e, p = end_only.runs[f"{M1}_rank4"], every.runs[f"{M1}_rank4"]
     assert e.steps_per_epoch == p.steps_per_epoch
-    from tasks.planning.formulas import periodic_validation_passes
+    from tasks.planning._formulas import periodic_validation_passes
     passes = periodic_validation_passes(p.steps_per_epoch, 100, 2)
     assert passes >= 1
     assert p.minutes_per_epoch - e.minutes_per_epoch == pytest.approx(passes * 8.0 / 60, abs=2e-3)

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.core.templating import format_number
-from tasks.model.design import ExperimentDesign, design_type
-from tasks.model.design_file import load_design, parse_design
-from tasks.model.plan import Run
-from tasks.planning.expand import count_runs, expand_design
+from tasks.core._templating import format_number
+from tasks.model._design import ExperimentDesign, design_type
+from tasks.model._design_file import load_design, parse_design
+from tasks.model._plan import Run
+from tasks.planning._expand import count_runs, expand_design
 from tests.support.paths import REPO_DIR
 
 EXAMPLE = REPO_DIR / "examples" / "seed_2x2" / "design.yaml"

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import DesignError
-from tasks.model.cluster import cluster_settings
-from tasks.model.layout import SETUP_BEGIN, SETUP_END
-from tasks.model.plan_file import load_plan
-from tasks.model.status_file import StatusStore
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.design_diff import design_changes
-from tasks.planning.extend import extension_status, plan_extension, prepare_extension
-from tasks.planning.time_limits import eval_time_limit, finetune_time_limit
+from tasks.core._errors import DesignError
+from tasks.model._cluster import cluster_settings
+from tasks.model._layout import SETUP_BEGIN, SETUP_END
+from tasks.model._plan_file import load_plan
+from tasks.model._status_file import StatusStore
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._design_diff import design_changes
+from tasks.planning._extend import extension_status, plan_extension, prepare_extension
+from tasks.planning._time_limits import eval_time_limit, finetune_time_limit
 from tests.support.seed_plan import NOW, build_plan, design_data
 
 NAME = "cap_8L_llama32_lora_comparison_2025-10-18"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import DesignError
-from tasks.model.design_file import parse_design
-from tasks.planning.planner import build_plan
-from tasks.planning.verify import leaked_test_inputs, normalise_text
+from tasks.core._errors import DesignError
+from tasks.model._design_file import parse_design
+from tasks.planning._planner import build_plan
+from tasks.planning._verify import leaked_test_inputs, normalise_text
 from tests.support.setup_groups import planned
 
 

@@ -1,4 +1,4 @@
-"""The pilot's design and figures (tasks/planning/pilot.py), and how the next plan learns from a pilot group."""
+"""The pilot's design and figures (tasks/planning/_pilot.py), and how the next plan learns from a pilot group."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tasks.model import parse_design
-from tasks.model.layout import pilot_of
+from tasks.model._layout import pilot_of
 from tasks.planning import build_plan, pilot_design, pilot_figures, pilot_problems
-from tasks.planning.planner import prior_run_folders
+from tasks.planning._planner import prior_run_folders
 from tests.support.fakesite import FakeSite
 from tests.support.paths import FIXTURES_DIR
 from tests.support.setup_groups import DATE, planned

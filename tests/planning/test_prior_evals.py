@@ -1,4 +1,4 @@
-"""Evaluation estimates from earlier evaluation jobs (tasks/planning/prior_evals.py) on a real planned group."""
+"""Evaluation estimates from earlier evaluation jobs (tasks/planning/_prior_evals.py) on a real planned group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 
 from tasks.model import parse_design
 from tasks.planning import build_plan
-from tasks.planning.prior_evals import PriorEval, eval_minutes_from_priors, scan_prior_evals
+from tasks.planning._prior_evals import PriorEval, eval_minutes_from_priors, scan_prior_evals
 from tests.support.fakesite import FakeSite
 from tests.support.setup_groups import planned
 
@@ -164,7 +164,7 @@ def test_a_pilots_two_batches_give_the_rate_after_warm_up() -> None:
 
 def test_a_sub_second_inspect_clock_takes_the_samples_latencies() -> None:
     """inspect's start/end have whole seconds: a fast job can read 0 s; its sample latencies are finer."""
-    from tasks.planning.prior_evals import inspect_seconds_for
+    from tasks.planning._prior_evals import inspect_seconds_for
 
     clock_zero = _job(4, 20.0, 0.0, None)
     assert inspect_seconds_for(clock_zero, 100) == 0.0  # what a 0 s clock alone predicts: nothing per sample

@@ -12,11 +12,11 @@ import re
 
 import pytest
 
-from tasks.core.templating import fmt_gib, fmt_minutes, fmt_num, fmt_size, render_template
-from tasks.model.plan import Figure
-from tasks.model.status import initial_status
-from tasks.model.status_file import dump_status
-from tasks.planning.plan_markdown import render_plan_markdown
+from tasks.core._templating import fmt_gib, fmt_minutes, fmt_num, fmt_size, render_template
+from tasks.model._plan import Figure
+from tasks.model._status import initial_status
+from tasks.model._status_file import dump_status
+from tasks.planning._plan_markdown import render_plan_markdown
 from tests.support.paths import GOLDEN_DIR
 from tests.support.seed_plan import DEFAULT, FAKE_REPO, NOW, PRIOR_1B, build_plan, design_data
 

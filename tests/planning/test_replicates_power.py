@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.core.errors import DesignError
-from tasks.model.design_file import parse_design
+from tasks.core._errors import DesignError
+from tasks.model._design_file import parse_design
 from tasks.planning import build_plan, design_hash
-from tasks.planning.expand import count_runs, expand_design
+from tasks.planning._expand import count_runs, expand_design
 from tests.support.setup_groups import planned
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.model.cluster import ClusterSettings
-from tasks.planning.time_limits import finetune_time_limit, time_limit, time_limit_warnings
+from tasks.model._cluster import ClusterSettings
+from tasks.planning._time_limits import finetune_time_limit, time_limit, time_limit_warnings
 from tests.support.setup_groups import plan_of, planned
 
 
@@ -46,9 +46,9 @@ def test_plan_and_scripts_use_each_runs_limit(fake_site, tmp_path: Path) -> None
 
 
 def test_explicit_limit_above_the_partitions_maximum_is_refused_naming_both_fields() -> None:
-    from tasks.core.errors import DesignError
-    from tasks.model.cluster import cluster_settings
-    from tasks.model.design import ExperimentDesign
+    from tasks.core._errors import DesignError
+    from tasks.model._cluster import cluster_settings
+    from tasks.model._design import ExperimentDesign
     from tests.support.fakesite import design
 
     base = design(Path("/nonexistent"))

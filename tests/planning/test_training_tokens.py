@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.core.errors import DesignError
-from tasks.model.design import ExperimentDesign
-from tasks.planning.planner import build_plan
-from tasks.training.data_tokens import pack_count
+from tasks.core._errors import DesignError
+from tasks.model._design import ExperimentDesign
+from tasks.planning._planner import build_plan
+from tasks.training._data_tokens import pack_count
 from tests.support.della import della_design
 
 M1 = "Llama-3.2-1B-Instruct"
@@ -81,8 +81,8 @@ def test_a_long_record_is_named(tmp_path: Path) -> None:
 
 def test_a_700_run_plan_stays_readable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Overview and compute summary first; the directory tree as a pattern with examples; <= 3 lines per run."""
-    import tasks.planning.planner as planner
-    from tasks.planning.plan_markdown import render_plan_markdown
+    import tasks.planning._planner as planner
+    from tasks.planning._plan_markdown import render_plan_markdown
 
     monkeypatch.setattr(planner, "check_disk", lambda *args, **kwargs: [])  # ~7 TiB: this test is about the text
     data = della_design(tmp_path, ranks=list(range(1, 351)))

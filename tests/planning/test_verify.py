@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.core.errors import DesignError
-from tasks.model.design import ExperimentDesign
-from tasks.model.design_file import load_design
-from tasks.model.plan import VerifiedResources
-from tasks.planning.expand import expand_design
-from tasks.planning.verify import check_disk, verify_resources
-from tasks.training.registry import lookup
+from tasks.core._errors import DesignError
+from tasks.model._design import ExperimentDesign
+from tasks.model._design_file import load_design
+from tasks.model._plan import VerifiedResources
+from tasks.planning._expand import expand_design
+from tasks.planning._verify import check_disk, verify_resources
+from tasks.training._registry import lookup
 from tests.support.fakesite import TASK_FILE
 from tests.support.paths import REPO_DIR
 
@@ -280,7 +280,7 @@ def test_output_dir_under_a_file(env: Path) -> None:
 
 
 def test_output_dir_not_writable(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tasks.planning.verify.os.access", lambda path, mode: False)
+    monkeypatch.setattr("tasks.planning._verify.os.access", lambda path, mode: False)
     message = problems_of(design_in(env))["paths.output_dir"][0]
     assert "not writable" in message and "nearest existing parent" in message
 

@@ -12,11 +12,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tasks.execution.rerun import rerun_stages
-from tasks.model.plan_file import load_plan
-from tasks.model.status import Attempt
-from tasks.model.status_file import StatusStore
-from tasks.results.collect import collect_evaluations
+from tasks.execution._rerun import rerun_stages
+from tasks.model._plan_file import load_plan
+from tasks.model._status import Attempt
+from tasks.model._status_file import StatusStore
+from tasks.results._collect import collect_evaluations
 from tests.support.fake_scheduler import make_group
 from tests.support.finished_runs import mock_eval
 

@@ -1,4 +1,4 @@
-"""The comparisons' statistics against worked examples computed independently of tasks.results.effects.
+"""The comparisons' statistics against worked examples computed independently of tasks.results._effects.
 
 - exact McNemar: the two-sided binomial tail of the discordant pairs, by hand (math.comb);
 - the paired bootstrap (fixed seed): reproducible, and within the normal-theory interval's width;
@@ -17,10 +17,10 @@ import math
 import numpy as np
 import pytest
 
-from tasks.evaluation.power import detectable_difference, items_needed
-from tasks.results.effects import Effect, adjust_holm, factor_effects, pooled_seed_variance
-from tasks.results.paired import paired_test, vs_base
-from tasks.results.samples import ScoredEvaluation, score_value
+from tasks.evaluation._power import detectable_difference, items_needed
+from tasks.results._effects import Effect, adjust_holm, factor_effects, pooled_seed_variance
+from tasks.results._paired import paired_test, vs_base
+from tasks.results._samples import ScoredEvaluation, score_value
 
 ALPHA = 0.05
 
@@ -189,7 +189,7 @@ def test_power_figures_match_the_normal_approximation() -> None:
 
 
 def test_intervals_are_clipped_to_what_scores_allow() -> None:
-    from tasks.results.effects import clip_to_scale
+    from tasks.results._effects import clip_to_scale
 
     rows = [Effect(task="t", epoch="1", kind="vs base", contrast="a", estimate=0.99, ci_low=0.95, ci_high=1.03),
             Effect(task="t", epoch="1", kind="interaction", contrast="b", estimate=-1.9, ci_low=-2.2, ci_high=-1.6)]
@@ -199,7 +199,7 @@ def test_intervals_are_clipped_to_what_scores_allow() -> None:
 
 
 def test_replicate_spread_interval_stays_within_accuracy() -> None:
-    from tasks.results.analysis import _spread
+    from tasks.results._analysis import _spread
 
     cell = [scored("c_rep1", [0.0] * 99 + [1.0], cell="c", replicate=1),
             scored("c_rep2", [1.0] * 100, cell="c", replicate=2)]  # one seed learned, one did not

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import yaml
 
-from tasks.execution.submit import submit_pending
-from tasks.execution.sync import sync_jobs
-from tasks.model.design_file import parse_design
-from tasks.model.layout import MEASURED_FILE
-from tasks.model.status_file import StatusStore
-from tasks.planning.plan_markdown import render_plan_markdown
-from tasks.planning.planner import build_plan, prior_run_folders
-from tasks.results.measured import record_measurements
+from tasks.execution._submit import submit_pending
+from tasks.execution._sync import sync_jobs
+from tasks.model._design_file import parse_design
+from tasks.model._layout import MEASURED_FILE
+from tasks.model._status_file import StatusStore
+from tasks.planning._plan_markdown import render_plan_markdown
+from tasks.planning._planner import build_plan, prior_run_folders
+from tasks.results._measured import record_measurements
 from tests.support.fake_scheduler import FakeScheduler, cluster, make_group
 from tests.support.fakesite import DATE, design
 from tests.support.paths import FIXTURES_DIR

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from tasks.core.files import FileFormatError
-from tasks.model.status import Attempt, RunsStatus, initial_status
+from tasks.core._files import FileFormatError
+from tasks.model._status import Attempt, RunsStatus, initial_status
 from tasks.results import Event, check_failed_event, deliver, group_events, notified_file, read_notified
 from tests.support.seed_plan import build_plan
 

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tasks.results.analysis import Analysis, SeedPool
-from tasks.results.conclusions import conclusions
-from tasks.results.effects import Effect, adjust_holm, pooled_seed_variance
-from tasks.results.paired import discordant_interval, vs_base
-from tasks.results.samples import ScoredEvaluation
+from tasks.results._analysis import Analysis, SeedPool
+from tasks.results._conclusions import conclusions
+from tasks.results._effects import Effect, adjust_holm, pooled_seed_variance
+from tasks.results._paired import discordant_interval, vs_base
+from tasks.results._samples import ScoredEvaluation
 
 ALPHA = 0.05
 

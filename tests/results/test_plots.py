@@ -2,7 +2,7 @@
 
 The level mean of n runs: item part = variance over items of the per-item mean / items; seed part =
 pooled seed variance x fine-tuned runs / n^2; half-width = t(0.975) on the Welch-Satterthwaite df.
-Computed here by hand (numpy, scipy's t quantile) independently of tasks.results.plots.
+Computed here by hand (numpy, scipy's t quantile) independently of tasks.results._plots.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tasks.results.plots import mean_interval
-from tasks.results.samples import ScoredEvaluation
+from tasks.results._plots import mean_interval
+from tasks.results._samples import ScoredEvaluation
 
 
 def scored(run: str, values: list[float], kind: str = "finetune") -> ScoredEvaluation:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks.model.plan import Run
-from tasks.results.collect import EvalResult
-from tasks.results.samples import score_value, scored_evaluation
+from tasks.model._plan import Run
+from tasks.results._collect import EvalResult
+from tasks.results._samples import score_value, scored_evaluation
 from tests.support.seed_plan import build_plan
 
 TARGETS = ["A", "B", "C", "D"]
@@ -109,21 +109,21 @@ def _samples(pairs: list[tuple[str, int]]) -> list[object]:
 ])
 def test_samples_scored_unevenly_across_inspect_epochs_are_not_averaged(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, run: Run, pairs, why: str) -> None:
-    monkeypatch.setattr("tasks.results.samples._read_samples", lambda path: _samples(pairs))
+    monkeypatch.setattr("tasks.results._samples._read_samples", lambda path: _samples(pairs))
     result = _result(run, tmp_path / "x.eval", 1.0, "match/accuracy")
     result.total_samples = None
     scored = scored_evaluation(run, result)
     assert scored.unusable is not None and why in scored.unusable
     even = _samples([("item0", 1), ("item0", 2), ("item1", 1), ("item1", 2)])
-    monkeypatch.setattr("tasks.results.samples._read_samples", lambda path: even)
+    monkeypatch.setattr("tasks.results._samples._read_samples", lambda path: even)
     assert scored_evaluation(run, result).unusable is None
 
 
 def test_inspect_s_accuracy_over_incomplete_scores_is_withheld_from_the_results(tmp_path: Path, run: Run) -> None:
     from inspect_ai.log import read_eval_log
 
-    from tasks.results.analysis import withhold_incomplete
-    from tasks.results.collect import _scores, add_deltas
+    from tasks.results._analysis import withhold_incomplete
+    from tasks.results._collect import _scores, add_deltas
 
     log = _log(tmp_path, ["A", "x", "C", "D"], "judge")  # item1 scores NaN
     accuracy, _, metric, _ = _scores(read_eval_log(str(log), header_only=True))

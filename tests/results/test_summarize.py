@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from tasks.execution import retry_run, submit_pending
-from tasks.execution.sync import sync_jobs
-from tasks.model.plan_file import load_plan
-from tasks.results.summarize import BASE_LEVEL, render_summary, summarize, write_summary
+from tasks.execution._sync import sync_jobs
+from tasks.model._plan_file import load_plan
+from tasks.results._summarize import BASE_LEVEL, render_summary, summarize, write_summary
 from tests.support.fake_scheduler import FakeScheduler, cluster, make_group
 from tests.support.finished_runs import DISK_LOSSES, mock_eval, stage_job_id, write_training_outputs
 
@@ -227,7 +227,7 @@ def test_comparisons_are_paired_and_incomplete_cells_get_no_number(group: Path) 
 
 
 def test_a_level_whose_runs_are_not_all_scored_is_marked_partial(group: Path) -> None:
-    from tasks.results.plots import _runs_at, level_accuracies, level_interval
+    from tasks.results._plots import _runs_at, level_accuracies, level_interval
 
     s = summarize(group)
     rank4 = _runs_at(s, "cap", {"lora_rank": "rank4"})  # A (scored) and C (failed)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tasks.model.design_file import parse_design
-from tasks.model.plan_file import load_plan
-from tasks.model.status_file import StatusStore
+from tasks.model._design_file import parse_design
+from tasks.model._plan_file import load_plan
+from tasks.model._status_file import StatusStore
 from tasks.planning import build_plan, deliver_plan
-from tasks.results.summarize import summarize
+from tasks.results._summarize import summarize
 from tests.support.fake_scheduler import NOW, make_group
 from tests.support.fakesite import DATE, design
 from tests.support.finished_runs import mock_eval

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import tasks.setup.files as setup_files
-from tasks.setup.experiment import set_up_group
+import tasks.setup._files as setup_files
+from tasks.setup._experiment import set_up_group
 from tests.support import fakesite
 from tests.support.fakesite import FakeSite
 from tests.support.setup_groups import planned, seed_design, write_file

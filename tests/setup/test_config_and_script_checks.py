@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from tasks.setup.experiment import set_up_group
-from tasks.training.config import validate_config
+from tasks.setup._experiment import set_up_group
+from tasks.training._config import validate_config
 from tests.support.setup_groups import check_scripts, plan_of, scripts
 
 # ------------------------------------------------------------------ tune validate

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-import tasks.setup.files as setup_files
-from tasks.setup.experiment import set_up_group
+import tasks.setup._files as setup_files
+from tasks.setup._experiment import set_up_group
 from tests.support.setup_groups import folders, plan_of, snapshot
 
 # ------------------------------------------------------------------ failures write nothing

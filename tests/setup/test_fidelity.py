@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from flows.setup_experiment import setup_experiment
-from tasks.evaluation.chat_format import model_args
-from tasks.evaluation.prompt_tokens import decode_each, evaluation_prompt_ids
+from tasks.evaluation._chat_format import model_args
+from tasks.evaluation._prompt_tokens import decode_each, evaluation_prompt_ids
 from tasks.setup import FidelityError, check_rendered_fidelity, render_setup
-from tasks.setup.fidelity import compare_sample
-from tasks.training.prompt_tokens import TrainingTokenizer
+from tasks.setup._fidelity import compare_sample
+from tasks.training._prompt_tokens import TrainingTokenizer
 from tests.support import fakesite
 from tests.support.llama3_real import make_llama3_instruct_folder, tokenizer_model
 from tests.support.setup_groups import planned

@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tasks.setup.files as setup_files
-from tasks.core.errors import DesignError
-from tasks.core.templating import shell_quote
-from tasks.model.cluster import cluster_settings
-from tasks.model.design_file import parse_design
+import tasks.setup._files as setup_files
+from tasks.core._errors import DesignError
+from tasks.core._templating import shell_quote
+from tasks.model._cluster import cluster_settings
+from tasks.model._design_file import parse_design
 from tasks.backends.slurm import SLURM_NAMING
-from tasks.model.layout import PLAN_MD, GroupLayout, eval_script_name, eval_tasks_file_name
-from tasks.planning.planner import build_plan
-from tasks.setup.experiment import set_up_group
-from tasks.training.config import validate_config
+from tasks.model._layout import PLAN_MD, GroupLayout, eval_script_name, eval_tasks_file_name
+from tasks.planning._planner import build_plan
+from tasks.setup._experiment import set_up_group
+from tasks.training._config import validate_config
 from tests.support import fakesite
 from tests.support.fakesite import FakeSite
 from tests.support.setup_groups import (

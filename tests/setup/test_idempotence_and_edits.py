@@ -13,11 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from tasks.model.cluster import cluster_settings
-from tasks.model.layout import PLAN_MD
-from tasks.setup.experiment import SETUP_BEGIN, set_up_group
-from tasks.setup.files import experiment_files
-from tasks.setup.materialize import MANIFEST
+from tasks.model._cluster import cluster_settings
+from tasks.model._layout import PLAN_MD
+from tasks.setup._experiment import SETUP_BEGIN, set_up_group
+from tasks.setup._files import experiment_files
+from tasks.setup._materialize import MANIFEST
 from tests.support import fakesite
 from tests.support.setup_groups import folders, plan_of, planned, snapshot
 

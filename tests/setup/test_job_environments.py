@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from tasks.model.cluster import cluster_settings
-from tasks.setup.files import experiment_files
+from tasks.model._cluster import cluster_settings
+from tasks.setup._files import experiment_files
 from tests.support.paths import GOLDEN_DIR
 from tests.support.setup_groups import Sandbox, check_scripts, pin_repo_path, plan_of, planned, seed_design
 

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from filelock import FileLock
 
-from tasks.model.layout import PLAN_MD, STATUS_FILE
-from tasks.setup.experiment import SETUP_BEGIN, SETUP_END, SetupReport, set_up_group
-from tasks.setup.materialize import MANIFEST
+from tasks.model._layout import PLAN_MD, STATUS_FILE
+from tasks.setup._experiment import SETUP_BEGIN, SETUP_END, SetupReport, set_up_group
+from tasks.setup._materialize import MANIFEST
 from tests.support.paths import GOLDEN_DIR
 from tests.support.setup_groups import pin_repo_path, plan_of, planned, seed_design, write_file
 

@@ -1,4 +1,4 @@
-"""The site check (tasks/setup/site_check.py): real check jobs on the local backend, in real job environments.
+"""The site check (tasks/setup/_site_check.py): real check jobs on the local backend, in real job environments.
 
 Each check job is the generated `site_check.slurm`, run by the local backend as sbatch would:
 the jobs' preflight in the job's Python, then `tasks/core/site_probe.py` loading every planned
@@ -16,7 +16,7 @@ import pytest
 
 from tasks.backends import select_backend
 from tasks.model import Plan, SiteCheckLayout, cluster_settings, parse_design
-from tasks.model.cluster import ClusterSettings
+from tasks.model._cluster import ClusterSettings
 from tasks.planning import build_plan, render_plan_markdown
 from tasks.setup import recent_pass, run_site_check, site_shapes
 from tests.support.fakesite import FakeSite

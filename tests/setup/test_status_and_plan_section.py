@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tasks.model.layout import PLAN_MD, STATUS_FILE
-from tasks.model.status_file import StatusStore, load_status
-from tasks.setup.experiment import SETUP_BEGIN, SETUP_END, set_up_group
+from tasks.model._layout import PLAN_MD, STATUS_FILE
+from tasks.model._status_file import StatusStore, load_status
+from tasks.setup._experiment import SETUP_BEGIN, SETUP_END, set_up_group
 from tests.support.setup_groups import NOW_TEXT, plan_of, snapshot
 
 # ------------------------------------------------------------------ runs_status.yaml and runs_plan.md

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tasks.core.errors import DesignError
+from tasks.core._errors import DesignError
 from tasks.setup import check_rendered_fidelity, render_setup
 from tests.support import fakesite
 from tests.support.paths import REPO_DIR
@@ -152,7 +152,7 @@ def test_registered_task_that_does_not_resolve_is_refused(tmp_path: Path, task_p
 
 def test_the_design_hash_ignores_the_new_task_settings_while_unset(tmp_path: Path) -> None:
     from tasks.model import parse_design
-    from tasks.planning.planner import design_hash
+    from tasks.planning._planner import design_hash
 
     data = fakesite.design(tmp_path)
     before = design_hash(parse_design(data, base=tmp_path))  # a run group planned before args: existed

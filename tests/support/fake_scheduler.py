@@ -1,6 +1,6 @@
 """An in-memory job scheduler for unit tests of launch/sync/retry logic, and a real run group.
 
-`FakeScheduler` implements the `tasks.backends.base.Backend` protocol with SLURM's states,
+`FakeScheduler` implements the `tasks.backends._base.Backend` protocol with SLURM's states,
 reading the job name from the submitted script's `#SBATCH --job-name=` line. Tests move jobs
 through states with `finish(...)`. Integration against a real SLURM lives elsewhere.
 `make_group` builds a real run group: fakesite resources -> build_plan -> deliver_plan ->
@@ -14,14 +14,14 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from tasks.backends.base import JobInfo, JobOverrides, JobStatus, SubmitError
-from tasks.execution.submit import submit_pending
-from tasks.model.cluster import ClusterSettings
-from tasks.model.design_file import parse_design
-from tasks.model.status_file import StatusStore
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.planner import build_plan
-from tasks.setup.experiment import set_up_group
+from tasks.backends._base import JobInfo, JobOverrides, JobStatus, SubmitError
+from tasks.execution._submit import submit_pending
+from tasks.model._cluster import ClusterSettings
+from tasks.model._design_file import parse_design
+from tasks.model._status_file import StatusStore
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._planner import build_plan
+from tasks.setup._experiment import set_up_group
 from tests.support.fakesite import DATE, design
 
 NOW = "2026-01-02T00:00:00+00:00"

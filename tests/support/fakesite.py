@@ -1,7 +1,7 @@
 """Fake site resources for flow tests: model folders, a dataset and an eval script in a folder.
 
 The model folders hold config.json and the exact weight file names torchtune loads
-(`tasks.training.registry`), filled with a few zero bytes (verification checks presence, not
+(`tasks.training._registry`), filled with a few zero bytes (verification checks presence, not
 content), and for Llama-3.x the real tokenizer files, which setup's fidelity check reads.
 The evaluation script is a real inspect task (`TASK_FILE`) that meets the task contract. Nothing here needs a network or a GPU. `FakeSite` is the same over one folder: the
 `fake_site` fixture of tests/conftest.py.
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasks.training.registry import lookup
+from tasks.training._registry import lookup
 from tests.support.llama3_real import make_llama3_instruct_folder
 
 MODELS = ["Llama-3.2-1B-Instruct", "Llama-3.2-3B-Instruct"]

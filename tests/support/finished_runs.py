@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tasks.model.status_file import StatusStore
+from tasks.model._status_file import StatusStore
 from tests.support.paths import FIXTURES_DIR
 
 FIXTURE_LOG = (FIXTURES_DIR / "prior_runs" / "cap_5L_sweep_2025-09-30"

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from tasks.model.design_file import parse_design
-from tasks.model.plan import (
+from tasks.model._design_file import parse_design
+from tasks.model._plan import (
     DatasetInfo,
     DiskEstimate,
     Estimates,
@@ -28,9 +28,9 @@ from tasks.model.plan import (
     SplitCounts,
     VerifiedResources,
 )
-from tasks.planning.expand import expand_design
-from tasks.planning.formulas import checkpoint_job_minutes
-from tasks.planning.power import statistical_power
+from tasks.planning._expand import expand_design
+from tasks.planning._formulas import checkpoint_job_minutes
+from tasks.planning._power import statistical_power
 from tests.support.paths import REPO_DIR
 
 FAKE_REPO = "/home/researcher/sweepflow"  # where the design's relative paths "live"
@@ -112,7 +112,7 @@ def _estimates(plan_runs: list, gpus: int) -> tuple[list, Estimates]:
         eval_minutes_sequential=eval_seq,
         disk=DiskEstimate(checkpoints_gib=round(ckpt, 4), eval_logs_gib=round(logs, 4), margin_gib=round(0.15 * (ckpt + logs), 4),
                           total_gib=round(1.15 * (ckpt + logs), 4), per_model_gib=per_model_gib),
-        scenarios=[  # as tasks/planning/estimate.py words them
+        scenarios=[  # as tasks/planning/_estimate.py words them
             Scenario(name="parallel", gpus=max(len(ft) * gpus, n_evals), training_minutes=max(chunks), eval_minutes=longest_eval,
                      detail=f"{len(ft)} fine-tunes at once (longest {max(chunks):.1f} min), "
                             f"then {n_evals} evaluation jobs at once (longest {longest_eval:.1f} min)"),

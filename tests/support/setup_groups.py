@@ -26,15 +26,15 @@ from typing import Any
 import pytest
 import yaml
 
-import tasks.setup.files as setup_files
-from tasks.evaluation.inspect_tasks import eval_task_reference
-from tasks.model.design import ExperimentDesign
-from tasks.model.design_file import parse_design
-from tasks.model.plan import Plan
-from tasks.model.plan_file import load_plan
-from tasks.planning.deliver import deliver_plan
-from tasks.planning.planner import build_plan
-from tasks.training.config import FinetuneContext
+import tasks.setup._files as setup_files
+from tasks.evaluation._inspect_tasks import eval_task_reference
+from tasks.model._design import ExperimentDesign
+from tasks.model._design_file import parse_design
+from tasks.model._plan import Plan
+from tasks.model._plan_file import load_plan
+from tasks.planning._deliver import deliver_plan
+from tasks.planning._planner import build_plan
+from tasks.training._config import FinetuneContext
 from tests.support import fakesite
 from tests.support.paths import REPO_DIR
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from tasks.backends.local import LocalBackend
-from tasks.model.group import RunGroup
-from tasks.model.layout import eval_job_name
+from tasks.model._group import RunGroup
+from tasks.model._layout import eval_job_name
 from tests.support.finished_runs import mock_eval
 
 CHECKPOINTS = "mkdir -p epoch_0 epoch_1 && touch epoch_0/adapter_model.safetensors epoch_1/adapter_model.safetensors"

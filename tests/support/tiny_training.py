@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks.model.design import DatasetSpec
-from tasks.model.plan import Run, RunParams
-from tasks.training.config import REPO_ROOT
+from tasks.model._design import DatasetSpec
+from tasks.model._plan import Run, RunParams
+from tasks.training._config import REPO_ROOT
 
 
 def make_run(model: str, *, validation: bool, rank: int = 8, prompt: str = "Capitalize the word.",

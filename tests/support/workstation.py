@@ -21,7 +21,7 @@ import jinja2
 
 from tasks.backends import BACKENDS, BackendKind, JobSpec, register_backend
 from tasks.backends.local import LOCAL, LocalBackend
-from tasks.model.job_naming import JobNaming
+from tasks.model._job_naming import JobNaming
 
 NAME = "workstation"
 NAMING = JobNaming(script_suffix=".job.sh", log_name="job-{job_id}.log")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.training.prior_logs import folder_bytes, parse_log, parse_log_text, scan_prior_runs
+from tasks.training._prior_logs import folder_bytes, parse_log, parse_log_text, scan_prior_runs
 from tests.support.paths import FIXTURES_DIR
 
 FIXTURES = FIXTURES_DIR / "prior_runs"

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from torchtune import config as tt_config
 
 from sweepflow_recipes._stock import keep_literal_text
-from tasks.training.config import recipe_for, render_finetune_config
+from tasks.training._config import recipe_for, render_finetune_config
 from tests.support.tiny_training import tiny_run, tiny_setup, tune_run, write_config
 
 PROMPT = 'Say ${oc.env:HOME} and ${x}, {{ name }}, 100% "quoted" \'too\'\nsecond line \\${y} \\\\${z} $ {{'

@@ -257,8 +257,8 @@ def test_eval_exact_match_is_case_sensitive_and_strips_whitespace(tmp_path: Path
 
 
 def test_demo_design_loads_and_points_into_demo() -> None:
-    from tasks.model.design_file import load_design
-    from tasks.planning.expand import expand_design
+    from tasks.model._design_file import load_design
+    from tasks.planning._expand import expand_design
 
     design = load_design(REPO / "examples" / "tiny_demo" / "design.yaml")
     assert design.models == ["Llama-3-Tiny-Instruct"]

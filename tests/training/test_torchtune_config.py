@@ -17,7 +17,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from tasks.training.config import (
+from tasks.training._config import (
     REPO_ROOT,
     FinetuneContext,
     recipe_for,
@@ -25,8 +25,8 @@ from tasks.training.config import (
     validate_config,
     yaml_scalar,
 )
-from tasks.training.registry import REGISTRY
-from tasks.training.prior_logs import parse_log_text
+from tasks.training._registry import REGISTRY
+from tasks.training._prior_logs import parse_log_text
 from tests.support.tiny_training import make_run, tiny_run, tiny_setup, tune_run, write_config
 
 HOSTILE_PROMPT = (
@@ -259,7 +259,7 @@ def test_distributed_val_recipe_runs_on_cpu_with_gloo(tmp_path: Path) -> None:
         assert list((run_dir / f"epoch_{epoch}").glob("model-*.safetensors"))
         assert (run_dir / f"epoch_{epoch}" / "adapter_model.safetensors").is_file()
     # what the planner reads from this real distributed log (the bar on stderr, validation lines on stdout)
-    from tasks.training.prior_logs import parse_log_text
+    from tasks.training._prior_logs import parse_log_text
 
     prior = parse_log_text(proc.stderr + "\n" + proc.stdout, run_dir / "slurm-1.out")
     assert (prior.recipe, prior.world_size) == ("LoRAFinetuneRecipeDistributedVal", 1)

@@ -5,15 +5,15 @@
 - `parse`: sacct / squeue / scontrol output parsers;
 - `script`: SLURM's job file names and the `#SBATCH` header of a job script, from a neutral `JobSpec`;
 - `backend`: `SlurmBackend` (sbatch, sacct, squeue, scontrol, scancel);
-- `kind`: `SLURM`, the registry's entry (`tasks/backends/select.py`).
+- `kind`: `SLURM`, the registry's entry (`tasks/backends/_select.py`).
 """
 
-from tasks.backends.slurm.backend import SlurmBackend, is_transient_submit_error, override_args, parse_job_id
-from tasks.backends.slurm.kind import SLURM, SLURM_CPUS, SLURM_JOB_ID
-from tasks.backends.slurm.outcomes import OOM_IN_LOG, classify_failure
-from tasks.backends.slurm.parse import parse_elapsed, parse_sacct, parse_scontrol, parse_squeue
-from tasks.backends.slurm.script import SLURM_NAMING, render_directives
-from tasks.backends.slurm.states import STATES, map_state
+from tasks.backends.slurm._backend import SlurmBackend, is_transient_submit_error, override_args, parse_job_id
+from tasks.backends.slurm._kind import SLURM, SLURM_CPUS, SLURM_JOB_ID
+from tasks.backends.slurm._outcomes import OOM_IN_LOG, classify_failure
+from tasks.backends.slurm._parse import parse_elapsed, parse_sacct, parse_scontrol, parse_squeue
+from tasks.backends.slurm._script import SLURM_NAMING, render_directives
+from tasks.backends.slurm._states import STATES, map_state
 
 __all__ = [
     "OOM_IN_LOG",
