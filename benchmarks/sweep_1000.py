@@ -186,7 +186,7 @@ class Counters:
 
     def install(self) -> None:
         """Count subprocesses, advance steps, status stores and backend calls from now on."""
-        import flows.launch_runs as launch_module  # the flow's own module: its advance_group is patched
+        import flows._launch as launch_module  # the module that defines the flow: its advance_group is patched
         from tasks.model import _status_file as status_file
 
         real_popen_init = subprocess.Popen.__init__

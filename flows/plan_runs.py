@@ -239,7 +239,7 @@ def _recompare(compared: ExtensionPlan, plan: Plan, extend_only: bool) -> Extens
 
 def _run_pilot(design: DesignInput, date: str | None, steps: int, eval_samples: int) -> Plan | str:
     """Run pilot-runs as a subflow and plan again from its measurements; the problem as a line if it failed."""
-    from flows.pilot_runs import pilot_runs  # the pilot runs whole stages; only on request
+    from flows._pilot import pilot_runs  # the pilot runs whole stages; only on request
 
     state = pilot_runs(design, date=date, steps=steps, eval_samples=eval_samples, return_state=True)
     if not state.is_completed():
@@ -256,7 +256,7 @@ def _run_pilot(design: DesignInput, date: str | None, steps: int, eval_samples: 
 
 def _continue_to_setup(group_dir: Path) -> str:
     """Run setup-experiment on the delivered group, as a subflow."""
-    from flows.setup_experiment import setup_experiment  # the stage after this one
+    from flows._setup import setup_experiment  # the stage after this one
 
     get_run_logger().info("Continuing with setup-experiment for %s", group_dir)
     subflow_result(setup_experiment(str(group_dir), return_state=True),

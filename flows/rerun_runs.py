@@ -36,7 +36,7 @@ from prefect import get_run_logger, task
 
 from flows._cli import FlowCommand, absolute
 from flows._common import TASK_OPTIONS, domain_flow, reworded
-from flows.launch_runs import launch_runs
+from flows._launch import launch_runs
 from tasks.execution import rerun_stages
 
 rerun_stages_task = task(name="rerun-stages", **TASK_OPTIONS)(rerun_stages)

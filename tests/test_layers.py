@@ -3,11 +3,11 @@
 - `tasks/` packages are layered one way: a module imports only its own package and packages of
   a lower layer (siblings on one layer, such as `training` and `evaluation`, not each other).
 - Flows import the public surface of a package (`tasks.<package>`, never a module inside it),
-  `blocks`, and the shared helper modules `flows/_*.py`. A flow may run another stage's flow as
-  a subflow (`from flows.setup_experiment import setup_experiment`) and takes nothing else from
-  that flow's module: what two flows share lives in a helper module.
-- Helper modules sit below the flows: they import no flow module, and the subflow imports
-  point one way (a stage never imports a flow that runs it), so any flow module imports alone.
+  `blocks`, and the shared helper modules `flows/_*.py`; no flow imports another flow module,
+  except the parent `run_experiment`, which runs the stages. A stage run by other flows as a
+  subflow (launch-runs, setup-experiment, pilot-runs) is defined in a helper module
+  (`flows/_launch.py` ...) that its own flow module re-exports with its docs and command line.
+- Helper modules sit below the flows: they import no flow module.
 - A package's surface is its `__init__`: every other module is private (underscored), except the
   commands generated job scripts run and the modules generated configs name.
 """
@@ -66,6 +66,9 @@ def layer_violations() -> list[str]:
     return found
 
 
+PARENT_FLOW = "run_experiment"  # the one flow that runs the others, importing their flow modules
+
+
 def _flow_modules_imported(path: Path) -> set[str]:
     """The flow modules (flows/<name>.py, not the helpers flows/_*.py) that `path` imports."""
     names = set()
@@ -78,37 +81,17 @@ def _flow_modules_imported(path: Path) -> set[str]:
 
 def flow_violations(folder: Path = ROOT / "flows") -> list[str]:
     found = []
-    subflows: dict[str, set[str]] = {}
     for path in sorted(folder.glob("*.py")):
         shown = path.relative_to(folder.parent)
         for module in imported_modules(path, with_names=False):
             parts = module.split(".")
             if parts[0] == "tasks" and len(parts) > 2:
                 found.append(f"{shown} imports {module}: use the package's surface tasks.{parts[1]}")
-        for module in imported_modules(path):
-            parts = module.split(".")
-            other_flow = parts[0] == "flows" and len(parts) == 3 and not parts[1].startswith("_")
-            if other_flow and parts[1] != path.stem and parts[2] != parts[1]:  # only the flow function, as a subflow
-                found.append(f"{shown} takes {parts[2]} from the flow module flows.{parts[1]}")
         imported = _flow_modules_imported(path)
-        if path.stem.startswith("_") and imported:
-            found.append(f"{shown} is a helper module but imports the flow module(s) {', '.join(sorted(imported))}")
-        subflows[path.stem] = imported
-    for stage, runs in sorted(subflows.items()):
-        found += [f"flows/{stage}.py and flows/{sub}.py import each other" for sub in sorted(runs)
-                  if stage < sub and stage in _reachable(subflows, sub)]
+        if imported and path.stem != PARENT_FLOW:
+            what = "a helper module" if path.stem.startswith("_") else "a flow"
+            found.append(f"{shown} is {what} but imports the flow module(s) {', '.join(sorted(imported))}")
     return found
-
-
-def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    """Every module `start` imports, directly or through others."""
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        for name in graph.get(todo.pop(), set()) - seen:
-            seen.add(name)
-            todo.append(name)
-    return seen
 
 
 def test_tasks_layers_point_one_way() -> None:
@@ -129,16 +112,17 @@ def test_every_package_has_a_public_surface(package: str) -> None:
 
 
 def test_the_flow_rule_sees_each_violation(tmp_path: Path) -> None:
-    """A flow taking a helper from another flow, a helper importing a flow, and a subflow cycle are reported."""
+    """A helper importing a flow, a flow importing another (even locally) and a module inside a package are reported."""
     folder = tmp_path / "flows"
     folder.mkdir()
     (folder / "_common.py").write_text("from flows.plan_runs import plan_runs\n")
-    (folder / "plan_runs.py").write_text("from flows.setup_experiment import setup_experiment, render_files_task\n")
-    (folder / "setup_experiment.py").write_text("def f():\n    from flows.plan_runs import plan_runs\n")
+    (folder / "plan_runs.py").write_text("def f():\n    from flows.setup_experiment import setup_experiment\n")
+    (folder / "run_experiment.py").write_text("from flows.plan_runs import plan_runs\nfrom flows._setup import s\n")
+    (folder / "setup_experiment.py").write_text("from flows._setup import setup_experiment\nimport tasks.model._plan\n")
     assert flow_violations(folder) == [
         "flows/_common.py is a helper module but imports the flow module(s) plan_runs",
-        "flows/plan_runs.py takes render_files_task from the flow module flows.setup_experiment",
-        "flows/plan_runs.py and flows/setup_experiment.py import each other",
+        "flows/plan_runs.py is a flow but imports the flow module(s) setup_experiment",
+        "flows/setup_experiment.py imports tasks.model._plan: use the package's surface tasks.model",
     ]
 
 
