@@ -96,10 +96,13 @@ def _choose(priors: list[PriorRun], model: str, packed: bool, dataset: Path | No
     return ranked[0], ranked[0].model == model
 
 
-def _prior_figure(value: float, prior: PriorRun, same: bool) -> Figure:
-    """A figure from `prior`'s log: measured on this model (`same`), else scaled from the prior's model."""
+def _prior_figure(value: float, prior: PriorRun, same: bool, detail: str = "") -> Figure:
+    """A figure from `prior`'s log: measured on this model (`same`), else scaled from the prior's model.
+
+    `detail` says more about how the value was derived from the log.
+    """
     source = f"prior log {prior.log_path}" if same else f"scaled from {prior.model} prior log {prior.log_path}"
-    return measured_figure(value, source, same, prior.pilot)
+    return measured_figure(value, source + detail, same, prior.pilot)
 
 
 def _density_figure(run: Run, priors: list[PriorRun]) -> Figure:
@@ -211,22 +214,21 @@ def _timing(run: Run, priors: list[PriorRun], density: Figure, trained: int, bs:
     prior_ranks = sp.ranks or ranks  # a distributed log that does not say: taken as this plan's
     per_gpu = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * prior_density / slowdown
     eval_per_gpu = per_gpu  # inference runs sample by sample: scaled from the prior's own samples per second
-    origin = _prior_figure(0.0, sp, s_same)
-    source = origin.source + (f", by the {fitted}" if fitted else "")
+    detail = f", by the {fitted}" if fitted else ""
     if own_tokens and p.packed and sp.packed and sp.max_seq_len:
         # the prior's throughput is packs of its max_seq_len per second: converted to this data's packs
         tokens_s = sp.speed_it_s * sp.batch_size * (sp.gradient_accumulation_steps or 1) * sp.max_seq_len / slowdown
         per_gpu = tokens_s / p.max_seq_len * density.value
-        source += (f", as {tokens_s:,.0f} tokens/s per GPU (its packs of {sp.max_seq_len} tokens) over this data's "
+        detail += (f", as {tokens_s:,.0f} tokens/s per GPU (its packs of {sp.max_seq_len} tokens) over this data's "
                    f"{density.value:.3g} samples per {p.max_seq_len}-token pack")
     elif own_tokens and p.packed:
         notes.append(f"{run.model}: the prior log {sp.log_path} trained unpacked, so its samples per second are "
                      "carried over as they are (not converted by tokens); treat training time as preliminary.")
     samples_per_s = per_gpu * ranks
     if ranks != prior_ranks:
-        source += f", x{ranks / prior_ranks:g} for {ranks} GPU(s), it ran on {prior_ranks} (linear: an upper bound)"
+        detail += f", x{ranks / prior_ranks:g} for {ranks} GPU(s), it ran on {prior_ranks} (linear: an upper bound)"
     passes = periodic_validation_passes(steps, p.validate_every_n_steps, p.epochs) if p.validation else None
-    speed = origin.model_copy(update={"value": _r(sp.speed_it_s / slowdown), "source": source})
+    speed = _prior_figure(_r(sp.speed_it_s / slowdown), sp, s_same, detail)
     minutes, startup = _epoch_minutes(trained / samples_per_s, sp, s_same, speed, passes)
     if p.validation and s_same and sp.save_s is not None and sp.validation_s is None:
         notes.append(f"{model}: {sp.log_path} ran without validation, so no validation pass is timed; "
