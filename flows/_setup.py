@@ -66,7 +66,7 @@ def setup_experiment(
     validate_configs: bool = True,
     check_fidelity: bool = True,
 ) -> str | State:
-    """Create run folders, torchtune configs and SLURM scripts for a planned run group.
+    """Create run folders, torchtune configs and job scripts for a planned run group.
 
     Args:
         group_dir: the run group folder that plan-runs wrote (holds experiment.yaml).
